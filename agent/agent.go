@@ -1,0 +1,276 @@
+package agent
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/mux"
+)
+
+// Version is reported in every hello.
+const Version = "0.1.0"
+
+// Config tunes a running agent. Zero values take the defaults.
+type Config struct {
+	Dir         string        // state directory written by Enroll
+	RelayAddr   string        // overrides the agent listener address from enrollment
+	DialTimeout time.Duration // LAN dial timeout, default 5 s
+	Logger      *slog.Logger
+}
+
+// Agent is an enrolled agent. Run keeps it connected.
+type Agent struct {
+	cfg   Config
+	id    *Identity
+	allow *Allowlist
+	log   *slog.Logger
+
+	bytesIn  atomic.Uint64 // target → relay
+	bytesOut atomic.Uint64 // relay → target
+	active   atomic.Int64
+	tunnels  atomic.Uint64
+
+	connected atomic.Bool
+}
+
+// ErrRefused is wrapped when the relay refuses this agent for good
+// (revoked, unknown). Run returns it instead of retrying.
+var ErrRefused = errors.New("relay refused this agent")
+
+// New loads the enrolled identity and the kept allowlist from cfg.Dir.
+func New(cfg Config) (*Agent, error) {
+	if cfg.DialTimeout == 0 {
+		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	id, err := LoadIdentity(cfg.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.RelayAddr != "" {
+		id.RelayAddr = cfg.RelayAddr
+	}
+	allow, err := LoadAllowlist(filepath.Join(cfg.Dir, allowlistFile))
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, id: id, allow: allow, log: cfg.Logger.With("agent", id.AgentID)}, nil
+}
+
+// ID is the agent's id (its certificate CN).
+func (a *Agent) ID() string { return a.id.AgentID }
+
+// Allowlist is the list the agent enforces.
+func (a *Agent) Allowlist() *Allowlist { return a.allow }
+
+// Connected reports whether a session is up.
+func (a *Agent) Connected() bool { return a.connected.Load() }
+
+// Backoff bounds. The first retry comes fast so a relay restart costs
+// seconds; the cap keeps a fleet of thousands from hammering a relay that
+// is down for long.
+const (
+	backoffMin = 250 * time.Millisecond
+	backoffMax = 30 * time.Second
+	// A session that lived this long resets the backoff.
+	healthySession = 10 * time.Second
+)
+
+// Run connects and reconnects until ctx ends or the relay refuses the
+// agent for good.
+func (a *Agent) Run(ctx context.Context) error {
+	backoff := backoffMin
+	for {
+		start := time.Now()
+		err := a.session(ctx)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if errors.Is(err, ErrRefused) {
+			a.log.Error("relay refused agent; not retrying", "err", err)
+			return err
+		}
+		if time.Since(start) > healthySession {
+			backoff = backoffMin
+		}
+		// Full jitter in [backoff/2, backoff): a relay restart does not
+		// bring every agent back in the same millisecond.
+		wait := backoff/2 + rand.N(backoff/2)
+		a.log.Warn("session ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		backoff = min(backoff*2, backoffMax)
+	}
+}
+
+// session runs one TLS + smux session until it fails or ctx ends.
+func (a *Agent) session(ctx context.Context) error {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, Config: a.id.tlsConfig()}
+	conn, err := d.DialContext(ctx, "tcp", a.id.RelayAddr)
+	if err != nil {
+		return fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
+	}
+	sess, err := smux.Client(conn, mux.Config())
+	if err != nil {
+		conn.Close()
+		return err
+	}
+	defer sess.Close()
+	stop := context.AfterFunc(ctx, func() { sess.Close() })
+	defer stop()
+
+	ctrl, err := sess.OpenStream()
+	if err != nil {
+		return fmt.Errorf("open control stream: %w", err)
+	}
+	ack, err := a.hello(ctrl)
+	if err != nil {
+		return err
+	}
+	a.log.Info("connected", "relay", a.id.RelayAddr, "node", ack.Relay, "allowlist_version", a.allow.Version())
+	a.connected.Store(true)
+	defer a.connected.Store(false)
+
+	c := &controlConn{s: ctrl}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.heartbeat(c, time.Duration(ack.HeartbeatSeconds)*time.Second, sess.CloseChan())
+	}()
+	go func() {
+		defer wg.Done()
+		defer sess.Close() // a dead control stream ends the session
+		if err := a.readControl(c); err != nil {
+			a.log.Warn("control stream", "err", err)
+		}
+	}()
+	defer wg.Wait()
+
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			return fmt.Errorf("session: %w", err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			a.serveTunnel(st)
+		}()
+	}
+}
+
+// hello sends the agent's hello and waits for the relay's answer.
+func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
+	ctrl.SetDeadline(time.Now().Add(15 * time.Second))
+	defer ctrl.SetDeadline(time.Time{})
+	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: Version, AllowlistVersion: a.allow.Version()})
+	if err != nil {
+		return mux.HelloAck{}, fmt.Errorf("send hello: %w", err)
+	}
+	t, body, err := mux.ReadMessage(ctrl)
+	if err != nil {
+		return mux.HelloAck{}, fmt.Errorf("read hello answer: %w", err)
+	}
+	var ack mux.HelloAck
+	if t != mux.MsgHelloAck {
+		return ack, fmt.Errorf("relay answered hello with message type %d", t)
+	}
+	if err := mux.Decode(body, &ack); err != nil {
+		return ack, err
+	}
+	if !ack.OK {
+		if ack.Permanent {
+			return ack, fmt.Errorf("%w: %s", ErrRefused, ack.Reason)
+		}
+		return ack, fmt.Errorf("relay refused hello: %s", ack.Reason)
+	}
+	if ack.HeartbeatSeconds <= 0 {
+		ack.HeartbeatSeconds = 5
+	}
+	return ack, nil
+}
+
+// controlConn serialises writes to the control stream: heartbeats and
+// allowlist acks come from different goroutines.
+type controlConn struct {
+	mu sync.Mutex
+	s  *smux.Stream
+}
+
+func (c *controlConn) send(t mux.MsgType, v any) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.s.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return mux.WriteMessage(c.s, t, v)
+}
+
+func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struct{}) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if err := c.send(mux.MsgHeartbeat, a.Counters()); err != nil {
+			return
+		}
+	}
+}
+
+// Counters is what the heartbeat carries.
+func (a *Agent) Counters() mux.Heartbeat {
+	return mux.Heartbeat{
+		BytesIn:       a.bytesIn.Load(),
+		BytesOut:      a.bytesOut.Load(),
+		ActiveStreams: a.active.Load(),
+		TunnelsTotal:  a.tunnels.Load(),
+	}
+}
+
+func (a *Agent) readControl(c *controlConn) error {
+	for {
+		t, body, err := mux.ReadMessage(c.s)
+		if err != nil {
+			return err
+		}
+		switch t {
+		case mux.MsgAllowlist:
+			var al mux.Allowlist
+			if err := mux.Decode(body, &al); err != nil {
+				return err
+			}
+			ack := mux.AllowlistAck{Version: al.Version, Accepted: true}
+			if err := a.allow.Apply(al); err != nil {
+				ack.Accepted, ack.Reason = false, err.Error()
+				a.log.Warn("allowlist push refused", "err", err)
+			} else {
+				a.log.Info("allowlist applied", "version", al.Version, "targets", len(al.Targets))
+			}
+			ack.Held = a.allow.Version()
+			if err := c.send(mux.MsgAllowlistAck, ack); err != nil {
+				return err
+			}
+		default:
+			a.log.Warn("ignoring control message", "type", t)
+		}
+	}
+}

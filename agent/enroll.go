@@ -1,0 +1,144 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/nanodems/connector/internal/atomicfile"
+	"github.com/nanodems/connector/mux"
+)
+
+// EnrollOptions says where and how to enroll.
+type EnrollOptions struct {
+	RelayURL string // the relay's API, https://host:port (http only on loopback)
+	Token    string // the site's one-shot enrollment token
+	// Pin is the relay API certificate's "sha256:<hex>" public-key pin. The
+	// relay's self-signed certificate can only be trusted this way; with a
+	// certificate from a public CA, leave it empty.
+	Pin string
+	Dir string // where the key, certificate and state go
+}
+
+// Enroll makes a key on this machine, sends a CSR with the token, and stores
+// the certificate the relay returns. The key never leaves dir.
+func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
+	u, err := url.Parse(o.RelayURL)
+	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		return nil, fmt.Errorf("agent: relay URL %q is not http(s)://host:port", o.RelayURL)
+	}
+	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+		return nil, fmt.Errorf("agent: refusing to send an enrollment token over plain HTTP to %s; use https", u.Host)
+	}
+	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent: state directory: %w", err)
+	}
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, err
+	}
+	csrDER, err := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	if err != nil {
+		return nil, fmt.Errorf("agent: csr: %w", err)
+	}
+	body, _ := json.Marshal(mux.EnrollRequest{
+		Token: o.Token,
+		CSR:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
+	})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.RelayURL, "/")+"/api/enroll", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(o.Pin)}}
+	resp, err := client.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("agent: enroll at %s: %w", u.Host, err)
+	}
+	defer resp.Body.Close()
+	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode != http.StatusOK {
+		var e struct{ Error string }
+		json.Unmarshal(rb, &e)
+		if e.Error == "" {
+			e.Error = strings.TrimSpace(string(rb))
+		}
+		return nil, fmt.Errorf("agent: relay refused enrollment (%d): %s", resp.StatusCode, e.Error)
+	}
+	var er mux.EnrollResponse
+	if err := json.Unmarshal(rb, &er); err != nil {
+		return nil, fmt.Errorf("agent: enrollment answer: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, err
+	}
+	id := Identity{AgentID: er.AgentID, SiteID: er.SiteID, RelayAddr: er.AgentAddr, RelayURL: o.RelayURL}
+	idJSON, _ := json.MarshalIndent(id, "", "  ")
+	for _, f := range []struct {
+		name string
+		data []byte
+		perm os.FileMode
+	}{
+		{keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600},
+		{certFile, []byte(er.Certificate), 0o644},
+		{caFile, []byte(er.CA), 0o644},
+		{identityFile, idJSON, 0o644},
+	} {
+		if err := atomicfile.Write(filepath.Join(o.Dir, f.name), f.data, f.perm); err != nil {
+			return nil, fmt.Errorf("agent: write %s: %w", f.name, err)
+		}
+	}
+	// A fresh enrollment starts from an empty allowlist: the old site's
+	// list must not survive into the new identity.
+	os.Remove(filepath.Join(o.Dir, allowlistFile))
+	return LoadIdentity(o.Dir)
+}
+
+// pinnedTLS trusts exactly the certificate whose public key hashes to pin,
+// or the system roots when pin is empty.
+func pinnedTLS(pin string) *tls.Config {
+	if pin == "" {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin check
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("relay presented no certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+			if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
+				return fmt.Errorf("relay certificate pin %s does not match --ca-pin %s", got, pin)
+			}
+			return nil
+		},
+	}
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,116 @@
+package cli
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+
+	"github.com/coder/websocket"
+
+	"github.com/nanodems/connector/internal/wsconn"
+)
+
+// Relay says how to reach a relay's API.
+type Relay struct {
+	URL   string // https://host:port (http only for loopback relays)
+	Token string // nt_… API token, sent as Authorization: Bearer
+	// Pin is the "sha256:<hex>" public-key pin of a relay whose API
+	// certificate is self-signed; empty trusts the system roots.
+	Pin string
+}
+
+// TLSConfig trusts the pinned key, or the system roots without a pin.
+func (r Relay) TLSConfig() *tls.Config {
+	if r.Pin == "" {
+		return &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+	pin := r.Pin
+	return &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // replaced by the pin check below
+		VerifyConnection: func(cs tls.ConnectionState) error {
+			if len(cs.PeerCertificates) == 0 {
+				return errors.New("relay presented no certificate")
+			}
+			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
+			if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
+				return fmt.Errorf("relay key %s does not match pin %s", got, pin)
+			}
+			return nil
+		},
+	}
+}
+
+// HTTPClient is an http.Client for this relay.
+func (r Relay) HTTPClient() *http.Client {
+	return &http.Client{Transport: &http.Transport{TLSClientConfig: r.TLSConfig(), ForceAttemptHTTP2: false}}
+}
+
+// RelayError is a relay's refusal, with its HTTP status and one-line reason.
+type RelayError struct {
+	Status int
+	Reason string
+}
+
+func (e *RelayError) Error() string {
+	return fmt.Sprintf("relay refused (%d %s): %s", e.Status, http.StatusText(e.Status), e.Reason)
+}
+
+// DialTunnel opens a raw tunnel to the device port behind handle. The conn
+// supports CloseWrite: the device sees EOF while its answer still flows.
+func DialTunnel(ctx context.Context, r Relay, handle string) (net.Conn, error) {
+	u, err := url.Parse(strings.TrimRight(r.URL, "/") + "/api/tunnel/" + url.PathEscape(handle))
+	if err != nil {
+		return nil, fmt.Errorf("relay URL: %w", err)
+	}
+	switch u.Scheme {
+	case "https":
+		u.Scheme = "wss"
+	case "http":
+		u.Scheme = "ws"
+	default:
+		return nil, fmt.Errorf("relay URL %q is not http(s)", r.URL)
+	}
+	hdr := http.Header{}
+	if r.Token != "" {
+		hdr.Set("Authorization", "Bearer "+r.Token)
+	}
+	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
+		HTTPClient:      r.HTTPClient(),
+		HTTPHeader:      hdr,
+		CompressionMode: websocket.CompressionDisabled,
+	})
+	if err != nil {
+		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
+			return nil, relayError(resp)
+		}
+		return nil, fmt.Errorf("tunnel to %s: %w", handle, err)
+	}
+	ws.SetReadLimit(1 << 20)
+	return wsconn.New(ws, wsconn.Addr("local"), wsconn.Addr(u.Host)), nil
+}
+
+func relayError(resp *http.Response) error {
+	var body struct {
+		Error string `json:"error"`
+	}
+	if resp.Body != nil {
+		b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+		if json.Unmarshal(b, &body) != nil || body.Error == "" {
+			body.Error = strings.TrimSpace(string(b))
+		}
+	}
+	if body.Error == "" {
+		body.Error = http.StatusText(resp.StatusCode)
+	}
+	return &RelayError{Status: resp.StatusCode, Reason: body.Error}
+}

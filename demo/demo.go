@@ -1,0 +1,237 @@
+// Package demo wires a whole installation on loopback: a relay on embedded
+// SQLite, one enrolled agent, and stand-in targets (a camera web page and a
+// TCP echo). `nanodems-relay demo` runs it; end-to-end tests and perf/ use
+// it to stand up real relays and agents in-process.
+package demo
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/relay"
+)
+
+// Options configure a demo. Zero values pick free loopback ports and a
+// temporary data directory.
+type Options struct {
+	DataDir   string
+	APIAddr   string // default 127.0.0.1:0
+	AgentAddr string // default 127.0.0.1:0
+	PlainHTTP bool
+	Logger    *slog.Logger
+}
+
+// Info is what an operator needs to use the demo.
+type Info struct {
+	RelayURL       string `json:"relay_url"`
+	CAPin          string `json:"ca_pin,omitempty"`
+	AdminKey       string `json:"admin_key"`
+	TenantID       string `json:"tenant_id"`
+	SiteID         string `json:"site_id"`
+	UserID         string `json:"user_id"`
+	Token          string `json:"token"`
+	AgentID        string `json:"agent_id"`
+	DeviceID       string `json:"device_id"`
+	EchoHandle     string `json:"echo_handle"`
+	HTTPHandle     string `json:"http_handle"`
+	ConnectCommand string `json:"connect_command"`
+}
+
+// Demo is a running installation.
+type Demo struct {
+	Relay *relay.Server
+	Agent *agent.Agent
+	API   *API
+	Echo  *Echo
+	Info  Info
+
+	camera   *http.Server
+	cancel   context.CancelFunc
+	agentErr chan error
+	tmp      string
+}
+
+// Start brings everything up and returns once the agent is connected and
+// holds the allowlist with both targets.
+func Start(ctx context.Context, o Options) (d *Demo, err error) {
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	d = &Demo{agentErr: make(chan error, 1)}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if o.DataDir == "" {
+		if d.tmp, err = os.MkdirTemp("", "nanodems-demo-"); err != nil {
+			return nil, err
+		}
+		o.DataDir = d.tmp
+	}
+	o.APIAddr = or(o.APIAddr, "127.0.0.1:0")
+	o.AgentAddr = or(o.AgentAddr, "127.0.0.1:0")
+
+	d.Relay, err = relay.New(relay.Config{
+		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr,
+		PlainHTTP: o.PlainHTTP, NodeName: "demo-relay", Logger: o.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err = d.Relay.Start(); err != nil {
+		return nil, err
+	}
+	keyFile := filepath.Join(o.DataDir, "relay", "admin-key")
+	key, err := os.ReadFile(keyFile)
+	if err != nil {
+		return nil, fmt.Errorf("demo needs a fresh data directory (admin key %s): %w", keyFile, err)
+	}
+	in := &d.Info
+	in.RelayURL, in.CAPin, in.AdminKey = d.Relay.APIURL(), d.Relay.APIPin(), strings.TrimSpace(string(key))
+	d.API = NewAPI(in.RelayURL, in.CAPin)
+	if err := d.provision(ctx); err != nil {
+		return nil, err
+	}
+
+	if d.Echo, err = StartEcho("127.0.0.1:0"); err != nil {
+		return nil, err
+	}
+	var camAddr interface{ String() string }
+	d.camera, camAddr, err = StartCamera("127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	_, camPort, _ := strings.Cut(camAddr.String(), ":")
+	cp, _ := strconv.Atoi(camPort)
+	if err := d.addDevice(ctx, cp, d.Echo.Addr().Port); err != nil {
+		return nil, err
+	}
+
+	agentDir := filepath.Join(o.DataDir, "agent")
+	var site struct {
+		EnrollmentToken string `json:"enrollment_token"`
+	}
+	if err := d.API.Do(ctx, "POST", "/api/sites/"+in.SiteID+"/enrollment-tokens", nil, &site, Admin(in.AdminKey)); err != nil {
+		return nil, fmt.Errorf("mint enrollment token: %w", err)
+	}
+	if _, err := agent.Enroll(ctx, agent.EnrollOptions{RelayURL: in.RelayURL, Token: site.EnrollmentToken, Pin: in.CAPin, Dir: agentDir}); err != nil {
+		return nil, err
+	}
+	if d.Agent, err = agent.New(agent.Config{Dir: agentDir, Logger: o.Logger}); err != nil {
+		return nil, err
+	}
+	in.AgentID = d.Agent.ID()
+	actx, cancel := context.WithCancel(context.Background())
+	d.cancel = cancel
+	go func() { d.agentErr <- d.Agent.Run(actx) }()
+	if err := d.WaitAgent(ctx, 10*time.Second); err != nil {
+		return nil, err
+	}
+	in.ConnectCommand = fmt.Sprintf("echo hello | go run ./cmd/nanodems-tunnel connect --relay %s --token %s", in.RelayURL, in.Token)
+	if in.CAPin != "" {
+		in.ConnectCommand += " --ca-pin " + in.CAPin
+	}
+	in.ConnectCommand += " " + in.EchoHandle
+	return d, nil
+}
+
+// provision creates a tenant, a user with an API token, and a site.
+func (d *Demo) provision(ctx context.Context) error {
+	in, admin := &d.Info, Admin(d.Info.AdminKey)
+	var t, u, tok, site struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	if err := d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Demo tenant"}, &t, admin); err != nil {
+		return fmt.Errorf("demo: create tenant: %w", err)
+	}
+	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/users", map[string]string{"email": "operator@demo.invalid", "password": "demo-password-123"}, &u, admin); err != nil {
+		return fmt.Errorf("demo: create user: %w", err)
+	}
+	if err := d.API.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin); err != nil {
+		return fmt.Errorf("demo: create token: %w", err)
+	}
+	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/sites", map[string]string{"name": "Demo site"}, &site, admin); err != nil {
+		return fmt.Errorf("demo: create site: %w", err)
+	}
+	in.TenantID, in.UserID, in.Token, in.SiteID = t.ID, u.ID, tok.Token, site.ID
+	return nil
+}
+
+// addDevice registers the stand-in camera: its web page and the echo port.
+func (d *Demo) addDevice(ctx context.Context, httpPort, echoPort int) error {
+	var dev struct {
+		ID      string            `json:"id"`
+		Handles map[string]string `json:"handles"`
+	}
+	body := map[string]any{"host": "127.0.0.1", "ports": []int{httpPort, echoPort}, "label": "Demo camera", "manufacturer": "nanodems", "model": "stand-in"}
+	if err := d.API.Do(ctx, "POST", "/api/sites/"+d.Info.SiteID+"/devices", body, &dev, Bearer(d.Info.Token)); err != nil {
+		return fmt.Errorf("demo: add device: %w", err)
+	}
+	d.Info.DeviceID = dev.ID
+	d.Info.HTTPHandle = dev.Handles[strconv.Itoa(httpPort)]
+	d.Info.EchoHandle = dev.Handles[strconv.Itoa(echoPort)]
+	return nil
+}
+
+// WaitAgent waits until the agent is connected and holds the site's
+// current allowlist.
+func (d *Demo) WaitAgent(ctx context.Context, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var site struct {
+			AllowlistVersion int64 `json:"allowlist_version"`
+		}
+		err := d.API.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID, nil, &site, Admin(d.Info.AdminKey))
+		if err == nil && d.Agent.Connected() && d.Agent.Allowlist().Version() >= site.AllowlistVersion {
+			return nil
+		}
+		select {
+		case err := <-d.agentErr:
+			return fmt.Errorf("agent stopped: %v", err)
+		default:
+		}
+		if time.Now().After(deadline) {
+			return errors.New("demo: agent did not connect in time")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Close stops the agent, the relay and the targets, and removes a
+// temporary data directory.
+func (d *Demo) Close() {
+	if d.cancel != nil {
+		d.cancel()
+		<-d.agentErr
+	}
+	if d.Relay != nil {
+		d.Relay.Close()
+	}
+	if d.Echo != nil {
+		d.Echo.Close()
+	}
+	if d.camera != nil {
+		d.camera.Close()
+	}
+	if d.tmp != "" {
+		os.RemoveAll(d.tmp)
+	}
+}
+
+func or(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}

@@ -1,0 +1,66 @@
+package demo
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/nanodems/connector/mux"
+)
+
+// Echo is a TCP echo server that honours half-close: when the client stops
+// sending, it finishes echoing and then closes its write side.
+type Echo struct {
+	ln net.Listener
+	wg sync.WaitGroup
+}
+
+// StartEcho listens on addr (e.g. "127.0.0.1:0").
+func StartEcho(addr string) (*Echo, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("echo target: %w", err)
+	}
+	e := &Echo{ln: ln}
+	e.wg.Add(1)
+	go func() {
+		defer e.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			e.wg.Add(1)
+			go func() {
+				defer e.wg.Done()
+				defer c.Close()
+				mux.Copy(c, c, nil)
+			}()
+		}
+	}()
+	return e, nil
+}
+
+// Addr is the listening address.
+func (e *Echo) Addr() *net.TCPAddr { return e.ln.Addr().(*net.TCPAddr) }
+
+// Close stops accepting; open connections end when their clients close.
+func (e *Echo) Close() error { return e.ln.Close() }
+
+// StartCamera serves a stand-in camera web page on addr.
+func StartCamera(addr string) (*http.Server, *net.TCPAddr, error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, nil, fmt.Errorf("camera target: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		io.WriteString(w, "<!doctype html><title>Demo camera</title><h1>Demo camera</h1><p>Reached through the nanodems tunnel.</p>\n")
+	})
+	srv := &http.Server{Handler: mux}
+	go srv.Serve(ln)
+	return srv, ln.Addr().(*net.TCPAddr), nil
+}

@@ -1,0 +1,121 @@
+package mux
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+)
+
+// MsgType tells control messages apart.
+type MsgType uint8
+
+const (
+	MsgHello        MsgType = 1 // agent → relay, first message
+	MsgHelloAck     MsgType = 2 // relay → agent
+	MsgHeartbeat    MsgType = 3 // agent → relay, every 5 s
+	MsgAllowlist    MsgType = 4 // relay → agent
+	MsgAllowlistAck MsgType = 5 // agent → relay
+)
+
+// MaxControlLen bounds one control message body. The largest message is an
+// allowlist push: 5,000 cameras × 4 ports × ~40 bytes of JSON is 800 KB, so
+// 8 MiB leaves room while refusing a peer that asks us to buffer gigabytes.
+const MaxControlLen = 8 << 20
+
+// ErrBadControl is wrapped by every control decoding failure.
+var ErrBadControl = errors.New("mux: bad control message")
+
+// Hello is the agent's first message on the control stream.
+type Hello struct {
+	AgentID          string `json:"agent_id"`
+	Version          string `json:"version"`
+	AllowlistVersion int64  `json:"allowlist_version"`
+}
+
+// HelloAck answers a Hello. When OK is false the relay closes the session
+// after sending it; Permanent tells the agent not to retry (revoked,
+// unknown agent) but to say so and stop.
+type HelloAck struct {
+	OK        bool   `json:"ok"`
+	Reason    string `json:"reason,omitempty"`
+	Permanent bool   `json:"permanent,omitempty"`
+	Relay     string `json:"relay,omitempty"` // the relay node that holds the session
+	// HeartbeatSeconds is the interval the relay expects.
+	HeartbeatSeconds int `json:"heartbeat_seconds"`
+}
+
+// Heartbeat carries the agent's counters.
+type Heartbeat struct {
+	BytesIn       uint64 `json:"bytes_in"`  // from targets toward the relay
+	BytesOut      uint64 `json:"bytes_out"` // from the relay toward targets
+	ActiveStreams int64  `json:"active_streams"`
+	TunnelsTotal  uint64 `json:"tunnels_total"`
+}
+
+// Target is one (host, port) an agent may dial.
+type Target struct {
+	Host string `json:"host"`
+	Port uint16 `json:"port"`
+}
+
+// Allowlist is the full set of targets of a site at one version.
+type Allowlist struct {
+	Version int64    `json:"version"`
+	Targets []Target `json:"targets"`
+}
+
+// AllowlistAck tells the relay what the agent did with a push.
+type AllowlistAck struct {
+	Version  int64  `json:"version"`  // the version pushed
+	Accepted bool   `json:"accepted"` // false: refused, see Reason
+	Held     int64  `json:"held"`     // the version the agent holds now
+	Reason   string `json:"reason,omitempty"`
+}
+
+// WriteMessage writes one control message: type u8 | len u32 | JSON body.
+func WriteMessage(w io.Writer, t MsgType, v any) error {
+	body, err := json.Marshal(v)
+	if err != nil {
+		return fmt.Errorf("mux: encode control %d: %w", t, err)
+	}
+	if len(body) > MaxControlLen {
+		return fmt.Errorf("mux: control %d of %d bytes exceeds %d", t, len(body), MaxControlLen)
+	}
+	b := make([]byte, 5, 5+len(body))
+	b[0] = byte(t)
+	binary.BigEndian.PutUint32(b[1:], uint32(len(body)))
+	_, err = w.Write(append(b, body...))
+	return err
+}
+
+// ReadMessage reads one control message and returns its type and raw body.
+func ReadMessage(r io.Reader) (MsgType, []byte, error) {
+	var fixed [5]byte
+	if _, err := io.ReadFull(r, fixed[:]); err != nil {
+		return 0, nil, err // io.EOF between messages is a clean close
+	}
+	t := MsgType(fixed[0])
+	if t < MsgHello || t > MsgAllowlistAck {
+		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrBadControl, t)
+	}
+	n := binary.BigEndian.Uint32(fixed[1:])
+	if n > MaxControlLen {
+		return 0, nil, fmt.Errorf("%w: %d bytes exceeds %d", ErrBadControl, n, MaxControlLen)
+	}
+	body := make([]byte, n)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return 0, nil, fmt.Errorf("%w: body: %v", ErrBadControl, err)
+	}
+	return t, body, nil
+}
+
+// Decode unmarshals a control body into v, wrapping failures in
+// ErrBadControl.
+func Decode(body []byte, v any) error {
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadControl, err)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package mux
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// BufSize is the copy buffer of every tunnel direction. 64 KiB matches
+// smux's largest frame, so one Read from a stream fills at most one frame
+// and one Write to a stream makes one frame (docs/perf.md has the sweep).
+const BufSize = 64 << 10
+
+var bufPool = sync.Pool{New: func() any { b := make([]byte, BufSize); return &b }}
+
+// GetBuf returns a pooled copy buffer of BufSize bytes; PutBuf returns it.
+func GetBuf() *[]byte  { return bufPool.Get().(*[]byte) }
+func PutBuf(b *[]byte) { bufPool.Put(b) }
+
+// CloseWriter is a connection whose write side can be shut alone
+// (*net.TCPConn, *tls.Conn, *smux.Stream).
+type CloseWriter interface {
+	CloseWrite() error
+}
+
+// Copy copies src to dst through a pooled buffer, adds every chunk to
+// count (if not nil), and then half-closes dst so the peer sees EOF while
+// the other direction keeps flowing. It returns the bytes copied and the
+// first error other than EOF.
+func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
+	if st, ok := dst.(*Stream); ok {
+		total, err := st.readFrom(src, count)
+		if err == nil {
+			err = st.CloseWrite()
+		}
+		return total, err
+	}
+	bp := GetBuf()
+	defer PutBuf(bp)
+	buf := *bp
+	var total int64
+	var err error
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			if count != nil {
+				count.Add(uint64(n))
+			}
+			wn, werr := dst.Write(buf[:n])
+			total += int64(wn)
+			if werr != nil {
+				err = werr
+				break
+			}
+		}
+		if rerr != nil {
+			if rerr != io.EOF {
+				err = rerr
+			}
+			break
+		}
+	}
+	if cw, ok := dst.(CloseWriter); ok && err == nil {
+		err = cw.CloseWrite()
+	}
+	return total, err
+}
+
+// Pipe joins a and b until both directions have ended, preserving
+// half-close: when a's peer stops sending, b sees EOF but may still answer.
+// aToB and bToA count the bytes of each direction (either may be nil).
+// Pipe closes both connections before it returns.
+func Pipe(a, b net.Conn, aToB, bToA *atomic.Uint64) error {
+	errc := make(chan error, 1)
+	go func() {
+		_, err := Copy(b, a, aToB)
+		if err != nil {
+			// A broken direction ends the tunnel: unblock the other copy.
+			a.Close()
+			b.Close()
+		}
+		errc <- err
+	}()
+	_, err := Copy(a, b, bToA)
+	if err != nil {
+		a.Close()
+		b.Close()
+	}
+	err = errors.Join(err, <-errc)
+	a.Close()
+	b.Close()
+	if isClosedErr(err) {
+		return nil
+	}
+	return err
+}
+
+func isClosedErr(err error) bool {
+	return err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+}

@@ -1,0 +1,191 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/pki"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// heartbeatSeconds is the interval agents are told to report at.
+const heartbeatSeconds = 5
+
+func (s *Server) serveAgents(ln net.Listener) {
+	for {
+		c, err := ln.Accept()
+		if err != nil {
+			select {
+			case <-s.done:
+				return
+			default:
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				time.Sleep(50 * time.Millisecond)
+				continue
+			}
+			s.log.Error("agent listener", "err", err)
+			return
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			s.serveAgent(c)
+		}()
+	}
+}
+
+// serveAgent runs one agent connection: mTLS handshake, hello and identity
+// checks, registration, then the control loop until the session ends.
+func (s *Server) serveAgent(raw net.Conn) {
+	defer raw.Close()
+	log := s.log.With("remote", raw.RemoteAddr().String())
+	tc := tls.Server(raw, s.agentTLS)
+	raw.SetDeadline(time.Now().Add(15 * time.Second))
+	if err := tc.Handshake(); err != nil {
+		log.Info("agent TLS handshake failed", "err", err)
+		return
+	}
+	cert := tc.ConnectionState().PeerCertificates[0]
+	cn := cert.Subject.CommonName
+
+	sess, err := smux.Server(tc, mux.Config())
+	if err != nil {
+		return
+	}
+	defer sess.Close()
+	ctrl, err := sess.AcceptStream()
+	if err != nil {
+		log.Info("agent opened no control stream", "cn", cn, "err", err)
+		return
+	}
+	t, body, err := mux.ReadMessage(ctrl)
+	if err != nil || t != mux.MsgHello {
+		log.Info("agent sent no hello", "cn", cn, "type", t, "err", err)
+		return
+	}
+	var hello mux.Hello
+	if err := mux.Decode(body, &hello); err != nil {
+		log.Info("bad hello", "cn", cn, "err", err)
+		return
+	}
+	agent, err := s.checkAgent(cn, pki.Serial(cert.SerialNumber), hello)
+	if err != nil {
+		var ref *refusal
+		if errors.As(err, &ref) {
+			mux.WriteMessage(ctrl, mux.MsgHelloAck, mux.HelloAck{Reason: ref.reason, Permanent: ref.permanent})
+			log.Warn("agent refused", "cn", cn, "reason", ref.reason)
+		} else {
+			mux.WriteMessage(ctrl, mux.MsgHelloAck, mux.HelloAck{Reason: "relay error, retry later"})
+			log.Error("checking agent", "cn", cn, "err", err)
+		}
+		return
+	}
+	raw.SetDeadline(time.Time{})
+
+	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
+	a.allowlistHeld.Store(hello.AllowlistVersion)
+	if err := a.send(mux.MsgHelloAck, mux.HelloAck{OK: true, Relay: s.cfg.NodeName, HeartbeatSeconds: heartbeatSeconds}); err != nil {
+		return
+	}
+	if old := s.agents.add(a); old != nil {
+		old.sess.Close()
+	}
+	defer s.agents.remove(a)
+	// A revoke that raced with this hello must still win.
+	if cur, err := s.store.GetAgent(context.Background(), a.id); err != nil || cur.RevokedAt != nil {
+		return
+	}
+	log = log.With("agent", a.id, "site", a.siteID)
+	log.Info("agent connected", "version", hello.Version, "allowlist_version", hello.AllowlistVersion)
+	s.audit(store.AuditEvent{TenantID: s.tenantOfSite(a.siteID), Actor: "agent:" + a.id, Action: "agent.connect", Target: a.id, Detail: a.remote})
+	if err := s.pushAllowlistTo(context.Background(), a); err != nil {
+		log.Warn("initial allowlist push", "err", err)
+	}
+	err = s.readControl(a)
+	log.Info("agent disconnected", "err", err)
+}
+
+// refusal is a hello the relay refuses; permanent ones tell the agent to
+// stop retrying.
+type refusal struct {
+	reason    string
+	permanent bool
+}
+
+func (r *refusal) Error() string { return r.reason }
+
+// checkAgent admits an agent only if its certificate CN is a registered,
+// unrevoked agent, the certificate is the one issued to it, and the hello
+// names the same agent. Unknown CNs are never grafted into a site.
+func (s *Server) checkAgent(cn, serial string, hello mux.Hello) (store.Agent, error) {
+	ctx := context.Background()
+	agent, err := s.store.GetAgent(ctx, cn)
+	if errors.Is(err, store.ErrNotFound) {
+		s.audit(store.AuditEvent{Actor: "agent:" + cn, Action: "agent.reject_unregistered_cn", Target: cn, Detail: "certificate CN is not a registered agent"})
+		return agent, &refusal{reason: "unknown agent CN " + cn + "; re-enroll this agent", permanent: true}
+	}
+	if err != nil {
+		return agent, err
+	}
+	tenant := s.tenantOfSite(agent.SiteID)
+	switch {
+	case agent.RevokedAt != nil:
+		s.audit(store.AuditEvent{TenantID: tenant, Actor: "agent:" + cn, Action: "agent.reject_revoked", Target: cn})
+		return agent, &refusal{reason: "agent " + cn + " is revoked; re-enroll with a fresh token", permanent: true}
+	case agent.CertSerial != serial:
+		s.audit(store.AuditEvent{TenantID: tenant, Actor: "agent:" + cn, Action: "agent.reject_certificate", Target: cn, Detail: "serial " + serial + " is not the one issued"})
+		return agent, &refusal{reason: "certificate is not the one issued to agent " + cn, permanent: true}
+	case hello.AgentID != cn:
+		return agent, &refusal{reason: fmt.Sprintf("hello names agent %q but the certificate is %q", hello.AgentID, cn), permanent: true}
+	}
+	return agent, nil
+}
+
+// readControl handles heartbeats and allowlist acks until the control
+// stream ends. A dead control stream ends the whole session.
+func (s *Server) readControl(a *agentSession) error {
+	for {
+		t, body, err := mux.ReadMessage(a.ctrl)
+		if err != nil {
+			return err
+		}
+		switch t {
+		case mux.MsgHeartbeat:
+			var hb mux.Heartbeat
+			if err := mux.Decode(body, &hb); err != nil {
+				return err
+			}
+			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: s.cfg.Now()})
+		case mux.MsgAllowlistAck:
+			var ack mux.AllowlistAck
+			if err := mux.Decode(body, &ack); err != nil {
+				return err
+			}
+			a.allowlistHeld.Store(ack.Held)
+			if !ack.Accepted {
+				s.log.Warn("agent refused allowlist push", "agent", a.id, "pushed", ack.Version, "held", ack.Held, "reason", ack.Reason)
+				s.audit(store.AuditEvent{TenantID: s.tenantOfSite(a.siteID), Actor: "agent:" + a.id, Action: "allowlist.refused", Target: a.id, Detail: ack.Reason})
+			}
+		default:
+			return fmt.Errorf("unexpected control message type %d", t)
+		}
+	}
+}
+
+// kick closes the session of an agent, if connected here.
+func (s *Server) kick(agentID string) bool {
+	if a := s.agents.get(agentID); a != nil {
+		a.sess.Close()
+		return true
+	}
+	return false
+}

@@ -1,0 +1,49 @@
+package relay
+
+import (
+	"net/http"
+)
+
+// routesMux is the relay's HTTP surface. Every route is in docs/api.md.
+func (s *Server) routesMux() http.Handler {
+	m := http.NewServeMux()
+	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName})
+	})
+	m.HandleFunc("POST /api/enroll", s.handleEnroll)
+
+	m.HandleFunc("POST /api/admin/tenants", s.api(s.createTenant))
+	m.HandleFunc("POST /api/tenants/{tenantId}/users", s.api(s.createUser))
+	m.HandleFunc("POST /api/users/{userId}/tokens", s.api(s.createToken))
+	m.HandleFunc("DELETE /api/users/{userId}/tokens/{tokenId}", s.api(s.revokeToken))
+	m.HandleFunc("POST /api/tenants/{tenantId}/sites", s.api(s.createSite))
+	m.HandleFunc("GET /api/sites/{siteId}", s.api(s.getSite))
+	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", s.api(s.createEnrollmentToken))
+	m.HandleFunc("POST /api/sites/{siteId}/devices", s.api(s.createDevice))
+	m.HandleFunc("GET /api/sites/{siteId}/devices", s.api(s.listDevices))
+	m.HandleFunc("GET /api/devices/{deviceId}", s.api(s.getDevice))
+	m.HandleFunc("PATCH /api/devices/{deviceId}", s.api(s.patchDevice))
+	m.HandleFunc("DELETE /api/devices/{deviceId}", s.api(s.deleteDevice))
+	m.HandleFunc("GET /api/sites/{siteId}/agents", s.api(s.listAgents))
+	m.HandleFunc("POST /api/agents/{agentId}/revoke", s.api(s.revokeAgent))
+	m.HandleFunc("GET /api/audit", s.api(s.listAudit))
+
+	m.HandleFunc("GET /api/tunnel/{handle}", s.handleTunnel)
+	return m
+}
+
+// apiFunc is an authenticated JSON handler; a returned error becomes the
+// response.
+type apiFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
+
+func (s *Server) api(f apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil {
+			err = f(w, r, p)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	}
+}

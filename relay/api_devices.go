@@ -1,0 +1,218 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/handle"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// deviceInput is the body of device create and patch; on patch, absent
+// fields keep their value.
+type deviceInput struct {
+	Host         *string `json:"host"`
+	Ports        []int   `json:"ports"`
+	Label        *string `json:"label"`
+	Manufacturer *string `json:"manufacturer"`
+	Model        *string `json:"model"`
+	Notes        *string `json:"notes"`
+}
+
+// maxPorts bounds the ports of one device: a camera has a handful (HTTP,
+// HTTPS, RTSP, SDK, ONVIF); hundreds would be a port sweep.
+const maxPorts = 64
+
+func (in *deviceInput) apply(d *store.Device) error {
+	if in.Host != nil {
+		d.Host = strings.TrimSpace(*in.Host)
+	}
+	if in.Ports != nil {
+		d.Ports = in.Ports
+	}
+	for dst, src := range map[*string]*string{&d.Label: in.Label, &d.Manufacturer: in.Manufacturer, &d.Model: in.Model, &d.Notes: in.Notes} {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	// The header check is what the agent will enforce: validate with it.
+	if _, err := mux.AppendHeader(nil, mux.Header{Host: d.Host, Port: 1}); err != nil || strings.ContainsAny(d.Host, "/?#@") {
+		return fmt.Errorf("%w: host %q is not a host name or IP address", errBadRequest, d.Host)
+	}
+	if len(d.Ports) == 0 || len(d.Ports) > maxPorts {
+		return fmt.Errorf("%w: a device needs 1 to %d ports", errBadRequest, maxPorts)
+	}
+	seen := map[int]bool{}
+	for _, p := range d.Ports {
+		if p < 1 || p > 65535 {
+			return fmt.Errorf("%w: port %d is out of range", errBadRequest, p)
+		}
+		if seen[p] {
+			return fmt.Errorf("%w: port %d is listed twice", errBadRequest, p)
+		}
+		seen[p] = true
+	}
+	return nil
+}
+
+// deviceJSON is a device as the API shows it, with its live handles.
+func (s *Server) deviceJSON(ctx context.Context, d store.Device, version int64) (map[string]any, error) {
+	hs, err := s.store.ListHandles(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
+	handles := map[string]string{}
+	for _, h := range hs {
+		handles[strconv.Itoa(h.Port)] = h.Handle
+	}
+	out := map[string]any{
+		"id": d.ID, "site_id": d.SiteID, "host": d.Host, "ports": d.Ports,
+		"label": d.Label, "manufacturer": d.Manufacturer, "model": d.Model, "notes": d.Notes,
+		"loopback_ip": d.LoopbackIP, "handles": handles, "created_at": d.CreatedAt,
+	}
+	if version > 0 {
+		out["allowlist_version"] = version
+	}
+	return out, nil
+}
+
+func (s *Server) newHandles(tenantID, deviceID string, ports []int) []store.Handle {
+	hs := make([]store.Handle, len(ports))
+	for i, p := range ports {
+		hs[i] = store.Handle{Handle: handle.New(), TenantID: tenantID, DeviceID: deviceID, Port: p, CreatedAt: s.cfg.Now()}
+	}
+	return hs
+}
+
+func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	var in deviceInput
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	d := store.Device{ID: newID("dev_"), SiteID: site.ID, CreatedAt: s.cfg.Now()}
+	if err := in.apply(&d); err != nil {
+		return err
+	}
+	d, version, err := s.store.CreateDevice(r.Context(), d, s.newHandles(site.TenantID, d.ID, d.Ports))
+	if err != nil {
+		return err
+	}
+	s.afterDeviceChange(r.Context(), site, p, "device.create", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
+	out, err := s.deviceJSON(r.Context(), d, version)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// deviceFor loads a device and its site, checking that p may act on it.
+func (s *Server) deviceFor(r *http.Request, p Principal) (store.Device, store.Site, error) {
+	id := r.PathValue("deviceId")
+	d, err := s.store.GetDevice(r.Context(), id)
+	if err != nil {
+		return d, store.Site{}, fmt.Errorf("device %s: %w", id, err)
+	}
+	site, err := s.siteFor(r, p, d.SiteID)
+	return d, site, err
+}
+
+func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, _, err := s.deviceFor(r, p)
+	if err != nil {
+		return err
+	}
+	out, err := s.deviceJSON(r.Context(), d, 0)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	devs, err := s.store.ListDevices(r.Context(), site.ID)
+	if err != nil {
+		return err
+	}
+	out := make([]map[string]any, 0, len(devs))
+	for _, d := range devs {
+		j, err := s.deviceJSON(r.Context(), d, 0)
+		if err != nil {
+			return err
+		}
+		out = append(out, j)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// patchDevice edits a device. New ports get fresh handles, removed ports'
+// handles are revoked, and the site's agents get the new allowlist.
+func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, site, err := s.deviceFor(r, p)
+	if err != nil {
+		return err
+	}
+	var in deviceInput
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	old := slices.Clone(d.Ports)
+	if err := in.apply(&d); err != nil {
+		return err
+	}
+	var added []int
+	for _, port := range d.Ports {
+		if !slices.Contains(old, port) {
+			added = append(added, port)
+		}
+	}
+	version, err := s.store.UpdateDevice(r.Context(), d, s.newHandles(site.TenantID, d.ID, added), s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	s.afterDeviceChange(r.Context(), site, p, "device.update", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
+	out, err := s.deviceJSON(r.Context(), d, version)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, site, err := s.deviceFor(r, p)
+	if err != nil {
+		return err
+	}
+	version, err := s.store.DeleteDevice(r.Context(), d.ID, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	s.afterDeviceChange(r.Context(), site, p, "device.delete", d.ID, d.Host)
+	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "allowlist_version": version})
+	return nil
+}
+
+// afterDeviceChange drops cached routes, pushes the allowlist and audits.
+func (s *Server) afterDeviceChange(ctx context.Context, site store.Site, p Principal, action, deviceID, detail string) {
+	s.invalidateRoutes()
+	if err := s.pushAllowlist(ctx, site.ID); err != nil {
+		s.log.Error("allowlist push", "site", site.ID, "err", err)
+	}
+	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: action, Target: deviceID, Detail: detail})
+}

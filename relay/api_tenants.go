@@ -1,0 +1,199 @@
+package relay
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/nanodems/connector/relay/secret"
+	"github.com/nanodems/connector/relay/store"
+)
+
+func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if !p.Admin {
+		return fmt.Errorf("%w: creating tenants needs the admin key", errForbidden)
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Name = strings.TrimSpace(in.Name); in.Name == "" {
+		return fmt.Errorf("%w: name is required", errBadRequest)
+	}
+	t := store.Tenant{ID: newID("ten_"), Name: in.Name, CreatedAt: s.cfg.Now()}
+	if err := s.store.CreateTenant(r.Context(), t); err != nil {
+		return err
+	}
+	s.audit(store.AuditEvent{TenantID: t.ID, Actor: p.Actor, Action: "tenant.create", Target: t.ID, Detail: t.Name})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt})
+	return nil
+}
+
+func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+	tenantID := r.PathValue("tenantId")
+	if !p.Admin {
+		return fmt.Errorf("%w: creating users needs the admin key", errForbidden)
+	}
+	if _, err := s.store.GetTenant(r.Context(), tenantID); err != nil {
+		return fmt.Errorf("tenant %s: %w", tenantID, err)
+	}
+	var in struct {
+		Email      string `json:"email"`
+		Password   string `json:"password"`
+		Superadmin bool   `json:"superadmin"`
+	}
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	in.Email = strings.ToLower(strings.TrimSpace(in.Email))
+	if !strings.Contains(in.Email, "@") {
+		return fmt.Errorf("%w: email %q is not an address", errBadRequest, in.Email)
+	}
+	if len(in.Password) < 12 {
+		return fmt.Errorf("%w: password must have at least 12 characters", errBadRequest)
+	}
+	u := store.User{ID: newID("usr_"), TenantID: tenantID, Email: in.Email, PasswordHash: hashPassword(in.Password), Superadmin: in.Superadmin, CreatedAt: s.cfg.Now()}
+	if err := s.store.CreateUser(r.Context(), u); err != nil {
+		return fmt.Errorf("user %s: %w", in.Email, err)
+	}
+	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "user.create", Target: u.ID, Detail: u.Email})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": u.ID, "tenant_id": u.TenantID, "email": u.Email, "superadmin": u.Superadmin, "created_at": u.CreatedAt})
+	return nil
+}
+
+// createToken mints an nt_ API token for a user: by the admin key or by
+// the user themself. The token is bound to the user's tenant and shown
+// only in this response.
+func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	userID := r.PathValue("userId")
+	if !p.Admin && p.UserID != userID {
+		return fmt.Errorf("%w: users mint their own tokens only", errForbidden)
+	}
+	u, err := s.store.GetUser(r.Context(), userID)
+	if err != nil {
+		return fmt.Errorf("user %s: %w", userID, err)
+	}
+	plain, hash := secret.New(secret.APIToken)
+	t := store.APIToken{ID: newID("tok_"), UserID: u.ID, TenantID: u.TenantID, Hash: hash, CreatedAt: s.cfg.Now()}
+	if err := s.store.CreateAPIToken(r.Context(), t); err != nil {
+		return err
+	}
+	s.audit(store.AuditEvent{TenantID: u.TenantID, Actor: p.Actor, Action: "token.create", Target: t.ID, Detail: "for " + u.ID})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "token": plain, "user_id": u.ID, "tenant_id": u.TenantID, "created_at": t.CreatedAt})
+	return nil
+}
+
+func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	userID, tokenID := r.PathValue("userId"), r.PathValue("tokenId")
+	if !p.Admin && p.UserID != userID {
+		return fmt.Errorf("%w: users revoke their own tokens only", errForbidden)
+	}
+	t, err := s.store.GetAPIToken(r.Context(), tokenID)
+	if err != nil || t.UserID != userID {
+		return fmt.Errorf("token %s: %w", tokenID, store.ErrNotFound)
+	}
+	if err := s.store.RevokeAPIToken(r.Context(), tokenID, s.cfg.Now()); err != nil {
+		return err
+	}
+	s.audit(store.AuditEvent{TenantID: t.TenantID, Actor: p.Actor, Action: "token.revoke", Target: tokenID})
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// siteFor loads a site and checks that p may act on it.
+func (s *Server) siteFor(r *http.Request, p Principal, siteID string) (store.Site, error) {
+	site, err := s.store.GetSite(r.Context(), siteID)
+	if err != nil {
+		return site, fmt.Errorf("site %s: %w", siteID, err)
+	}
+	if !p.canAccess(site.TenantID) {
+		return site, fmt.Errorf("%w: site does not belong to your tenant", errForbidden)
+	}
+	return site, nil
+}
+
+func (s *Server) createSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+	tenantID := r.PathValue("tenantId")
+	if !p.canAccess(tenantID) {
+		return fmt.Errorf("%w: tenant is not yours", errForbidden)
+	}
+	if _, err := s.store.GetTenant(r.Context(), tenantID); err != nil {
+		return fmt.Errorf("tenant %s: %w", tenantID, err)
+	}
+	var in struct {
+		Name string `json:"name"`
+	}
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Name = strings.TrimSpace(in.Name); in.Name == "" {
+		return fmt.Errorf("%w: name is required", errBadRequest)
+	}
+	site := store.Site{ID: newID("site_"), TenantID: tenantID, Name: in.Name, CreatedAt: s.cfg.Now()}
+	if err := s.store.CreateSite(r.Context(), site); err != nil {
+		return err
+	}
+	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "site.create", Target: site.ID, Detail: site.Name})
+	out, err := s.mintEnrollment(r, site.ID)
+	if err != nil {
+		return err
+	}
+	out["id"], out["tenant_id"], out["name"], out["allowlist_version"] = site.ID, site.TenantID, site.Name, site.AllowlistVersion
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+func (s *Server) getSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"id": site.ID, "tenant_id": site.TenantID, "name": site.Name, "allowlist_version": site.AllowlistVersion, "created_at": site.CreatedAt})
+	return nil
+}
+
+func (s *Server) createEnrollmentToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	out, err := s.mintEnrollment(r, site.ID)
+	if err != nil {
+		return err
+	}
+	out["site_id"] = site.ID
+	writeJSON(w, http.StatusCreated, out)
+	return nil
+}
+
+// mintEnrollment creates a one-shot enrollment token for a site and the
+// ready-to-paste command that uses it.
+func (s *Server) mintEnrollment(r *http.Request, siteID string) (map[string]any, error) {
+	plain, hash := secret.New(secret.Enrollment)
+	exp := s.cfg.Now().Add(s.cfg.EnrollTTL)
+	if err := s.store.CreateEnrollmentToken(r.Context(), store.EnrollmentToken{Hash: hash, SiteID: siteID, ExpiresAt: exp, CreatedAt: s.cfg.Now()}); err != nil {
+		return nil, err
+	}
+	cmd := fmt.Sprintf("nanodems-agent enroll --relay %s --token %s", s.publicAPIURL(r), plain)
+	if s.apiPin != "" {
+		cmd += " --ca-pin " + s.apiPin
+	}
+	return map[string]any{
+		"enrollment_token":      plain,
+		"enrollment_expires_at": exp.UTC().Format(time.RFC3339),
+		"ca_pin":                s.apiPin,
+		"enroll_command":        cmd,
+	}, nil
+}
+
+// publicAPIURL is the API URL as the caller reached it.
+func (s *Server) publicAPIURL(r *http.Request) string {
+	scheme := "https"
+	if r.TLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + r.Host
+}

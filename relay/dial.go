@@ -1,0 +1,169 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/handle"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// Errors of Dial. Access paths map them to their protocol's status with
+// HTTPStatus (or an RTSP equivalent); the messages are the one-line
+// reasons operators see.
+var (
+	ErrUnknownHandle = errors.New("unknown or revoked handle")
+	ErrOtherTenant   = errors.New("handle does not belong to your tenant")
+	ErrAgentOffline  = errors.New("agent reconnecting")
+	ErrNotAllowed    = errors.New("target not in allowlist")
+	ErrUnreachable   = errors.New("device unreachable")
+	ErrTimeout       = errors.New("device did not answer in time")
+)
+
+// Principal is who asks: an admin key (crosses tenants), or a user or
+// token pinned to one tenant.
+type Principal struct {
+	Admin    bool
+	TenantID string
+	UserID   string
+	Actor    string // for the audit log
+}
+
+func (p Principal) canAccess(tenantID string) bool { return p.Admin || p.TenantID == tenantID }
+
+// DialOptions tune one tunnel.
+type DialOptions struct {
+	Flags uint8 // mux header flags
+}
+
+// Dial opens a tunnel to the device port behind handle h on behalf of p.
+// The returned conn supports CloseWrite (half-close).
+func (s *Server) Dial(ctx context.Context, p Principal, h string, o DialOptions) (net.Conn, error) {
+	r, err := s.resolve(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	if !p.canAccess(r.TenantID) {
+		return nil, ErrOtherTenant
+	}
+	return s.dialRoute(ctx, r, o)
+}
+
+// resolve maps a handle to its live route, from memory when it can.
+func (s *Server) resolve(ctx context.Context, h string) (store.Route, error) {
+	if _, err := handle.Parse(h); err != nil {
+		return store.Route{}, ErrUnknownHandle
+	}
+	var r store.Route
+	if v, ok := s.routes.Load(h); ok {
+		r = v.(store.Route)
+	} else {
+		var err error
+		r, err = s.store.ResolveHandle(ctx, h)
+		if errors.Is(err, store.ErrNotFound) {
+			return r, ErrUnknownHandle
+		}
+		if err != nil {
+			return r, fmt.Errorf("resolve handle: %w", err)
+		}
+		s.routes.Store(h, r)
+	}
+	if r.RevokedAt != nil || (r.ExpiresAt != nil && !s.cfg.Now().Before(*r.ExpiresAt)) {
+		return r, ErrUnknownHandle
+	}
+	return r, nil
+}
+
+// invalidateRoutes drops cached routes after any device or handle change.
+// Changes are rare next to tunnel opens, so clearing all is the simple and
+// always-correct choice.
+func (s *Server) invalidateRoutes() { s.routes.Clear() }
+
+// dialRoute picks an agent (the handle's pinned one, else the site's least
+// loaded), opens a stream, and waits for the agent's status.
+func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (net.Conn, error) {
+	a := s.agents.get(r.AgentID)
+	if a == nil || a.siteID != r.SiteID {
+		a = s.agents.leastLoaded(r.SiteID)
+		if a == nil {
+			return nil, ErrAgentOffline
+		}
+		if r.AgentID == "" {
+			// Pin on first use so a camera does not bounce between agents.
+			if err := s.store.PinHandle(ctx, r.Handle, a.id); err == nil {
+				r.AgentID = a.id
+				s.routes.Store(r.Handle, r)
+			}
+		}
+	}
+	st, err := a.sess.OpenStream()
+	if err != nil {
+		return nil, ErrAgentOffline
+	}
+	a.active.Add(1)
+	if err := handshake(ctx, st, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)}); err != nil {
+		st.Close()
+		a.active.Add(-1)
+		return nil, err
+	}
+	return &tunnelConn{Stream: mux.NewStream(st), agent: a}, nil
+}
+
+// openTimeout bounds the wait for the agent's status when ctx has no
+// deadline: the agent's own LAN dial gives up after 5 s.
+const openTimeout = 15 * time.Second
+
+func handshake(ctx context.Context, st *smux.Stream, h mux.Header) error {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(openTimeout)
+	}
+	st.SetDeadline(deadline)
+	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
+	defer stop()
+	if err := mux.WriteHeader(st, h); err != nil {
+		return fmt.Errorf("%w: %v", ErrAgentOffline, err)
+	}
+	err := mux.ReadStatus(st)
+	st.SetDeadline(time.Time{})
+	var se *mux.StatusError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &se):
+		switch se.Code {
+		case mux.NotAllowed:
+			return fmt.Errorf("%w: %s", ErrNotAllowed, se.Reason)
+		case mux.TimedOut:
+			return fmt.Errorf("%w: %s", ErrTimeout, se.Reason)
+		case mux.Refused:
+			return fmt.Errorf("%w: connection refused", ErrUnreachable)
+		default:
+			return fmt.Errorf("%w: %s", ErrUnreachable, se.Error())
+		}
+	case ctx.Err() != nil:
+		return ctx.Err()
+	default:
+		return fmt.Errorf("%w: %v", ErrTimeout, err)
+	}
+}
+
+// tunnelConn is a tunnel: a framed stream that keeps its agent's count of
+// active tunnels right.
+type tunnelConn struct {
+	*mux.Stream
+	agent *agentSession
+	once  sync.Once
+}
+
+func (c *tunnelConn) Close() error {
+	c.once.Do(func() { c.agent.active.Add(-1) })
+	return c.Stream.Close()
+}

@@ -1,0 +1,76 @@
+package relay
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/nanodems/connector/relay/store"
+)
+
+// HTTPStatus maps an error of Dial, authentication or the store to the
+// HTTP status an operator should see.
+func HTTPStatus(err error) int {
+	switch {
+	case errors.Is(err, errNoCredential), errors.Is(err, errBadCredential):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrOtherTenant), errors.Is(err, ErrNotAllowed), errors.Is(err, errForbidden):
+		return http.StatusForbidden
+	case errors.Is(err, ErrUnknownHandle), errors.Is(err, store.ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrAgentOffline):
+		return http.StatusServiceUnavailable
+	case errors.Is(err, ErrUnreachable):
+		return http.StatusBadGateway
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return http.StatusGatewayTimeout
+	case errors.Is(err, errBadRequest):
+		return http.StatusBadRequest
+	case errors.Is(err, store.ErrConflict):
+		return http.StatusConflict
+	}
+	return http.StatusInternalServerError
+}
+
+var (
+	errForbidden  = errors.New("forbidden")
+	errBadRequest = errors.New("bad request")
+)
+
+// writeError answers with {"error": "<one line>"} and the mapped status.
+// Internal errors are logged in full and answered without detail.
+func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	code := HTTPStatus(err)
+	msg := err.Error()
+	if code == http.StatusInternalServerError {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = "internal error"
+	}
+	if code == http.StatusUnauthorized {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="nanodems"`)
+	}
+	writeJSON(w, code, map[string]string{"error": msg})
+}
+
+func writeJSON(w http.ResponseWriter, code int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(v)
+}
+
+// readJSON decodes a request body of at most 1 MiB, refusing unknown
+// fields so a typo in a field name is an error, not a silent default.
+func readJSON(r *http.Request, v any) error {
+	dec := json.NewDecoder(io.LimitReader(r.Body, 1<<20))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+	}
+	return nil
+}

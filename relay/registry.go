@@ -1,0 +1,125 @@
+package relay
+
+import (
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/mux"
+)
+
+// agentSession is one connected agent: its smux session and control stream.
+type agentSession struct {
+	id, siteID  string
+	remote      string
+	connectedAt time.Time
+	sess        *smux.Session
+	ctrl        *smux.Stream
+
+	wmu sync.Mutex // serialises control writes
+
+	active        atomic.Int64 // tunnels open through the relay right now
+	heartbeat     atomic.Pointer[heartbeat]
+	allowlistHeld atomic.Int64
+}
+
+type heartbeat struct {
+	mux.Heartbeat
+	At time.Time
+}
+
+func (a *agentSession) send(t mux.MsgType, v any) error {
+	a.wmu.Lock()
+	defer a.wmu.Unlock()
+	a.ctrl.SetWriteDeadline(time.Now().Add(10 * time.Second))
+	return mux.WriteMessage(a.ctrl, t, v)
+}
+
+// registry indexes the connected agents of this relay by id and by site.
+type registry struct {
+	mu     sync.RWMutex
+	byID   map[string]*agentSession
+	bySite map[string]map[string]*agentSession
+}
+
+func newRegistry() *registry {
+	return &registry{byID: map[string]*agentSession{}, bySite: map[string]map[string]*agentSession{}}
+}
+
+// add registers a and returns the session it replaces, if any (an agent
+// that reconnected before its old session timed out).
+func (r *registry) add(a *agentSession) (old *agentSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old = r.byID[a.id]
+	if old != nil {
+		delete(r.bySite[old.siteID], old.id)
+	}
+	r.byID[a.id] = a
+	if r.bySite[a.siteID] == nil {
+		r.bySite[a.siteID] = map[string]*agentSession{}
+	}
+	r.bySite[a.siteID][a.id] = a
+	return old
+}
+
+// remove unregisters a if it is still the current session of its agent.
+func (r *registry) remove(a *agentSession) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.byID[a.id] != a {
+		return
+	}
+	delete(r.byID, a.id)
+	delete(r.bySite[a.siteID], a.id)
+	if len(r.bySite[a.siteID]) == 0 {
+		delete(r.bySite, a.siteID)
+	}
+}
+
+func (r *registry) get(id string) *agentSession {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return r.byID[id]
+}
+
+// leastLoaded picks the site's online agent with the fewest active
+// tunnels, ties broken by id (spec 002 §4: OrderBy(ActiveStreams)
+// ThenBy(AgentId)).
+func (r *registry) leastLoaded(siteID string) *agentSession {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	var best *agentSession
+	var bestN int64
+	for _, a := range r.bySite[siteID] {
+		n := a.active.Load()
+		if best == nil || n < bestN || (n == bestN && a.id < best.id) {
+			best, bestN = a, n
+		}
+	}
+	return best
+}
+
+func (r *registry) site(siteID string) []*agentSession {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	out := make([]*agentSession, 0, len(r.bySite[siteID]))
+	for _, a := range r.bySite[siteID] {
+		out = append(out, a)
+	}
+	return out
+}
+
+func (r *registry) closeAll() {
+	r.mu.RLock()
+	all := make([]*agentSession, 0, len(r.byID))
+	for _, a := range r.byID {
+		all = append(all, a)
+	}
+	r.mu.RUnlock()
+	for _, a := range all {
+		a.sess.Close()
+	}
+}

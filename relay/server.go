@@ -1,0 +1,281 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/nanodems/connector/internal/atomicfile"
+	"github.com/nanodems/connector/relay/pki"
+	"github.com/nanodems/connector/relay/secret"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// Config configures a relay. Zero values take the defaults.
+type Config struct {
+	DataDir   string // SQLite database, CA, keys; created 0700
+	AgentAddr string // agent listener, default ":8443"
+	APIAddr   string // HTTPS API, default ":9443"
+	// PlainHTTP serves the API without TLS. It is refused unless APIAddr is
+	// a loopback address: tokens must never cross a network in clear.
+	PlainHTTP bool
+	// TLSCertFile/TLSKeyFile give the API a certificate (e.g. from a public
+	// CA). Without them the relay makes and keeps a self-signed one, and
+	// enrollment pins it.
+	TLSCertFile, TLSKeyFile string
+	// PublicAgentAddr is the host:port enrolled agents dial. Default: the
+	// host the enrolling agent used for the API, with the agent port.
+	PublicAgentAddr string
+	// Hosts are extra DNS names / IPs for the relay's certificates.
+	Hosts     []string
+	NodeName  string        // this relay in "Relay" columns; default hostname
+	EnrollTTL time.Duration // enrollment token lifetime, default 24 h
+	Now       func() time.Time
+	Logger    *slog.Logger
+	Store     store.Store // default: SQLite at DataDir/relay.db
+}
+
+// Server is a running relay.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	store  store.Store
+	ca     *pki.CA
+	apiPin string // "sha256:…" of the API certificate, "" with PlainHTTP
+
+	agentTLS *tls.Config
+	apiTLS   *tls.Config
+
+	adminKeyHash []byte
+	adminKeyFile string // set on the first start only
+
+	agents *registry
+	routes sync.Map // handle → store.Route, invalidated on change
+
+	agentLn, apiLn net.Listener
+	http           *http.Server
+	wg             sync.WaitGroup
+	closeOnce      sync.Once
+	done           chan struct{}
+}
+
+// New opens (or initialises) the relay's state in cfg.DataDir. It does not
+// listen yet; see Start.
+func New(cfg Config) (*Server, error) {
+	if cfg.DataDir == "" {
+		return nil, errors.New("relay: no data directory")
+	}
+	if cfg.AgentAddr == "" {
+		cfg.AgentAddr = ":8443"
+	}
+	if cfg.APIAddr == "" {
+		cfg.APIAddr = ":9443"
+	}
+	if cfg.EnrollTTL == 0 {
+		cfg.EnrollTTL = 24 * time.Hour
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.NodeName == "" {
+		cfg.NodeName, _ = os.Hostname()
+	}
+	if cfg.PlainHTTP && !isLoopbackAddr(cfg.APIAddr) {
+		return nil, fmt.Errorf("relay: plain HTTP is only allowed on a loopback address, not %q", cfg.APIAddr)
+	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("relay: data directory: %w", err)
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), done: make(chan struct{})}
+	var err error
+	if s.store = cfg.Store; s.store == nil {
+		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
+			return nil, err
+		}
+	}
+	if err := s.initSecrets(); err != nil {
+		s.store.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// initSecrets loads or creates the Agent CA, the listener certificates and
+// the admin key.
+func (s *Server) initSecrets() error {
+	var err error
+	s.ca, err = pki.LoadOrCreateCA(s.cfg.DataDir, "agent-ca", "nanodems agent CA")
+	if err != nil {
+		return err
+	}
+	hosts := append([]string{"localhost", "127.0.0.1", "::1", s.cfg.NodeName}, s.cfg.Hosts...)
+	agentCert, err := s.ca.ServerCert(hosts)
+	if err != nil {
+		return err
+	}
+	s.agentTLS = &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{agentCert},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    s.ca.Pool(),
+	}
+	if !s.cfg.PlainHTTP {
+		var apiCert tls.Certificate
+		if s.cfg.TLSCertFile != "" {
+			apiCert, err = tls.LoadX509KeyPair(s.cfg.TLSCertFile, s.cfg.TLSKeyFile)
+		} else {
+			apiCert, err = pki.LoadOrCreateSelfSigned(filepath.Join(s.cfg.DataDir, "api.pem"), filepath.Join(s.cfg.DataDir, "api-key.pem"), hosts)
+		}
+		if err != nil {
+			return fmt.Errorf("relay: API certificate: %w", err)
+		}
+		if s.cfg.TLSCertFile == "" {
+			s.apiPin = pki.Pin(apiCert.Leaf)
+		}
+		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}}
+	}
+	return s.initAdminKey()
+}
+
+// initAdminKey writes the initial admin key, once, to a 0600 file; only its
+// hash is kept in the store.
+func (s *Server) initAdminKey() error {
+	ctx := context.Background()
+	h, err := s.store.GetSetting(ctx, "admin_key_sha256")
+	if err == nil {
+		s.adminKeyHash, err = hex.DecodeString(h)
+		return err
+	}
+	if !errors.Is(err, store.ErrNotFound) {
+		return err
+	}
+	plain, hash := secret.New(secret.AdminKey)
+	path := filepath.Join(s.cfg.DataDir, "admin-key")
+	if err := atomicfile.Write(path, []byte(plain+"\n"), 0o600); err != nil {
+		return fmt.Errorf("relay: write admin key: %w", err)
+	}
+	if err := s.store.SetSetting(ctx, "admin_key_sha256", hex.EncodeToString(hash)); err != nil {
+		return err
+	}
+	s.adminKeyHash, s.adminKeyFile = hash, path
+	s.log.Warn("initial admin key written; keep it safe and delete the file", "path", path)
+	return nil
+}
+
+// AdminKeyFile is the path the initial admin key was written to by this
+// start, or "" when it already existed.
+func (s *Server) AdminKeyFile() string { return s.adminKeyFile }
+
+// APIPin is the API certificate's public-key pin for agents and CLIs, or ""
+// when the API has a certificate from the operator or runs plain HTTP.
+func (s *Server) APIPin() string { return s.apiPin }
+
+// Start opens both listeners and serves until Close.
+func (s *Server) Start() error {
+	var err error
+	if s.agentLn, err = net.Listen("tcp", s.cfg.AgentAddr); err != nil {
+		return fmt.Errorf("relay: agent listener: %w", err)
+	}
+	if s.apiLn, err = net.Listen("tcp", s.cfg.APIAddr); err != nil {
+		s.agentLn.Close()
+		return fmt.Errorf("relay: API listener: %w", err)
+	}
+	s.http = &http.Server{
+		Handler:           s.routesMux(),
+		TLSConfig:         s.apiTLS,
+		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	s.wg.Add(2)
+	go func() {
+		defer s.wg.Done()
+		s.serveAgents(s.agentLn)
+	}()
+	go func() {
+		defer s.wg.Done()
+		var err error
+		if s.apiTLS != nil {
+			err = s.http.ServeTLS(s.apiLn, "", "")
+		} else {
+			err = s.http.Serve(s.apiLn)
+		}
+		if !errors.Is(err, http.ErrServerClosed) {
+			s.log.Error("API listener", "err", err)
+		}
+	}()
+	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "node", s.cfg.NodeName)
+	return nil
+}
+
+// APIURL is the base URL of the API listener.
+func (s *Server) APIURL() string {
+	scheme := "https"
+	if s.apiTLS == nil {
+		scheme = "http"
+	}
+	return scheme + "://" + dialable(s.apiLn.Addr())
+}
+
+// AgentAddr is the agent listener's address.
+func (s *Server) AgentAddr() string { return dialable(s.agentLn.Addr()) }
+
+// Store is the relay's store (tests, demo).
+func (s *Server) Store() store.Store { return s.store }
+
+// Close stops listening, ends every agent session and closes the store.
+func (s *Server) Close() error {
+	var err error
+	s.closeOnce.Do(func() {
+		close(s.done)
+		if s.agentLn != nil {
+			s.agentLn.Close()
+		}
+		if s.http != nil {
+			// Hijacked WebSocket tunnels are not tracked by net/http; they
+			// end when their agent session below closes.
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			s.http.Shutdown(ctx)
+			cancel()
+			s.http.Close()
+		}
+		s.agents.closeAll()
+		s.wg.Wait()
+		err = s.store.Close()
+	})
+	return err
+}
+
+// dialable turns a listener address into one a client can dial: the
+// unspecified address becomes loopback.
+func dialable(a net.Addr) string {
+	host, port, _ := net.SplitHostPort(a.String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, port)
+}
+
+func isLoopbackAddr(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}

@@ -1,0 +1,111 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"time"
+)
+
+// GetSetting returns the value of key, or ErrNotFound.
+func (s *SQLite) GetSetting(ctx context.Context, key string) (string, error) {
+	var v string
+	err := s.db.QueryRowContext(ctx, `SELECT value FROM settings WHERE key = ?`, key).Scan(&v)
+	return v, wrapf(err, "get setting %s", key)
+}
+
+// SetSetting creates or replaces key.
+func (s *SQLite) SetSetting(ctx context.Context, key, value string) error {
+	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES (?, ?)
+		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
+	return wrapf(err, "set setting %s", key)
+}
+
+func (s *SQLite) CreateTenant(ctx context.Context, t Tenant) error {
+	_, err := s.exec(ctx, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`,
+		t.ID, t.Name, ts(t.CreatedAt))
+	return wrapf(err, "create tenant %s", t.ID)
+}
+
+func (s *SQLite) GetTenant(ctx context.Context, id string) (Tenant, error) {
+	var t Tenant
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, name, created_at FROM tenants WHERE id = ?`, id).
+		Scan(&t.ID, &t.Name, &created)
+	if err != nil {
+		return Tenant{}, wrapf(err, "get tenant %s", id)
+	}
+	t.CreatedAt = fromTS(created)
+	return t, nil
+}
+
+// CreateUser stores u. Emails are compared exactly; callers normalize
+// them. A duplicate id or email is ErrConflict.
+func (s *SQLite) CreateUser(ctx context.Context, u User) error {
+	_, err := s.exec(ctx, `INSERT INTO users (id, tenant_id, email, password_hash, superadmin, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		u.ID, nullStr(u.TenantID), u.Email, u.PasswordHash, u.Superadmin, ts(u.CreatedAt))
+	return wrapf(err, "create user %s", u.ID)
+}
+
+const userCols = `id, COALESCE(tenant_id, ''), email, password_hash, superadmin, created_at`
+
+func scanUser(r rowScanner) (User, error) {
+	var u User
+	var created int64
+	if err := r.Scan(&u.ID, &u.TenantID, &u.Email, &u.PasswordHash, &u.Superadmin, &created); err != nil {
+		return User{}, err
+	}
+	u.CreatedAt = fromTS(created)
+	return u, nil
+}
+
+func (s *SQLite) GetUser(ctx context.Context, id string) (User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE id = ?`, id))
+	return u, wrapf(err, "get user %s", id)
+}
+
+func (s *SQLite) GetUserByEmail(ctx context.Context, email string) (User, error) {
+	u, err := scanUser(s.db.QueryRowContext(ctx, `SELECT `+userCols+` FROM users WHERE email = ?`, email))
+	return u, wrapf(err, "get user by email %s", email)
+}
+
+func (s *SQLite) CreateAPIToken(ctx context.Context, t APIToken) error {
+	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, hash, created_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		t.ID, t.UserID, nullStr(t.TenantID), t.Hash, ts(t.CreatedAt), nullTS(t.RevokedAt))
+	return wrapf(err, "create api token %s", t.ID)
+}
+
+// GetAPITokenByHash returns the token whether or not it is revoked; the
+// caller decides.
+func (s *SQLite) GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error) {
+	return s.getAPIToken(ctx, "hash", hash)
+}
+
+// GetAPIToken returns the token with that id, revoked or not.
+func (s *SQLite) GetAPIToken(ctx context.Context, id string) (APIToken, error) {
+	return s.getAPIToken(ctx, "id", id)
+}
+
+// getAPIToken looks a token up by one of its unique columns.
+func (s *SQLite) getAPIToken(ctx context.Context, col string, key any) (APIToken, error) {
+	var t APIToken
+	var created int64
+	var revoked sql.Null[int64]
+	err := s.db.QueryRowContext(ctx, `SELECT id, user_id, COALESCE(tenant_id, ''), hash, created_at, revoked_at
+		FROM api_tokens WHERE `+col+` = ?`, key).
+		Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &created, &revoked)
+	if err != nil {
+		return APIToken{}, wrapf(err, "get api token by %s", col)
+	}
+	t.CreatedAt = fromTS(created)
+	t.RevokedAt = ptrTS(revoked)
+	return t, nil
+}
+
+// RevokeAPIToken marks the token revoked. Revoking it again keeps the
+// first time.
+func (s *SQLite) RevokeAPIToken(ctx context.Context, id string, at time.Time) error {
+	err := s.execOne(ctx, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+	return wrapf(err, "revoke api token %s", id)
+}

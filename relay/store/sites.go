@@ -1,0 +1,117 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+)
+
+func (s *SQLite) CreateSite(ctx context.Context, site Site) error {
+	_, err := s.exec(ctx, `INSERT INTO sites (id, tenant_id, name, allowlist_version, created_at)
+		VALUES (?, ?, ?, ?, ?)`,
+		site.ID, site.TenantID, site.Name, site.AllowlistVersion, ts(site.CreatedAt))
+	return wrapf(err, "create site %s", site.ID)
+}
+
+func (s *SQLite) GetSite(ctx context.Context, id string) (Site, error) {
+	var site Site
+	var created int64
+	err := s.db.QueryRowContext(ctx, `SELECT id, tenant_id, name, allowlist_version, created_at
+		FROM sites WHERE id = ?`, id).
+		Scan(&site.ID, &site.TenantID, &site.Name, &site.AllowlistVersion, &created)
+	if err != nil {
+		return Site{}, wrapf(err, "get site %s", id)
+	}
+	site.CreatedAt = fromTS(created)
+	return site, nil
+}
+
+// bumpSite increments the site's allowlist version inside tx and returns
+// the site's tenant and the new version.
+func bumpSite(ctx context.Context, tx *sql.Tx, siteID string) (tenantID string, version int64, err error) {
+	err = tx.QueryRowContext(ctx, `UPDATE sites SET allowlist_version = allowlist_version + 1
+		WHERE id = ? RETURNING tenant_id, allowlist_version`, siteID).Scan(&tenantID, &version)
+	if err == sql.ErrNoRows {
+		err = fmt.Errorf("site %s: %w", siteID, ErrNotFound)
+	}
+	return tenantID, version, err
+}
+
+func (s *SQLite) CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error {
+	_, err := s.exec(ctx, `INSERT INTO enrollment_tokens (hash, site_id, expires_at, used_at, created_at)
+		VALUES (?, ?, ?, ?, ?)`,
+		t.Hash, t.SiteID, ts(t.ExpiresAt), nullTS(t.UsedAt), ts(t.CreatedAt))
+	return wrapf(err, "create enrollment token for site %s", t.SiteID)
+}
+
+// UseEnrollmentToken checks and spends the token in one write transaction;
+// writes are serialized, so of two concurrent uses exactly one succeeds.
+func (s *SQLite) UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error) {
+	var t EnrollmentToken
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var expires, created int64
+		var used sql.Null[int64]
+		err := tx.QueryRowContext(ctx, `SELECT hash, site_id, expires_at, used_at, created_at
+			FROM enrollment_tokens WHERE hash = ?`, hash).
+			Scan(&t.Hash, &t.SiteID, &expires, &used, &created)
+		if err != nil {
+			return err
+		}
+		t.ExpiresAt, t.UsedAt, t.CreatedAt = fromTS(expires), ptrTS(used), fromTS(created)
+		switch {
+		case t.UsedAt != nil:
+			return ErrUsed
+		case !now.Before(t.ExpiresAt):
+			return ErrExpired
+		}
+		at := roundTS(now)
+		t.UsedAt = &at
+		_, err = tx.ExecContext(ctx, `UPDATE enrollment_tokens SET used_at = ? WHERE hash = ?`, ts(at), hash)
+		return err
+	})
+	if err != nil {
+		return EnrollmentToken{}, wrapf(err, "use enrollment token")
+	}
+	return t, nil
+}
+
+func (s *SQLite) CreateAgent(ctx context.Context, a Agent) error {
+	_, err := s.exec(ctx, `INSERT INTO agents (id, site_id, cert_serial, revoked_at, created_at)
+		VALUES (?, ?, ?, ?, ?)`,
+		a.ID, a.SiteID, a.CertSerial, nullTS(a.RevokedAt), ts(a.CreatedAt))
+	return wrapf(err, "create agent %s", a.ID)
+}
+
+const agentCols = `id, site_id, cert_serial, revoked_at, created_at`
+
+func scanAgent(r rowScanner) (Agent, error) {
+	var a Agent
+	var revoked sql.Null[int64]
+	var created int64
+	if err := r.Scan(&a.ID, &a.SiteID, &a.CertSerial, &revoked, &created); err != nil {
+		return Agent{}, err
+	}
+	a.RevokedAt, a.CreatedAt = ptrTS(revoked), fromTS(created)
+	return a, nil
+}
+
+// GetAgent returns the agent whether or not it is revoked.
+func (s *SQLite) GetAgent(ctx context.Context, id string) (Agent, error) {
+	a, err := scanAgent(s.db.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id))
+	return a, wrapf(err, "get agent %s", id)
+}
+
+// ListAgents returns the site's agents, revoked ones included, oldest first.
+func (s *SQLite) ListAgents(ctx context.Context, siteID string) ([]Agent, error) {
+	as, err := queryAll(ctx, s.db, scanAgent,
+		`SELECT `+agentCols+` FROM agents WHERE site_id = ? ORDER BY created_at, id`, siteID)
+	return as, wrapf(err, "list agents of site %s", siteID)
+}
+
+// RevokeAgent marks the agent revoked. Revoking it again keeps the first
+// time.
+func (s *SQLite) RevokeAgent(ctx context.Context, id string, at time.Time) error {
+	err := s.execOne(ctx, `UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+	return wrapf(err, "revoke agent %s", id)
+}

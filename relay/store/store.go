@@ -1,0 +1,203 @@
+// Package store holds the relay's durable state: tenants, sites, agents,
+// devices, handles, users, API tokens and the audit log.
+//
+// One Store interface serves every backend. The default is embedded SQLite
+// (pure Go, no cgo) in the relay's data directory, so one command starts a
+// working relay. The per-byte path never touches the store: the relay caches
+// handle routes in memory and invalidates them on change.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Errors returned by every Store implementation. Callers test with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrConflict = errors.New("already exists")
+	ErrExpired  = errors.New("expired")
+	ErrUsed     = errors.New("already used")
+	ErrRevoked  = errors.New("revoked")
+)
+
+// Tenant is one customer organisation.
+type Tenant struct {
+	ID        string
+	Name      string
+	CreatedAt time.Time
+}
+
+// Site is one physical location with a shared LAN. AllowlistVersion is
+// bumped by every device change in the site; agents refuse older pushes.
+type Site struct {
+	ID               string
+	TenantID         string
+	Name             string
+	AllowlistVersion int64
+	CreatedAt        time.Time
+}
+
+// EnrollmentToken is a one-shot, expiring secret that lets one agent enroll
+// into a site. Only the SHA-256 of the token is stored.
+type EnrollmentToken struct {
+	Hash      []byte
+	SiteID    string
+	ExpiresAt time.Time
+	UsedAt    *time.Time
+	CreatedAt time.Time
+}
+
+// Agent is an enrolled bridge process. ID is its certificate's CN.
+type Agent struct {
+	ID         string
+	SiteID     string
+	CertSerial string // hex of the certificate serial number
+	RevokedAt  *time.Time
+	CreatedAt  time.Time
+}
+
+// Device is one addressable target on a site's LAN. LoopbackIP is unique
+// across the relay and handed out from 127.0.0.2 upward; it is assigned by
+// CreateDevice.
+type Device struct {
+	ID           string
+	SiteID       string
+	Host         string
+	Ports        []int
+	Label        string
+	Manufacturer string
+	Model        string
+	Notes        string
+	LoopbackIP   string
+	CreatedAt    time.Time
+}
+
+// Handle is the opaque routing token for one (device, port).
+type Handle struct {
+	Handle    string
+	TenantID  string
+	DeviceID  string
+	Port      int
+	AgentID   string // pinned agent; empty until the first tunnel
+	ExpiresAt *time.Time
+	RevokedAt *time.Time
+	CreatedAt time.Time
+}
+
+// Route is what a handle resolves to: everything the relay needs to open a
+// tunnel. It joins the handle with its device and site.
+type Route struct {
+	Handle    string
+	TenantID  string
+	SiteID    string
+	DeviceID  string
+	Host      string
+	Port      int
+	AgentID   string
+	ExpiresAt *time.Time
+	RevokedAt *time.Time
+}
+
+// User is an operator account, pinned to one tenant unless Superadmin.
+type User struct {
+	ID           string
+	TenantID     string
+	Email        string
+	PasswordHash string // PHC-format argon2id string
+	Superadmin   bool
+	CreatedAt    time.Time
+}
+
+// APIToken is a per-user bearer (nt_…). Only its SHA-256 is stored. It is
+// bound to the tenant that was active when it was minted.
+type APIToken struct {
+	ID        string
+	UserID    string
+	TenantID  string
+	Hash      []byte
+	CreatedAt time.Time
+	RevokedAt *time.Time
+}
+
+// AuditEvent is one append-only audit record.
+type AuditEvent struct {
+	ID       int64
+	At       time.Time
+	TenantID string // empty for relay-wide events
+	Actor    string // "admin", "user:<id>", "agent:<id>", "relay"
+	Action   string // e.g. "agent.revoke", "agent.reject_unregistered_cn"
+	Target   string
+	Detail   string
+}
+
+// AuditFilter selects audit events, newest first.
+type AuditFilter struct {
+	TenantID string // empty: all tenants
+	Action   string // empty: all actions
+	Limit    int    // <= 0: 100
+}
+
+// Store is the relay's persistence. Implementations are safe for
+// concurrent use.
+type Store interface {
+	Close() error
+
+	// Settings are relay-wide key/value pairs (e.g. the admin key hash).
+	GetSetting(ctx context.Context, key string) (string, error)
+	SetSetting(ctx context.Context, key, value string) error
+
+	CreateTenant(ctx context.Context, t Tenant) error
+	GetTenant(ctx context.Context, id string) (Tenant, error)
+
+	CreateUser(ctx context.Context, u User) error // ErrConflict on duplicate email
+	GetUser(ctx context.Context, id string) (User, error)
+	GetUserByEmail(ctx context.Context, email string) (User, error)
+
+	CreateAPIToken(ctx context.Context, t APIToken) error
+	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
+	GetAPIToken(ctx context.Context, id string) (APIToken, error)
+	RevokeAPIToken(ctx context.Context, id string, at time.Time) error
+
+	CreateSite(ctx context.Context, s Site) error
+	GetSite(ctx context.Context, id string) (Site, error)
+
+	CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error
+	// UseEnrollmentToken atomically marks the token used and returns it.
+	// ErrNotFound, ErrExpired (now >= ExpiresAt) or ErrUsed otherwise.
+	UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error)
+
+	CreateAgent(ctx context.Context, a Agent) error
+	GetAgent(ctx context.Context, id string) (Agent, error)
+	ListAgents(ctx context.Context, siteID string) ([]Agent, error)
+	RevokeAgent(ctx context.Context, id string, at time.Time) error
+
+	// CreateDevice stores d, assigns its LoopbackIP, inserts its handles and
+	// bumps the site's allowlist version, all in one transaction. It returns
+	// the stored device and the new allowlist version.
+	CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error)
+	// UpdateDevice replaces the device's mutable fields (host, ports, label,
+	// manufacturer, model, notes), inserts add, revokes the live handles of
+	// the device whose port is no longer in d.Ports, and bumps the allowlist
+	// version, in one transaction.
+	UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error)
+	// DeleteDevice revokes the device's handles, removes it and bumps the
+	// allowlist version, in one transaction.
+	DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error)
+	GetDevice(ctx context.Context, id string) (Device, error)
+	ListDevices(ctx context.Context, siteID string) ([]Device, error)
+
+	// InsertHandle stores one handle (legacy imports, re-mints).
+	InsertHandle(ctx context.Context, h Handle) error
+	// ListHandles returns the device's handles that are not revoked.
+	ListHandles(ctx context.Context, deviceID string) ([]Handle, error)
+	// ResolveHandle returns the route of a handle whether or not it is
+	// revoked or expired; the caller decides. ErrNotFound if unknown.
+	ResolveHandle(ctx context.Context, handle string) (Route, error)
+	PinHandle(ctx context.Context, handle, agentID string) error
+	RevokeHandle(ctx context.Context, handle string, at time.Time) error
+
+	AppendAudit(ctx context.Context, e AuditEvent) error
+	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+}

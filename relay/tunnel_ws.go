@@ -1,0 +1,50 @@
+package relay
+
+import (
+	"net/http"
+	"sync/atomic"
+
+	"github.com/coder/websocket"
+
+	"github.com/nanodems/connector/internal/wsconn"
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// maxMessage bounds one WebSocket message from a client. Clients send at
+// most a copy buffer (64 KiB) per message; 1 MiB leaves room for others
+// while a peer cannot make the relay buffer more.
+const maxMessage = 1 << 20
+
+// handleTunnel serves GET /api/tunnel/{handle}: one raw tunnel per
+// WebSocket, bytes in binary messages, an empty message for half-close
+// (internal/wsconn). Every refusal is answered before the upgrade, with
+// the HTTP status and a one-line reason.
+func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
+	p, err := s.authenticate(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	h := r.PathValue("handle")
+	conn, err := s.Dial(r.Context(), p, h, DialOptions{})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if p.Admin {
+		// The admin key crosses tenants; every such tunnel is on record.
+		route, _ := s.resolve(r.Context(), h)
+		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "tunnel.admin_open", Target: h, Detail: r.RemoteAddr})
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		conn.Close()
+		return // Accept has answered the client
+	}
+	ws.SetReadLimit(maxMessage)
+	c := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
+	var up, down atomic.Uint64
+	err = mux.Pipe(c, conn, &up, &down)
+	s.log.Debug("tunnel closed", "handle", h, "up", up.Load(), "down", down.Load(), "err", err)
+}
