@@ -68,6 +68,12 @@ func (e *RelayError) Error() string {
 // DialTunnel opens a raw tunnel to the device port behind handle. The conn
 // supports CloseWrite: the device sees EOF while its answer still flows.
 func DialTunnel(ctx context.Context, r Relay, handle string) (net.Conn, error) {
+	return DialTunnelHeader(ctx, r, handle, nil)
+}
+
+// DialTunnelHeader is DialTunnel with extra request headers (X-License,
+// X-Admin-Api-Key for platform triage, …).
+func DialTunnelHeader(ctx context.Context, r Relay, handle string, extra http.Header) (net.Conn, error) {
 	u, err := url.Parse(strings.TrimRight(r.URL, "/") + "/api/tunnel/" + url.PathEscape(handle))
 	if err != nil {
 		return nil, fmt.Errorf("relay URL: %w", err)
@@ -80,12 +86,19 @@ func DialTunnel(ctx context.Context, r Relay, handle string) (net.Conn, error) {
 	default:
 		return nil, fmt.Errorf("relay URL %q is not http(s)", r.URL)
 	}
-	hdr := http.Header{}
+	hdr := extra.Clone()
+	if hdr == nil {
+		hdr = http.Header{}
+	}
 	if r.Token != "" {
 		hdr.Set("Authorization", "Bearer "+r.Token)
 	}
+	client := r.HTTPClient()
+	// A refusal leaves its connection idle in the pool; the upgraded one
+	// is hijacked and unaffected.
+	defer client.CloseIdleConnections()
 	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
-		HTTPClient:      r.HTTPClient(),
+		HTTPClient:      client,
 		HTTPHeader:      hdr,
 		CompressionMode: websocket.CompressionDisabled,
 	})

@@ -54,10 +54,12 @@ type Demo struct {
 	Echo  *Echo
 	Info  Info
 
-	camera   *http.Server
-	cancel   context.CancelFunc
-	agentErr chan error
-	tmp      string
+	camera    *http.Server
+	cancel    context.CancelFunc
+	agentDone chan struct{} // closed when Agent.Run returns
+	agentErr  error         // what it returned
+	relayCfg  relay.Config
+	tmp       string
 }
 
 // Start brings everything up and returns once the agent is connected and
@@ -66,7 +68,7 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	d = &Demo{agentErr: make(chan error, 1)}
+	d = &Demo{agentDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			d.Close()
@@ -81,16 +83,16 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	o.APIAddr = or(o.APIAddr, "127.0.0.1:0")
 	o.AgentAddr = or(o.AgentAddr, "127.0.0.1:0")
 
-	d.Relay, err = relay.New(relay.Config{
+	d.relayCfg = relay.Config{
 		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr,
 		PlainHTTP: o.PlainHTTP, NodeName: "demo-relay", Logger: o.Logger,
-	})
-	if err != nil {
+	}
+	if d.Relay, err = startRelay(d.relayCfg); err != nil {
 		return nil, err
 	}
-	if err = d.Relay.Start(); err != nil {
-		return nil, err
-	}
+	// A restart must come back on the same addresses.
+	d.relayCfg.APIAddr = strings.TrimPrefix(strings.TrimPrefix(d.Relay.APIURL(), "https://"), "http://")
+	d.relayCfg.AgentAddr = d.Relay.AgentAddr()
 	keyFile := filepath.Join(o.DataDir, "relay", "admin-key")
 	key, err := os.ReadFile(keyFile)
 	if err != nil {
@@ -133,7 +135,10 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	in.AgentID = d.Agent.ID()
 	actx, cancel := context.WithCancel(context.Background())
 	d.cancel = cancel
-	go func() { d.agentErr <- d.Agent.Run(actx) }()
+	go func() {
+		d.agentErr = d.Agent.Run(actx)
+		close(d.agentDone)
+	}()
 	if err := d.WaitAgent(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}
@@ -197,8 +202,8 @@ func (d *Demo) WaitAgent(ctx context.Context, timeout time.Duration) error {
 			return nil
 		}
 		select {
-		case err := <-d.agentErr:
-			return fmt.Errorf("agent stopped: %v", err)
+		case <-d.agentDone:
+			return fmt.Errorf("agent stopped: %v", d.agentErr)
 		default:
 		}
 		if time.Now().After(deadline) {
@@ -213,7 +218,10 @@ func (d *Demo) WaitAgent(ctx context.Context, timeout time.Duration) error {
 func (d *Demo) Close() {
 	if d.cancel != nil {
 		d.cancel()
-		<-d.agentErr
+		<-d.agentDone
+	}
+	if d.API != nil {
+		d.API.Client.CloseIdleConnections()
 	}
 	if d.Relay != nil {
 		d.Relay.Close()
@@ -227,6 +235,34 @@ func (d *Demo) Close() {
 	if d.tmp != "" {
 		os.RemoveAll(d.tmp)
 	}
+}
+
+// AgentExited is closed when the agent's Run returns; AgentErr then says
+// why (nil after Close).
+func (d *Demo) AgentExited() <-chan struct{} { return d.agentDone }
+
+// AgentErr is what the agent's Run returned, once AgentExited is closed.
+func (d *Demo) AgentErr() error { return d.agentErr }
+
+// RestartRelay closes the relay and starts it again on the same data
+// directory and addresses, as a deploy would.
+func (d *Demo) RestartRelay() error {
+	d.Relay.Close()
+	var err error
+	d.Relay, err = startRelay(d.relayCfg)
+	return err
+}
+
+func startRelay(cfg relay.Config) (*relay.Server, error) {
+	s, err := relay.New(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Start(); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
 }
 
 func or(s, def string) string {

@@ -68,6 +68,22 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 	return total, err
 }
 
+// Aborter is a connection that can tell its peer the stream was cut rather
+// than finished (a WebSocket's close status). Pipe aborts instead of closing
+// when a direction fails, so a dropped agent session reaches the operator
+// as an error, not as a clean EOF.
+type Aborter interface {
+	Abort(reason error) error
+}
+
+func abort(c net.Conn, err error) {
+	if a, ok := c.(Aborter); ok {
+		a.Abort(err)
+		return
+	}
+	c.Close()
+}
+
 // Pipe joins a and b until both directions have ended, preserving
 // half-close: when a's peer stops sending, b sees EOF but may still answer.
 // aToB and bToA count the bytes of each direction (either may be nil).
@@ -78,15 +94,15 @@ func Pipe(a, b net.Conn, aToB, bToA *atomic.Uint64) error {
 		_, err := Copy(b, a, aToB)
 		if err != nil {
 			// A broken direction ends the tunnel: unblock the other copy.
-			a.Close()
-			b.Close()
+			abort(a, err)
+			abort(b, err)
 		}
 		errc <- err
 	}()
 	_, err := Copy(a, b, bToA)
 	if err != nil {
-		a.Close()
-		b.Close()
+		abort(a, err)
+		abort(b, err)
 	}
 	err = errors.Join(err, <-errc)
 	a.Close()

@@ -60,7 +60,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 			typ, r, err := c.ws.Reader(ctx)
 			cancel()
 			if err != nil {
-				if st := websocket.CloseStatus(err); st == websocket.StatusNormalClosure || st == websocket.StatusGoingAway {
+				if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
 					c.readEOF = true
 					return 0, io.EOF
 				}
@@ -128,6 +128,24 @@ func (c *Conn) Close() error {
 	var err error
 	c.closeOnce.Do(func() {
 		err = c.ws.Close(websocket.StatusNormalClosure, "")
+		c.cancel()
+	})
+	return err
+}
+
+// Abort ends both directions with status 1011 and the reason, so the peer
+// reads an error rather than EOF: the stream was cut, not finished.
+func (c *Conn) Abort(reason error) error {
+	var err error
+	c.closeOnce.Do(func() {
+		msg := "tunnel cut"
+		if reason != nil {
+			msg += ": " + reason.Error()
+		}
+		if len(msg) > 120 { // a close reason fits in 123 bytes
+			msg = msg[:120]
+		}
+		err = c.ws.Close(websocket.StatusInternalError, msg)
 		c.cancel()
 	})
 	return err
