@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // BufSize is the copy buffer of every tunnel direction. 64 KiB matches
@@ -25,35 +26,60 @@ type CloseWriter interface {
 	CloseWrite() error
 }
 
-// Copy copies src to dst through a pooled buffer, adds every chunk to
-// count (if not nil), and then half-closes dst so the peer sees EOF while
-// the other direction keeps flowing. It returns the bytes copied and the
-// first error other than EOF.
+// ReadWaiter is a source that can wait until it has data without being
+// handed a buffer. Copy waits first and takes a pooled buffer only once
+// bytes are there, so an idle tunnel holds no copy buffer: thousands of
+// idle camera streams would otherwise pin 64 KiB per direction each
+// (docs/perf.md, memory per idle tunnel).
+type ReadWaiter interface {
+	WaitRead() error
+}
+
+// Copy copies src to dst through pooled buffers, adds every chunk to count
+// (if not nil), and then half-closes dst so the peer sees EOF while the
+// other direction keeps flowing. It returns the bytes copied and the first
+// error other than EOF.
 func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
-	if st, ok := dst.(*Stream); ok {
-		total, err := st.readFrom(src, count)
-		if err == nil {
-			err = st.CloseWrite()
-		}
-		return total, err
-	}
-	bp := GetBuf()
-	defer PutBuf(bp)
-	buf := *bp
+	framed, _ := dst.(*Stream)
+	wait := readWaiterOf(src)
 	var total int64
 	var err error
+	full := false // the last read filled the buffer: more is likely queued
 	for {
+		if wait != nil && !full {
+			if werr := wait(); werr != nil {
+				if werr != io.EOF {
+					err = werr
+				}
+				break
+			}
+		}
+		bp := GetBuf()
+		buf := *bp
+		if framed != nil {
+			// Read straight into the payload part of a frame: no copy.
+			buf = buf[frameHeader : frameHeader+MaxPayload]
+		}
 		n, rerr := src.Read(buf)
+		var werr error
 		if n > 0 {
 			if count != nil {
 				count.Add(uint64(n))
 			}
-			wn, werr := dst.Write(buf[:n])
-			total += int64(wn)
-			if werr != nil {
-				err = werr
-				break
+			if framed != nil {
+				werr = framed.writeFrame((*bp)[:frameHeader+n])
+			} else {
+				_, werr = dst.Write(buf[:n])
 			}
+			if werr == nil {
+				total += int64(n)
+			}
+		}
+		full = n == len(buf)
+		PutBuf(bp)
+		if werr != nil {
+			err = werr
+			break
 		}
 		if rerr != nil {
 			if rerr != io.EOF {
@@ -66,6 +92,21 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 		err = cw.CloseWrite()
 	}
 	return total, err
+}
+
+// readWaiterOf returns how to wait for src to have data, or nil.
+func readWaiterOf(src io.Reader) func() error {
+	switch s := src.(type) {
+	case ReadWaiter:
+		return s.WaitRead
+	case syscall.Conn:
+		rc, err := s.SyscallConn()
+		if err != nil {
+			return nil
+		}
+		return func() error { return waitReadable(rc) }
+	}
+	return nil
 }
 
 // Aborter is a connection that can tell its peer the stream was cut rather

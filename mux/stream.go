@@ -61,28 +61,8 @@ func NewStream(s *smux.Stream) *Stream { return &Stream{s: s} }
 // vanishes without one yields io.ErrUnexpectedEOF: the tunnel was cut, and
 // callers must not mistake that for a clean end.
 func (c *Stream) Read(p []byte) (int, error) {
-	for c.remain == 0 {
-		if c.rEOF {
-			return 0, io.EOF
-		}
-		if _, err := io.ReadFull(c.s, c.rhdr[:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
-			}
-			return 0, err
-		}
-		n := int(binary.BigEndian.Uint16(c.rhdr[1:]))
-		switch c.rhdr[0] {
-		case frameData:
-			c.remain = n
-		case frameEOF:
-			if n != 0 {
-				return 0, fmt.Errorf("%w: EOF frame with %d bytes", ErrBadFrame, n)
-			}
-			c.rEOF = true
-		default:
-			return 0, fmt.Errorf("%w: type %d", ErrBadFrame, c.rhdr[0])
-		}
+	if err := c.nextFrame(); err != nil {
+		return 0, err
 	}
 	if len(p) > c.remain {
 		p = p[:c.remain]
@@ -95,9 +75,38 @@ func (c *Stream) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// nextFrame reads frame headers until payload is pending (nil), the peer's
+// EOF frame (io.EOF) or an error.
+func (c *Stream) nextFrame() error {
+	for c.remain == 0 {
+		if c.rEOF {
+			return io.EOF
+		}
+		if _, err := io.ReadFull(c.s, c.rhdr[:]); err != nil {
+			if err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			}
+			return err
+		}
+		n := int(binary.BigEndian.Uint16(c.rhdr[1:]))
+		switch c.rhdr[0] {
+		case frameData:
+			c.remain = n
+		case frameEOF:
+			if n != 0 {
+				return fmt.Errorf("%w: EOF frame with %d bytes", ErrBadFrame, n)
+			}
+			c.rEOF = true
+		default:
+			return fmt.Errorf("%w: type %d", ErrBadFrame, c.rhdr[0])
+		}
+	}
+	return nil
+}
+
 // Write frames p, copying it through a pooled buffer so each chunk goes to
-// smux in one Write (one smux frame). The copy loop avoids the copy with
-// readFrom.
+// smux in one Write (one smux frame). Copy avoids the copy by reading
+// straight into a frame.
 func (c *Stream) Write(p []byte) (int, error) {
 	bp := GetBuf()
 	defer PutBuf(bp)
@@ -129,31 +138,11 @@ func (c *Stream) writeFrame(b []byte) error {
 	return err
 }
 
-// readFrom copies src into the stream without an intermediate copy: it
-// reads into the payload part of a pooled frame.
-func (c *Stream) readFrom(src io.Reader, count *atomic.Uint64) (int64, error) {
-	bp := GetBuf()
-	defer PutBuf(bp)
-	buf := (*bp)[:min(len(*bp), frameHeader+MaxPayload)]
-	var total int64
-	for {
-		n, rerr := src.Read(buf[frameHeader:])
-		if n > 0 {
-			if count != nil {
-				count.Add(uint64(n))
-			}
-			if err := c.writeFrame(buf[:frameHeader+n]); err != nil {
-				return total, err
-			}
-			total += int64(n)
-		}
-		if rerr == io.EOF {
-			return total, nil
-		}
-		if rerr != nil {
-			return total, rerr
-		}
-	}
+// WaitRead blocks until payload bytes or the end of the stream are there,
+// without a caller's buffer (see ReadWaiter). It returns io.EOF at the
+// peer's EOF frame.
+func (c *Stream) WaitRead() error {
+	return c.nextFrame()
 }
 
 // CloseWrite sends the EOF frame: the peer reads io.EOF, and may still

@@ -497,3 +497,34 @@ func TestNoGoroutineLeftBehind(t *testing.T) {
 	d.API.Client.CloseIdleConnections()
 	goleak.VerifyNone(t, opts)
 }
+
+// The agent's heartbeat (every 5 s) carries its byte counters to the
+// relay, which shows them on the agents route.
+func TestHeartbeatCounters(t *testing.T) {
+	d := startDemo(t)
+	c, err := cli.DialTunnel(context.Background(), operator(d), d.Info.EchoHandle)
+	must(t, err)
+	const n = 300_000
+	must(t, roundTrip(c, n))
+	c.Close()
+	deadline := time.Now().Add(12 * time.Second)
+	for {
+		var agents []struct {
+			BytesIn       uint64    `json:"bytes_in"`
+			BytesOut      uint64    `json:"bytes_out"`
+			LastHeartbeat time.Time `json:"last_heartbeat"`
+			Relay         string    `json:"relay"`
+		}
+		must(t, d.API.Do(context.Background(), "GET", "/api/sites/"+d.Info.SiteID+"/agents", nil, &agents, demo.Bearer(d.Info.Token)))
+		if len(agents) == 1 && agents[0].BytesIn >= n && agents[0].BytesOut >= n {
+			if agents[0].Relay != "demo-relay" || agents[0].LastHeartbeat.IsZero() {
+				t.Fatalf("agent row %+v lacks relay or heartbeat time", agents[0])
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("heartbeat counters never reached %d bytes: %+v", n, agents)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}

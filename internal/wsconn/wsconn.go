@@ -30,7 +30,8 @@ type Conn struct {
 
 	// reader state, used by one Read at a time
 	r       io.Reader
-	gotData bool // the current message yielded bytes
+	rcancel context.CancelFunc // ends the current message's context
+	gotData bool               // the current message yielded bytes
 	readEOF bool
 
 	dmu           sync.Mutex
@@ -51,26 +52,9 @@ func New(ws *websocket.Conn, local, remote net.Addr) *Conn {
 // Read reads stream bytes; it returns io.EOF after the peer's empty message
 // or a normal close.
 func (c *Conn) Read(p []byte) (int, error) {
-	if c.readEOF {
-		return 0, io.EOF
-	}
 	for {
-		if c.r == nil {
-			ctx, cancel := c.opCtx(&c.readDeadline)
-			typ, r, err := c.ws.Reader(ctx)
-			cancel()
-			if err != nil {
-				if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
-					c.readEOF = true
-					return 0, io.EOF
-				}
-				return 0, err
-			}
-			if typ != websocket.MessageBinary {
-				c.ws.Close(websocket.StatusUnsupportedData, "binary messages only")
-				return 0, errors.New("wsconn: peer sent a text message")
-			}
-			c.r, c.gotData = r, false
+		if err := c.WaitRead(); err != nil {
+			return 0, err
 		}
 		n, err := c.r.Read(p)
 		if n > 0 {
@@ -78,7 +62,8 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		if err == io.EOF {
 			c.r = nil
-			if !c.gotData && n == 0 {
+			c.rcancel()
+			if !c.gotData {
 				c.readEOF = true // empty message: the peer's half-close
 				return 0, io.EOF
 			}
@@ -89,6 +74,36 @@ func (c *Conn) Read(p []byte) (int, error) {
 		}
 		return n, err
 	}
+}
+
+// WaitRead blocks until a message has begun (or the stream ended) without
+// a caller's buffer, so mux.Copy holds no buffer for an idle tunnel.
+func (c *Conn) WaitRead() error {
+	if c.readEOF {
+		return io.EOF
+	}
+	if c.r != nil {
+		return nil
+	}
+	// coder/websocket reads the whole message under the context given to
+	// Reader, so it lives until the message is consumed.
+	ctx, cancel := c.opCtx(&c.readDeadline)
+	typ, r, err := c.ws.Reader(ctx)
+	if err != nil {
+		cancel()
+		if websocket.CloseStatus(err) == websocket.StatusNormalClosure {
+			c.readEOF = true
+			return io.EOF
+		}
+		return err
+	}
+	if typ != websocket.MessageBinary {
+		cancel()
+		c.ws.Close(websocket.StatusUnsupportedData, "binary messages only")
+		return errors.New("wsconn: peer sent a text message")
+	}
+	c.r, c.rcancel, c.gotData = r, cancel, false
+	return nil
 }
 
 // Write sends p as one binary message. Empty writes send nothing: an empty
