@@ -29,7 +29,30 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/audit", s.api(s.listAudit))
 
 	m.HandleFunc("GET /api/tunnel/{handle}", s.handleTunnel)
+
+	// The browser side (docs/browser.md).
+	m.HandleFunc("GET /login", s.handleLoginPage)
+	m.HandleFunc("POST /login", s.handleLogin)
+	m.HandleFunc("POST /logout", s.handleLogout)
+	m.HandleFunc("POST /switch-tenant", s.handleSwitchTenant)
+	m.HandleFunc("GET /c-auth", s.handleCAuth)
+	m.HandleFunc("/c/{handle}", s.handleProxy)
+	m.HandleFunc("/c/{handle}/{rest...}", s.handleProxy)
+	m.HandleFunc("/", s.handleRoot)
 	return m
+}
+
+// handler dispatches the subdomain mode's hosts to their device and
+// everything else to the routes.
+func (s *Server) handler() http.Handler {
+	routes := s.routesMux()
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := s.subdomainHandle(r.Host); h != "" {
+			s.serveSubdomain(w, r, h)
+			return
+		}
+		routes.ServeHTTP(w, r)
+	})
 }
 
 // apiFunc is an authenticated JSON handler; a returned error becomes the

@@ -2,6 +2,7 @@ package relay
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/tls"
 	"encoding/hex"
 	"errors"
@@ -37,6 +38,14 @@ type Config struct {
 	PublicAgentAddr string
 	// Hosts are extra DNS names / IPs for the relay's certificates.
 	Hosts     []string
+	// AppsDomain turns on the browser proxy's subdomain mode: with a
+	// wildcard DNS name *.AppsDomain pointing at the relay, each handle is
+	// served at {label}.AppsDomain with no rewriting (docs/browser.md).
+	AppsDomain string
+	// PublicURL is the relay's own origin as browsers reach it, e.g.
+	// https://relay.example.com; the subdomain mode sends users there to
+	// sign in.
+	PublicURL string
 	NodeName  string        // this relay in "Relay" columns; default hostname
 	EnrollTTL time.Duration // enrollment token lifetime, default 24 h
 	Now       func() time.Time
@@ -60,6 +69,9 @@ type Server struct {
 
 	agents *registry
 	routes sync.Map // handle → store.Route, invalidated on change
+
+	web      *webProxy
+	grantKey []byte // signs subdomain sign-in grants
 
 	agentLn, apiLn net.Listener
 	http           *http.Server
@@ -99,6 +111,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), done: make(chan struct{})}
+	s.web = newWebProxy(s)
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
@@ -146,7 +159,28 @@ func (s *Server) initSecrets() error {
 		}
 		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}}
 	}
+	if err := s.initGrantKey(); err != nil {
+		return err
+	}
 	return s.initAdminKey()
+}
+
+// initGrantKey loads the key that signs subdomain sign-in grants, kept in
+// the store so every relay of an installation accepts every grant.
+func (s *Server) initGrantKey() error {
+	ctx := context.Background()
+	v, err := s.store.GetSetting(ctx, "web_grant_key")
+	if errors.Is(err, store.ErrNotFound) {
+		k := make([]byte, 32)
+		rand.Read(k)
+		v = hex.EncodeToString(k)
+		err = s.store.SetSetting(ctx, "web_grant_key", v)
+	}
+	if err != nil {
+		return err
+	}
+	s.grantKey, err = hex.DecodeString(v)
+	return err
 }
 
 // initAdminKey writes the initial admin key, once, to a 0600 file; only its
@@ -193,7 +227,7 @@ func (s *Server) Start() error {
 		return fmt.Errorf("relay: API listener: %w", err)
 	}
 	s.http = &http.Server{
-		Handler:           s.routesMux(),
+		Handler:           s.handler(),
 		TLSConfig:         s.apiTLS,
 		ReadHeaderTimeout: 10 * time.Second,
 		MaxHeaderBytes:    64 << 10,
@@ -252,6 +286,7 @@ func (s *Server) Close() error {
 			s.http.Close()
 		}
 		s.agents.closeAll()
+		s.web.tr.CloseIdleConnections()
 		s.wg.Wait()
 		err = s.store.Close()
 	})

@@ -21,10 +21,15 @@ const maxMessage = 1 << 20
 // (internal/wsconn). Every refusal is answered before the upgrade, with
 // the HTTP status and a one-line reason.
 func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
-	p, err := s.authenticate(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
+	// A signed-in browser may open tunnels too; coder/websocket refuses a
+	// cross-origin upgrade, so another site cannot ride the cookie.
+	p, _, ok := s.sessionPrincipal(r)
+	if !ok {
+		var err error
+		if p, err = s.authenticate(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	h := r.PathValue("handle")
 	conn, err := s.Dial(r.Context(), p, h, DialOptions{})

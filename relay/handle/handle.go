@@ -9,6 +9,7 @@ package handle
 
 import (
 	"crypto/rand"
+	"encoding/base32"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -64,4 +65,38 @@ func Parse(s string) (Kind, error) {
 		return Legacy, nil
 	}
 	return 0, fmt.Errorf("%w: length %d", ErrMalformed, len(s))
+}
+
+// labelEnc is lowercase base32 without padding: DNS-safe, and browsers
+// lowercase host names, which would corrupt base64url.
+var labelEnc = base32.NewEncoding("abcdefghijklmnopqrstuvwxyz234567").WithPadding(base32.NoPadding)
+
+// Label is the DNS label of a handle for the subdomain mode
+// ({label}.<apps domain>): "h" + 26 base32 chars for a current handle, the
+// handle itself (already lowercase hex) for a legacy one.
+func Label(h string) (string, error) {
+	kind, err := Parse(h)
+	if err != nil {
+		return "", err
+	}
+	if kind == Legacy {
+		return h, nil
+	}
+	b, _ := base64.RawURLEncoding.DecodeString(h[len(prefix):])
+	return "h" + labelEnc.EncodeToString(b), nil
+}
+
+// FromLabel inverts Label.
+func FromLabel(label string) (string, error) {
+	if _, err := Parse(label); err == nil && len(label) == legacyLen {
+		return label, nil
+	}
+	if len(label) != 27 || label[0] != 'h' {
+		return "", fmt.Errorf("%w: %q is not a handle label", ErrMalformed, label)
+	}
+	b, err := labelEnc.DecodeString(label[1:])
+	if err != nil || len(b) != 16 {
+		return "", fmt.Errorf("%w: %q is not a handle label", ErrMalformed, label)
+	}
+	return prefix + base64.RawURLEncoding.EncodeToString(b), nil
 }

@@ -21,6 +21,7 @@ const (
 	Enrollment = "et_"
 	APIToken   = "nt_"
 	AdminKey   = "ak_"
+	Session    = "ns_"
 )
 
 // New returns prefix + 43 chars of base64url (256 bits) and its hash.

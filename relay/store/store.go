@@ -139,6 +139,26 @@ type AuditFilter struct {
 	Limit    int    // <= 0: 100
 }
 
+// Session is a signed-in browser session. Only the SHA-256 of its cookie
+// is stored. TenantID is the tenant it acts in; superadmins switch it.
+type Session struct {
+	Hash      []byte
+	UserID    string
+	TenantID  string
+	CSRF      string // the antiforgery token its forms must carry
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
+// CameraCert is the certificate an HTTPS camera showed behind a handle.
+type CameraCert struct {
+	Handle      string
+	Subject     string
+	Fingerprint string // "sha256:<hex>" of the leaf certificate
+	FirstSeen   time.Time
+	LastSeen    time.Time
+}
+
 // Store is the relay's persistence. Implementations are safe for
 // concurrent use.
 type Store interface {
@@ -197,6 +217,18 @@ type Store interface {
 	ResolveHandle(ctx context.Context, handle string) (Route, error)
 	PinHandle(ctx context.Context, handle, agentID string) error
 	RevokeHandle(ctx context.Context, handle string, at time.Time) error
+
+	CreateSession(ctx context.Context, s Session) error
+	GetSession(ctx context.Context, hash []byte) (Session, error)
+	SetSessionTenant(ctx context.Context, hash []byte, tenantID string) error
+	DeleteSession(ctx context.Context, hash []byte) error
+
+	// SetDeviceCredentials stores a device's sealed login; nil clears it.
+	SetDeviceCredentials(ctx context.Context, deviceID string, sealed []byte, now time.Time) error
+	GetDeviceCredentials(ctx context.Context, deviceID string) ([]byte, error)
+
+	GetCameraCert(ctx context.Context, handle string) (CameraCert, error)
+	PutCameraCert(ctx context.Context, c CameraCert) error
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)

@@ -1,0 +1,279 @@
+package relay
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nanodems/connector/relay/rewrite"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// cameraTimeout is how long a camera may take to start answering before
+// the operator gets a 504 naming it. It bounds the response header only:
+// a body (MJPEG, a firmware download) may stream for hours.
+const cameraTimeout = 30 * time.Second
+
+// webProxy is the browser proxy: one httputil.ReverseProxy for every
+// handle, whose Transport dials through Server.Dial. The Transport pools
+// keep-alive connections per handle (the URL host is the handle), so a
+// browser session reuses its tunnels to the camera.
+type webProxy struct {
+	s      *Server
+	rp     *httputil.ReverseProxy
+	tr     *http.Transport
+	scheme sync.Map // handle → "http" or "https", learnt on first use
+}
+
+type proxyCtxKey struct{}
+
+// proxyReq is what the proxy knows of one request, carried in its context
+// from the handler to the Rewrite, ModifyResponse and dial hooks.
+type proxyReq struct {
+	route  store.Route
+	prefix string // "/c/{handle}", or "" in subdomain mode
+	path   string // the camera's path
+	host   string // Host header the camera expects
+}
+
+func newWebProxy(s *Server) *webProxy {
+	p := &webProxy{s: s}
+	p.tr = &http.Transport{
+		DialContext:           p.dial,
+		DialTLSContext:        p.dialTLS,
+		ResponseHeaderTimeout: cameraTimeout,
+		IdleConnTimeout:       90 * time.Second,
+		MaxIdleConnsPerHost:   16,
+		ForceAttemptHTTP2:     false, // cameras speak HTTP/1.1
+		DisableCompression:    true,  // pass the camera's encoding through
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      p.tr,
+		FlushInterval:  -1, // MJPEG, SSE, chunked: flush as it arrives
+		ModifyResponse: p.modifyResponse,
+		ErrorHandler:   p.errorHandler,
+	}
+	return p
+}
+
+func fromCtx(ctx context.Context) *proxyReq {
+	pr, _ := ctx.Value(proxyCtxKey{}).(*proxyReq)
+	return pr
+}
+
+// serve proxies r to the device port of route. The caller has checked the
+// principal's right to it.
+func (p *webProxy) serve(w http.ResponseWriter, r *http.Request, route store.Route, prefix, path string) {
+	pr := &proxyReq{route: route, prefix: prefix, path: path, host: hostHeader(route)}
+	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyCtxKey{}, pr)))
+}
+
+func hostHeader(r store.Route) string {
+	if r.Port == 80 || r.Port == 443 {
+		return r.Host
+	}
+	return net.JoinHostPort(r.Host, strconv.Itoa(r.Port))
+}
+
+func (p *webProxy) rewrite(pr *httputil.ProxyRequest) {
+	req := fromCtx(pr.In.Context())
+	out := pr.Out
+	out.URL.Scheme = p.schemeOf(req.route)
+	// The URL host is the handle: the Transport's connection pool is then
+	// per handle, and dial knows where to go.
+	out.URL.Host = req.route.Handle
+	out.URL.Path, out.URL.RawPath = req.path, ""
+	out.Host = req.host
+	// The camera must never see the relay's own cookies or credentials.
+	stripRelayCookies(out.Header)
+	out.Header.Del("X-Admin-Api-Key")
+	if a := out.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer nt_") {
+		out.Header.Del("Authorization")
+	}
+	// Cameras that check Origin/Referer against themselves see their own.
+	camera := out.URL.Scheme + "://" + req.host
+	if out.Header.Get("Origin") != "" {
+		out.Header.Set("Origin", camera)
+	}
+	if ref := out.Header.Get("Referer"); ref != "" {
+		if i := strings.Index(ref, "/c/"+req.route.Handle); i >= 0 && req.prefix != "" {
+			out.Header.Set("Referer", camera+rewrite.StripPrefix(ref[i:], req.prefix))
+		}
+	}
+}
+
+func stripRelayCookies(h http.Header) {
+	cookies := h.Values("Cookie")
+	if len(cookies) == 0 {
+		return
+	}
+	h.Del("Cookie")
+	var keep []string
+	for _, line := range cookies {
+		for _, c := range strings.Split(line, ";") {
+			name, _, _ := strings.Cut(strings.TrimSpace(c), "=")
+			if name == sessionCookie || name == loginCSRF || name == handleCookie || name == appCookie || name == "" {
+				continue
+			}
+			keep = append(keep, strings.TrimSpace(c))
+		}
+	}
+	if len(keep) > 0 {
+		h.Set("Cookie", strings.Join(keep, "; "))
+	}
+}
+
+// modifyResponse maps the camera's URLs and cookies into the prefix.
+func (p *webProxy) modifyResponse(resp *http.Response) error {
+	req := fromCtx(resp.Request.Context())
+	if req.prefix == "" { // subdomain mode: the camera owns the origin
+		return nil
+	}
+	hosts := []string{req.host, req.route.Host}
+	h := resp.Header
+	for _, k := range []string{"Location", "Content-Location"} {
+		if v := h.Get(k); v != "" {
+			h.Set(k, rewrite.Location(v, req.prefix, hosts))
+		}
+	}
+	if v := h.Get("Refresh"); v != "" {
+		h.Set("Refresh", rewrite.Refresh(v, req.prefix, hosts))
+	}
+	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
+		h.Del("Set-Cookie")
+		for _, c := range cs {
+			h.Add("Set-Cookie", rewrite.SetCookie(c, req.prefix))
+		}
+	}
+	// Remember the handle this browser uses, to route the absolute-path
+	// requests that camera JavaScript makes outside the prefix.
+	h.Add("Set-Cookie", (&http.Cookie{Name: handleCookie, Value: req.route.Handle, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: resp.Request.URL.Scheme == "https"}).String())
+	return nil
+}
+
+func (p *webProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
+	req := fromCtx(r.Context())
+	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
+		return // the browser went away
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, ErrTimeout) {
+		err = fmt.Errorf("%w: no answer within %v", ErrTimeout, cameraTimeout)
+	}
+	if HTTPStatus(err) == http.StatusInternalServerError {
+		err = fmt.Errorf("%w: %v", ErrUnreachable, err)
+	}
+	p.s.errorPage(w, r, err, "Device "+req.host)
+}
+
+// dial opens a tunnel for the Transport. The handle arrives as the host of
+// addr; the handler has already checked the principal's right to it.
+func (p *webProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
+	h, _, _ := net.SplitHostPort(addr)
+	r, err := p.s.resolve(ctx, h)
+	if err != nil {
+		return nil, err
+	}
+	return p.s.dialRoute(ctx, r, DialOptions{})
+}
+
+// dialTLS opens a tunnel and speaks TLS 1.2 or 1.3 to the camera over it.
+// Cameras have self-signed certificates, so the chain is not verified;
+// instead the first certificate seen per handle is audited, and a change
+// of it later is audited as a warning.
+func (p *webProxy) dialTLS(ctx context.Context, network, addr string) (net.Conn, error) {
+	c, err := p.dial(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	h, _, _ := net.SplitHostPort(addr)
+	tc := tls.Client(c, &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		InsecureSkipVerify: true, // cameras' certificates are self-signed; see recordCert
+		ServerName:         "",
+	})
+	if err := tc.HandshakeContext(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("%w: TLS handshake with camera: %v", ErrUnreachable, err)
+	}
+	p.recordCert(h, tc.ConnectionState())
+	return tc, nil
+}
+
+func (p *webProxy) recordCert(handle string, cs tls.ConnectionState) {
+	if len(cs.PeerCertificates) == 0 {
+		return
+	}
+	leaf := cs.PeerCertificates[0]
+	sum := sha256.Sum256(leaf.Raw)
+	fp := "sha256:" + hex.EncodeToString(sum[:])
+	ctx := context.Background()
+	now := p.s.cfg.Now()
+	old, err := p.s.store.GetCameraCert(ctx, handle)
+	tenant := ""
+	if r, rerr := p.s.resolve(ctx, handle); rerr == nil {
+		tenant = r.TenantID
+	}
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		p.s.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_first_seen", Target: handle, Detail: fmt.Sprintf("subject %q fingerprint %s", leaf.Subject.String(), fp)})
+		p.s.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: now, LastSeen: now})
+	case err == nil && old.Fingerprint != fp:
+		p.s.log.Warn("camera certificate changed", "handle", handle, "old", old.Fingerprint, "new", fp)
+		p.s.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_changed", Target: handle, Detail: fmt.Sprintf("WARNING fingerprint %s → %s, subject %q", old.Fingerprint, fp, leaf.Subject.String())})
+		p.s.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: old.FirstSeen, LastSeen: now})
+	}
+}
+
+// schemeOf is the camera port's scheme: learnt by probing once per handle
+// (probeScheme), with the conventional ports as the first guess.
+func (p *webProxy) schemeOf(r store.Route) string {
+	if v, ok := p.scheme.Load(r.Handle); ok {
+		return v.(string)
+	}
+	switch r.Port {
+	case 443, 8443, 7443, 9443:
+		return "https"
+	}
+	return "http"
+}
+
+// probeScheme learns whether a device port speaks TLS: a ClientHello that
+// gets a TLS answer means https; a non-TLS answer or a closed connection
+// means http. It runs once per handle on a port that is not 80.
+func (p *webProxy) probeScheme(ctx context.Context, r store.Route) {
+	if r.Port == 80 {
+		return
+	}
+	if _, ok := p.scheme.Load(r.Handle); ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	c, err := p.s.dialRoute(ctx, r, DialOptions{})
+	if err != nil {
+		return // the real request will report it
+	}
+	defer c.Close()
+	tc := tls.Client(c, &tls.Config{MinVersion: tls.VersionTLS12, InsecureSkipVerify: true})
+	err = tc.HandshakeContext(ctx)
+	var rh tls.RecordHeaderError
+	switch {
+	case err == nil:
+		p.scheme.Store(r.Handle, "https")
+		p.recordCert(r.Handle, tc.ConnectionState())
+	case errors.As(err, &rh), strings.Contains(err.Error(), "EOF"), strings.Contains(err.Error(), "reset"):
+		p.scheme.Store(r.Handle, "http")
+	}
+}

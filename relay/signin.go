@@ -1,0 +1,189 @@
+package relay
+
+import (
+	"crypto/subtle"
+	"errors"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/nanodems/connector/relay/secret"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// Cookies the relay sets. The proxy strips all of them from requests to
+// cameras, so a camera never sees a relay session.
+const (
+	sessionCookie = "nd_session"
+	loginCSRF     = "nd_csrf"   // double-submit token of the sign-in form
+	handleCookie  = "nd_handle" // the handle a browser is using (routing)
+)
+
+// sessionTTL is how long a browser session lasts. Sign-in is cheap and a
+// relay session opens cameras, so a working day plus margin, not weeks.
+const sessionTTL = 12 * time.Hour
+
+var errCSRF = errors.New("this form has expired: refresh the page and sign in again")
+
+func (s *Server) cookie(r *http.Request, name, value string, maxAge int, sameSite http.SameSite) *http.Cookie {
+	return &http.Cookie{
+		Name: name, Value: value, Path: "/", MaxAge: maxAge,
+		HttpOnly: true,
+		// Secure on every TLS listener; a plain-HTTP relay is loopback only.
+		Secure:   r.TLS != nil,
+		SameSite: sameSite,
+	}
+}
+
+// sessionFrom returns the signed-in session of r, if any.
+func (s *Server) sessionFrom(r *http.Request) (store.Session, store.User, bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || !secret.HasPrefix(c.Value, secret.Session) {
+		return store.Session{}, store.User{}, false
+	}
+	ss, err := s.store.GetSession(r.Context(), secret.Hash(c.Value))
+	if err != nil || !s.cfg.Now().Before(ss.ExpiresAt) {
+		return store.Session{}, store.User{}, false
+	}
+	u, err := s.store.GetUser(r.Context(), ss.UserID)
+	if err != nil {
+		return store.Session{}, store.User{}, false
+	}
+	return ss, u, true
+}
+
+func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	if _, u, ok := s.sessionFrom(r); ok && r.URL.Query().Get("next") == "" {
+		s.home(w, r, u)
+		return
+	}
+	s.loginForm(w, r, http.StatusOK, "", safeNext(r.URL.Query().Get("next")))
+}
+
+func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, code int, msg, next string) {
+	tok, _ := secret.New("")
+	http.SetCookie(w, s.cookie(r, loginCSRF, tok, 3600, http.SameSiteStrictMode))
+	renderPage(w, code, page{Title: "Sign in", Login: true, CSRF: tok, Next: next, Message: msg, IsError: msg != ""})
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	if err := r.ParseForm(); err != nil {
+		renderPage(w, http.StatusBadRequest, page{Title: "Bad request", Message: "the form could not be read", IsError: true})
+		return
+	}
+	c, err := r.Cookie(loginCSRF)
+	if err != nil || !equal(c.Value, r.PostForm.Get("csrf")) {
+		renderPage(w, http.StatusBadRequest, page{Title: "Bad request", Message: errCSRF.Error(), IsError: true, Retry: "/login"})
+		return
+	}
+	next := safeNext(r.PostForm.Get("next"))
+	u, err := s.store.GetUserByEmail(r.Context(), strings.ToLower(strings.TrimSpace(r.PostForm.Get("email"))))
+	if err != nil || !checkPassword(u.PasswordHash, r.PostForm.Get("password")) {
+		s.audit(store.AuditEvent{Actor: "anonymous", Action: "user.signin_failed", Target: r.PostForm.Get("email"), Detail: r.RemoteAddr})
+		s.loginForm(w, r, http.StatusUnauthorized, "Wrong email or password.", next)
+		return
+	}
+	plain, hash := secret.New(secret.Session)
+	csrf, _ := secret.New("")
+	ss := store.Session{Hash: hash, UserID: u.ID, TenantID: u.TenantID, CSRF: csrf, CreatedAt: s.cfg.Now(), ExpiresAt: s.cfg.Now().Add(sessionTTL)}
+	if err := s.store.CreateSession(r.Context(), ss); err != nil {
+		s.errorPage(w, r, err, "sign-in")
+		return
+	}
+	s.audit(store.AuditEvent{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "user.signin", Target: u.ID, Detail: r.RemoteAddr})
+	http.SetCookie(w, s.cookie(r, sessionCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
+	http.SetCookie(w, s.cookie(r, loginCSRF, "", -1, http.SameSiteStrictMode))
+	if next == "" {
+		next = "/"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+// withSessionForm checks a signed-in form post: the session and its
+// antiforgery token.
+func (s *Server) withSessionForm(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
+	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
+	ss, u, ok := s.sessionFrom(r)
+	if !ok {
+		http.Redirect(w, r, "/login", http.StatusSeeOther)
+		return ss, u, false
+	}
+	if err := r.ParseForm(); err != nil || !equal(ss.CSRF, r.PostForm.Get("csrf")) {
+		renderPage(w, http.StatusBadRequest, page{Title: "Bad request", Message: errCSRF.Error(), IsError: true, Retry: "/"})
+		return ss, u, false
+	}
+	return ss, u, true
+}
+
+// handleLogout ends the session server-side: the cookie is worthless from
+// then on, wherever a copy of it went.
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	ss, u, ok := s.withSessionForm(w, r)
+	if !ok {
+		return
+	}
+	if err := s.store.DeleteSession(r.Context(), ss.Hash); err != nil {
+		s.errorPage(w, r, err, "sign-out")
+		return
+	}
+	s.audit(store.AuditEvent{TenantID: ss.TenantID, Actor: "user:" + u.ID, Action: "user.signout", Target: u.ID})
+	http.SetCookie(w, s.cookie(r, sessionCookie, "", -1, http.SameSiteLaxMode))
+	http.Redirect(w, r, "/login", http.StatusSeeOther)
+}
+
+// handleSwitchTenant lets a superadmin act in another tenant.
+func (s *Server) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
+	ss, u, ok := s.withSessionForm(w, r)
+	if !ok {
+		return
+	}
+	if !u.Superadmin {
+		renderPage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "only superadmins switch tenants", IsError: true})
+		return
+	}
+	id := r.PostForm.Get("tenant_id")
+	if _, err := s.store.GetTenant(r.Context(), id); err != nil {
+		s.errorPage(w, r, err, "tenant "+id)
+		return
+	}
+	if err := s.store.SetSessionTenant(r.Context(), ss.Hash, id); err != nil {
+		s.errorPage(w, r, err, "tenant switch")
+		return
+	}
+	s.audit(store.AuditEvent{TenantID: id, Actor: "user:" + u.ID, Action: "user.switch_tenant", Target: id})
+	http.Redirect(w, r, "/", http.StatusSeeOther)
+}
+
+func (s *Server) home(w http.ResponseWriter, r *http.Request, u store.User) {
+	ss, _, _ := s.sessionFrom(r)
+	renderPage(w, http.StatusOK, page{Title: "nanodems relay", User: u.Email, Tenant: ss.TenantID, Superadmin: u.Superadmin, CSRF: ss.CSRF})
+}
+
+// safeNext keeps a post-sign-in redirect on this relay: a local absolute
+// path, never "//host" or a URL.
+func safeNext(next string) string {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return ""
+	}
+	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
+		return ""
+	}
+	return next
+}
+
+func equal(a, b string) bool {
+	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
+}
+
+// sessionPrincipal is the principal of a signed-in browser, for the proxy
+// and for API calls made from the relay's pages.
+func (s *Server) sessionPrincipal(r *http.Request) (Principal, store.Session, bool) {
+	ss, u, ok := s.sessionFrom(r)
+	if !ok {
+		return Principal{}, ss, false
+	}
+	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID}, ss, true
+}
+

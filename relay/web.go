@@ -1,0 +1,270 @@
+package relay
+
+import (
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nanodems/connector/relay/handle"
+	"github.com/nanodems/connector/relay/rewrite"
+	"github.com/nanodems/connector/relay/secret"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// appCookie is the session cookie of the subdomain mode: host-only on
+// {label}.<apps domain>, so each camera origin has its own.
+const appCookie = "nd_app"
+
+// handleProxy serves /c/{handle}/…: the device's web UI, for a signed-in
+// user of the handle's tenant (or an API credential, for scripts).
+func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
+	h := r.PathValue("handle")
+	if r.PathValue("rest") == "" && !strings.HasSuffix(r.URL.Path, "/") {
+		// Relative links of the camera's root page need the slash.
+		http.Redirect(w, r, rewrite.Prefix(h)+"/", http.StatusMovedPermanently)
+		return
+	}
+	prefix := rewrite.Prefix(h)
+	s.proxyTo(w, r, h, prefix, rewrite.StripPrefix(r.URL.EscapedPath(), prefix))
+}
+
+// handleRoot serves / (sign-in or home) and routes absolute-path requests
+// that camera JavaScript makes outside the prefix (/ISAPI/…, /doc/…) to the
+// handle the browser is using: the Referer's, else the nd_handle cookie's.
+func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/" && r.Header.Get("Referer") == "" {
+		s.handleLoginPage(w, r)
+		return
+	}
+	h := rewrite.HandleFromReferer(r.Header.Get("Referer"), r.Host)
+	if h == "" {
+		if c, err := r.Cookie(handleCookie); err == nil {
+			h = c.Value
+		}
+	}
+	if h == "" {
+		if r.URL.Path == "/" {
+			s.handleLoginPage(w, r)
+			return
+		}
+		renderPage(w, http.StatusNotFound, page{Title: "Not found", Message: "no page " + r.URL.Path + " here", IsError: true})
+		return
+	}
+	s.proxyTo(w, r, h, rewrite.Prefix(h), r.URL.EscapedPath())
+}
+
+// proxyTo authorises the request for handle h and proxies it.
+func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path string) {
+	p, ok := s.webAuth(w, r)
+	if !ok {
+		return
+	}
+	route, err := s.resolve(r.Context(), h)
+	if err == nil && !p.canAccess(route.TenantID) {
+		err = ErrOtherTenant
+	}
+	if err != nil {
+		s.errorPage(w, r, err, "handle "+h)
+		return
+	}
+	s.web.probeScheme(r.Context(), route)
+	s.web.serve(w, r, route, prefix, path)
+}
+
+// webAuth finds the principal of a browser request: the session cookie, or
+// an API credential. A browser without either is sent to sign in and back.
+func (s *Server) webAuth(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+	if p, _, ok := s.sessionPrincipal(r); ok {
+		return p, true
+	}
+	p, err := s.authenticate(r)
+	if err == nil {
+		return p, true
+	}
+	if errors.Is(err, errNoCredential) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return p, false
+	}
+	s.errorPage(w, r, err, "sign-in")
+	return p, false
+}
+
+// --- subdomain mode ---------------------------------------------------------
+
+// subdomainHandle returns the handle of a request to {label}.<apps domain>.
+func (s *Server) subdomainHandle(host string) string {
+	if s.cfg.AppsDomain == "" {
+		return ""
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	label, ok := strings.CutSuffix(strings.ToLower(host), "."+strings.ToLower(s.cfg.AppsDomain))
+	if !ok || strings.Contains(label, ".") {
+		return ""
+	}
+	h, err := handle.FromLabel(label)
+	if err != nil {
+		return ""
+	}
+	return h
+}
+
+// serveSubdomain proxies a whole origin to one device port: the camera's
+// absolute paths, cookies and JavaScript work untouched.
+func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string) {
+	if r.URL.Path == "/__nd/auth" {
+		s.acceptGrant(w, r, h)
+		return
+	}
+	var p Principal
+	ok := false
+	if c, err := r.Cookie(appCookie); err == nil && secret.HasPrefix(c.Value, secret.Session) {
+		if ss, err := s.store.GetSession(r.Context(), secret.Hash(c.Value)); err == nil && s.cfg.Now().Before(ss.ExpiresAt) {
+			p, ok = Principal{TenantID: ss.TenantID, UserID: ss.UserID, Actor: "user:" + ss.UserID}, true
+		}
+	}
+	if !ok {
+		if r.Method != http.MethodGet {
+			s.errorPage(w, r, errNoCredential, "sign-in")
+			return
+		}
+		// Sign in on the relay's own origin, which hands back a grant.
+		http.Redirect(w, r, strings.TrimRight(s.cfg.PublicURL, "/")+"/c-auth?handle="+url.QueryEscape(h)+"&next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	route, err := s.resolve(r.Context(), h)
+	if err == nil && !p.canAccess(route.TenantID) {
+		err = ErrOtherTenant
+	}
+	if err != nil {
+		s.errorPage(w, r, err, "handle "+h)
+		return
+	}
+	s.web.probeScheme(r.Context(), route)
+	s.web.serve(w, r, route, "", r.URL.EscapedPath())
+}
+
+// grant is a one-time, 60-second pass from the relay's origin to a
+// subdomain: the session cookie cannot cross origins, so the signed-in
+// relay vouches for the user in a signed URL.
+type grant struct {
+	Handle string `json:"h"`
+	User   string `json:"u"`
+	Tenant string `json:"t"`
+	Exp    int64  `json:"e"`
+	Nonce  string `json:"n"`
+}
+
+// handleCAuth (GET /c-auth?handle=&next=) mints a grant for a signed-in
+// user and sends the browser to the handle's subdomain.
+func (s *Server) handleCAuth(w http.ResponseWriter, r *http.Request) {
+	if s.cfg.AppsDomain == "" {
+		renderPage(w, http.StatusNotFound, page{Title: "Not found", Message: "subdomain mode is off on this relay", IsError: true})
+		return
+	}
+	p, _, ok := s.sessionPrincipal(r)
+	if !ok {
+		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		return
+	}
+	h := r.URL.Query().Get("handle")
+	route, err := s.resolve(r.Context(), h)
+	if err == nil && !p.canAccess(route.TenantID) {
+		err = ErrOtherTenant
+	}
+	if err != nil {
+		s.errorPage(w, r, err, "handle "+h)
+		return
+	}
+	label, _ := handle.Label(h)
+	nonce := make([]byte, 12)
+	rand.Read(nonce)
+	g := grant{Handle: h, User: p.UserID, Tenant: p.TenantID, Exp: s.cfg.Now().Add(time.Minute).Unix(), Nonce: base64.RawURLEncoding.EncodeToString(nonce)}
+	next := r.URL.Query().Get("next")
+	if safeNext(next) == "" {
+		next = "/"
+	}
+	scheme := "https"
+	if s.apiTLS == nil {
+		scheme = "http"
+	}
+	_, port, _ := net.SplitHostPort(r.Host)
+	host := label + "." + s.cfg.AppsDomain
+	if port != "" {
+		host = net.JoinHostPort(host, port)
+	}
+	http.Redirect(w, r, scheme+"://"+host+"/__nd/auth?grant="+url.QueryEscape(s.signGrant(g))+"&next="+url.QueryEscape(next), http.StatusSeeOther)
+}
+
+func (s *Server) signGrant(g grant) string {
+	b, _ := json.Marshal(g)
+	body := base64.RawURLEncoding.EncodeToString(b)
+	mac := hmac.New(sha256.New, s.grantKey)
+	mac.Write([]byte(body))
+	return body + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+// usedNonces makes a grant one-time within its minute of life.
+var usedNonces sync.Map
+
+func (s *Server) acceptGrant(w http.ResponseWriter, r *http.Request, h string) {
+	g, err := s.verifyGrant(r.URL.Query().Get("grant"))
+	if err == nil && g.Handle != h {
+		err = errors.New("grant is for another handle")
+	}
+	if err == nil {
+		if _, dup := usedNonces.LoadOrStore(g.Nonce, g.Exp); dup {
+			err = errors.New("grant already used")
+		}
+	}
+	if err != nil {
+		renderPage(w, http.StatusForbidden, page{Title: "Forbidden", Message: "sign-in hand-off failed: " + err.Error(), IsError: true})
+		return
+	}
+	plain, hash := secret.New(secret.Session)
+	csrf, _ := secret.New("")
+	ss := store.Session{Hash: hash, UserID: g.User, TenantID: g.Tenant, CSRF: csrf, CreatedAt: s.cfg.Now(), ExpiresAt: s.cfg.Now().Add(sessionTTL)}
+	if err := s.store.CreateSession(r.Context(), ss); err != nil {
+		s.errorPage(w, r, err, "sign-in")
+		return
+	}
+	http.SetCookie(w, s.cookie(r, appCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
+	next := safeNext(r.URL.Query().Get("next"))
+	if next == "" {
+		next = "/"
+	}
+	http.Redirect(w, r, next, http.StatusSeeOther)
+}
+
+func (s *Server) verifyGrant(v string) (grant, error) {
+	var g grant
+	body, sig, ok := strings.Cut(v, ".")
+	if !ok {
+		return g, errors.New("malformed grant")
+	}
+	mac := hmac.New(sha256.New, s.grantKey)
+	mac.Write([]byte(body))
+	want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	if !hmac.Equal([]byte(sig), []byte(want)) {
+		return g, errors.New("grant signature does not verify")
+	}
+	b, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil || json.Unmarshal(b, &g) != nil {
+		return g, errors.New("malformed grant")
+	}
+	if s.cfg.Now().Unix() > g.Exp {
+		return g, fmt.Errorf("grant expired")
+	}
+	return g, nil
+}
