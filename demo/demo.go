@@ -28,6 +28,9 @@ type Options struct {
 	AgentAddr string // default 127.0.0.1:0
 	PlainHTTP bool
 	Logger    *slog.Logger
+	// Relay adjusts the relay's configuration (tests: AppsDomain,
+	// CameraTimeout, …) before it starts.
+	Relay func(*relay.Config)
 }
 
 // Info is what an operator needs to use the demo.
@@ -86,6 +89,9 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	d.relayCfg = relay.Config{
 		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr,
 		PlainHTTP: o.PlainHTTP, NodeName: "demo-relay", Logger: o.Logger,
+	}
+	if o.Relay != nil {
+		o.Relay(&d.relayCfg)
 	}
 	if d.Relay, err = startRelay(d.relayCfg); err != nil {
 		return nil, err

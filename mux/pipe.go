@@ -117,12 +117,19 @@ type Aborter interface {
 	Abort(reason error) error
 }
 
+// abort ends c so that its peer sees a cut, not an end: a WebSocket gets
+// an error status, a TCP connection a reset (a target that reads its
+// request to EOF must not act on a truncated one).
 func abort(c net.Conn, err error) {
-	if a, ok := c.(Aborter); ok {
-		a.Abort(err)
-		return
+	switch c := c.(type) {
+	case Aborter:
+		c.Abort(err)
+	case *net.TCPConn:
+		c.SetLinger(0)
+		c.Close()
+	default:
+		c.Close()
 	}
-	c.Close()
 }
 
 // Pipe joins a and b until both directions have ended, preserving
@@ -145,15 +152,17 @@ func Pipe(a, b net.Conn, aToB, bToA *atomic.Uint64) error {
 		abort(a, err)
 		abort(b, err)
 	}
-	err = errors.Join(err, <-errc)
+	// Once one direction fails, Pipe's own abort makes the other fail with
+	// "use of closed connection": drop those so the cause is returned.
+	err = errors.Join(cause(err), cause(<-errc))
 	a.Close()
 	b.Close()
-	if isClosedErr(err) {
-		return nil
-	}
 	return err
 }
 
-func isClosedErr(err error) bool {
-	return err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe)
+func cause(err error) error {
+	if err == nil || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) {
+		return nil
+	}
+	return err
 }

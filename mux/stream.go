@@ -34,6 +34,7 @@ type Stream struct {
 	remain int // payload bytes left in the current data frame
 	rEOF   bool
 	rhdr   [frameHeader]byte
+	rhdrN  int // header bytes read so far: a deadline may strike mid-header
 
 	wmu    sync.Mutex
 	wEOF   bool
@@ -82,12 +83,17 @@ func (c *Stream) nextFrame() error {
 		if c.rEOF {
 			return io.EOF
 		}
-		if _, err := io.ReadFull(c.s, c.rhdr[:]); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF
+		for c.rhdrN < frameHeader {
+			n, err := c.s.Read(c.rhdr[c.rhdrN:])
+			c.rhdrN += n
+			if err != nil && c.rhdrN < frameHeader {
+				if err == io.EOF {
+					err = io.ErrUnexpectedEOF
+				}
+				return err
 			}
-			return err
 		}
+		c.rhdrN = 0
 		n := int(binary.BigEndian.Uint16(c.rhdr[1:]))
 		switch c.rhdr[0] {
 		case frameData:
@@ -134,8 +140,14 @@ func (c *Stream) writeFrame(b []byte) error {
 	if c.wEOF {
 		return io.ErrClosedPipe
 	}
-	_, err := c.s.Write(b)
-	return err
+	if _, err := c.s.Write(b); err != nil {
+		// A deadline may have struck mid-frame: the rest of the stream
+		// would be garbage to the peer, so the stream is over.
+		c.wEOF = true
+		c.s.Close()
+		return err
+	}
+	return nil
 }
 
 // WaitRead blocks until payload bytes or the end of the stream are there,

@@ -22,6 +22,25 @@ type deviceInput struct {
 	Manufacturer *string `json:"manufacturer"`
 	Model        *string `json:"model"`
 	Notes        *string `json:"notes"`
+	// Username and Password set the device's stored login (write-only:
+	// never returned). An empty username clears it.
+	Username *string `json:"username"`
+	Password *string `json:"password"`
+}
+
+// creds is the login the input sets: ok is false when it leaves it alone.
+func (in *deviceInput) creds() (c *deviceCreds, ok bool) {
+	if in.Username == nil {
+		return nil, false
+	}
+	if *in.Username == "" {
+		return nil, true
+	}
+	pw := ""
+	if in.Password != nil {
+		pw = *in.Password
+	}
+	return &deviceCreds{Username: *in.Username, Password: pw}, true
 }
 
 // maxPorts bounds the ports of one device: a camera has a handful (HTTP,
@@ -70,8 +89,13 @@ func (s *Server) deviceJSON(ctx context.Context, d store.Device, version int64) 
 	for _, h := range hs {
 		handles[strconv.Itoa(h.Port)] = h.Handle
 	}
+	creds, err := s.credsFor(ctx, d.ID)
+	if err != nil {
+		return nil, err
+	}
 	out := map[string]any{
-		"id": d.ID, "site_id": d.SiteID, "host": d.Host, "ports": d.Ports,
+		"has_credentials": creds != nil,
+		"id":              d.ID, "site_id": d.SiteID, "host": d.Host, "ports": d.Ports,
 		"label": d.Label, "manufacturer": d.Manufacturer, "model": d.Model, "notes": d.Notes,
 		"loopback_ip": d.LoopbackIP, "handles": handles, "created_at": d.CreatedAt,
 	}
@@ -105,6 +129,11 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principa
 	d, version, err := s.store.CreateDevice(r.Context(), d, s.newHandles(site.TenantID, d.ID, d.Ports))
 	if err != nil {
 		return err
+	}
+	if c, ok := in.creds(); ok {
+		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
+			return err
+		}
 	}
 	s.afterDeviceChange(r.Context(), site, p, "device.create", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
 	out, err := s.deviceJSON(r.Context(), d, version)
@@ -185,6 +214,12 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
+	if c, ok := in.creds(); ok {
+		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
+			return err
+		}
+		s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
+	}
 	s.afterDeviceChange(r.Context(), site, p, "device.update", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
 	out, err := s.deviceJSON(r.Context(), d, version)
 	if err != nil {
@@ -201,6 +236,9 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principa
 	}
 	version, err := s.store.DeleteDevice(r.Context(), d.ID, s.cfg.Now())
 	if err != nil {
+		return err
+	}
+	if err := s.setCreds(r.Context(), d.ID, nil); err != nil {
 		return err
 	}
 	s.afterDeviceChange(r.Context(), site, p, "device.delete", d.ID, d.Host)

@@ -39,11 +39,15 @@ func quietLogger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 }
 
-func startDemo(t *testing.T) *demo.Demo {
+func startDemo(t *testing.T, relayOpts ...func(*relay.Config)) *demo.Demo {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	d, err := demo.Start(ctx, demo.Options{DataDir: t.TempDir(), Logger: quietLogger()})
+	o := demo.Options{DataDir: t.TempDir(), Logger: quietLogger()}
+	if len(relayOpts) > 0 {
+		o.Relay = relayOpts[0]
+	}
+	d, err := demo.Start(ctx, o)
 	if err != nil {
 		t.Fatal(err)
 	}

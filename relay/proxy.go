@@ -15,14 +15,10 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nanodems/connector/internal/httpauth"
 	"github.com/nanodems/connector/relay/rewrite"
 	"github.com/nanodems/connector/relay/store"
 )
-
-// cameraTimeout is how long a camera may take to start answering before
-// the operator gets a 504 naming it. It bounds the response header only:
-// a body (MJPEG, a firmware download) may stream for hours.
-const cameraTimeout = 30 * time.Second
 
 // webProxy is the browser proxy: one httputil.ReverseProxy for every
 // handle, whose Transport dials through Server.Dial. The Transport pools
@@ -32,6 +28,7 @@ type webProxy struct {
 	s      *Server
 	rp     *httputil.ReverseProxy
 	tr     *http.Transport
+	auth   *authTransport
 	scheme sync.Map // handle → "http" or "https", learnt on first use
 }
 
@@ -46,20 +43,25 @@ type proxyReq struct {
 	host   string // Host header the camera expects
 }
 
-func newWebProxy(s *Server) *webProxy {
+// newWebProxy makes the proxy. cameraTimeout bounds the wait for a
+// camera's response header only: a body (MJPEG, a firmware download) may
+// stream for hours.
+func newWebProxy(s *Server, cameraTimeout time.Duration) *webProxy {
 	p := &webProxy{s: s}
 	p.tr = &http.Transport{
 		DialContext:           p.dial,
 		DialTLSContext:        p.dialTLS,
 		ResponseHeaderTimeout: cameraTimeout,
+		ExpectContinueTimeout: 3 * time.Second, // cameras without 100-continue get the body after this
 		IdleConnTimeout:       90 * time.Second,
 		MaxIdleConnsPerHost:   16,
 		ForceAttemptHTTP2:     false, // cameras speak HTTP/1.1
 		DisableCompression:    true,  // pass the camera's encoding through
 	}
+	p.auth = &authTransport{p: p, clients: map[string]*httpauth.Client{}}
 	p.rp = &httputil.ReverseProxy{
 		Rewrite:        p.rewrite,
-		Transport:      p.tr,
+		Transport:      p.auth,
 		FlushInterval:  -1, // MJPEG, SSE, chunked: flush as it arrives
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
@@ -169,7 +171,7 @@ func (p *webProxy) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, ErrTimeout) {
-		err = fmt.Errorf("%w: no answer within %v", ErrTimeout, cameraTimeout)
+		err = fmt.Errorf("%w: no answer within %v", ErrTimeout, p.s.cfg.CameraTimeout)
 	}
 	if HTTPStatus(err) == http.StatusInternalServerError {
 		err = fmt.Errorf("%w: %v", ErrUnreachable, err)
@@ -277,3 +279,7 @@ func (p *webProxy) probeScheme(ctx context.Context, r store.Route) {
 		p.scheme.Store(r.Handle, "http")
 	}
 }
+
+// CloseIdleCameraConns drops the proxy's idle connections to cameras, so
+// the next request dials (and handshakes) anew.
+func (s *Server) CloseIdleCameraConns() { s.web.tr.CloseIdleConnections() }

@@ -46,7 +46,10 @@ type Config struct {
 	// https://relay.example.com; the subdomain mode sends users there to
 	// sign in.
 	PublicURL string
-	NodeName  string        // this relay in "Relay" columns; default hostname
+	// CameraTimeout is how long a camera may take to start answering a
+	// proxied request before the operator gets a 504; default 30 s.
+	CameraTimeout time.Duration
+	NodeName      string // this relay in "Relay" columns; default hostname
 	EnrollTTL time.Duration // enrollment token lifetime, default 24 h
 	Now       func() time.Time
 	Logger    *slog.Logger
@@ -72,6 +75,7 @@ type Server struct {
 
 	web      *webProxy
 	grantKey []byte // signs subdomain sign-in grants
+	sealer   *sealer
 
 	agentLn, apiLn net.Listener
 	http           *http.Server
@@ -92,6 +96,9 @@ func New(cfg Config) (*Server, error) {
 	if cfg.APIAddr == "" {
 		cfg.APIAddr = ":9443"
 	}
+	if cfg.CameraTimeout == 0 {
+		cfg.CameraTimeout = 30 * time.Second
+	}
 	if cfg.EnrollTTL == 0 {
 		cfg.EnrollTTL = 24 * time.Hour
 	}
@@ -111,7 +118,7 @@ func New(cfg Config) (*Server, error) {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), done: make(chan struct{})}
-	s.web = newWebProxy(s)
+	s.web = newWebProxy(s, cfg.CameraTimeout)
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
@@ -160,6 +167,9 @@ func (s *Server) initSecrets() error {
 		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}}
 	}
 	if err := s.initGrantKey(); err != nil {
+		return err
+	}
+	if s.sealer, err = newSealer(s.cfg.DataDir); err != nil {
 		return err
 	}
 	return s.initAdminKey()
@@ -252,6 +262,15 @@ func (s *Server) Start() error {
 	}()
 	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "node", s.cfg.NodeName)
 	return nil
+}
+
+// publicURL is the relay's origin for browsers: Config.PublicURL, else
+// the API listener's URL.
+func (s *Server) publicURL() string {
+	if s.cfg.PublicURL != "" {
+		return s.cfg.PublicURL
+	}
+	return s.APIURL()
 }
 
 // APIURL is the base URL of the API listener.

@@ -41,6 +41,7 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 // handleRoot serves / (sign-in or home) and routes absolute-path requests
 // that camera JavaScript makes outside the prefix (/ISAPI/…, /doc/…) to the
 // handle the browser is using: the Referer's, else the nd_handle cookie's.
+// It routes only; proxyTo still checks the user's right to the handle.
 func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/" && r.Header.Get("Referer") == "" {
 		s.handleLoginPage(w, r)
@@ -60,7 +61,23 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		renderPage(w, http.StatusNotFound, page{Title: "Not found", Message: "no page " + r.URL.Path + " here", IsError: true})
 		return
 	}
+	if !isUpgrade(r) {
+		// Back into the prefix, so the browser sends the camera's cookies
+		// (scoped to /c/{handle}/) with it. 307 keeps method and body;
+		// fetch and XHR follow it on their own.
+		target := rewrite.Prefix(h) + r.URL.EscapedPath()
+		if r.URL.RawQuery != "" {
+			target += "?" + r.URL.RawQuery
+		}
+		http.Redirect(w, r, target, http.StatusTemporaryRedirect)
+		return
+	}
+	// A WebSocket cannot follow a redirect: proxy it where it is.
 	s.proxyTo(w, r, h, rewrite.Prefix(h), r.URL.EscapedPath())
+}
+
+func isUpgrade(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("Upgrade"), "websocket")
 }
 
 // proxyTo authorises the request for handle h and proxies it.
@@ -140,7 +157,7 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 			return
 		}
 		// Sign in on the relay's own origin, which hands back a grant.
-		http.Redirect(w, r, strings.TrimRight(s.cfg.PublicURL, "/")+"/c-auth?handle="+url.QueryEscape(h)+"&next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
+		http.Redirect(w, r, strings.TrimRight(s.publicURL(), "/")+"/c-auth?handle="+url.QueryEscape(h)+"&next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
 	route, err := s.resolve(r.Context(), h)

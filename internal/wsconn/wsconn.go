@@ -14,6 +14,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"sync"
 	"time"
 
@@ -157,8 +158,8 @@ func (c *Conn) Abort(reason error) error {
 		if reason != nil {
 			msg += ": " + reason.Error()
 		}
-		if len(msg) > 120 { // a close reason fits in 123 bytes
-			msg = msg[:120]
+		if len(msg) > 120 { // a close reason fits in 123 bytes of UTF-8
+			msg = strings.ToValidUTF8(msg[:120], "")
 		}
 		err = c.ws.Close(websocket.StatusInternalError, msg)
 		c.cancel()
