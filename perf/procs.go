@@ -13,6 +13,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -192,6 +193,14 @@ func tail(path string, n int) string {
 	return "    " + strings.Join(lines, "\n    ")
 }
 
+// execCommand is exec.CommandContext for a short-lived helper that must
+// not outlive the harness either.
+func execCommand(ctx context.Context, path string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	return cmd
+}
+
 // build compiles the three programs into dir with go build.
 func build(ctx context.Context, root, dir string) error {
 	args := []string{"build", "-o", dir + string(os.PathSeparator), "./cmd/nanodems-relay", "./cmd/nanodems-agent", "./cmd/nanodems-tunnel"}
@@ -299,6 +308,25 @@ func cpuSeconds(pid int) (float64, error) {
 	return float64(ut+st) / clkTck, nil
 }
 
+// othersCPU reads the CPU seconds of every process not in ours.
+func othersCPU(ours map[int]bool) map[int]float64 {
+	m := map[int]float64{}
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return m
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil || ours[pid] {
+			continue
+		}
+		if v, err := cpuSeconds(pid); err == nil {
+			m[pid] = v
+		}
+	}
+	return m
+}
+
 // selfCPU is this process's user+system CPU seconds.
 func selfCPU() float64 {
 	var ru syscall.Rusage
@@ -353,4 +381,74 @@ func serveEcho(addr string) error {
 	fmt.Fprintf(os.Stderr, "listening %s\n", e.Addr())
 	waitSignal()
 	return e.Close()
+}
+
+// waitSignal blocks until SIGINT or SIGTERM.
+func waitSignal() {
+	c := make(chan os.Signal, 1)
+	signal.Notify(c, os.Interrupt, syscall.SIGTERM)
+	<-c
+}
+
+// ---- perf stat (-perfstat) ----
+
+// perfEvents are counted per process with -perfstat: every system call,
+// and context switches.
+var perfEvents = []string{"raw_syscalls:sys_enter", "context-switches"}
+
+// perfCounter is a `perf stat -p PID` running beside a measurement.
+type perfCounter struct {
+	name string
+	cmd  *exec.Cmd
+	out  string
+}
+
+func startPerfStat(dir, name string, pid int) (*perfCounter, error) {
+	path, err := exec.LookPath("perf")
+	if err != nil {
+		return nil, err
+	}
+	out := filepath.Join(dir, fmt.Sprintf("perfstat-%s-%d.csv", name, time.Now().UnixNano()))
+	cmd := exec.Command(path, "stat", "-x", ",", "-o", out, "-e", strings.Join(perfEvents, ","), "-p", strconv.Itoa(pid))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	return &perfCounter{name: name, cmd: cmd, out: out}, nil
+}
+
+// stop ends perf stat and returns its counts by short event name
+// ("syscalls", "context-switches").
+func (p *perfCounter) stop() map[string]float64 {
+	p.cmd.Process.Signal(os.Interrupt)
+	done := make(chan struct{})
+	go func() { p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(3 * time.Second):
+		p.cmd.Process.Kill()
+		<-done
+	}
+	m := map[string]float64{}
+	b, err := os.ReadFile(p.out)
+	if err != nil {
+		return m
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		f := strings.Split(l, ",")
+		if len(f) < 3 || strings.HasPrefix(l, "#") {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[0], 64)
+		if err != nil {
+			continue
+		}
+		ev := f[2]
+		if ev == "raw_syscalls:sys_enter" {
+			ev = "syscalls"
+		}
+		ev = strings.TrimPrefix(ev, "syscalls:sys_enter_")
+		m[ev] = v
+	}
+	return m
 }

@@ -466,4 +466,3 @@ func wantAuditDetail(t *testing.T, d *demo.Demo, action, target, detail string) 
 	}
 	t.Fatalf("no audit %s for %s with %q in %+v", action, target, detail, evs)
 }
-

@@ -37,7 +37,7 @@ type Config struct {
 	// host the enrolling agent used for the API, with the agent port.
 	PublicAgentAddr string
 	// Hosts are extra DNS names / IPs for the relay's certificates.
-	Hosts     []string
+	Hosts []string
 	// AppsDomain turns on the browser proxy's subdomain mode: with a
 	// wildcard DNS name *.AppsDomain pointing at the relay, each handle is
 	// served at {label}.AppsDomain with no rewriting (docs/browser.md).
@@ -49,11 +49,11 @@ type Config struct {
 	// CameraTimeout is how long a camera may take to start answering a
 	// proxied request before the operator gets a 504; default 30 s.
 	CameraTimeout time.Duration
-	NodeName      string // this relay in "Relay" columns; default hostname
-	EnrollTTL time.Duration // enrollment token lifetime, default 24 h
-	Now       func() time.Time
-	Logger    *slog.Logger
-	Store     store.Store // default: SQLite at DataDir/relay.db
+	NodeName      string        // this relay in "Relay" columns; default hostname
+	EnrollTTL     time.Duration // enrollment token lifetime, default 24 h
+	Now           func() time.Time
+	Logger        *slog.Logger
+	Store         store.Store // default: SQLite at DataDir/relay.db
 }
 
 // Server is a running relay.

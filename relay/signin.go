@@ -186,4 +186,3 @@ func (s *Server) sessionPrincipal(r *http.Request) (Principal, store.Session, bo
 	}
 	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID}, ss, true
 }
-

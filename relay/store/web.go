@@ -76,4 +76,3 @@ func (s *SQLite) PutCameraCert(ctx context.Context, c CameraCert) error {
 		c.Handle, c.Subject, c.Fingerprint, ts(c.FirstSeen), ts(c.LastSeen))
 	return wrapf(err, "put camera cert of %s", c.Handle)
 }
-
