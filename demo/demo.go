@@ -9,7 +9,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/demo/camera"
 	"github.com/nanodems/connector/relay"
 )
 
@@ -33,6 +33,14 @@ type Options struct {
 	Relay func(*relay.Config)
 }
 
+// The demo's sign-in and the stand-in camera's own login.
+const (
+	OperatorEmail    = "operator@demo.invalid"
+	OperatorPassword = "demo-password-123"
+	CameraUser       = "admin"
+	CameraPassword   = "demo-camera-1"
+)
+
 // Info is what an operator needs to use the demo.
 type Info struct {
 	RelayURL       string `json:"relay_url"`
@@ -46,18 +54,20 @@ type Info struct {
 	DeviceID       string `json:"device_id"`
 	EchoHandle     string `json:"echo_handle"`
 	HTTPHandle     string `json:"http_handle"`
+	BrowserURL     string `json:"browser_url"` // the camera's web UI through the relay
 	ConnectCommand string `json:"connect_command"`
 }
 
 // Demo is a running installation.
 type Demo struct {
-	Relay *relay.Server
-	Agent *agent.Agent
-	API   *API
-	Echo  *Echo
-	Info  Info
+	Relay  *relay.Server
+	Agent  *agent.Agent
+	API    *API
+	Echo   *Echo
+	Camera *camera.Camera // the stand-in camera web UI behind HTTPHandle
+	Info   Info
 
-	camera    *http.Server
+	camera    *camera.Server
 	cancel    context.CancelFunc
 	agentDone chan struct{} // closed when Agent.Run returns
 	agentErr  error         // what it returned
@@ -114,12 +124,11 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	if d.Echo, err = StartEcho("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	var camAddr interface{ String() string }
-	d.camera, camAddr, err = StartCamera("127.0.0.1:0")
-	if err != nil {
+	d.Camera = camera.New(camera.Options{Username: CameraUser, Password: CameraPassword})
+	if d.camera, err = d.Camera.Start("127.0.0.1:0"); err != nil {
 		return nil, err
 	}
-	_, camPort, _ := strings.Cut(camAddr.String(), ":")
+	_, camPort, _ := strings.Cut(d.camera.Addr, ":")
 	cp, _ := strconv.Atoi(camPort)
 	if err := d.addDevice(ctx, cp, d.Echo.Addr().Port); err != nil {
 		return nil, err
@@ -148,6 +157,7 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	if err := d.WaitAgent(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}
+	in.BrowserURL = in.RelayURL + "/c/" + in.HTTPHandle + "/"
 	in.ConnectCommand = fmt.Sprintf("echo hello | go run ./cmd/nanodems-tunnel connect --relay %s --token %s", in.RelayURL, in.Token)
 	if in.CAPin != "" {
 		in.ConnectCommand += " --ca-pin " + in.CAPin
@@ -166,7 +176,7 @@ func (d *Demo) provision(ctx context.Context) error {
 	if err := d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Demo tenant"}, &t, admin); err != nil {
 		return fmt.Errorf("demo: create tenant: %w", err)
 	}
-	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/users", map[string]string{"email": "operator@demo.invalid", "password": "demo-password-123"}, &u, admin); err != nil {
+	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/users", map[string]string{"email": OperatorEmail, "password": OperatorPassword}, &u, admin); err != nil {
 		return fmt.Errorf("demo: create user: %w", err)
 	}
 	if err := d.API.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin); err != nil {
@@ -185,7 +195,11 @@ func (d *Demo) addDevice(ctx context.Context, httpPort, echoPort int) error {
 		ID      string            `json:"id"`
 		Handles map[string]string `json:"handles"`
 	}
-	body := map[string]any{"host": "127.0.0.1", "ports": []int{httpPort, echoPort}, "label": "Demo camera", "manufacturer": "nanodems", "model": "stand-in"}
+	body := map[string]any{
+		"host": "127.0.0.1", "ports": []int{httpPort, echoPort}, "label": "Demo camera", "manufacturer": "nanodems", "model": "stand-in",
+		// The relay answers the camera's Digest challenges itself.
+		"username": CameraUser, "password": CameraPassword,
+	}
 	if err := d.API.Do(ctx, "POST", "/api/sites/"+d.Info.SiteID+"/devices", body, &dev, Bearer(d.Info.Token)); err != nil {
 		return fmt.Errorf("demo: add device: %w", err)
 	}

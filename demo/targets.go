@@ -2,9 +2,7 @@ package demo
 
 import (
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"sync"
 
 	"github.com/nanodems/connector/mux"
@@ -48,19 +46,3 @@ func (e *Echo) Addr() *net.TCPAddr { return e.ln.Addr().(*net.TCPAddr) }
 
 // Close stops accepting; open connections end when their clients close.
 func (e *Echo) Close() error { return e.ln.Close() }
-
-// StartCamera serves a stand-in camera web page on addr.
-func StartCamera(addr string) (*http.Server, *net.TCPAddr, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, nil, fmt.Errorf("camera target: %w", err)
-	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/html; charset=utf-8")
-		io.WriteString(w, "<!doctype html><title>Demo camera</title><h1>Demo camera</h1><p>Reached through the nanodems tunnel.</p>\n")
-	})
-	srv := &http.Server{Handler: mux}
-	go srv.Serve(ln)
-	return srv, ln.Addr().(*net.TCPAddr), nil
-}

@@ -11,6 +11,12 @@ func (s *Server) routesMux() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName})
 	})
 	m.HandleFunc("POST /api/enroll", s.handleEnroll)
+	// Browsers ask every origin for /favicon.ico; the relay answers it, so
+	// the request is neither a 404 nor routed to a camera that has none.
+	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Cache-Control", "public, max-age=86400")
+		w.WriteHeader(http.StatusNoContent)
+	})
 
 	m.HandleFunc("POST /api/admin/tenants", s.api(s.createTenant))
 	m.HandleFunc("POST /api/tenants/{tenantId}/users", s.api(s.createUser))

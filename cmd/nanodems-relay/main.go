@@ -108,14 +108,21 @@ func runDemo(ctx context.Context, args []string) error {
   API token      %s
   agent          %s (connected)
 
-  stand-in camera web page  handle %s
+  stand-in camera web UI    handle %s
   TCP echo target           handle %s
+
+Open the camera's web UI through the relay (accept the self-signed
+certificate; sign in as %s / %s, then log in to the
+camera as %s / %s):
+
+  %s
 
 Open a tunnel to the echo target (prints "hello" back):
 
   %s
 
-`, in.RelayURL, in.CAPin, in.AdminKey, in.TenantID, in.SiteID, in.Token, in.AgentID, in.HTTPHandle, in.EchoHandle, in.ConnectCommand)
+`, in.RelayURL, in.CAPin, in.AdminKey, in.TenantID, in.SiteID, in.Token, in.AgentID, in.HTTPHandle, in.EchoHandle,
+			demo.OperatorEmail, demo.OperatorPassword, demo.CameraUser, demo.CameraPassword, in.BrowserURL, in.ConnectCommand)
 	}
 	<-ctx.Done()
 	return nil
