@@ -42,6 +42,7 @@ type Agent struct {
 	tunnels  atomic.Uint64
 
 	connected atomic.Bool
+	live      sync.Map // *liveTunnel → struct{}
 }
 
 // ErrRefused is wrapped when the relay refuses this agent for good
@@ -264,6 +265,7 @@ func (a *Agent) readControl(c *controlConn) error {
 				a.log.Warn("allowlist push refused", "err", err)
 			} else {
 				a.log.Info("allowlist applied", "version", al.Version, "targets", len(al.Targets))
+				a.cutDisallowed()
 			}
 			ack.Held = a.allow.Version()
 			if err := c.send(mux.MsgAllowlistAck, ack); err != nil {

@@ -47,7 +47,31 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn}
+	a.live.Store(t, struct{}{})
+	defer a.live.Delete(t)
 	mux.Pipe(mux.NewStream(st), conn, &a.bytesOut, &a.bytesIn)
+}
+
+// liveTunnel is an open tunnel, kept so an allowlist change can end the
+// tunnels to targets it removes.
+type liveTunnel struct {
+	target mux.Target
+	conn   net.Conn
+}
+
+// cutDisallowed ends the open tunnels whose target the allowlist no longer
+// holds: taking a camera off the list takes it off now, not at the next
+// connection.
+func (a *Agent) cutDisallowed() {
+	a.live.Range(func(k, _ any) bool {
+		t := k.(*liveTunnel)
+		if !a.allow.Allows(t.target.Host, t.target.Port) {
+			a.log.Info("closing tunnel to a target no longer in the allowlist", "target", net.JoinHostPort(t.target.Host, strconv.Itoa(int(t.target.Port))))
+			t.conn.Close()
+		}
+		return true
+	})
 }
 
 // classify maps a dial error to the status the operator needs to see.

@@ -61,7 +61,7 @@ func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal
 	id := r.PathValue("agentId")
 	a, err := s.store.GetAgent(r.Context(), id)
 	if err != nil {
-		return fmt.Errorf("agent %s: %w", id, err)
+		return lookup(err, "agent "+id)
 	}
 	site, err := s.siteFor(r, p, a.SiteID)
 	if err != nil {

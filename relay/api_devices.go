@@ -3,6 +3,7 @@ package relay
 import (
 	"context"
 	"fmt"
+	"net"
 	"net/http"
 	"slices"
 	"strconv"
@@ -28,19 +29,31 @@ type deviceInput struct {
 	Password *string `json:"password"`
 }
 
-// creds is the login the input sets: ok is false when it leaves it alone.
-func (in *deviceInput) creds() (c *deviceCreds, ok bool) {
-	if in.Username == nil {
-		return nil, false
+// creds is the login the input leaves the device with, given the one it
+// has (old, may be nil): ok is false when the input does not touch it. A
+// username alone keeps the old password; a password alone keeps the old
+// username; an empty username clears the login.
+func (in *deviceInput) creds(old *deviceCreds) (c *deviceCreds, ok bool, err error) {
+	if in.Username == nil && in.Password == nil {
+		return nil, false, nil
 	}
-	if *in.Username == "" {
-		return nil, true
+	next := deviceCreds{}
+	if old != nil {
+		next = *old
 	}
-	pw := ""
+	if in.Username != nil {
+		if *in.Username == "" {
+			return nil, true, nil
+		}
+		next.Username = *in.Username
+	}
 	if in.Password != nil {
-		pw = *in.Password
+		next.Password = *in.Password
 	}
-	return &deviceCreds{Username: *in.Username, Password: pw}, true
+	if next.Username == "" {
+		return nil, false, fmt.Errorf("%w: a password needs a username", errBadRequest)
+	}
+	return &next, true, nil
 }
 
 // maxPorts bounds the ports of one device: a camera has a handful (HTTP,
@@ -60,7 +73,8 @@ func (in *deviceInput) apply(d *store.Device) error {
 		}
 	}
 	// The header check is what the agent will enforce: validate with it.
-	if _, err := mux.AppendHeader(nil, mux.Header{Host: d.Host, Port: 1}); err != nil || strings.ContainsAny(d.Host, "/?#@") {
+	if _, err := mux.AppendHeader(nil, mux.Header{Host: d.Host, Port: 1}); err != nil || strings.ContainsAny(d.Host, "/?#@[]") ||
+		(strings.Contains(d.Host, ":") && net.ParseIP(d.Host) == nil) {
 		return fmt.Errorf("%w: host %q is not a host name or IP address", errBadRequest, d.Host)
 	}
 	if len(d.Ports) == 0 || len(d.Ports) > maxPorts {
@@ -130,10 +144,13 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	if c, ok := in.creds(); ok {
+	if c, ok, err := in.creds(nil); err != nil {
+		return err
+	} else if ok {
 		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
 			return err
 		}
+		s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: "stored: true"})
 	}
 	s.afterDeviceChange(r.Context(), site, p, "device.create", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
 	out, err := s.deviceJSON(r.Context(), d, version)
@@ -149,7 +166,7 @@ func (s *Server) deviceFor(r *http.Request, p Principal) (store.Device, store.Si
 	id := r.PathValue("deviceId")
 	d, err := s.store.GetDevice(r.Context(), id)
 	if err != nil {
-		return d, store.Site{}, fmt.Errorf("device %s: %w", id, err)
+		return d, store.Site{}, lookup(err, "device "+id)
 	}
 	site, err := s.siteFor(r, p, d.SiteID)
 	return d, site, err
@@ -214,7 +231,13 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 	if err != nil {
 		return err
 	}
-	if c, ok := in.creds(); ok {
+	oldCreds, err := s.credsFor(r.Context(), d.ID)
+	if err != nil {
+		return err
+	}
+	if c, ok, err := in.creds(oldCreds); err != nil {
+		return err
+	} else if ok {
 		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
 			return err
 		}
@@ -249,6 +272,7 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principa
 // afterDeviceChange drops cached routes, pushes the allowlist and audits.
 func (s *Server) afterDeviceChange(ctx context.Context, site store.Site, p Principal, action, deviceID, detail string) {
 	s.invalidateRoutes()
+	s.cutRevoked(ctx)
 	if err := s.pushAllowlist(ctx, site.ID); err != nil {
 		s.log.Error("allowlist push", "site", site.ID, "err", err)
 	}

@@ -38,7 +38,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p Principal)
 		return fmt.Errorf("%w: creating users needs the admin key", errForbidden)
 	}
 	if _, err := s.store.GetTenant(r.Context(), tenantID); err != nil {
-		return fmt.Errorf("tenant %s: %w", tenantID, err)
+		return lookup(err, "tenant "+tenantID)
 	}
 	var in struct {
 		Email      string `json:"email"`
@@ -57,7 +57,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p Principal)
 	}
 	u := store.User{ID: newID("usr_"), TenantID: tenantID, Email: in.Email, PasswordHash: hashPassword(in.Password), Superadmin: in.Superadmin, CreatedAt: s.cfg.Now()}
 	if err := s.store.CreateUser(r.Context(), u); err != nil {
-		return fmt.Errorf("user %s: %w", in.Email, err)
+		return lookup(err, "user "+in.Email)
 	}
 	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "user.create", Target: u.ID, Detail: u.Email})
 	writeJSON(w, http.StatusCreated, map[string]any{"id": u.ID, "tenant_id": u.TenantID, "email": u.Email, "superadmin": u.Superadmin, "created_at": u.CreatedAt})
@@ -74,7 +74,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	u, err := s.store.GetUser(r.Context(), userID)
 	if err != nil {
-		return fmt.Errorf("user %s: %w", userID, err)
+		return lookup(err, "user "+userID)
 	}
 	plain, hash := secret.New(secret.APIToken)
 	t := store.APIToken{ID: newID("tok_"), UserID: u.ID, TenantID: u.TenantID, Hash: hash, CreatedAt: s.cfg.Now()}
@@ -93,7 +93,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 	}
 	t, err := s.store.GetAPIToken(r.Context(), tokenID)
 	if err != nil || t.UserID != userID {
-		return fmt.Errorf("token %s: %w", tokenID, store.ErrNotFound)
+		return lookup(store.ErrNotFound, "token "+tokenID)
 	}
 	if err := s.store.RevokeAPIToken(r.Context(), tokenID, s.cfg.Now()); err != nil {
 		return err
@@ -107,7 +107,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 func (s *Server) siteFor(r *http.Request, p Principal, siteID string) (store.Site, error) {
 	site, err := s.store.GetSite(r.Context(), siteID)
 	if err != nil {
-		return site, fmt.Errorf("site %s: %w", siteID, err)
+		return site, lookup(err, "site "+siteID)
 	}
 	if !p.canAccess(site.TenantID) {
 		return site, fmt.Errorf("%w: site does not belong to your tenant", errForbidden)
@@ -121,7 +121,7 @@ func (s *Server) createSite(w http.ResponseWriter, r *http.Request, p Principal)
 		return fmt.Errorf("%w: tenant is not yours", errForbidden)
 	}
 	if _, err := s.store.GetTenant(r.Context(), tenantID); err != nil {
-		return fmt.Errorf("tenant %s: %w", tenantID, err)
+		return lookup(err, "tenant "+tenantID)
 	}
 	var in struct {
 		Name string `json:"name"`

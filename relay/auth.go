@@ -34,7 +34,7 @@ func (s *Server) authenticate(r *http.Request) (Principal, error) {
 			return s.authToken(ctx, strings.TrimSpace(tok))
 		}
 		if email, pw, ok := r.BasicAuth(); ok {
-			u, err := s.store.GetUserByEmail(ctx, email)
+			u, err := s.store.GetUserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
 			if err != nil || !checkPassword(u.PasswordHash, pw) {
 				return Principal{}, errBadCredential
 			}

@@ -4,10 +4,18 @@ import (
 	"context"
 	"io"
 	"net"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"slices"
+	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/demo/camera"
 )
 
 // benchEcho pushes b.N chunks of 64 KiB through c to an echo target while
@@ -80,4 +88,84 @@ func BenchmarkTunnelOpen(b *testing.B) {
 		}
 		c.Close()
 	}
+}
+
+// benchPage fetches url b.N times from 4 concurrent clients and reports
+// requests/s and latency percentiles: the browser proxy's per-request cost.
+func benchPage(b *testing.B, c *http.Client, url string) {
+	const workers = 4
+	lat := make([][]time.Duration, workers)
+	var next atomic.Int64
+	b.ResetTimer()
+	start := time.Now()
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for next.Add(1) <= int64(b.N) {
+				t0 := time.Now()
+				resp, err := c.Get(url)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != 200 {
+					b.Errorf("status %d", resp.StatusCode)
+					return
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if len(all) == 0 {
+		return
+	}
+	b.ReportMetric(float64(len(all))/elapsed.Seconds(), "req/s")
+	b.ReportMetric(float64(all[len(all)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
+}
+
+// BenchmarkPageDirect fetches the camera's small login page directly.
+func BenchmarkPageDirect(b *testing.B) {
+	cam := camera.New(camera.Options{})
+	srv, err := cam.Start("127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer srv.Close()
+	c := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 8}}
+	benchPage(b, c, srv.URL+"/doc/page/login.asp")
+}
+
+// BenchmarkPageProxy fetches the same page through /c/{handle}/: HTTPS to
+// the relay, session check, tunnel to the agent, camera.
+func BenchmarkPageProxy(b *testing.B) {
+	d := benchDemo(b)
+	jar, _ := cookiejar.New(nil)
+	tr := operator(d).HTTPClient().Transport.(*http.Transport)
+	tr.MaxIdleConnsPerHost = 8
+	c := &http.Client{Jar: jar, Transport: tr}
+	resp, err := c.Get(d.Info.RelayURL + "/login")
+	if err != nil {
+		b.Fatal(err)
+	}
+	page, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	m := csrfRe.FindSubmatch(page)
+	resp, err = c.PostForm(d.Info.RelayURL+"/login", url.Values{"csrf": {string(m[1])}, "email": {demo.OperatorEmail}, "password": {demo.OperatorPassword}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	resp.Body.Close()
+	benchPage(b, c, d.Info.BrowserURL+"doc/page/login.asp")
 }

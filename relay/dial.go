@@ -113,7 +113,9 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 		a.active.Add(-1)
 		return nil, err
 	}
-	return &tunnelConn{Stream: mux.NewStream(st), agent: a}, nil
+	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
+	s.live.Store(c, struct{}{})
+	return c, nil
 }
 
 // openTimeout bounds the wait for the agent's status when ctx has no
@@ -159,11 +161,29 @@ func handshake(ctx context.Context, st *smux.Stream, h mux.Header) error {
 // active tunnels right.
 type tunnelConn struct {
 	*mux.Stream
-	agent *agentSession
-	once  sync.Once
+	agent  *agentSession
+	handle string
+	s      *Server
+	once   sync.Once
 }
 
 func (c *tunnelConn) Close() error {
-	c.once.Do(func() { c.agent.active.Add(-1) })
+	c.once.Do(func() {
+		c.agent.active.Add(-1)
+		c.s.live.Delete(c)
+	})
 	return c.Stream.Close()
+}
+
+// cutRevoked closes the live tunnels whose handle no longer resolves (its
+// device was deleted or lost the port): removing a device ends its open
+// sessions, not only future ones.
+func (s *Server) cutRevoked(ctx context.Context) {
+	s.live.Range(func(k, _ any) bool {
+		c := k.(*tunnelConn)
+		if _, err := s.resolve(ctx, c.handle); errors.Is(err, ErrUnknownHandle) {
+			c.Close()
+		}
+		return true
+	})
 }

@@ -532,3 +532,26 @@ func TestHeartbeatCounters(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// Deleting a device ends its open tunnels, not only future ones.
+func TestDeviceDeleteCutsOpenTunnels(t *testing.T) {
+	d := startDemo(t)
+	other, err := demo.StartEcho("127.0.0.1:0")
+	must(t, err)
+	defer other.Close()
+	var dev struct {
+		ID      string            `json:"id"`
+		Handles map[string]string `json:"handles"`
+	}
+	port := other.Addr().Port
+	must(t, d.API.Do(context.Background(), "POST", "/api/sites/"+d.Info.SiteID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{port}}, &dev, demo.Bearer(d.Info.Token)))
+	must(t, d.WaitAgent(context.Background(), 5*time.Second))
+	c, err := cli.DialTunnel(context.Background(), operator(d), dev.Handles[fmt.Sprint(port)])
+	must(t, err)
+	defer c.Close()
+	must(t, d.API.Do(context.Background(), "DELETE", "/api/devices/"+dev.ID, nil, nil, demo.Bearer(d.Info.Token)))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadAll(c); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("tunnel of a deleted device: %v, want it cut", err)
+	}
+}

@@ -40,6 +40,28 @@ var (
 	errBadRequest = errors.New("bad request")
 )
 
+// lookupError is a store miss or clash told in the API's words: "site
+// site_x not found", not the store's chain of internals. It still wraps
+// the store error for errors.Is and the log.
+type lookupError struct {
+	msg string
+	err error
+}
+
+func (e *lookupError) Error() string { return e.msg }
+func (e *lookupError) Unwrap() error { return e.err }
+
+// lookup words a store error about what (e.g. "site site_x").
+func lookup(err error, what string) error {
+	switch {
+	case errors.Is(err, store.ErrNotFound):
+		return &lookupError{what + " not found", err}
+	case errors.Is(err, store.ErrConflict):
+		return &lookupError{what + " already exists", err}
+	}
+	return err
+}
+
 // writeError answers with {"error": "<one line>"} and the mapped status.
 // Internal errors are logged in full and answered without detail.
 func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {

@@ -41,6 +41,9 @@ type proxyReq struct {
 	prefix string // "/c/{handle}", or "" in subdomain mode
 	path   string // the camera's path
 	host   string // Host header the camera expects
+	secure bool   // the browser came over TLS
+	// stripAuth: the Authorization header was the relay's credential.
+	stripAuth bool
 }
 
 // newWebProxy makes the proxy. cameraTimeout bounds the wait for a
@@ -76,8 +79,8 @@ func fromCtx(ctx context.Context) *proxyReq {
 
 // serve proxies r to the device port of route. The caller has checked the
 // principal's right to it.
-func (p *webProxy) serve(w http.ResponseWriter, r *http.Request, route store.Route, prefix, path string) {
-	pr := &proxyReq{route: route, prefix: prefix, path: path, host: hostHeader(route)}
+func (p *webProxy) serve(w http.ResponseWriter, r *http.Request, route store.Route, prefix, path string, stripAuth bool) {
+	pr := &proxyReq{route: route, prefix: prefix, path: path, host: hostHeader(route), secure: r.TLS != nil, stripAuth: stripAuth}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyCtxKey{}, pr)))
 }
 
@@ -100,7 +103,7 @@ func (p *webProxy) rewrite(pr *httputil.ProxyRequest) {
 	// The camera must never see the relay's own cookies or credentials.
 	stripRelayCookies(out.Header)
 	out.Header.Del("X-Admin-Api-Key")
-	if a := out.Header.Get("Authorization"); strings.HasPrefix(a, "Bearer nt_") {
+	if req.stripAuth {
 		out.Header.Del("Authorization")
 	}
 	// Cameras that check Origin/Referer against themselves see their own.
@@ -160,7 +163,7 @@ func (p *webProxy) modifyResponse(resp *http.Response) error {
 	}
 	// Remember the handle this browser uses, to route the absolute-path
 	// requests that camera JavaScript makes outside the prefix.
-	h.Add("Set-Cookie", (&http.Cookie{Name: handleCookie, Value: req.route.Handle, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: resp.Request.URL.Scheme == "https"}).String())
+	h.Add("Set-Cookie", (&http.Cookie{Name: handleCookie, Value: req.route.Handle, Path: "/", HttpOnly: true, SameSite: http.SameSiteLaxMode, Secure: req.secure}).String())
 	return nil
 }
 

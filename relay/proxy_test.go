@@ -466,3 +466,36 @@ func wantAuditDetail(t *testing.T, d *demo.Demo, action, target, detail string) 
 	}
 	t.Fatalf("no audit %s for %s with %q in %+v", action, target, detail, evs)
 }
+
+// A request authenticated by the relay's own Authorization header (Basic
+// with the operator's relay password, or a Bearer token) must not carry
+// that header on to the camera.
+func TestProxyDoesNotForwardRelayCredentials(t *testing.T) {
+	d := startDemo(t)
+	seen := make(chan string, 4)
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen <- r.Header.Get("Authorization") + "|" + r.Header.Get("Cookie")
+	})}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	go srv.Serve(ln)
+	defer srv.Close()
+	h := addDevice(t, d, ln.Addr().(*net.TCPAddr).Port)
+	c := operator(d).HTTPClient()
+	for _, set := range []func(*http.Request){
+		func(r *http.Request) { r.SetBasicAuth("Operator@Demo.invalid", "demo-password-123") },
+		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+d.Info.Token) },
+	} {
+		req, _ := http.NewRequest("GET", d.Info.RelayURL+"/c/"+h+"/x", nil)
+		set(req)
+		resp, err := c.Do(req)
+		must(t, err)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		if got := <-seen; got != "|" {
+			t.Fatalf("camera saw Authorization|Cookie %q", got)
+		}
+	}
+}

@@ -72,6 +72,7 @@ type Server struct {
 
 	agents *registry
 	routes sync.Map // handle → store.Route, invalidated on change
+	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
 	web      *webProxy
 	grantKey []byte // signs subdomain sign-in grants

@@ -145,7 +145,7 @@ func (s *Server) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
 	}
 	id := r.PostForm.Get("tenant_id")
 	if _, err := s.store.GetTenant(r.Context(), id); err != nil {
-		s.errorPage(w, r, err, "tenant "+id)
+		s.errorPage(w, r, lookup(err, "tenant "+id), "tenant "+id)
 		return
 	}
 	if err := s.store.SetSessionTenant(r.Context(), ss.Hash, id); err != nil {

@@ -31,6 +31,11 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	if !isUpgrade(r) {
+		// Refuse before dialing: a plain GET must not open a device port.
+		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
+		return
+	}
 	h := r.PathValue("handle")
 	conn, err := s.Dial(r.Context(), p, h, DialOptions{})
 	if err != nil {

@@ -58,6 +58,10 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 			s.handleLoginPage(w, r)
 			return
 		}
+		if strings.HasPrefix(r.URL.Path, "/api/") {
+			writeJSON(w, http.StatusNotFound, map[string]string{"error": "no route " + r.Method + " " + r.URL.Path})
+			return
+		}
 		renderPage(w, http.StatusNotFound, page{Title: "Not found", Message: "no page " + r.URL.Path + " here", IsError: true})
 		return
 	}
@@ -82,7 +86,7 @@ func isUpgrade(r *http.Request) bool {
 
 // proxyTo authorises the request for handle h and proxies it.
 func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path string) {
-	p, ok := s.webAuth(w, r)
+	p, byHeader, ok := s.webAuth(w, r)
 	if !ok {
 		return
 	}
@@ -94,26 +98,32 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
+	if p.Admin {
+		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "proxy.admin_open", Target: h, Detail: r.Method + " " + path})
+	}
 	s.web.probeScheme(r.Context(), route)
-	s.web.serve(w, r, route, prefix, path)
+	s.web.serve(w, r, route, prefix, path, byHeader)
 }
 
 // webAuth finds the principal of a browser request: the session cookie, or
 // an API credential. A browser without either is sent to sign in and back.
-func (s *Server) webAuth(w http.ResponseWriter, r *http.Request) (Principal, bool) {
+// byHeader reports that the relay's credential came in the Authorization
+// header, which then must not travel on to the camera: with a session, an
+// Authorization header is the camera's own login and passes.
+func (s *Server) webAuth(w http.ResponseWriter, r *http.Request) (p Principal, byHeader, ok bool) {
 	if p, _, ok := s.sessionPrincipal(r); ok {
-		return p, true
+		return p, false, true
 	}
 	p, err := s.authenticate(r)
 	if err == nil {
-		return p, true
+		return p, true, true
 	}
 	if errors.Is(err, errNoCredential) && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
-		return p, false
+		return p, false, false
 	}
 	s.errorPage(w, r, err, "sign-in")
-	return p, false
+	return p, false, false
 }
 
 // --- subdomain mode ---------------------------------------------------------
@@ -169,7 +179,7 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		return
 	}
 	s.web.probeScheme(r.Context(), route)
-	s.web.serve(w, r, route, "", r.URL.EscapedPath())
+	s.web.serve(w, r, route, "", r.URL.EscapedPath(), false)
 }
 
 // grant is a one-time, 60-second pass from the relay's origin to a
