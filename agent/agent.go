@@ -26,7 +26,13 @@ type Config struct {
 	Dir         string        // state directory written by Enroll
 	RelayAddr   string        // overrides the agent listener address from enrollment
 	DialTimeout time.Duration // LAN dial timeout, default 5 s
-	Logger      *slog.Logger
+	// DedicatedRate is the byte rate (both directions, bytes/s) above which
+	// a tunnel moves off the shared session onto its own connection.
+	// Default 8 MiB/s: a 4 Mbit/s camera stream (0.5 MB/s) stays shared,
+	// a bulk download moves and stops adding latency to the others. <0
+	// disables moving by rate.
+	DedicatedRate int64
+	Logger        *slog.Logger
 }
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -53,6 +59,9 @@ var ErrRefused = errors.New("relay refused this agent")
 func New(cfg Config) (*Agent, error) {
 	if cfg.DialTimeout == 0 {
 		cfg.DialTimeout = 5 * time.Second
+	}
+	if cfg.DedicatedRate == 0 {
+		cfg.DedicatedRate = 8 << 20
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -122,10 +131,9 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // session runs one TLS + smux session until it fails or ctx ends.
 func (a *Agent) session(ctx context.Context) error {
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, Config: a.id.tlsConfig()}
-	conn, err := d.DialContext(ctx, "tcp", a.id.RelayAddr)
+	conn, err := a.dialRelay(ctx, []byte{mux.PreambleSession})
 	if err != nil {
-		return fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
+		return err
 	}
 	sess, err := smux.Client(conn, mux.Config())
 	if err != nil {
@@ -150,10 +158,14 @@ func (a *Agent) session(ctx context.Context) error {
 
 	c := &controlConn{s: ctrl}
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
 	go func() {
 		defer wg.Done()
 		a.heartbeat(c, time.Duration(ack.HeartbeatSeconds)*time.Second, sess.CloseChan())
+	}()
+	go func() {
+		defer wg.Done()
+		a.watchRates(sess.CloseChan())
 	}()
 	go func() {
 		defer wg.Done()
@@ -175,6 +187,21 @@ func (a *Agent) session(ctx context.Context) error {
 			a.serveTunnel(st)
 		}()
 	}
+}
+
+// dialRelay opens a TLS 1.3 connection to the agent listener and writes
+// its preamble: the shared session, or a dedicated connection.
+func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, Config: a.id.tlsConfig()}
+	conn, err := d.DialContext(ctx, "tcp", a.id.RelayAddr)
+	if err != nil {
+		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
+	}
+	if _, err := conn.Write(preamble); err != nil {
+		conn.Close()
+		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
+	}
+	return conn, nil
 }
 
 // hello sends the agent's hello and waits for the relay's answer.
@@ -237,14 +264,22 @@ func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struc
 	}
 }
 
-// Counters is what the heartbeat carries.
+// Counters is what the heartbeat carries: the bytes of ended tunnels plus
+// those of the open ones.
 func (a *Agent) Counters() mux.Heartbeat {
-	return mux.Heartbeat{
+	h := mux.Heartbeat{
 		BytesIn:       a.bytesIn.Load(),
 		BytesOut:      a.bytesOut.Load(),
 		ActiveStreams: a.active.Load(),
 		TunnelsTotal:  a.tunnels.Load(),
 	}
+	a.live.Range(func(k, _ any) bool {
+		t := k.(*liveTunnel)
+		h.BytesIn += t.in.Load()
+		h.BytesOut += t.out.Load()
+		return true
+	})
+	return h
 }
 
 func (a *Agent) readControl(c *controlConn) error {

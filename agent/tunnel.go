@@ -2,11 +2,13 @@ package agent
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -47,17 +49,89 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn}
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), lastAt: time.Now()}
 	a.live.Store(t, struct{}{})
-	defer a.live.Delete(t)
-	mux.Pipe(mux.NewStream(st), conn, &a.bytesOut, &a.bytesIn)
+	defer func() {
+		a.live.Delete(t)
+		a.bytesIn.Add(t.in.Load())
+		a.bytesOut.Add(t.out.Load())
+	}()
+	if h.Flags&mux.FlagDedicated != 0 {
+		go a.moveToDedicated(t)
+	}
+	mux.Pipe(t.stream, conn, &t.out, &t.in)
 }
 
 // liveTunnel is an open tunnel, kept so an allowlist change can end the
-// tunnels to targets it removes.
+// tunnels to targets it removes, and so a heavy one can move to its own
+// connection.
 type liveTunnel struct {
 	target mux.Target
 	conn   net.Conn
+	stream *mux.Stream
+	in     atomic.Uint64 // target → relay
+	out    atomic.Uint64 // relay → target
+	moving atomic.Bool
+
+	// rate watch state, owned by watchRates
+	lastBytes uint64
+	lastAt    time.Time
+}
+
+// rateTick is how often the agent looks at its tunnels' byte rates: one
+// sweep over all live tunnels, not a timer per tunnel, because a site may
+// hold thousands of idle camera streams.
+const rateTick = 250 * time.Millisecond
+
+// watchRates moves tunnels whose rate passes Config.DedicatedRate.
+func (a *Agent) watchRates(done <-chan struct{}) {
+	if a.cfg.DedicatedRate < 0 {
+		return
+	}
+	tick := time.NewTicker(rateTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return
+		case now := <-tick.C:
+			a.live.Range(func(k, _ any) bool {
+				t := k.(*liveTunnel)
+				total := t.in.Load() + t.out.Load()
+				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
+				t.lastBytes, t.lastAt = total, now
+				if rate > float64(a.cfg.DedicatedRate) && !t.moving.Load() {
+					a.log.Info("moving heavy tunnel to a dedicated connection", "target", net.JoinHostPort(t.target.Host, strconv.Itoa(int(t.target.Port))), "rate_mib_s", int(rate/(1<<20)))
+					go a.moveToDedicated(t)
+				}
+				return true
+			})
+		}
+	}
+}
+
+// moveToDedicated dials a connection of its own for tunnel t and moves the
+// tunnel onto it (mux.Stream.Attach); the relay attaches its end when the
+// connection arrives. Bytes in flight on the shared stream are delivered
+// first, in order.
+func (a *Agent) moveToDedicated(t *liveTunnel) {
+	if !t.moving.CompareAndSwap(false, true) {
+		return
+	}
+	var pre [5]byte
+	pre[0] = mux.PreambleDedicated
+	binary.BigEndian.PutUint32(pre[1:], t.stream.ID())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, err := a.dialRelay(ctx, pre[:])
+	if err != nil {
+		a.log.Warn("dedicated connection failed; tunnel stays on the shared session", "err", err)
+		return
+	}
+	if err := t.stream.Attach(conn); err != nil {
+		conn.Close()
+		a.log.Warn("attaching dedicated connection", "err", err)
+	}
 }
 
 // cutDisallowed ends the open tunnels whose target the allowlist no longer

@@ -74,10 +74,22 @@ func DialTunnel(ctx context.Context, r Relay, handle string) (net.Conn, error) {
 // DialTunnelHeader is DialTunnel with extra request headers (X-License,
 // X-Admin-Api-Key for platform triage, …).
 func DialTunnelHeader(ctx context.Context, r Relay, handle string, extra http.Header) (net.Conn, error) {
+	return dialTunnel(ctx, r, handle, extra, "")
+}
+
+// DialDedicated opens a tunnel that the agent carries on a connection of
+// its own from the start (?dedicated=1): for bulk transfers, which would
+// otherwise add latency to the site's other tunnels.
+func DialDedicated(ctx context.Context, r Relay, handle string) (net.Conn, error) {
+	return dialTunnel(ctx, r, handle, nil, "dedicated=1")
+}
+
+func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, query string) (net.Conn, error) {
 	u, err := url.Parse(strings.TrimRight(r.URL, "/") + "/api/tunnel/" + url.PathEscape(handle))
 	if err != nil {
 		return nil, fmt.Errorf("relay URL: %w", err)
 	}
+	u.RawQuery = query
 	switch u.Scheme {
 	case "https":
 		u.Scheme = "wss"

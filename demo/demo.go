@@ -31,6 +31,8 @@ type Options struct {
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
 	// CameraTimeout, …) before it starts.
 	Relay func(*relay.Config)
+	// Agent adjusts the agent's configuration before it runs.
+	Agent func(*agent.Config)
 }
 
 // The demo's sign-in and the stand-in camera's own login.
@@ -144,7 +146,11 @@ func Start(ctx context.Context, o Options) (d *Demo, err error) {
 	if _, err := agent.Enroll(ctx, agent.EnrollOptions{RelayURL: in.RelayURL, Token: site.EnrollmentToken, Pin: in.CAPin, Dir: agentDir}); err != nil {
 		return nil, err
 	}
-	if d.Agent, err = agent.New(agent.Config{Dir: agentDir, Logger: o.Logger}); err != nil {
+	acfg := agent.Config{Dir: agentDir, Logger: o.Logger}
+	if o.Agent != nil {
+		o.Agent(&acfg)
+	}
+	if d.Agent, err = agent.New(acfg); err != nil {
 		return nil, err
 	}
 	in.AgentID = d.Agent.ID()

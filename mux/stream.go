@@ -27,24 +27,42 @@ import (
 // test of issue 2). With the EOF in-band, each side closes the smux stream
 // only after it has read the peer's EOF, so nothing unread can be dropped.
 // The framing costs 3 bytes per 64 KiB and no copy in the copy loop.
+//
+// A third frame type, Move, lets a tunnel leave the shared session for a
+// dedicated connection (issue 6, BEP) with no byte lost or reordered: each
+// side, once it has the dedicated connection (Attach), writes Move as its
+// last frame on the shared stream and everything after on the dedicated
+// one; a reader that meets Move goes on reading from the dedicated
+// connection. The two directions move independently, in either order.
 type Stream struct {
-	s *smux.Stream
+	shared *smux.Stream
+	attach chan net.Conn // the dedicated connection, for the reader
+	done   chan struct{} // closed by Close
 
 	// read side: one reader at a time
-	remain int // payload bytes left in the current data frame
+	r      net.Conn // shared, then the dedicated connection after Move
+	remain int      // payload bytes left in the current data frame
 	rEOF   bool
 	rhdr   [frameHeader]byte
 	rhdrN  int // header bytes read so far: a deadline may strike mid-header
 
-	wmu    sync.Mutex
-	wEOF   bool
-	closed atomic.Bool
+	wmu       sync.Mutex
+	w         net.Conn // shared, then the dedicated connection after Attach
+	wEOF      bool
+	dedicated net.Conn // set by Attach
+
+	// sharedDone counts the directions finished with the shared stream
+	// (Move or EOF sent; Move or EOF read); at 2 it is closed early, so a
+	// moved tunnel holds no smux stream.
+	sharedDone atomic.Int32
+	closed     atomic.Bool
 }
 
 // Frame types of a Stream.
 const (
 	frameData byte = 0
 	frameEOF  byte = 1
+	frameMove byte = 2
 
 	frameHeader = 3
 	// MaxPayload keeps a framed chunk within one smux frame (65535 bytes).
@@ -54,9 +72,57 @@ const (
 // ErrBadFrame is returned by Read when the peer breaks the framing.
 var ErrBadFrame = errors.New("mux: bad stream frame")
 
+// ErrNoDedicated is returned by Read when the peer moved its direction to
+// a dedicated connection that never arrived.
+var ErrNoDedicated = errors.New("mux: peer moved to a dedicated connection that never arrived")
+
+// attachTimeout bounds the wait for a dedicated connection after the
+// peer's Move: the agent dials it before it sends Move, so only a lost
+// connection takes this long.
+const attachTimeout = 30 * time.Second
+
 // NewStream starts framing on s. Both ends must call it after the
 // header/status exchange.
-func NewStream(s *smux.Stream) *Stream { return &Stream{s: s} }
+func NewStream(s *smux.Stream) *Stream {
+	return &Stream{shared: s, r: s, w: s, attach: make(chan net.Conn, 1), done: make(chan struct{})}
+}
+
+// Attach moves this end's writes to the dedicated connection d, after a
+// Move frame on the shared stream, and hands d to the reader for when the
+// peer's Move arrives. d must carry the same tunnel on the peer's side.
+func (c *Stream) Attach(d net.Conn) error {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.dedicated != nil {
+		return errors.New("mux: stream already has a dedicated connection")
+	}
+	if c.closed.Load() {
+		return net.ErrClosed
+	}
+	c.dedicated = d
+	c.attach <- d
+	if !c.wEOF {
+		if _, err := c.shared.Write([]byte{frameMove, 0, 0}); err != nil {
+			return err
+		}
+		c.doneWithShared()
+	}
+	c.w = d
+	return nil
+}
+
+// Dedicated reports whether the stream has moved to a dedicated connection.
+func (c *Stream) Dedicated() bool {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	return c.dedicated != nil
+}
+
+func (c *Stream) doneWithShared() {
+	if c.sharedDone.Add(1) == 2 {
+		c.shared.Close()
+	}
+}
 
 // Read reads payload bytes; io.EOF after the peer's EOF frame. A peer that
 // vanishes without one yields io.ErrUnexpectedEOF: the tunnel was cut, and
@@ -68,7 +134,7 @@ func (c *Stream) Read(p []byte) (int, error) {
 	if len(p) > c.remain {
 		p = p[:c.remain]
 	}
-	n, err := c.s.Read(p)
+	n, err := c.r.Read(p)
 	c.remain -= n
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF
@@ -84,7 +150,7 @@ func (c *Stream) nextFrame() error {
 			return io.EOF
 		}
 		for c.rhdrN < frameHeader {
-			n, err := c.s.Read(c.rhdr[c.rhdrN:])
+			n, err := c.r.Read(c.rhdr[c.rhdrN:])
 			c.rhdrN += n
 			if err != nil && c.rhdrN < frameHeader {
 				if err == io.EOF {
@@ -103,11 +169,38 @@ func (c *Stream) nextFrame() error {
 				return fmt.Errorf("%w: EOF frame with %d bytes", ErrBadFrame, n)
 			}
 			c.rEOF = true
+			if c.r == net.Conn(c.shared) {
+				c.doneWithShared()
+			}
+		case frameMove:
+			if n != 0 || c.r != net.Conn(c.shared) {
+				return fmt.Errorf("%w: unexpected move", ErrBadFrame)
+			}
+			if err := c.awaitDedicated(); err != nil {
+				return err
+			}
 		default:
 			return fmt.Errorf("%w: type %d", ErrBadFrame, c.rhdr[0])
 		}
 	}
 	return nil
+}
+
+// awaitDedicated switches the reader to the dedicated connection, waiting
+// for Attach if the peer's Move came first.
+func (c *Stream) awaitDedicated() error {
+	t := time.NewTimer(attachTimeout)
+	defer t.Stop()
+	select {
+	case d := <-c.attach:
+		c.r = d
+		c.doneWithShared()
+		return nil
+	case <-c.done:
+		return net.ErrClosed
+	case <-t.C:
+		return ErrNoDedicated
+	}
 }
 
 // Write frames p, copying it through a pooled buffer so each chunk goes to
@@ -140,11 +233,11 @@ func (c *Stream) writeFrame(b []byte) error {
 	if c.wEOF {
 		return io.ErrClosedPipe
 	}
-	if _, err := c.s.Write(b); err != nil {
+	if _, err := c.w.Write(b); err != nil {
 		// A deadline may have struck mid-frame: the rest of the stream
 		// would be garbage to the peer, so the stream is over.
 		c.wEOF = true
-		c.s.Close()
+		c.w.Close()
 		return err
 	}
 	return nil
@@ -166,7 +259,10 @@ func (c *Stream) CloseWrite() error {
 		return nil
 	}
 	c.wEOF = true
-	_, err := c.s.Write([]byte{frameEOF, 0, 0})
+	_, err := c.w.Write([]byte{frameEOF, 0, 0})
+	if c.w == net.Conn(c.shared) {
+		c.doneWithShared()
+	}
 	return err
 }
 
@@ -175,14 +271,54 @@ func (c *Stream) Close() error {
 	if !c.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	return c.s.Close()
+	close(c.done)
+	c.wmu.Lock()
+	d := c.dedicated
+	c.wmu.Unlock()
+	if d != nil {
+		d.Close()
+	}
+	return c.shared.Close()
 }
 
-// Raw is the underlying smux stream (deadlines, addresses).
-func (c *Stream) Raw() *smux.Stream { return c.s }
+// ID is the smux stream id: the name of this tunnel within its session,
+// by which a dedicated connection finds it.
+func (c *Stream) ID() uint32 { return c.shared.ID() }
 
-func (c *Stream) LocalAddr() net.Addr                { return c.s.LocalAddr() }
-func (c *Stream) RemoteAddr() net.Addr               { return c.s.RemoteAddr() }
-func (c *Stream) SetDeadline(t time.Time) error      { return c.s.SetDeadline(t) }
-func (c *Stream) SetReadDeadline(t time.Time) error  { return c.s.SetReadDeadline(t) }
-func (c *Stream) SetWriteDeadline(t time.Time) error { return c.s.SetWriteDeadline(t) }
+func (c *Stream) LocalAddr() net.Addr  { return c.shared.LocalAddr() }
+func (c *Stream) RemoteAddr() net.Addr { return c.shared.RemoteAddr() }
+
+// SetDeadline and friends apply to the shared stream and, once attached,
+// the dedicated connection.
+func (c *Stream) SetDeadline(t time.Time) error {
+	return c.each(func(n net.Conn) error { return n.SetDeadline(t) })
+}
+
+func (c *Stream) SetReadDeadline(t time.Time) error {
+	return c.each(func(n net.Conn) error { return n.SetReadDeadline(t) })
+}
+
+func (c *Stream) SetWriteDeadline(t time.Time) error {
+	return c.each(func(n net.Conn) error { return n.SetWriteDeadline(t) })
+}
+
+func (c *Stream) each(f func(net.Conn) error) error {
+	c.wmu.Lock()
+	d := c.dedicated
+	c.wmu.Unlock()
+	err := f(c.shared)
+	if d != nil {
+		err = errors.Join(err, f(d))
+	}
+	return err
+}
+
+// Raw is the shared smux stream, for tests that write frames by hand.
+func (c *Stream) Raw() *smux.Stream { return c.shared }
+
+// Connection preambles: the first byte an agent writes on each TLS
+// connection to the relay says what the connection is for.
+const (
+	PreambleSession   byte = 'S' // the shared smux session follows
+	PreambleDedicated byte = 'D' // u32 stream id follows; then that tunnel's frames
+)

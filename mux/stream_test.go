@@ -221,7 +221,8 @@ func TestStreamCut(t *testing.T) {
 func TestStreamBadFrame(t *testing.T) {
 	relay, agent := sessionPair(t)
 	for name, raw := range map[string][]byte{
-		"unknown type":        {0, 0, 1, 'x', 2, 0, 0},
+		"unknown type":        {0, 0, 1, 'x', 9, 0, 0},
+		"move with body":      {0, 0, 1, 'x', 2, 0, 1, 'y'},
 		"EOF frame with body": {0, 0, 1, 'x', 1, 0, 1, 'y'},
 	} {
 		t.Run(name, func(t *testing.T) {

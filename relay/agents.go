@@ -3,6 +3,10 @@ package relay
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"io"
+	"log/slog"
 	"errors"
 	"fmt"
 	"net"
@@ -46,15 +50,67 @@ func (s *Server) serveAgents(ln net.Listener) {
 // serveAgent runs one agent connection: mTLS handshake, hello and identity
 // checks, registration, then the control loop until the session ends.
 func (s *Server) serveAgent(raw net.Conn) {
-	defer raw.Close()
 	log := s.log.With("remote", raw.RemoteAddr().String())
 	tc := tls.Server(raw, s.agentTLS)
 	raw.SetDeadline(time.Now().Add(15 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		log.Info("agent TLS handshake failed", "err", err)
+		raw.Close()
 		return
 	}
 	cert := tc.ConnectionState().PeerCertificates[0]
+	var pre [1]byte
+	if _, err := io.ReadFull(tc, pre[:]); err != nil {
+		raw.Close()
+		return
+	}
+	switch pre[0] {
+	case mux.PreambleSession:
+		s.serveSession(tc, raw, cert, log)
+	case mux.PreambleDedicated:
+		if !s.attachDedicated(tc, cert, log) {
+			raw.Close()
+		}
+	default:
+		log.Info("agent connection with unknown preamble", "byte", pre[0])
+		raw.Close()
+	}
+}
+
+// attachDedicated takes a dedicated connection for one tunnel: the agent
+// must be the one whose session holds the tunnel, and pass the same
+// identity checks as a hello. It reports whether the connection now
+// belongs to the tunnel.
+func (s *Server) attachDedicated(tc *tls.Conn, cert *x509.Certificate, log *slog.Logger) bool {
+	cn := cert.Subject.CommonName
+	var id [4]byte
+	if _, err := io.ReadFull(tc, id[:]); err != nil {
+		return false
+	}
+	if _, err := s.checkAgent(cn, pki.Serial(cert.SerialNumber), mux.Hello{AgentID: cn}); err != nil {
+		log.Warn("dedicated connection refused", "cn", cn, "err", err)
+		return false
+	}
+	a := s.agents.get(cn)
+	if a == nil {
+		return false
+	}
+	v, ok := a.tunnels.Load(binary.BigEndian.Uint32(id[:]))
+	if !ok {
+		log.Info("dedicated connection for a tunnel that is gone", "agent", cn)
+		return false
+	}
+	tc.SetDeadline(time.Time{})
+	if err := v.(*tunnelConn).Attach(tc); err != nil {
+		return false
+	}
+	a.dedicated.Add(1)
+	return true
+}
+
+// serveSession runs the shared session of an agent.
+func (s *Server) serveSession(tc *tls.Conn, raw net.Conn, cert *x509.Certificate, log *slog.Logger) {
+	defer raw.Close()
 	cn := cert.Subject.CommonName
 
 	sess, err := smux.Server(tc, mux.Config())

@@ -45,6 +45,14 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("/c/{handle}", s.handleProxy)
 	m.HandleFunc("/c/{handle}/{rest...}", s.handleProxy)
 	m.HandleFunc("/", s.handleRoot)
+
+	// CLI sessions and the tunnels of nanodems-tunnel run (docs/cli.md).
+	m.HandleFunc("POST /api/cli/sessions", s.cliAPI(s.createCLISession))
+	m.HandleFunc("GET /api/sites/{siteId}/cli-sessions", s.cliAPI(s.listCLISessions))
+	m.HandleFunc("DELETE /api/cli/sessions/{id}", s.cliAPI(s.revokeCLISession))
+	m.HandleFunc("GET /api/cli/sessions/plan", s.handleCLIPlan)
+	m.HandleFunc("GET /api/cli/raw-tunnel/{ip}/{port}", s.handleCLIRawTunnel)
+	m.HandleFunc("GET /api/cli/mux", s.handleCLIMux)
 	return m
 }
 

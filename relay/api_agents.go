@@ -41,6 +41,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, p Principal)
 			j["remote_addr"] = live.remote
 			j["connected_at"] = live.connectedAt
 			j["active_streams"] = live.active.Load()
+			j["dedicated_total"] = live.dedicated.Load()
 			j["allowlist_version"] = live.allowlistHeld.Load()
 			if hb := live.heartbeat.Load(); hb != nil {
 				j["last_heartbeat"] = hb.At

@@ -115,6 +115,7 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 	}
 	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
 	s.live.Store(c, struct{}{})
+	a.tunnels.Store(st.ID(), c)
 	return c, nil
 }
 
@@ -170,6 +171,7 @@ type tunnelConn struct {
 func (c *tunnelConn) Close() error {
 	c.once.Do(func() {
 		c.agent.active.Add(-1)
+		c.agent.tunnels.Delete(c.ID())
 		c.s.live.Delete(c)
 	})
 	return c.Stream.Close()

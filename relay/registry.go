@@ -21,6 +21,8 @@ type agentSession struct {
 	wmu sync.Mutex // serialises control writes
 
 	active        atomic.Int64 // tunnels open through the relay right now
+	tunnels       sync.Map     // smux stream id → *tunnelConn, for dedicated connections
+	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
 }

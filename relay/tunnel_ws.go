@@ -37,7 +37,12 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := r.PathValue("handle")
-	conn, err := s.Dial(r.Context(), p, h, DialOptions{})
+	var o DialOptions
+	if r.URL.Query().Get("dedicated") == "1" {
+		// A bulk transfer asks for its own connection from the start.
+		o.Flags |= mux.FlagDedicated
+	}
+	conn, err := s.Dial(r.Context(), p, h, o)
 	if err != nil {
 		s.writeError(w, r, err)
 		return

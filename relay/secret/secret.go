@@ -22,6 +22,7 @@ const (
 	APIToken   = "nt_"
 	AdminKey   = "ak_"
 	Session    = "ns_"
+	CLISession = "ops_" // nanodems-tunnel run --token ops_…
 )
 
 // New returns prefix + 43 chars of base64url (256 bits) and its hash.

@@ -232,4 +232,20 @@ type Store interface {
 
 	AppendAudit(ctx context.Context, e AuditEvent) error
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error)
+
+	// CLI sessions (ops_…, relay/store/cli.go). Get* return a session
+	// whether or not it is revoked or expired; the caller decides.
+	CreateCLISession(ctx context.Context, c CLISession) error
+	GetCLISession(ctx context.Context, id string) (CLISession, error)
+	GetCLISessionByHash(ctx context.Context, hash []byte) (CLISession, error)
+	// ListCLISessions returns the live sessions that include siteID.
+	ListCLISessions(ctx context.Context, siteID string, now time.Time) ([]CLISession, error)
+	// TouchCLISession checks that the session is live at now (ErrRevoked,
+	// ErrExpired, ErrNotFound) and slides its expiry to expires, capped at
+	// its hard cap, in one transaction.
+	TouchCLISession(ctx context.Context, id string, now, expires time.Time) (CLISession, error)
+	RevokeCLISession(ctx context.Context, id string, at time.Time) error
+	// ResolveLoopback maps a CLI's (loopback ip, port) to the route of the
+	// live handle of that device port; ErrNotFound if none.
+	ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error)
 }

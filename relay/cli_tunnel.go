@@ -1,0 +1,325 @@
+package relay
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/internal/wsconn"
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// cliPlanEntry is one (loopback address, port) of a CLI's bind plan.
+type cliPlanEntry struct {
+	IP       string `json:"ip"`
+	Port     int    `json:"port"`
+	Handle   string `json:"handle"`
+	Label    string `json:"label"`
+	DeviceID string `json:"device_id"`
+	SiteID   string `json:"site_id"`
+}
+
+// handleCLIPlan serves GET /api/cli/sessions/plan: every device port of
+// the session's sites, at the device's loopback address. The CLI fetches
+// it at start and every refresh_seconds; each fetch is a use that slides
+// the session.
+func (s *Server) handleCLIPlan(w http.ResponseWriter, r *http.Request) {
+	c, err := s.cliSession(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	entries, err := s.cliPlan(r.Context(), c)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"session_id": c.ID, "expires_at": c.ExpiresAt, "hard_cap_at": c.HardCapAt,
+		"refresh_seconds": cliRefreshSeconds, "entries": entries,
+	})
+}
+
+// cliPlan lists the live handles of the session's sites, one per device
+// port (the newest, as ResolveLoopback picks), by address and port.
+func (s *Server) cliPlan(ctx context.Context, c store.CLISession) ([]cliPlanEntry, error) {
+	now := s.cfg.Now()
+	entries := []cliPlanEntry{}
+	for _, siteID := range c.SiteIDs {
+		site, err := s.store.GetSite(ctx, siteID)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && site.TenantID != c.TenantID) {
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		devs, err := s.store.ListDevices(ctx, siteID)
+		if err != nil {
+			return nil, err
+		}
+		for _, d := range devs {
+			hs, err := s.store.ListHandles(ctx, d.ID)
+			if err != nil {
+				return nil, err
+			}
+			best := map[int]store.Handle{}
+			for _, h := range hs {
+				if (h.ExpiresAt != nil && !now.Before(*h.ExpiresAt)) || !slices.Contains(d.Ports, h.Port) {
+					continue
+				}
+				if b, ok := best[h.Port]; !ok || h.CreatedAt.After(b.CreatedAt) || (h.CreatedAt.Equal(b.CreatedAt) && h.Handle < b.Handle) {
+					best[h.Port] = h
+				}
+			}
+			for port, h := range best {
+				entries = append(entries, cliPlanEntry{IP: d.LoopbackIP, Port: port, Handle: h.Handle, Label: d.Label, DeviceID: d.ID, SiteID: siteID})
+			}
+		}
+	}
+	slices.SortFunc(entries, func(a, b cliPlanEntry) int {
+		ia, _ := netip.ParseAddr(a.IP)
+		ib, _ := netip.ParseAddr(b.IP)
+		return cmp.Or(ia.Compare(ib), cmp.Compare(a.Port, b.Port))
+	})
+	return entries, nil
+}
+
+// dialCLI opens a tunnel to the device port a CLI knows as (ip, port),
+// if that is in the session's scope: a live handle of a device of one of
+// its sites. The tunnel then goes through Dial like every other access
+// path.
+func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, port int, flags uint8) (net.Conn, error) {
+	refuse := scopeError{ip: ip, port: port}
+	r, err := s.store.ResolveLoopback(ctx, ip, port, s.cfg.Now())
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, refuse
+	}
+	if err != nil {
+		return nil, err
+	}
+	if r.TenantID != c.TenantID || !slices.Contains(c.SiteIDs, r.SiteID) {
+		return nil, refuse
+	}
+	p := Principal{TenantID: c.TenantID, UserID: c.UserID, Actor: "cli:" + c.ID}
+	conn, err := s.Dial(ctx, p, r.Handle, DialOptions{Flags: flags})
+	if errors.Is(err, ErrUnknownHandle) || errors.Is(err, ErrOtherTenant) {
+		return nil, refuse // revoked between the lookup and the dial
+	}
+	return conn, err
+}
+
+// handleCLIRawTunnel serves GET /api/cli/raw-tunnel/{ip}/{port}: one
+// tunnel per WebSocket, the internal/wsconn protocol of /api/tunnel, for
+// simple clients. nanodems-tunnel itself multiplexes (/api/cli/mux). As
+// with /api/tunnel, every refusal is an HTTP status before the upgrade.
+func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
+	c, err := s.cliSession(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ip, port, err := parseCLITarget(r.PathValue("ip"), r.PathValue("port"))
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	conn, err := s.dialCLI(r.Context(), c, ip, port, 0)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		conn.Close()
+		return
+	}
+	ws.SetReadLimit(maxMessage)
+	wc := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
+	defer cliConns.add(c.ID, func(reason error) { wc.Abort(reason) })()
+	var up, down atomic.Uint64
+	err = mux.Pipe(wc, conn, &up, &down)
+	s.log.Debug("cli raw tunnel closed", "session", c.ID, "target", net.JoinHostPort(ip, strconv.Itoa(port)), "up", up.Load(), "down", down.Load(), "err", err)
+}
+
+// parseCLITarget checks the {ip}/{port} of a raw-tunnel path: an IPv4
+// address and a port, as a plan lists them.
+func parseCLITarget(ip, port string) (string, int, error) {
+	a, err := netip.ParseAddr(ip)
+	if err != nil || !a.Is4() {
+		return "", 0, fmt.Errorf("%w: %q is not an IPv4 address", errBadRequest, ip)
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 1 || p > 65535 {
+		return "", 0, fmt.Errorf("%w: %q is not a port", errBadRequest, port)
+	}
+	return a.String(), p, nil
+}
+
+// cliMuxConn is one CLI's multiplexed connection: an smux session (the
+// CLI is the client) over the byte stream of one WebSocket.
+type cliMuxConn struct {
+	ws   *websocket.Conn
+	sess *smux.Session
+	once sync.Once
+}
+
+// end closes the WebSocket with a status and reason the CLI can read, then
+// the session, which ends every stream of it.
+func (m *cliMuxConn) end(code websocket.StatusCode, reason string) {
+	m.once.Do(func() {
+		m.ws.Close(code, reason)
+		m.sess.Close()
+	})
+}
+
+// handleCLIMux serves GET /api/cli/mux: one WebSocket per running CLI,
+// carrying one smux session. The CLI opens a stream per local connection
+// and writes a mux.Header with the plan address (host 127.0.0.X, port); the
+// relay answers with a mux status and then pipes the stream to the device,
+// so a local connection costs one stream open, not a TLS handshake. The
+// session is re-checked (revoked, expired) and slid on every stream open.
+func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
+	c, err := s.cliSession(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	if err != nil {
+		return
+	}
+	ws.SetReadLimit(maxMessage)
+	sess, err := smux.Server(wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr)), mux.Config())
+	if err != nil {
+		ws.CloseNow()
+		return
+	}
+	m := &cliMuxConn{ws: ws, sess: sess}
+	defer cliConns.add(c.ID, func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
+	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
+	log.Info("cli mux connected")
+
+	var wg sync.WaitGroup
+	wg.Go(func() { s.watchCLIMux(c.ID, m) })
+	for {
+		st, err := sess.AcceptStream()
+		if err != nil {
+			break
+		}
+		wg.Go(func() { s.serveCLIStream(c.ID, m, st, log) })
+	}
+	m.end(websocket.StatusNormalClosure, "")
+	wg.Wait()
+	log.Info("cli mux closed")
+}
+
+// watchCLIMux ends the mux connection when the relay shuts down (hijacked
+// connections are not net/http's to close) and when a periodic re-read of
+// the session finds it revoked or expired without any stream open.
+func (s *Server) watchCLIMux(id string, m *cliMuxConn) {
+	t := time.NewTicker(cliRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-m.sess.CloseChan():
+			return
+		case <-s.done:
+			m.end(websocket.StatusGoingAway, "relay shutting down")
+			return
+		case <-t.C:
+			c, err := s.store.GetCLISession(context.Background(), id)
+			if err == nil {
+				err = cliLive(c, s.cfg.Now())
+			}
+			var ae cliAuthError
+			if errors.As(err, &ae) {
+				m.end(websocket.StatusPolicyViolation, ae.Error())
+				return
+			}
+		}
+	}
+}
+
+// serveCLIStream answers one stream of a CLI's mux: header, session and
+// scope checks, Dial, status, then bytes until both directions end.
+func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger) {
+	st.SetReadDeadline(time.Now().Add(10 * time.Second))
+	h, err := mux.ReadHeader(st)
+	if err != nil {
+		mux.WriteStatus(st, mux.BadRequest, err.Error())
+		st.Close()
+		return
+	}
+	st.SetReadDeadline(time.Time{})
+	ctx := context.Background() // Dial bounds its own wait (openTimeout)
+	c, err := s.store.GetCLISession(ctx, id)
+	if err == nil {
+		c, err = s.useCLISession(ctx, c)
+	}
+	var ae cliAuthError
+	if errors.As(err, &ae) {
+		mux.WriteStatus(st, mux.NotAllowed, ae.Error())
+		st.Close()
+		m.end(websocket.StatusPolicyViolation, ae.Error())
+		return
+	}
+	var conn net.Conn
+	if err == nil {
+		conn, err = s.dialCLI(ctx, c, h.Host, int(h.Port), h.Flags&mux.FlagDedicated)
+	}
+	if err != nil {
+		code, reason := cliStatus(err)
+		if code == mux.AgentError && reason == "internal error" {
+			log.Error("cli stream", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "err", err)
+		}
+		mux.WriteStatus(st, code, reason)
+		st.Close()
+		return
+	}
+	if err := mux.WriteStatus(st, mux.OK, ""); err != nil {
+		conn.Close()
+		st.Close()
+		return
+	}
+	var up, down atomic.Uint64
+	err = mux.Pipe(mux.NewStream(st), conn, &up, &down)
+	log.Debug("cli stream closed", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "up", up.Load(), "down", down.Load(), "err", err)
+}
+
+// cliStatus maps an error of dialCLI to the mux status the CLI sees; the
+// codes are those an agent answers with, so one client decodes both.
+func cliStatus(err error) (mux.Code, string) {
+	var se scopeError
+	switch {
+	case errors.As(err, &se):
+		return mux.NotAllowed, se.Error()
+	case errors.Is(err, ErrAgentOffline):
+		return mux.AgentError, ErrAgentOffline.Error()
+	case errors.Is(err, ErrNotAllowed):
+		return mux.NotAllowed, err.Error()
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		return mux.TimedOut, err.Error()
+	case errors.Is(err, ErrUnreachable):
+		// handshake folds the agent's Refused code into this text.
+		if strings.HasSuffix(err.Error(), "connection refused") {
+			return mux.Refused, err.Error()
+		}
+		return mux.Unreachable, err.Error()
+	}
+	return mux.AgentError, "internal error"
+}
