@@ -169,3 +169,59 @@ func BenchmarkPageProxy(b *testing.B) {
 	resp.Body.Close()
 	benchPage(b, c, d.Info.BrowserURL+"doc/page/login.asp")
 }
+
+// BenchmarkHeadOfLine measures 64-byte round trips on one tunnel while a
+// bulk transfer runs on another tunnel of the same agent: with the bulk
+// tunnel on the shared session, and moved to a dedicated connection.
+func BenchmarkHeadOfLine(b *testing.B) {
+	for _, mode := range []string{"idle", "bulk-shared", "bulk-dedicated"} {
+		b.Run(mode, func(b *testing.B) {
+			d := benchDemo(b)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			if mode != "idle" {
+				dial := cli.DialTunnel
+				if mode == "bulk-dedicated" {
+					dial = cli.DialDedicated
+				}
+				bulk, err := dial(ctx, operator(d), d.Info.EchoHandle)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer bulk.Close()
+				go io.Copy(io.Discard, bulk)
+				go func() {
+					chunk := make([]byte, 64<<10)
+					for ctx.Err() == nil {
+						if _, err := bulk.Write(chunk); err != nil {
+							return
+						}
+					}
+				}()
+				time.Sleep(300 * time.Millisecond) // let it reach full rate
+			}
+			c, err := cli.DialTunnel(ctx, operator(d), d.Info.EchoHandle)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			msg := make([]byte, 64)
+			lat := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for range b.N {
+				t0 := time.Now()
+				if _, err := c.Write(msg); err != nil {
+					b.Fatal(err)
+				}
+				if _, err := io.ReadFull(c, msg); err != nil {
+					b.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			b.StopTimer()
+			slices.Sort(lat)
+			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
