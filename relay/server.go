@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"path/filepath"
 	"sync"
@@ -46,6 +47,9 @@ type Config struct {
 	// https://relay.example.com; the subdomain mode sends users there to
 	// sign in.
 	PublicURL string
+	// DebugAddr, when set, serves net/http/pprof on its own listener. It
+	// must be a loopback address: profiles reveal memory contents.
+	DebugAddr string
 	// CameraTimeout is how long a camera may take to start answering a
 	// proxied request before the operator gets a 504; default 30 s.
 	CameraTimeout time.Duration
@@ -78,7 +82,7 @@ type Server struct {
 	grantKey []byte // signs subdomain sign-in grants
 	sealer   *sealer
 
-	agentLn, apiLn net.Listener
+	agentLn, apiLn, debugLn net.Listener
 	http           *http.Server
 	wg             sync.WaitGroup
 	closeOnce      sync.Once
@@ -111,6 +115,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.NodeName == "" {
 		cfg.NodeName, _ = os.Hostname()
+	}
+	if cfg.DebugAddr != "" && !isLoopbackAddr(cfg.DebugAddr) {
+		return nil, fmt.Errorf("relay: the debug listener must be on a loopback address, not %q", cfg.DebugAddr)
 	}
 	if cfg.PlainHTTP && !isLoopbackAddr(cfg.APIAddr) {
 		return nil, fmt.Errorf("relay: plain HTTP is only allowed on a loopback address, not %q", cfg.APIAddr)
@@ -261,6 +268,19 @@ func (s *Server) Start() error {
 			s.log.Error("API listener", "err", err)
 		}
 	}()
+	if s.cfg.DebugAddr != "" {
+		if s.debugLn, err = net.Listen("tcp", s.cfg.DebugAddr); err != nil {
+			return fmt.Errorf("relay: debug listener: %w", err)
+		}
+		dm := http.NewServeMux()
+		dm.HandleFunc("/debug/pprof/", pprof.Index)
+		dm.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		go http.Serve(s.debugLn, dm)
+		s.log.Info("pprof listening", "addr", "http://"+s.debugLn.Addr().String()+"/debug/pprof/")
+	}
 	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "node", s.cfg.NodeName)
 	return nil
 }
@@ -296,6 +316,9 @@ func (s *Server) Close() error {
 		close(s.done)
 		if s.agentLn != nil {
 			s.agentLn.Close()
+		}
+		if s.debugLn != nil {
+			s.debugLn.Close()
 		}
 		if s.http != nil {
 			// Hijacked WebSocket tunnels are not tracked by net/http; they
@@ -333,4 +356,12 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// DebugAddr is the pprof listener's address, or "" without one.
+func (s *Server) DebugAddr() string {
+	if s.debugLn == nil {
+		return ""
+	}
+	return s.debugLn.Addr().String()
 }

@@ -58,6 +58,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "API certificate (default: a self-signed one kept in the data directory)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "API certificate key")
 	fs.StringVar(&cfg.PublicAgentAddr, "public-agent-addr", "", "host:port agents dial (default: the host they enrolled at)")
+	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve pprof here (loopback only), e.g. 127.0.0.1:6060")
 	fs.StringVar(&cfg.NodeName, "node", "", "this relay's name (default: hostname)")
 	fs.StringVar(&cfg.AppsDomain, "apps-domain", "", "serve each handle at {label}.DOMAIN (browser proxy subdomain mode; needs wildcard DNS and certificate)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the relay's origin as browsers reach it (subdomain mode sign-in), e.g. https://relay.example.com")
