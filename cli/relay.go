@@ -28,14 +28,20 @@ type Relay struct {
 	Pin string
 }
 
+// sessionCache lets every tunnel after the first resume the relay's TLS
+// session instead of a full handshake: a WebSocket tunnel is one TLS
+// connection, so opens per second hinge on it (docs/perf.md, opens).
+var sessionCache = tls.NewLRUClientSessionCache(64)
+
 // TLSConfig trusts the pinned key, or the system roots without a pin.
 func (r Relay) TLSConfig() *tls.Config {
 	if r.Pin == "" {
-		return &tls.Config{MinVersion: tls.VersionTLS12}
+		return &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: sessionCache}
 	}
 	pin := r.Pin
 	return &tls.Config{
 		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: sessionCache,
 		InsecureSkipVerify: true, // replaced by the pin check below
 		VerifyConnection: func(cs tls.ConnectionState) error {
 			if len(cs.PeerCertificates) == 0 {

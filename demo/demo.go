@@ -79,14 +79,14 @@ type Demo struct {
 
 // Start brings everything up and returns once the agent is connected and
 // holds the allowlist with both targets.
-func Start(ctx context.Context, o Options) (d *Demo, err error) {
+func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	d = &Demo{agentDone: make(chan struct{})}
+	d := &Demo{agentDone: make(chan struct{})}
 	defer func() {
 		if err != nil {
-			d.Close()
+			d.Close() // d, not the nil result: tear down what did start
 		}
 	}()
 	if o.DataDir == "" {

@@ -47,7 +47,7 @@ func FuzzRewriteSetCookie(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, v string) {
-		got := rewrite.SetCookie(v, fuzzPrefix)
+		got := rewrite.SetCookie(v, fuzzPrefix, len(v)%2 == 0)
 		attrs := strings.Split(got, ";")[1:]
 		paths := 0
 		for _, a := range attrs {

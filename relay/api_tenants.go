@@ -98,6 +98,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 	if err := s.store.RevokeAPIToken(r.Context(), tokenID, s.cfg.Now()); err != nil {
 		return err
 	}
+	s.tokens.Clear()
 	s.audit(store.AuditEvent{TenantID: t.TenantID, Actor: p.Actor, Action: "token.revoke", Target: tokenID})
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
@@ -49,12 +50,32 @@ func (s *Server) authToken(ctx context.Context, tok string) (Principal, error) {
 	if !secret.HasPrefix(tok, secret.APIToken) {
 		return Principal{}, errBadCredential
 	}
-	t, err := s.store.GetAPITokenByHash(ctx, secret.Hash(tok))
+	hash := secret.Hash(tok)
+	key := string(hash)
+	if v, ok := s.tokens.Load(key); ok {
+		if e := v.(tokenEntry); s.cfg.Now().Before(e.until) {
+			return e.p, nil
+		}
+	}
+	t, err := s.store.GetAPITokenByHash(ctx, hash)
 	if errors.Is(err, store.ErrNotFound) || (err == nil && t.RevokedAt != nil) {
 		return Principal{}, errBadCredential
 	}
 	if err != nil {
 		return Principal{}, err
 	}
-	return Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID}, nil
+	p := Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID}
+	s.tokens.Store(key, tokenEntry{p: p, until: s.cfg.Now().Add(tokenCacheTTL)})
+	return p, nil
+}
+
+// tokenCacheTTL bounds how long a valid token's lookup is reused: a tunnel
+// open then costs no database read. Revocation clears the cache at once,
+// so it is not a window for revoked tokens; it only bounds staleness if
+// another relay of the installation revokes.
+const tokenCacheTTL = 10 * time.Second
+
+type tokenEntry struct {
+	p     Principal
+	until time.Time
 }

@@ -138,7 +138,8 @@ func (s *Server) createCLISession(w http.ResponseWriter, r *http.Request, p Prin
 		tenantID = site.TenantID
 		sites = append(sites, id)
 	}
-	now := s.cfg.Now()
+	// The store keeps microseconds; answer with the times as stored.
+	now := s.cfg.Now().UTC().Truncate(time.Microsecond)
 	plain, hash := secret.New(secret.CLISession)
 	c := store.CLISession{
 		ID: newID("cli_"), Hash: hash, TenantID: tenantID, UserID: p.UserID, SiteIDs: sites, Label: in.Label,

@@ -138,6 +138,11 @@ func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
+	if !isUpgrade(r) {
+		// Refuse before dialing: a plain GET must not open a device port.
+		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
+		return
+	}
 	conn, err := s.dialCLI(r.Context(), c, ip, port, 0)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -197,6 +202,10 @@ func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cliSession(r)
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	if !isUpgrade(r) {
+		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
 		return
 	}
 	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})

@@ -158,7 +158,7 @@ func (p *webProxy) modifyResponse(resp *http.Response) error {
 	if cs := h.Values("Set-Cookie"); len(cs) > 0 {
 		h.Del("Set-Cookie")
 		for _, c := range cs {
-			h.Add("Set-Cookie", rewrite.SetCookie(c, req.prefix))
+			h.Add("Set-Cookie", rewrite.SetCookie(c, req.prefix, req.secure))
 		}
 	}
 	// Remember the handle this browser uses, to route the absolute-path

@@ -199,8 +199,8 @@ func TestBrowserProxyCameraUI(t *testing.T) {
 			webSession = ck
 		}
 	}
-	if webSession == nil || webSession.Path != prefix+"/" {
-		t.Fatalf("camera cookie %+v not scoped to %s/", webSession, prefix)
+	if webSession == nil || webSession.Path != prefix+"/" || !webSession.Secure {
+		t.Fatalf("camera cookie %+v not scoped to %s/ and Secure", webSession, prefix)
 	}
 	resp, page = get(t, c, base+prefix+"/doc/page/main.asp")
 	if resp.StatusCode != 200 || !strings.Contains(page, "main.js") {

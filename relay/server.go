@@ -76,6 +76,7 @@ type Server struct {
 
 	agents *registry
 	routes sync.Map // handle → store.Route, invalidated on change
+	tokens sync.Map // token hash → tokenEntry, cleared on revocation
 	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
 	web      *webProxy

@@ -88,16 +88,20 @@ func Refresh(v, prefix string, cameraHosts []string) string {
 // cookie to the request's directory under the prefix, or to / outside it),
 // and Domain is dropped because the camera's domain is not the relay's.
 // Cookies of two cameras therefore never mix, and a camera never sees the
-// relay's own cookies.
-func SetCookie(v, prefix string) string {
+// relay's own cookies. With secure (the browser reached the relay over
+// TLS), the cookie is marked Secure: a camera on plain HTTP does not know
+// its session now crosses the internet.
+func SetCookie(v, prefix string, secure bool) string {
 	parts := strings.Split(v, ";")
-	hasPath := false
+	hasPath, hasSecure := false, false
 	out := parts[:1]
 	for _, p := range parts[1:] {
 		name, val, _ := strings.Cut(strings.TrimSpace(p), "=")
 		switch strings.ToLower(strings.TrimSpace(name)) {
 		case "domain":
 			continue
+		case "secure":
+			hasSecure = true
 		case "path":
 			hasPath = true
 			val = strings.TrimSpace(val)
@@ -113,6 +117,9 @@ func SetCookie(v, prefix string) string {
 	}
 	if !hasPath {
 		out = append(out, " Path="+prefix+"/")
+	}
+	if secure && !hasSecure {
+		out = append(out, " Secure")
 	}
 	return strings.Join(out, ";")
 }

@@ -44,7 +44,7 @@ func TestSetCookie(t *testing.T) {
 		{"a=b", "a=b; Path=" + p + "/"},
 		{"a=b; Path=" + p + "/x", "a=b; Path=" + p + "/x"},
 	} {
-		if got := SetCookie(tc.in, p); got != tc.want {
+		if got := SetCookie(tc.in, p, false); got != tc.want {
 			t.Errorf("SetCookie(%q) = %q, want %q", tc.in, got, tc.want)
 		}
 	}
@@ -62,5 +62,14 @@ func TestHandleRouting(t *testing.T) {
 	}
 	if got := StripPrefix("/c/h-abc", "/c/h-abc"); got != "/" {
 		t.Errorf("StripPrefix of the bare prefix = %q", got)
+	}
+}
+
+func TestSetCookieSecure(t *testing.T) {
+	if got := SetCookie("a=b; Path=/", "/c/h", true); got != "a=b; Path=/c/h/; Secure" {
+		t.Errorf("SetCookie over TLS = %q", got)
+	}
+	if got := SetCookie("a=b; Secure", "/c/h", true); got != "a=b; Secure; Path=/c/h/" {
+		t.Errorf("SetCookie of a Secure cookie = %q", got)
 	}
 }
