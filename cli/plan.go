@@ -145,7 +145,9 @@ func fetchPlan(ctx context.Context, c *http.Client, r Relay) (Plan, error) {
 	if err != nil {
 		return Plan{}, fmt.Errorf("relay URL: %w", err)
 	}
-	req.Header.Set("Authorization", "Bearer "+r.Token)
+	if r.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+r.Token)
+	}
 	resp, err := c.Do(req)
 	if err != nil {
 		return Plan{}, fmt.Errorf("fetch plan: %w", err)

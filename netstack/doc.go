@@ -1,4 +1,3 @@
-// Package netstack will hold the CLI's gVisor netstack of issue 5, which
-// serves 127.0.0.X:port plan addresses without OS binds. Nothing is built
-// here yet.
+// Package netstack serves the operator's plan addresses (127.0.0.X:port)
+// from a gVisor TCP/IP stack inside the CLI, reached through a TUN device.
 package netstack

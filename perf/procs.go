@@ -452,3 +452,73 @@ func (p *perfCounter) stop() map[string]float64 {
 	}
 	return m
 }
+
+// ---- meters ----
+
+// cpu reads the CPU seconds of each process of the benchmark, and of all
+// other processes of the machine together ("other": a busy neighbour
+// makes every figure of a 2-core run worse, so the report shows it).
+func (e *env) cpu() map[string]float64 {
+	m := map[string]float64{"harness": selfCPU()}
+	ours := map[int]bool{os.Getpid(): true}
+	for _, p := range []*proc{e.relay, e.agent, e.echo} {
+		v, _ := cpuSeconds(p.pid())
+		m[p.name] = v
+		ours[p.pid()] = true
+	}
+	e.omu.Lock()
+	defer e.omu.Unlock()
+	now := othersCPU(ours)
+	for pid, v := range now {
+		e.othersAcc += v - e.others[pid] // a new process counts from 0
+	}
+	e.others = now
+	m["other"] = e.othersAcc
+	return m
+}
+
+type nopMeter struct{}
+
+func (nopMeter) start()                   {}
+func (nopMeter) stop() map[string]float64 { return nil }
+
+// cpuMeter is the meter of a run: CPU from /proc, and perf stat
+// counters of every process with -perfstat.
+type cpuMeter struct {
+	e      *env
+	before map[string]float64
+	perf   []*perfCounter
+}
+
+func (e *env) meter() meter { return &cpuMeter{e: e} }
+
+func (m *cpuMeter) start() {
+	if m.e.cfg.perfstat {
+		for _, p := range []*proc{m.e.relay, m.e.agent, m.e.echo} {
+			if pc, err := startPerfStat(m.e.tmp, p.name, p.pid()); err == nil {
+				m.perf = append(m.perf, pc)
+			} else {
+				logf("perf stat %s: %v", p.name, err)
+			}
+		}
+		if pc, err := startPerfStat(m.e.tmp, "harness", os.Getpid()); err == nil {
+			m.perf = append(m.perf, pc)
+		}
+		time.Sleep(100 * time.Millisecond) // perf attaches asynchronously
+	}
+	m.before = m.e.cpu()
+}
+
+func (m *cpuMeter) stop() map[string]float64 {
+	after := m.e.cpu()
+	out := map[string]float64{}
+	for k, v := range after {
+		out[k] = v - m.before[k]
+	}
+	for _, pc := range m.perf {
+		for ev, v := range pc.stop() {
+			out[pc.name+" "+ev] = v
+		}
+	}
+	return out
+}

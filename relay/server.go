@@ -84,10 +84,10 @@ type Server struct {
 	sealer   *sealer
 
 	agentLn, apiLn, debugLn net.Listener
-	http           *http.Server
-	wg             sync.WaitGroup
-	closeOnce      sync.Once
-	done           chan struct{}
+	http                    *http.Server
+	wg                      sync.WaitGroup
+	closeOnce               sync.Once
+	done                    chan struct{}
 }
 
 // New opens (or initialises) the relay's state in cfg.DataDir. It does not

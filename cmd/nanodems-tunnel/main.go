@@ -1,29 +1,74 @@
 // Command nanodems-tunnel reaches devices through a relay from an
-// operator's machine. `connect` joins stdin/stdout to one device port.
+// operator's machine. `run` serves a CLI session's bind plan on local
+// 127.0.0.X:port addresses (docs/cli.md); `connect` joins stdin/stdout to
+// one device port.
 package main
 
 import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nanodems/connector/cli"
 )
 
+const usage = `usage:
+  nanodems-tunnel run --token ops_… [--relay URL] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--refresh 60s] [--bind=false]
+  nanodems-tunnel connect --relay URL --token nt_… [--ca-pin sha256:…] HANDLE`
+
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) < 2 || os.Args[1] != "connect" {
-		fmt.Fprintln(os.Stderr, "usage: nanodems-tunnel connect --relay URL --token nt_… [--ca-pin sha256:…] HANDLE")
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, usage)
 		os.Exit(2)
 	}
-	if err := connect(ctx, os.Args[2:]); err != nil {
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = run(ctx, os.Args[2:])
+	case "connect":
+		err = connect(ctx, os.Args[2:])
+	default:
+		fmt.Fprintln(os.Stderr, usage)
+		os.Exit(2)
+	}
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "nanodems-tunnel:", err)
 		os.Exit(1)
 	}
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	var o cli.Options
+	var bind bool
+	fs.StringVar(&o.Relay.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL (default $NANODEMS_RELAY)")
+	fs.StringVar(&o.Relay.Token, "token", os.Getenv("NANODEMS_CLI_TOKEN"), "CLI session token (ops_…, default $NANODEMS_CLI_TOKEN)")
+	fs.StringVar(&o.Relay.Pin, "ca-pin", "", "the relay API certificate's key pin when it is self-signed")
+	fs.StringVar(&o.Socks, "socks", "", "serve SOCKS5 and HTTP CONNECT on this loopback address, e.g. 127.0.0.1:1080")
+	fs.DurationVar(&o.Refresh, "refresh", 0, "plan refresh interval (default: the relay's, 60s)")
+	fs.BoolVar(&bind, "bind", true, "listen on each plan address 127.0.0.X:port")
+	fs.Parse(args)
+	if fs.NArg() != 0 {
+		return fmt.Errorf("run takes no arguments, got %q", fs.Args())
+	}
+	o.NoBind = !bind
+	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if a.Key == slog.TimeKey && len(groups) == 0 {
+				a.Value = slog.StringValue(a.Value.Time().Format(time.TimeOnly))
+			}
+			return a
+		},
+	}))
+	o.Out = os.Stdout
+	return cli.Run(ctx, o)
 }
 
 func connect(ctx context.Context, args []string) error {
