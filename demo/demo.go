@@ -26,6 +26,7 @@ type Options struct {
 	DataDir   string
 	APIAddr   string // default 127.0.0.1:0
 	AgentAddr string // default 127.0.0.1:0
+	RTSPAddr  string // RTSP gateway, default 127.0.0.1:0
 	PlainHTTP bool
 	Logger    *slog.Logger
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
@@ -97,9 +98,10 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	}
 	o.APIAddr = or(o.APIAddr, "127.0.0.1:0")
 	o.AgentAddr = or(o.AgentAddr, "127.0.0.1:0")
+	o.RTSPAddr = or(o.RTSPAddr, "127.0.0.1:0")
 
 	d.relayCfg = relay.Config{
-		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr,
+		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr, RTSPAddr: o.RTSPAddr,
 		PlainHTTP: o.PlainHTTP, NodeName: "demo-relay", Logger: o.Logger,
 	}
 	if o.Relay != nil {

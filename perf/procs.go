@@ -136,6 +136,19 @@ func (p *proc) waitLine(ctx context.Context, s string, timeout time.Duration) (s
 	}
 }
 
+// count is how many kept stderr lines contain s.
+func (p *proc) count(s string) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, l := range p.lines {
+		if strings.Contains(l, s) {
+			n++
+		}
+	}
+	return n
+}
+
 // alive reports an error if the process has exited.
 func (p *proc) alive() error {
 	select {

@@ -35,6 +35,7 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/audit", s.api(s.listAudit))
 
 	m.HandleFunc("GET /api/tunnel/{handle}", s.handleTunnel)
+	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", s.api(s.mintRTSPURL)) // relay/rtsp.go, docs/rtsp.md
 
 	// The browser side (docs/browser.md).
 	m.HandleFunc("GET /login", s.handleLoginPage)

@@ -28,9 +28,10 @@ const (
 	cliSlide = 30 * 24 * time.Hour
 	// ... until cliHardCap after issue, the hard security boundary.
 	cliHardCap = 180 * 24 * time.Hour
-	// cliSlideStep is the least gain that is written: a CLI that opens many
-	// connections a second costs one store write a minute, not one per
-	// connection. An expiry 30 days out does not care about the minute.
+	// cliSlideStep is how stale the stored expiry and last use may get: a
+	// CLI that opens many connections a second costs one store write a
+	// minute, not one per connection. An expiry 30 days out, and a "last
+	// used" column, do not care about the minute.
 	cliSlideStep = time.Minute
 	// cliRefreshSeconds is the plan refresh the relay asks CLIs for.
 	cliRefreshSeconds = 60
@@ -196,11 +197,8 @@ func (s *Server) listCLISessions(w http.ResponseWriter, r *http.Request, p Princ
 func (s *Server) revokeCLISession(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("id")
 	c, err := s.store.GetCLISession(r.Context(), id)
-	if errors.Is(err, store.ErrNotFound) {
-		return fmt.Errorf("CLI session %s: %w", id, store.ErrNotFound)
-	}
 	if err != nil {
-		return err
+		return lookup(err, "CLI session "+id)
 	}
 	if !p.canAccess(c.TenantID) {
 		return fmt.Errorf("%w: CLI session does not belong to your tenant", errForbidden)
@@ -241,9 +239,9 @@ func (s *Server) cliSession(r *http.Request) (store.CLISession, error) {
 }
 
 // useCLISession refuses a revoked or expired session and otherwise slides
-// its expiry to now+cliSlide (capped), writing only a gain of at least
-// cliSlideStep. The store re-checks in the write, so a revocation racing
-// with a use wins.
+// its expiry to now+cliSlide (capped) and records the use, writing only
+// when either has moved by cliSlideStep. The store re-checks in the write,
+// so a revocation racing with a use wins.
 func (s *Server) useCLISession(ctx context.Context, c store.CLISession) (store.CLISession, error) {
 	now := s.cfg.Now()
 	if err := cliLive(c, now); err != nil {
@@ -253,7 +251,7 @@ func (s *Server) useCLISession(ctx context.Context, c store.CLISession) (store.C
 	if want.After(c.HardCapAt) {
 		want = c.HardCapAt
 	}
-	if want.Sub(c.ExpiresAt) < cliSlideStep {
+	if want.Sub(c.ExpiresAt) < cliSlideStep && c.LastUsedAt != nil && now.Sub(*c.LastUsedAt) < cliSlideStep {
 		return c, nil
 	}
 	c, err := s.store.TouchCLISession(ctx, c.ID, now, want)

@@ -147,6 +147,37 @@ func TestCLISessionAPI(t *testing.T) {
 		}
 	})
 
+	t.Run("signed-in browser needs its CSRF token", func(t *testing.T) {
+		c := browser(t, d)
+		signIn(t, d, c, demo.OperatorEmail, demo.OperatorPassword)
+		_, home := get(t, c, d.Info.RelayURL+"/")
+		m := csrfRe.FindStringSubmatch(home)
+		if m == nil {
+			t.Fatalf("home page has no csrf field:\n%s", home)
+		}
+		post := func(csrf string) int {
+			req, _ := http.NewRequest("POST", d.Info.RelayURL+"/api/cli/sessions", strings.NewReader(`{"site_ids":["`+d.Info.SiteID+`"]}`))
+			if csrf != "" {
+				req.Header.Set("X-CSRF-Token", csrf)
+			}
+			resp, err := c.Do(req)
+			must(t, err)
+			resp.Body.Close()
+			return resp.StatusCode
+		}
+		if code := post(""); code != 403 {
+			t.Errorf("cookie without X-CSRF-Token: %d, want 403", code)
+		}
+		if code := post(m[1]); code != 201 {
+			t.Errorf("cookie with X-CSRF-Token: %d, want 201", code)
+		}
+		resp, list := get(t, c, d.Info.RelayURL+"/api/sites/"+d.Info.SiteID+"/cli-sessions")
+		if resp.StatusCode != 200 || !strings.Contains(list, s.ID) {
+			t.Errorf("signed-in list: %d %s", resp.StatusCode, list)
+		}
+		c.CloseIdleConnections()
+	})
+
 	t.Run("list and revoke", func(t *testing.T) {
 		// Basic authentication mints too (a first session without a token).
 		var s2 cliSession
@@ -154,8 +185,8 @@ func TestCLISessionAPI(t *testing.T) {
 			func(r *http.Request) { r.SetBasicAuth(demo.OperatorEmail, demo.OperatorPassword) }))
 		var list []map[string]any
 		must(t, d.API.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID+"/cli-sessions", nil, &list, demo.Bearer(d.Info.Token)))
-		if len(list) != 2 || list[0]["id"] != s2.ID || list[1]["id"] != s.ID {
-			t.Fatalf("active sessions %v, want %s then %s", list, s2.ID, s.ID)
+		if len(list) != 3 || list[0]["id"] != s2.ID || list[2]["id"] != s.ID {
+			t.Fatalf("active sessions %v, want %s first and %s last", list, s2.ID, s.ID)
 		}
 		for _, e := range list {
 			for _, k := range []string{"token", "hash"} {
@@ -173,8 +204,8 @@ func TestCLISessionAPI(t *testing.T) {
 			t.Fatalf("revoke answer %+v", rev)
 		}
 		must(t, d.API.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID+"/cli-sessions", nil, &list, demo.Bearer(d.Info.Token)))
-		if len(list) != 1 || list[0]["id"] != s.ID {
-			t.Fatalf("active sessions after revoke %v, want only %s", list, s.ID)
+		if len(list) != 2 || list[0]["id"] == s2.ID || list[1]["id"] != s.ID {
+			t.Fatalf("active sessions after revoke %v, want %s gone", list, s2.ID)
 		}
 		wantAudit(t, d, "cli_session.revoke", s2.ID)
 		err := d.API.Do(ctx, "DELETE", "/api/cli/sessions/cli_nope", nil, nil, demo.Bearer(d.Info.Token))
@@ -313,6 +344,7 @@ type muxClient struct {
 	ws   *websocket.Conn
 	sess *smux.Session
 	dead chan struct{} // closed when the session can no longer work
+	err  error         // why, once dead is closed
 }
 
 func dialMux(t *testing.T, d *demo.Demo, token string) *muxClient {
@@ -329,7 +361,7 @@ func dialMux(t *testing.T, d *demo.Demo, token string) *muxClient {
 	go func() {
 		// smux reports a broken connection to AcceptStream, not CloseChan.
 		defer close(m.dead)
-		sess.AcceptStream()
+		_, m.err = sess.AcceptStream()
 	}()
 	t.Cleanup(func() { sess.Close(); ws.CloseNow(); <-m.dead })
 	return m
@@ -383,6 +415,22 @@ func TestCLIMuxStatuses(t *testing.T) {
 	_, err = m.open(ip, uint16(closed))
 	wantMuxStatus(t, err, mux.Refused, "connection refused")
 
+	// A port removed from its device leaves the scope at once, even for a
+	// mux that has used it (the relay remembers addresses per mux).
+	other, err := demo.StartEcho("127.0.0.1:0")
+	must(t, err)
+	defer other.Close()
+	id, ip2 := addSiteDevice(t, d, d.Info.SiteID, other.Addr().Port)
+	must(t, d.WaitAgent(ctx, 5*time.Second))
+	for range 2 {
+		st, err = m.open(ip2, uint16(other.Addr().Port))
+		must(t, err)
+		must(t, roundTrip(mux.NewStream(st), 1000))
+	}
+	must(t, d.API.Do(ctx, "PATCH", "/api/devices/"+id, map[string]any{"ports": []int{closed}}, nil, demo.Bearer(d.Info.Token)))
+	_, err = m.open(ip2, uint16(other.Addr().Port))
+	wantMuxStatus(t, err, mux.NotAllowed, fmt.Sprintf("%s:%d is not in this session's scope", ip2, other.Addr().Port))
+
 	// The session is the relay's only count of this CLI's connections.
 	var list []struct {
 		ID          string `json:"id"`
@@ -421,7 +469,7 @@ func TestCLIRevokeCutsMux(t *testing.T) {
 		t.Fatal("mux session still open 2 s after revoke")
 	}
 	t.Logf("mux closed %v after revoke", time.Since(start).Round(time.Millisecond))
-	_, _, err = m.ws.Read(ctx)
+	err = m.err
 	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation || !strings.Contains(err.Error(), "CLI session revoked") {
 		t.Errorf("WebSocket ended with %v, want policy violation \"CLI session revoked\"", err)
 	}

@@ -103,14 +103,37 @@ func (s *Server) cliPlan(ctx context.Context, c store.CLISession) ([]cliPlanEntr
 // if that is in the session's scope: a live handle of a device of one of
 // its sites. The tunnel then goes through Dial like every other access
 // path.
-func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, port int, flags uint8) (net.Conn, error) {
+//
+// known, if not nil, remembers (ip, port) → handle for one mux connection,
+// so only its first stream to an address pays the store lookup. A
+// remembered handle is re-checked through resolve (memory, invalidated on
+// every device change): once it is revoked, the store is asked again. A
+// handle that still resolves names the same device port, since a loopback
+// address is never given to another device.
+func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, port int, flags uint8, known *sync.Map) (net.Conn, error) {
 	refuse := scopeError{ip: ip, port: port}
-	r, err := s.store.ResolveLoopback(ctx, ip, port, s.cfg.Now())
-	if errors.Is(err, store.ErrNotFound) {
-		return nil, refuse
+	key := net.JoinHostPort(ip, strconv.Itoa(port))
+	var r store.Route
+	if known == nil {
+		known = &sync.Map{} // one stream: nothing to remember
 	}
-	if err != nil {
-		return nil, err
+	if h, ok := known.Load(key); ok {
+		var err error
+		if r, err = s.resolve(ctx, h.(string)); err != nil {
+			known.Delete(key)
+			r = store.Route{}
+		}
+	}
+	if r.Handle == "" {
+		var err error
+		r, err = s.store.ResolveLoopback(ctx, ip, port, s.cfg.Now())
+		if errors.Is(err, store.ErrNotFound) {
+			return nil, refuse
+		}
+		if err != nil {
+			return nil, err
+		}
+		known.Store(key, r.Handle)
 	}
 	if r.TenantID != c.TenantID || !slices.Contains(c.SiteIDs, r.SiteID) {
 		return nil, refuse
@@ -143,7 +166,7 @@ func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
 		return
 	}
-	conn, err := s.dialCLI(r.Context(), c, ip, port, 0)
+	conn, err := s.dialCLI(r.Context(), c, ip, port, 0, nil)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -178,9 +201,10 @@ func parseCLITarget(ip, port string) (string, int, error) {
 // cliMuxConn is one CLI's multiplexed connection: an smux session (the
 // CLI is the client) over the byte stream of one WebSocket.
 type cliMuxConn struct {
-	ws   *websocket.Conn
-	sess *smux.Session
-	once sync.Once
+	ws    *websocket.Conn
+	sess  *smux.Session
+	once  sync.Once
+	known sync.Map // "ip:port" → handle, see dialCLI
 }
 
 // end closes the WebSocket with a status and reason the CLI can read, then
@@ -289,7 +313,7 @@ func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *
 	}
 	var conn net.Conn
 	if err == nil {
-		conn, err = s.dialCLI(ctx, c, h.Host, int(h.Port), h.Flags&mux.FlagDedicated)
+		conn, err = s.dialCLI(ctx, c, h.Host, int(h.Port), h.Flags&mux.FlagDedicated, &m.known)
 	}
 	if err != nil {
 		code, reason := cliStatus(err)

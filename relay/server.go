@@ -20,6 +20,7 @@ import (
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
+	"github.com/nanodems/connector/rtsp"
 )
 
 // Config configures a relay. Zero values take the defaults.
@@ -27,6 +28,9 @@ type Config struct {
 	DataDir   string // SQLite database, CA, keys; created 0700
 	AgentAddr string // agent listener, default ":8443"
 	APIAddr   string // HTTPS API, default ":9443"
+	// RTSPAddr is the RTSP gateway's listener (issue 4, docs/rtsp.md),
+	// default ":9554"; "off" turns the gateway off.
+	RTSPAddr string
 	// PlainHTTP serves the API without TLS. It is refused unless APIAddr is
 	// a loopback address: tokens must never cross a network in clear.
 	PlainHTTP bool
@@ -80,7 +84,8 @@ type Server struct {
 	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
 	web      *webProxy
-	grantKey []byte // signs subdomain sign-in grants
+	grantKey []byte        // signs subdomain sign-in grants (and, derived, RTSP grants)
+	rtsp     *rtsp.Gateway // RTSP gateway (relay/rtsp.go); nil when off
 	sealer   *sealer
 
 	agentLn, apiLn, debugLn net.Listener
@@ -101,6 +106,9 @@ func New(cfg Config) (*Server, error) {
 	}
 	if cfg.APIAddr == "" {
 		cfg.APIAddr = ":9443"
+	}
+	if cfg.RTSPAddr == "" { // RTSP gateway (issue 4)
+		cfg.RTSPAddr = ":9554"
 	}
 	if cfg.CameraTimeout == 0 {
 		cfg.CameraTimeout = 30 * time.Second
@@ -245,6 +253,11 @@ func (s *Server) Start() error {
 		s.agentLn.Close()
 		return fmt.Errorf("relay: API listener: %w", err)
 	}
+	if err := s.startRTSP(); err != nil { // RTSP gateway (issue 4, relay/rtsp.go)
+		s.agentLn.Close()
+		s.apiLn.Close()
+		return err
+	}
 	s.http = &http.Server{
 		Handler:           s.handler(),
 		TLSConfig:         s.apiTLS,
@@ -329,6 +342,7 @@ func (s *Server) Close() error {
 			cancel()
 			s.http.Close()
 		}
+		s.stopRTSP() // RTSP gateway (issue 4): tears its sessions down while agents are connected
 		s.agents.closeAll()
 		s.web.tr.CloseIdleConnections()
 		s.wg.Wait()

@@ -84,7 +84,18 @@ func (c *Conn) WaitRead() error {
 		return io.EOF
 	}
 	if c.r != nil {
-		return nil
+		// A message used up but not yet ended would send the caller into
+		// Read, holding its buffer, to wait for the next one: probe it.
+		if n, err := c.r.Read(nil); n == 0 && err == io.EOF {
+			c.r = nil
+			c.rcancel()
+			if !c.gotData {
+				c.readEOF = true
+				return io.EOF
+			}
+		} else {
+			return nil
+		}
 	}
 	// coder/websocket reads the whole message under the context given to
 	// Reader, so it lives until the message is consumed.

@@ -1,0 +1,761 @@
+// Command perf is the end-to-end benchmark of the connector: it builds the
+// relay and the agent, runs them as subprocesses on 127.0.0.1 with an echo
+// target in a third process, provisions them through the HTTP API, and
+// measures the tunnel path (cli.DialTunnel: WebSocket over TLS to the
+// relay, one smux stream over the agent's TLS session, agent dials the
+// target) beside direct loopback TCP to the same echo target, in the same
+// run. It writes docs/perf.md, docs/perf.svg and docs/perf.jsonl.
+//
+//	go run ./perf           # full run, a few minutes on 2 cores
+//	go run ./perf -quick    # about a minute
+//
+// It is a program, not a test: CI's go test never runs it.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime/pprof"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/demo"
+)
+
+type config struct {
+	quick       bool
+	outDir      string
+	totalMiB    int   // bytes each throughput run moves (split over its tunnels)
+	concs       []int // tunnel counts of the throughput runs
+	repeats     int
+	chunk       int
+	rttSamples  int
+	idleK       int
+	openDur     time.Duration
+	openPar     int
+	timeout     time.Duration
+	keep        bool
+	pprofMode   bool
+	cpuprofile  string
+	write       bool
+	perfstat    bool
+	extraEvents bool
+	serverEnv   []string        // extra environment of relay and agent
+	plainHTTP   bool            // diagnostic: relay API without TLS
+	dedRate     int64           // -pprof only: the agent's DedicatedRate
+	only        map[string]bool // phases to run; empty: all
+}
+
+func (c *config) on(phase string) bool { return len(c.only) == 0 || c.only[phase] }
+
+func main() {
+	var c config
+	flag.BoolVar(&c.quick, "quick", false, "short run (~1 minute): smaller transfers, 1000 idle tunnels, no 64-tunnel run")
+	flag.StringVar(&c.outDir, "out", "", "where perf.md, perf.svg and perf.jsonl go (default: the module's docs/)")
+	flag.IntVar(&c.totalMiB, "mib", 0, "MiB echoed per throughput run, split over its tunnels (default 512, quick 128)")
+	flag.IntVar(&c.repeats, "repeats", 0, "runs per throughput figure, the median is reported (default 3, quick 3)")
+	flag.IntVar(&c.chunk, "chunk", 32<<10, "bytes per Write of the throughput writers (one WebSocket message per Write on a tunnel)")
+	flag.IntVar(&c.rttSamples, "rtt-samples", 2000, "64-byte round trips per RTT figure")
+	flag.IntVar(&c.idleK, "idle", 0, "idle tunnels for the memory figure (default 10000, quick 1000)")
+	flag.IntVar(&c.openPar, "open-par", 4, "concurrent openers of the tunnels-per-second figure")
+	flag.DurationVar(&c.timeout, "timeout", 0, "bound on the whole run (default 10m, quick 4m)")
+	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, logs, data, profiles)")
+	flag.BoolVar(&c.pprofMode, "pprof", false, "diagnostics: run relay and agent as roles of this binary with a debug listener; adds Go heap per idle tunnel and CPU/heap/goroutine profiles of relay and agent (in $TMPDIR/nanodems-perf-pprof)")
+	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness itself to this file")
+	flag.BoolVar(&c.write, "write", true, "write the report files (false: stdout only)")
+	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
+	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
+	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
+	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "with -pprof: the agent's DedicatedRate in bytes/s (-1: never move tunnels to dedicated connections); nanodems-agent run has no flag for it yet")
+	senv := flag.String("server-env", "", "extra environment for relay and agent, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
+	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens (default all; a partial run does not write the report files)")
+	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
+	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
+	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
+	flag.Parse()
+
+	if *echoAddr != "" {
+		if err := serveEcho(*echoAddr); err != nil {
+			fmt.Fprintln(os.Stderr, "perf echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *role != "" {
+		if err := runRole(*role, *debugAddr, flag.Args()); err != nil {
+			fmt.Fprintf(os.Stderr, "perf %s: %v\n", *role, err)
+			os.Exit(1)
+		}
+		return
+	}
+
+	c.defaults()
+	if c.dedRate != 0 && !c.pprofMode {
+		fmt.Fprintln(os.Stderr, "perf: -dedicated-rate needs -pprof (nanodems-agent run has no flag for it)")
+		os.Exit(2)
+	}
+	if *senv != "" {
+		c.serverEnv = strings.Split(*senv, ",")
+	}
+	if *events != "" {
+		perfEvents = append(perfEvents, strings.Split(*events, ",")...)
+		c.extraEvents = true
+	}
+	if *only != "" {
+		c.only = map[string]bool{}
+		for _, p := range strings.Split(*only, ",") {
+			c.only[strings.TrimSpace(p)] = true
+		}
+		c.write = false
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+	sig := make(chan os.Signal, 2)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() {
+		s := <-sig
+		fmt.Fprintf(os.Stderr, "\nperf: %v: stopping the relay, agent and echo target\n", s)
+		cancel()
+		<-sig
+		children.killAll()
+		os.Exit(130)
+	}()
+	if c.cpuprofile != "" {
+		f, err := os.Create(c.cpuprofile)
+		if err == nil {
+			err = pprof.StartCPUProfile(f)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "perf: -cpuprofile:", err)
+			os.Exit(2)
+		}
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
+	err := run(ctx, &c)
+	children.stopAll()
+	cancel()
+	if err != nil {
+		if errors.Is(err, context.DeadlineExceeded) {
+			err = fmt.Errorf("%w (the whole run is bounded by -timeout %v)", err, c.timeout)
+		}
+		fmt.Fprintln(os.Stderr, "perf:", err)
+		pprof.StopCPUProfile()
+		os.Exit(1)
+	}
+}
+
+func (c *config) defaults() {
+	def := func(v *int, full, quick int) {
+		if *v == 0 {
+			*v = full
+			if c.quick {
+				*v = quick
+			}
+		}
+	}
+	def(&c.totalMiB, 512, 128)
+	def(&c.repeats, 3, 3)
+	def(&c.idleK, 10000, 1000)
+	if c.timeout == 0 {
+		c.timeout = 10 * time.Minute
+		if c.quick {
+			c.timeout = 4 * time.Minute
+		}
+	}
+	c.concs = []int{1, 8, 64}
+	c.openDur = 5 * time.Second
+	if c.quick {
+		c.concs = []int{1, 8}
+		c.openDur = 2 * time.Second
+	}
+}
+
+// env is a running installation and the ways to reach the echo target.
+type env struct {
+	cfg                *config
+	tmp                string
+	relay, agent, echo *proc
+	relayDebug         string // debug listener of the relay role (-pprof)
+	agentDebug         string
+	apiURL, pin        string
+	token, handle      string
+	echoAddr           string
+	tunnel, direct     dialFunc
+	profiles           []string // CPU profiles written (-pprof)
+
+	omu       sync.Mutex
+	others    map[int]float64 // CPU seconds of other processes, last reading
+	othersAcc float64         // CPU seconds other processes used since the first reading
+}
+
+func logf(format string, args ...any) {
+	fmt.Fprintf(os.Stderr, "%s  "+format+"\n", append([]any{time.Now().Format("15:04:05")}, args...)...)
+}
+
+func run(ctx context.Context, c *config) (err error) {
+	started := time.Now()
+	root, err := moduleRoot()
+	if err != nil {
+		return err
+	}
+	if c.outDir == "" {
+		c.outDir = filepath.Join(root, "docs")
+	}
+	nofile := raiseNofile()
+	if need := uint64(c.idleK) + 512; nofile < need {
+		k := int(nofile) - 512
+		logf("RLIMIT_NOFILE is %d: idle tunnels lowered from %d to %d", nofile, c.idleK, k)
+		c.idleK = k
+	}
+	tmp, err := os.MkdirTemp("", "nanodems-perf-")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		children.stopAll()
+		if c.keep || (err != nil && !errors.Is(err, context.Canceled)) {
+			logf("temporary directory kept: %s", tmp)
+		} else {
+			os.RemoveAll(tmp)
+		}
+	}()
+	bin := filepath.Join(tmp, "bin")
+	logf("building relay, agent and tunnel with go build")
+	if err := build(ctx, root, bin); err != nil {
+		return err
+	}
+	e := &env{cfg: c, tmp: tmp}
+	if err := e.up(ctx, bin); err != nil {
+		return err
+	}
+	rep := newReport(c, started)
+	rep.machine = machineInfo(root)
+	if err := e.measure(ctx, rep); err != nil {
+		return err
+	}
+	if c.pprofMode {
+		rep.diag = topLists(ctx, e.profiles)
+	}
+	rep.elapsed = time.Since(started)
+	rep.print(os.Stdout)
+	if c.write {
+		if err := rep.write(c.outDir); err != nil {
+			return err
+		}
+		logf("wrote %s/perf.md, perf.svg, perf.jsonl", c.outDir)
+	}
+	return nil
+}
+
+// up starts the echo target, the relay and the agent, and provisions a
+// tenant, user, token, site, device and enrolled agent through the API.
+func (e *env) up(ctx context.Context, bin string) error {
+	self, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	// Echo target, in its own process so its CPU is its own.
+	if e.echoAddr, err = freeAddr(); err != nil {
+		return err
+	}
+	if e.echo, err = children.start(e.tmp, "echo", self, []string{"-serve-echo", e.echoAddr}, nil, "listening"); err != nil {
+		return err
+	}
+	if _, err := e.echo.waitLine(ctx, "listening", 10*time.Second); err != nil {
+		return err
+	}
+
+	// Relay.
+	apiAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	agentAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	data := filepath.Join(e.tmp, "relay")
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--log-level", "warn", "--node", "perf-relay"}
+	path := filepath.Join(bin, "nanodems-relay")
+	if e.cfg.pprofMode {
+		if e.relayDebug, err = freeAddr(); err != nil {
+			return err
+		}
+		path, args = self, append([]string{"-role", "relay", "-debug-addr", e.relayDebug, "--"}, args[1:]...)
+	}
+	scheme := "https"
+	if e.cfg.plainHTTP {
+		scheme = "http"
+		args = append(args, "--plain-http")
+	}
+	logf("starting relay: API %s://%s, agents %s", scheme, apiAddr, agentAddr)
+	if e.relay, err = children.start(e.tmp, "relay", path, args, e.cfg.serverEnv, "--ca-pin "); err != nil {
+		return err
+	}
+	e.apiURL = scheme + "://" + apiAddr
+	if e.cfg.plainHTTP {
+		if err := waitHealthy(ctx, e.relay, e.apiURL); err != nil {
+			return err
+		}
+	} else {
+		line, err := e.relay.waitLine(ctx, "--ca-pin ", 30*time.Second)
+		if err != nil {
+			return err
+		}
+		_, e.pin, _ = strings.Cut(line, "--ca-pin ")
+		e.pin = strings.TrimSpace(e.pin)
+		if pin, err := pinOf(filepath.Join(data, "api.pem")); err != nil || pin != e.pin {
+			return fmt.Errorf("relay printed pin %s, but api.pem gives %s (%v)", e.pin, pin, err)
+		}
+	}
+	key, err := os.ReadFile(filepath.Join(data, "admin-key"))
+	if err != nil {
+		return err
+	}
+	admin := demo.Admin(strings.TrimSpace(string(key)))
+	api := demo.NewAPI(e.apiURL, e.pin)
+
+	// Provision, as an operator's curl would.
+	var t, u, tok, site, et struct {
+		ID              string `json:"id"`
+		Token           string `json:"token"`
+		EnrollmentToken string `json:"enrollment_token"`
+	}
+	steps := []struct {
+		what, method, path string
+		in                 any
+		out                any
+		cred               demo.Cred
+	}{
+		{"create tenant", "POST", "/api/admin/tenants", map[string]string{"name": "perf"}, &t, admin},
+		{"create user", "POST", "/api/tenants/{t}/users", map[string]string{"email": "perf@bench.invalid", "password": "perf-password-123"}, &u, admin},
+		{"create token", "POST", "/api/users/{u}/tokens", nil, &tok, admin},
+		{"create site", "POST", "/api/tenants/{t}/sites", map[string]string{"name": "perf site"}, &site, admin},
+		{"mint enrollment token", "POST", "/api/sites/{s}/enrollment-tokens", nil, &et, admin},
+	}
+	for _, s := range steps {
+		p := strings.NewReplacer("{t}", t.ID, "{u}", u.ID, "{s}", site.ID).Replace(s.path)
+		if err := api.Do(ctx, s.method, p, s.in, s.out, s.cred); err != nil {
+			return fmt.Errorf("%s: %w", s.what, err)
+		}
+	}
+	e.token = tok.Token
+	_, echoPort, _ := net.SplitHostPort(e.echoAddr)
+	var dev struct {
+		Handles map[string]string `json:"handles"`
+	}
+	var port int
+	fmt.Sscan(echoPort, &port)
+	if err := api.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "perf echo"}, &dev, demo.Bearer(e.token)); err != nil {
+		return fmt.Errorf("add device: %w", err)
+	}
+	if e.handle = dev.Handles[echoPort]; e.handle == "" {
+		return fmt.Errorf("add device: no handle for port %s in %v", echoPort, dev.Handles)
+	}
+
+	// Agent: enroll, then run.
+	agentDir := filepath.Join(e.tmp, "agent")
+	agentBin := filepath.Join(bin, "nanodems-agent")
+	eargs := []string{"enroll", "--relay", e.apiURL, "--token", et.EnrollmentToken, "--dir", agentDir}
+	if e.pin != "" {
+		eargs = append(eargs, "--ca-pin", e.pin)
+	}
+	enroll := execOut(ctx, agentBin, eargs...)
+	if enroll != nil {
+		return fmt.Errorf("agent enroll: %w", enroll)
+	}
+	path, args = agentBin, []string{"run", "--dir", agentDir}
+	if e.cfg.pprofMode {
+		if e.agentDebug, err = freeAddr(); err != nil {
+			return err
+		}
+		path, args = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir, "--dedicated-rate", strconv.FormatInt(e.cfg.dedRate, 10)}
+	}
+	if e.agent, err = children.start(e.tmp, "agent", path, args, e.cfg.serverEnv, movedLine); err != nil {
+		return err
+	}
+	if err := e.waitOnline(ctx, api, admin, site.ID); err != nil {
+		return err
+	}
+	logf("agent online; handle %s → echo %s; pids: relay %d, agent %d, echo %d, harness %d", e.handle, e.echoAddr, e.relay.pid(), e.agent.pid(), e.echo.pid(), os.Getpid())
+
+	r := cli.Relay{URL: e.apiURL, Token: e.token, Pin: e.pin}
+	e.tunnel = func(ctx context.Context) (net.Conn, error) { return cli.DialTunnel(ctx, r, e.handle) }
+	var d net.Dialer
+	e.direct = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.echoAddr) }
+	return nil
+}
+
+// movedLine is what the agent logs when it moves a heavy tunnel to a
+// dedicated connection (agent.Config.DedicatedRate).
+const movedLine = "moving heavy tunnel to a dedicated connection"
+
+// waitHealthy polls GET /healthz of a relay (plain HTTP) until it answers.
+func waitHealthy(ctx context.Context, p *proc, base string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		req, _ := http.NewRequestWithContext(ctx, "GET", base+"/healthz", nil)
+		if resp, err := http.DefaultClient.Do(req); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return nil
+			}
+		}
+		if err := p.alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("relay did not answer %s/healthz within 30s; see %s", base, p.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+func execOut(ctx context.Context, path string, args ...string) error {
+	cmd := execCommand(ctx, path, args...)
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%v: %s", err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// waitOnline waits until the site's agent is online and holds the site's
+// allowlist version.
+func (e *env) waitOnline(ctx context.Context, api *demo.API, admin demo.Cred, siteID string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var site struct {
+			AllowlistVersion int64 `json:"allowlist_version"`
+		}
+		var agents []struct {
+			Online           bool  `json:"online"`
+			AllowlistVersion int64 `json:"allowlist_version"`
+		}
+		err := api.Do(ctx, "GET", "/api/sites/"+siteID, nil, &site, admin)
+		if err == nil {
+			err = api.Do(ctx, "GET", "/api/sites/"+siteID+"/agents", nil, &agents, admin)
+		}
+		if err == nil && len(agents) > 0 && agents[0].Online && agents[0].AllowlistVersion >= site.AllowlistVersion {
+			return nil
+		}
+		if err := e.agent.alive(); err != nil {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("agent not online with allowlist v%d after 30s (last: %+v, err %v); see %s", site.AllowlistVersion, agents, err, e.agent.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// alive checks that no subprocess died.
+func (e *env) alive() error {
+	for _, p := range []*proc{e.echo, e.relay, e.agent} {
+		if err := p.alive(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measure runs every figure, idle memory first (on processes that have
+// not yet grown their heaps with bulk transfers).
+func (e *env) measure(ctx context.Context, rep *report) error {
+	c := e.cfg
+	// Warm-up: code paths, pools, the route cache, the handle pin.
+	if _, err := opens(ctx, e.tunnel, 4, 500*time.Millisecond, 200, nopMeter{}); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
+
+	if c.on("idle") {
+		if err := e.measureIdle(ctx, rep); err != nil {
+			return fmt.Errorf("idle tunnels: %w", err)
+		}
+		if err := e.alive(); err != nil {
+			return err
+		}
+	}
+
+	// Throughput.
+	p := &payload{pool: make([]byte, 16<<20+12345), chunk: c.chunk}
+	rand.Read(p.pool)
+	if c.pprofMode && c.on("throughput") {
+		e.profile(ctx, "start", "throughput")
+	}
+	moved0 := e.agent.count(movedLine)
+	for _, n := range c.concs {
+		if !c.on("throughput") {
+			break
+		}
+		per := int64(c.totalMiB) << 20 / int64(n)
+		sums := make([][32]byte, n)
+		for i := range sums {
+			sums[i] = p.sum(i, per)
+		}
+		for r := 0; r < c.repeats; r++ {
+			for _, path := range []string{"tunnel", "direct"} {
+				dial := e.tunnel
+				if path == "direct" {
+					dial = e.direct
+				}
+				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+				res, err := throughput(rctx, dial, n, per, p, sums, e.meter())
+				cancel()
+				if err != nil {
+					if aerr := e.alive(); aerr != nil {
+						return aerr
+					}
+					return fmt.Errorf("throughput, %d %s connection(s): %w", n, path, err)
+				}
+				if path == "tunnel" {
+					res.Moved = e.agent.count(movedLine) - moved0
+					moved0 += res.Moved
+				}
+				logf("throughput %-6s %2d conn × %4d MiB: %8.1f MB/s  (CPU s: relay %.2f agent %.2f echo %.2f harness %.2f; other processes %.2f; moved to dedicated connections: %d)",
+					path, n, per>>20, res.MBps(), res.CPU["relay"], res.CPU["agent"], res.CPU["echo"], res.CPU["harness"], res.CPU["other"], res.Moved)
+				if c.perfstat {
+					mib := float64(res.Bytes) / (1 << 20)
+					var parts []string
+					for _, who := range []string{"harness", "relay", "agent", "echo"} {
+						if v, ok := res.CPU[who+" syscalls"]; ok {
+							parts = append(parts, fmt.Sprintf("%s %.0f/%.0f", who, v/mib, res.CPU[who+" context-switches"]/mib))
+						}
+					}
+					logf("    per MiB echoed, syscalls/context switches: %s", strings.Join(parts, ", "))
+					if c.extraEvents {
+						var keys []string
+						for k := range res.CPU {
+							if strings.Contains(k, " ") && !strings.HasSuffix(k, " syscalls") && !strings.HasSuffix(k, " context-switches") {
+								keys = append(keys, k)
+							}
+						}
+						sort.Strings(keys)
+						for _, k := range keys {
+							logf("      %-28s %8.1f per MiB", k, res.CPU[k]/mib)
+						}
+					}
+				}
+				rep.tp = append(rep.tp, tpRun{Path: path, tpResult: res})
+			}
+		}
+	}
+	if c.pprofMode && c.on("throughput") {
+		e.profile(ctx, "stop", "throughput")
+	}
+
+	// Round trips.
+	for _, path := range []string{"tunnel", "direct"} {
+		if !c.on("rtt") {
+			break
+		}
+		dial := e.tunnel
+		if path == "direct" {
+			dial = e.direct
+		}
+		var m meter
+		if c.perfstat {
+			m = e.meter()
+			m.start()
+		}
+		res, err := pingPong(ctx, dial, 64, 200, c.rttSamples)
+		if err != nil {
+			return fmt.Errorf("round trip over %s: %w", path, err)
+		}
+		logf("rtt %-6s 64 B: p50 %v p99 %v", path, res.pct(50).Round(time.Microsecond), res.pct(99).Round(time.Microsecond))
+		if m != nil {
+			u := m.stop()
+			n := float64(c.rttSamples + 200)
+			var parts []string
+			for _, who := range []string{"harness", "relay", "agent", "echo"} {
+				if v, ok := u[who+" syscalls"]; ok {
+					parts = append(parts, fmt.Sprintf("%s %.1f/%.1f/%.0fµs", who, v/n, u[who+" context-switches"]/n, u[who]/n*1e6))
+				}
+			}
+			logf("    per round trip, syscalls/context switches/CPU: %s", strings.Join(parts, ", "))
+			if c.extraEvents {
+				var keys []string
+				for k := range u {
+					if strings.Contains(k, " ") && !strings.HasSuffix(k, " syscalls") && !strings.HasSuffix(k, " context-switches") {
+						keys = append(keys, k)
+					}
+				}
+				sort.Strings(keys)
+				for _, k := range keys {
+					logf("      %-28s %6.2f per round trip", k, u[k]/n)
+				}
+			}
+		}
+		rep.rtt[path] = res
+		// The same while another connection moves bulk data.
+		res, err = pingUnderLoad(ctx, dial, p, c.rttSamples/2)
+		if err != nil {
+			return fmt.Errorf("round trip under load over %s: %w", path, err)
+		}
+		logf("rtt %-6s 64 B beside a bulk transfer: p50 %v p99 %v", path, res.pct(50).Round(time.Microsecond), res.pct(99).Round(time.Microsecond))
+		rep.rttLoaded[path] = res
+	}
+
+	// Opens.
+	if c.pprofMode && c.on("opens") {
+		e.profile(ctx, "start", "opens")
+	}
+	for _, path := range []string{"tunnel", "direct"} {
+		if !c.on("opens") {
+			break
+		}
+		dial, dur, maxOps := e.tunnel, c.openDur, 1<<30
+		if path == "direct" {
+			// Every direct connect leaves a TIME_WAIT port: bound them.
+			dial, dur, maxOps = e.direct, min(dur, 2*time.Second), 15000
+		}
+		res, err := opens(ctx, dial, c.openPar, dur, maxOps, e.meter())
+		if err != nil {
+			if aerr := e.alive(); aerr != nil {
+				return aerr
+			}
+			return fmt.Errorf("opens over %s after %d: %w", path, res.Ops, err)
+		}
+		logf("opens  %-6s: %8.0f /s (p50 %v, p99 %v, %d in %v; CPU µs per open: relay %.0f agent %.0f echo %.0f harness %.0f, other processes %.0f)",
+			path, res.perSec(), res.Latency.pct(50).Round(time.Microsecond), res.Latency.pct(99).Round(time.Microsecond), res.Ops, res.Dur.Round(time.Millisecond),
+			res.CPU["relay"]/float64(res.Ops)*1e6, res.CPU["agent"]/float64(res.Ops)*1e6, res.CPU["echo"]/float64(res.Ops)*1e6, res.CPU["harness"]/float64(res.Ops)*1e6, res.CPU["other"]/float64(res.Ops)*1e6)
+		rep.opens[path] = res
+	}
+	if c.pprofMode && c.on("opens") {
+		e.profile(ctx, "stop", "opens")
+	}
+	return e.alive()
+}
+
+// measureIdle opens K tunnels that stay idle and reads the RSS of every
+// process before and after.
+func (e *env) measureIdle(ctx context.Context, rep *report) error {
+	k := e.cfg.idleK
+	time.Sleep(time.Second)
+	snap := func() idleSnap {
+		s := idleSnap{RSS: map[string]int64{}, Threads: map[string]int64{}}
+		for _, p := range []*proc{e.relay, e.agent, e.echo} {
+			s.RSS[p.name], _ = rssBytes(p.pid())
+			s.Threads[p.name] = threads(p.pid())
+		}
+		if e.cfg.pprofMode {
+			s.Mem = map[string]memStats{}
+			var m memStats
+			if debugGet(ctx, e.relayDebug, "/perf/mem", &m) == nil {
+				s.Mem["relay"] = m
+			}
+			if debugGet(ctx, e.agentDebug, "/perf/mem", &m) == nil {
+				s.Mem["agent"] = m
+			}
+		}
+		return s
+	}
+	rep.idle.K = k
+	rep.idle.Before = snap()
+	t0 := time.Now()
+	octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
+	defer cancel()
+	cs, err := openIdle(octx, e.tunnel, k, 16)
+	if err != nil {
+		return err
+	}
+	rep.idle.OpenDur = time.Since(t0)
+	time.Sleep(2 * time.Second)
+	rep.idle.After = snap()
+	if e.cfg.pprofMode {
+		e.saveProfile(ctx, "heap", fmt.Sprintf("idle-%d", k))
+		e.saveProfile(ctx, "goroutine", fmt.Sprintf("idle-%d", k))
+	}
+	logf("idle: %d tunnels open in %v; relay RSS %+.1f MiB, agent %+.1f MiB, echo %+.1f MiB",
+		k, rep.idle.OpenDur.Round(time.Millisecond),
+		float64(rep.idle.After.RSS["relay"]-rep.idle.Before.RSS["relay"])/(1<<20),
+		float64(rep.idle.After.RSS["agent"]-rep.idle.Before.RSS["agent"])/(1<<20),
+		float64(rep.idle.After.RSS["echo"]-rep.idle.Before.RSS["echo"])/(1<<20))
+	for _, who := range []string{"relay", "agent"} {
+		if h, ok := rep.idle.heapPerConn(who); ok {
+			b, a := rep.idle.Before.Mem[who], rep.idle.After.Mem[who]
+			logf("idle: %s Go heap+stacks %+.1f KiB per tunnel (heap %+.1f, stacks %+.1f), %+.2f goroutines per tunnel", who, h/1024,
+				(float64(a.HeapInuse)-float64(b.HeapInuse))/float64(k)/1024, (float64(a.StackInuse)-float64(b.StackInuse))/float64(k)/1024,
+				float64(a.Goroutines-b.Goroutines)/float64(k))
+		}
+	}
+	t0 = time.Now()
+	closeAll(cs, 16)
+	rep.idle.CloseDur = time.Since(t0)
+	time.Sleep(2 * time.Second)
+	rep.idle.Closed = snap()
+	return nil
+}
+
+// pingUnderLoad measures 64-byte round trips on one connection while a
+// second connection to the same target pushes bulk data both ways (on a
+// tunnel both share the agent's smux session and TLS connection).
+func pingUnderLoad(ctx context.Context, dial dialFunc, p *payload, samples int) (rttResult, error) {
+	bulk, err := dial(ctx)
+	if err != nil {
+		return rttResult{}, err
+	}
+	lctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{}, 2)
+	go func() { // writer
+		defer func() { done <- struct{}{} }()
+		for i := 0; lctx.Err() == nil; i++ {
+			if p.each(i, 4<<20, func(b []byte) error {
+				if lctx.Err() != nil {
+					return lctx.Err()
+				}
+				_, err := bulk.Write(b)
+				return err
+			}) != nil {
+				return
+			}
+		}
+	}()
+	go func() { // reader
+		defer func() { done <- struct{}{} }()
+		io.Copy(io.Discard, bulk)
+	}()
+	time.Sleep(200 * time.Millisecond) // let the bulk flow reach its pace
+	res, err := pingPong(ctx, dial, 64, 50, samples)
+	cancel()
+	bulk.Close()
+	<-done
+	<-done
+	return res, err
+}
+
+// median returns the run with the median MB/s of those of path and n.
+func median(runs []tpRun, path string, n int) (tpRun, []tpRun) {
+	var sel []tpRun
+	for _, r := range runs {
+		if r.Path == path && r.Conns == n {
+			sel = append(sel, r)
+		}
+	}
+	if len(sel) == 0 {
+		return tpRun{}, nil
+	}
+	sort.Slice(sel, func(i, j int) bool { return sel[i].MBps() < sel[j].MBps() })
+	return sel[len(sel)/2], sel
+}

@@ -1,0 +1,284 @@
+package relay
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/nanodems/connector/relay/store"
+	"github.com/nanodems/connector/rtsp"
+)
+
+// The RTSP gateway (issue 4, docs/rtsp.md): rtsp://relay:9554/{handle}/…
+// reaches the camera port behind a handle. Package rtsp speaks the
+// protocol; this file gives it the relay: grants, tenants, tunnels and
+// stored camera logins.
+//
+// A player cannot sign in or send a bearer token: all an operator can give
+// VLC or a VMS is a URL. So the API mints one that carries a grant, a
+// signed and expiring statement "tenant T may open handle H", in its query
+// (nd_grant=…). The gateway checks and strips it before the camera sees
+// the request.
+
+// Bounds of a grant's lifetime: a VMS keeps a camera URL for months, but
+// a URL that never expires is a password that cannot be changed; 30 days
+// makes rotation a routine. Revoking the handle ends every grant for it
+// at once.
+const (
+	rtspGrantDefaultTTL = 24 * time.Hour
+	rtspGrantMaxTTL     = 30 * 24 * time.Hour
+	rtspGrantMinTTL     = time.Second
+)
+
+// rtspGrant is the signed content of nd_grant.
+type rtspGrant struct {
+	Kind   string `json:"k"` // "rtsp": no other grant of this key passes as one
+	Handle string `json:"h"`
+	Tenant string `json:"t"`
+	User   string `json:"u,omitempty"` // who minted it, for logs
+	Exp    int64  `json:"e"`
+}
+
+// rtspGrantKey derives the key of RTSP grants from the relay's grant key,
+// so a subdomain sign-in grant (web.go) can never be replayed as one.
+func (s *Server) rtspGrantKey() []byte {
+	m := hmac.New(sha256.New, s.grantKey)
+	m.Write([]byte("nanodems rtsp grant v1"))
+	return m.Sum(nil)
+}
+
+func (s *Server) signRTSPGrant(g rtspGrant) string {
+	g.Kind = "rtsp"
+	b, _ := json.Marshal(g)
+	body := base64.RawURLEncoding.EncodeToString(b)
+	mac := hmac.New(sha256.New, s.rtspGrantKey())
+	mac.Write([]byte(body))
+	return body + "." + base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+}
+
+var (
+	errGrantMalformed = errors.New("malformed grant")
+	errGrantForged    = errors.New("grant signature does not verify")
+	errGrantExpired   = errors.New("grant expired; mint a new URL")
+)
+
+func (s *Server) verifyRTSPGrant(v string) (rtspGrant, error) {
+	var g rtspGrant
+	body, sig, ok := strings.Cut(v, ".")
+	if !ok || len(v) > 2048 {
+		return g, errGrantMalformed
+	}
+	mac := hmac.New(sha256.New, s.rtspGrantKey())
+	mac.Write([]byte(body))
+	want := base64.RawURLEncoding.EncodeToString(mac.Sum(nil))
+	if !hmac.Equal([]byte(sig), []byte(want)) {
+		return g, errGrantForged
+	}
+	b, err := base64.RawURLEncoding.DecodeString(body)
+	if err != nil || json.Unmarshal(b, &g) != nil || g.Kind != "rtsp" {
+		return g, errGrantMalformed
+	}
+	if !s.cfg.Now().Before(time.Unix(g.Exp, 0)) {
+		return g, errGrantExpired
+	}
+	return g, nil
+}
+
+// mintRTSPURL serves POST /api/handles/{handle}/rtsp-url
+// {"path": "/Streaming/Channels/101", "ttl_seconds": 86400}: the URL an
+// operator pastes into VLC or a VMS.
+func (s *Server) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Principal) error {
+	if s.rtsp == nil {
+		return fmt.Errorf("%w: the RTSP gateway is off on this relay", errBadRequest)
+	}
+	h := r.PathValue("handle")
+	var in struct {
+		Path       string `json:"path"`
+		TTLSeconds int64  `json:"ttl_seconds"`
+	}
+	// The body is optional: no body mints a URL of the handle's root
+	// for a day.
+	body, err := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+	if err != nil {
+		return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+	}
+	if len(bytes.TrimSpace(body)) > 0 {
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&in); err != nil {
+			return fmt.Errorf("%w: request body: %v", errBadRequest, err)
+		}
+	}
+	route, err := s.resolve(r.Context(), h)
+	if err != nil {
+		return err
+	}
+	if !p.canAccess(route.TenantID) {
+		return ErrOtherTenant
+	}
+	path, err := rtspPath(in.Path)
+	if err != nil {
+		return err
+	}
+	ttl := rtspGrantDefaultTTL
+	if in.TTLSeconds != 0 {
+		ttl = time.Duration(in.TTLSeconds) * time.Second
+		if in.TTLSeconds < 0 || ttl < rtspGrantMinTTL || ttl > rtspGrantMaxTTL {
+			return fmt.Errorf("%w: ttl_seconds must be between 1 and %d", errBadRequest, int64(rtspGrantMaxTTL/time.Second))
+		}
+	}
+	exp := s.cfg.Now().Add(ttl).Truncate(time.Second)
+	grant := s.signRTSPGrant(rtspGrant{Handle: h, Tenant: route.TenantID, User: p.UserID, Exp: exp.Unix()})
+	sep := "?"
+	if strings.Contains(path, "?") {
+		sep = "&"
+	}
+	u := "rtsp://" + s.rtspHost(r) + "/" + h + path + sep + rtsp.GrantParam + "=" + grant
+	s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "rtsp.url_minted", Target: h,
+		Detail: "path " + path + ", expires " + exp.UTC().Format(time.RFC3339)})
+	writeJSON(w, http.StatusOK, map[string]string{"url": u, "expires_at": exp.UTC().Format(time.RFC3339)})
+	return nil
+}
+
+// rtspPath checks the camera path of a minted URL: absolute, printable,
+// no fragment, no grant of its own.
+func rtspPath(p string) (string, error) {
+	if p == "" {
+		return "/", nil
+	}
+	bad := !strings.HasPrefix(p, "/") || len(p) > 1024 || strings.ContainsAny(p, "# \t") || strings.Contains(p, rtsp.GrantParam+"=")
+	for i := 0; i < len(p) && !bad; i++ {
+		bad = p[i] < 0x21 || p[i] == 0x7f
+	}
+	if bad {
+		return "", fmt.Errorf("%w: path must be the camera's absolute path and query, e.g. /Streaming/Channels/101", errBadRequest)
+	}
+	return p, nil
+}
+
+// rtspHost is the host:port of the gateway in minted URLs: the relay's
+// public name (PublicURL, else the name the API was reached by) and the
+// gateway's port.
+func (s *Server) rtspHost(r *http.Request) string {
+	host := r.Host
+	if s.cfg.PublicURL != "" {
+		if u, err := url.Parse(s.cfg.PublicURL); err == nil && u.Host != "" {
+			host = u.Host
+		}
+	}
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	_, port, _ := net.SplitHostPort(s.rtsp.Addr())
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
+// RTSPAddr is the gateway's listening address ("" when it is off).
+func (s *Server) RTSPAddr() string {
+	if s.rtsp == nil {
+		return ""
+	}
+	return s.rtsp.Addr()
+}
+
+// startRTSP starts the gateway unless Config.RTSPAddr is "off".
+func (s *Server) startRTSP() error {
+	if s.cfg.RTSPAddr == "off" {
+		return nil
+	}
+	cfg := rtsp.Config{Addr: s.cfg.RTSPAddr, Backend: rtspBackend{s}, Logger: s.log, CameraTimeout: s.cfg.CameraTimeout}
+	// Diagnostic switches (docs/rtsp.md, perf/rtspbench), not settings:
+	// the goroutine-per-connection listener and no fan-out, for comparison.
+	if os.Getenv("NANODEMS_RTSP_LISTENER") == string(rtsp.Goroutines) {
+		cfg.Mode = rtsp.Goroutines
+	}
+	if os.Getenv("NANODEMS_RTSP_FANOUT") == "off" {
+		cfg.NoFanOut = true
+	}
+	g, err := rtsp.New(cfg)
+	if err != nil {
+		return err
+	}
+	if err := g.Start(); err != nil {
+		return fmt.Errorf("relay: RTSP listener: %w", err)
+	}
+	s.rtsp = g
+	return nil
+}
+
+// stopRTSP closes the gateway; its camera sessions are torn down while
+// the agents are still connected.
+func (s *Server) stopRTSP() {
+	if s.rtsp != nil {
+		s.rtsp.Close()
+	}
+}
+
+// rtspBackend is the relay as package rtsp sees it.
+type rtspBackend struct{ s *Server }
+
+func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Principal, error) {
+	g, err := b.s.verifyRTSPGrant(grant)
+	if err != nil {
+		return rtsp.Principal{}, rtsp.Errorf(401, "%v", err)
+	}
+	route, err := b.s.resolve(ctx, h)
+	if err != nil {
+		return rtsp.Principal{}, rtspError(err)
+	}
+	// The tenant first: another tenant's handle is a 403, whatever the
+	// grant was minted for.
+	if route.TenantID != g.Tenant {
+		return rtsp.Principal{}, rtspError(ErrOtherTenant)
+	}
+	if g.Handle != h {
+		return rtsp.Principal{}, rtsp.Errorf(401, "grant is for another handle")
+	}
+	return rtsp.Principal{Tenant: g.Tenant, Subject: "user:" + g.User, Expires: time.Unix(g.Exp, 0)}, nil
+}
+
+func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.Conn, rtsp.Target, error) {
+	route, err := b.s.resolve(ctx, h)
+	if err != nil {
+		return nil, rtsp.Target{}, rtspError(err)
+	}
+	c, err := b.s.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{})
+	if err != nil {
+		return nil, rtsp.Target{}, rtspError(err)
+	}
+	return c, rtsp.Target{Host: route.Host, Port: route.Port}, nil
+}
+
+func (b rtspBackend) Credentials(ctx context.Context, h string) (string, string, bool) {
+	route, err := b.s.resolve(ctx, h)
+	if err != nil {
+		return "", "", false
+	}
+	c, err := b.s.credsFor(ctx, route.DeviceID)
+	if err != nil || c == nil {
+		return "", "", false
+	}
+	return c.Username, c.Password, true
+}
+
+// rtspError gives a relay error its RTSP status: RTSP reuses HTTP's codes
+// for everything the relay refuses (401, 403, 404, 502, 503, 504).
+func rtspError(err error) error {
+	code := HTTPStatus(err)
+	if code == http.StatusInternalServerError {
+		return rtsp.Errorf(500, "internal error")
+	}
+	return rtsp.Errorf(code, "%v", err)
+}

@@ -1,0 +1,265 @@
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Backend is what the gateway needs from the relay. The gateway knows
+// nothing of tenants, stores or tunnels beyond it: package relay
+// implements it (relay/rtsp.go) and tests implement it with a map.
+type Backend interface {
+	// Authorize checks a grant (the nd_grant query parameter) for handle
+	// h. Errors should be *Error with the RTSP status to answer: 401 for a
+	// missing, forged or expired grant, 403 for another tenant's handle,
+	// 404 for an unknown one.
+	Authorize(ctx context.Context, h, grant string) (Principal, error)
+	// Dial opens a byte stream to the device port behind h, and says
+	// which LAN address it reached (the camera's own URLs name it).
+	// Errors as for Authorize: 503 agent offline, 502 unreachable, 504 …
+	Dial(ctx context.Context, p Principal, h string) (net.Conn, Target, error)
+	// Credentials returns the device's stored login, with which the
+	// gateway answers the camera's Basic or Digest challenge itself.
+	Credentials(ctx context.Context, h string) (user, pass string, ok bool)
+}
+
+// Principal is who a grant speaks for.
+type Principal struct {
+	// Tenant scopes sharing: viewers share one camera session only
+	// within one tenant, so no tenant ever sees another's packets.
+	Tenant string
+	// Subject names the grant's holder in logs ("user:…", "admin").
+	Subject string
+	// Expires is when the grant stops opening new connections.
+	Expires time.Time
+}
+
+// Target is the LAN address a tunnel reached.
+type Target struct {
+	Host string
+	Port int
+}
+
+// Error is a refusal with the RTSP status to answer it with.
+type Error struct {
+	Status int
+	Reason string // one line, shown to operators (X-Nanodems-Error)
+}
+
+func (e *Error) Error() string { return e.Reason }
+
+// Errorf returns an *Error.
+func Errorf(status int, format string, args ...any) error {
+	return &Error{Status: status, Reason: fmt.Sprintf(format, args...)}
+}
+
+// statusOf maps an error to the RTSP status the client sees.
+func statusOf(err error) int {
+	var e *Error
+	switch {
+	case errors.As(err, &e):
+		return e.Status
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, errCameraTimeout):
+		return 504
+	}
+	return 502
+}
+
+var (
+	errCameraTimeout = &Error{Status: 504, Reason: "camera did not answer in time"}
+	errCameraGone    = &Error{Status: 502, Reason: "camera connection closed"}
+)
+
+// ListenerMode chooses how the gateway serves client connections.
+type ListenerMode string
+
+const (
+	// GNet serves connections on gnet event loops (the default): no
+	// goroutine per idle or playing viewer; request handling and camera
+	// reads run on goroutines that exist only while they have work.
+	GNet ListenerMode = "gnet"
+	// Goroutines serves each connection with a reader and a writer
+	// goroutine on the standard library's netpoller: the comparison
+	// point of docs/perf-rtsp.md.
+	Goroutines ListenerMode = "goroutines"
+)
+
+// Config configures a gateway. Zero values take the defaults.
+type Config struct {
+	Addr    string // listen address, default ":9554"
+	Backend Backend
+	Mode    ListenerMode // default GNet
+	// Loops is the number of gnet event loops; default the CPU count.
+	Loops int
+	// NoFanOut turns sharing off: every viewer gets its own camera
+	// session (the pass-through path).
+	NoFanOut bool
+	// ViewerBacklog bounds the bytes queued for one viewer of a shared
+	// session (default 1 MiB, ~2 s of a 4 Mbit/s stream). A viewer over it
+	// skips to the next keyframe; one that stays over it for DropAfter is
+	// disconnected. Either way the other viewers never wait for it.
+	ViewerBacklog int
+	// DropAfter: see ViewerBacklog; default 10 s.
+	DropAfter time.Duration
+	// Backlog bounds the bytes queued towards a pass-through client before
+	// the gateway stops reading the camera (backpressure through the
+	// tunnel); default 256 KiB.
+	Backlog int
+	// SendBuffer, if set, fixes the kernel send buffer of client sockets
+	// (SO_SNDBUF). The default leaves Linux's autotuning on, which lets a
+	// socket of a stalled viewer absorb up to tcp_wmem's maximum (4 MiB)
+	// before the gateway's own backlog accounting sees anything; a fixed
+	// buffer of a few hundred KiB still covers a 4 Mbit/s stream over a
+	// 200 ms path and makes a slow viewer visible sooner.
+	SendBuffer int
+	// CameraTimeout bounds the wait for a camera's answer; default 15 s.
+	CameraTimeout time.Duration
+	// IdleTimeout closes a connection that has not completed an
+	// authorized request within it (slow or idle unauthenticated peers);
+	// default 30 s.
+	IdleTimeout time.Duration
+	Limits      Limits
+	Logger      *slog.Logger
+}
+
+// Gateway is a running RTSP gateway.
+type Gateway struct {
+	cfg Config
+	log *slog.Logger
+
+	srcMu     sync.Mutex
+	sources   map[string]*source
+	notShared map[string]time.Time // key → until: camera needs the client's own login
+
+	tunMu   sync.Mutex
+	tunnels map[string]*clientConn // x-sessioncookie → logical connection of an HTTP tunnel
+
+	connMu sync.Mutex
+	conns  map[*clientConn]struct{}
+
+	ln     listener
+	closed atomic.Bool
+	wg     sync.WaitGroup // background work: sources, teardowns
+
+	stats Stats
+}
+
+// Stats are the gateway's counters.
+type Stats struct {
+	Conns          atomic.Int64 // open client connections (HTTP tunnels count once)
+	Sources        atomic.Int64 // shared camera sessions open
+	Viewers        atomic.Int64 // viewers playing from shared sessions
+	CameraSessions atomic.Int64 // camera connections open (shared or not)
+	Skips          atomic.Int64 // times a slow viewer was skipped to a keyframe
+	Drops          atomic.Int64 // slow viewers disconnected
+}
+
+type listener interface {
+	addr() string
+	close() error
+}
+
+// New returns a gateway; Start listens.
+func New(cfg Config) (*Gateway, error) {
+	if cfg.Backend == nil {
+		return nil, errors.New("rtsp: no backend")
+	}
+	if cfg.Addr == "" {
+		cfg.Addr = ":9554"
+	}
+	if cfg.Mode == "" {
+		cfg.Mode = GNet
+	}
+	if cfg.Mode != GNet && cfg.Mode != Goroutines {
+		return nil, fmt.Errorf("rtsp: unknown listener mode %q", cfg.Mode)
+	}
+	if cfg.ViewerBacklog <= 0 {
+		cfg.ViewerBacklog = 1 << 20
+	}
+	if cfg.DropAfter <= 0 {
+		cfg.DropAfter = 10 * time.Second
+	}
+	if cfg.Backlog <= 0 {
+		cfg.Backlog = 256 << 10
+	}
+	if cfg.CameraTimeout <= 0 {
+		cfg.CameraTimeout = 15 * time.Second
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = 30 * time.Second
+	}
+	cfg.Limits = cfg.Limits.withDefaults()
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Gateway{
+		cfg: cfg, log: cfg.Logger,
+		sources: map[string]*source{}, notShared: map[string]time.Time{},
+		tunnels: map[string]*clientConn{}, conns: map[*clientConn]struct{}{},
+	}, nil
+}
+
+// Start opens the listener.
+func (g *Gateway) Start() error {
+	var err error
+	switch g.cfg.Mode {
+	case GNet:
+		g.ln, err = listenGnet(g)
+	default:
+		g.ln, err = listenStd(g)
+	}
+	if err != nil {
+		return fmt.Errorf("rtsp: listen %s: %w", g.cfg.Addr, err)
+	}
+	return nil
+}
+
+// Addr is the listening address ("127.0.0.1:9554").
+func (g *Gateway) Addr() string {
+	if g.ln == nil {
+		return ""
+	}
+	return g.ln.addr()
+}
+
+// Stats returns the live counters.
+func (g *Gateway) Stats() *Stats { return &g.stats }
+
+// Close stops listening, closes every connection (tearing down their
+// camera sessions) and waits for the background work to end.
+func (g *Gateway) Close() error {
+	if !g.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	var err error
+	if g.ln != nil {
+		err = g.ln.close()
+	}
+	g.connMu.Lock()
+	conns := make([]*clientConn, 0, len(g.conns))
+	for c := range g.conns {
+		conns = append(conns, c)
+	}
+	g.connMu.Unlock()
+	for _, c := range conns {
+		c.closeTransport()
+	}
+	g.wg.Wait()
+	return err
+}
+
+func (g *Gateway) track(c *clientConn, add bool) {
+	g.connMu.Lock()
+	if add {
+		g.conns[c] = struct{}{}
+	} else {
+		delete(g.conns, c)
+	}
+	g.connMu.Unlock()
+}

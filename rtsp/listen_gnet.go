@@ -1,0 +1,519 @@
+package rtsp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"runtime"
+
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/panjf2000/gnet/v2"
+	"github.com/panjf2000/gnet/v2/pkg/pool/goroutine"
+)
+
+// The event-loop listener. gnet (v2) runs a few event loops (one per
+// core) that read and write every client socket; no goroutine waits on an
+// idle or playing viewer. Three properties of gnet shape this file:
+//
+//   - gnet has no TLS. RTSPS (rtsps://, RFC 7826 §19) is therefore not
+//     served on this listener; an installation that needs it terminates
+//     TLS in front of the gateway or runs the goroutine listener behind
+//     crypto/tls. The tunnel from relay to camera is TLS either way.
+//   - gnet closes a connection as soon as the peer half-closes it (read
+//     returns 0). RTSP has no half-close semantics (RFC 2326 §10: either
+//     side may close the connection at any time), so the gateway treats a
+//     FIN as the client leaving: items already read are still handled in
+//     order (a TEARDOWN sent just before the FIN still reaches the
+//     camera), then the camera session ends. Answers written after the
+//     FIN are lost, which is what a half-closing RTSP client gets
+//     anyway from cameras.
+//   - gnet reads whatever arrives into an inbound buffer that grows
+//     without bound if the handler leaves bytes in it. OnTraffic therefore
+//     always consumes everything it can parse: complete items are copied
+//     out and queued, and what is left is at most one incomplete item,
+//     bounded by Limits (header size, body size, 64 KiB frames) or the
+//     connection is refused. The queue to the connection's worker is
+//     bounded too (maxQueued); a client that overruns it (media sent
+//     faster than the camera takes it) is closed rather than buffered.
+//
+// The same holds outbound: gnet's Write buffers without bound when the
+// socket is full. gnetOutput samples the outbound buffer after each flush
+// and refuses (fan-out) or holds back (pass-through) writes while it is
+// over the connection's limit.
+type gnetListener struct {
+	gnet.BuiltinEventEngine
+	g       *Gateway
+	eng     gnet.Engine
+	address string
+	booted  chan struct{}
+	stopped chan struct{}
+	runErr  error
+}
+
+// gnet's package-level goroutine pool (pkg/pool/goroutine, two ants
+// goroutines from package init on) serves only gnet's client side and its
+// Windows build; on Linux a server never submits to it. The gateway keeps
+// it released while no gnet listener runs, so a process that imports the
+// package carries no idle goroutines of it (goleak checks every test
+// binary), and restores it for the life of a listener, as gnet expects.
+var gnetPool struct {
+	sync.Mutex
+	users int
+}
+
+func init() { goroutine.DefaultWorkerPool.Release() }
+
+func gnetPoolAcquire() {
+	gnetPool.Lock()
+	defer gnetPool.Unlock()
+	if gnetPool.users == 0 {
+		goroutine.DefaultWorkerPool.Reboot()
+	}
+	gnetPool.users++
+}
+
+func gnetPoolRelease() {
+	gnetPool.Lock()
+	defer gnetPool.Unlock()
+	gnetPool.users--
+	if gnetPool.users == 0 {
+		goroutine.DefaultWorkerPool.ReleaseTimeout(time.Second)
+	}
+}
+
+func listenGnet(g *Gateway) (listener, error) {
+	l := &gnetListener{g: g, booted: make(chan struct{}), stopped: make(chan struct{})}
+	loops := g.cfg.Loops
+	if loops <= 0 {
+		loops = runtime.NumCPU()
+	}
+	opts := []gnet.Option{
+		gnet.WithMulticore(true),
+		gnet.WithNumEventLoop(loops),
+		gnet.WithTCPKeepAlive(15 * time.Second), // dead peers without a FIN
+		gnet.WithTCPNoDelay(gnet.TCPNoDelay),
+		gnet.WithLogger(gnetLogger{g.log}),
+	}
+	if g.cfg.SendBuffer > 0 {
+		opts = append(opts, gnet.WithSocketSendBuffer(g.cfg.SendBuffer))
+	}
+	gnetPoolAcquire()
+	g.goFn(func() {
+		defer close(l.stopped)
+		defer gnetPoolRelease()
+		l.runErr = gnet.Run(l, "tcp://"+g.cfg.Addr, opts...)
+	})
+	select {
+	case <-l.booted:
+	case <-l.stopped:
+		return nil, l.runErr
+	}
+	fd, err := l.eng.Dup()
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	defer syscall.Close(fd)
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		l.close()
+		return nil, err
+	}
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		l.address = dialable(&net.TCPAddr{IP: a.Addr[:], Port: a.Port})
+	case *syscall.SockaddrInet6:
+		l.address = dialable(&net.TCPAddr{IP: a.Addr[:], Port: a.Port})
+	default:
+		l.address = g.cfg.Addr
+	}
+	return l, nil
+}
+
+func (l *gnetListener) addr() string { return l.address }
+
+// close stops the engine, which closes every connection (each then ends
+// through OnClose), and waits for it.
+func (l *gnetListener) close() error {
+	// Engine.Stop polls for the end every 500 ms; start the shutdown and
+	// wait on Run's return instead.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	l.eng.Stop(ctx)
+	<-l.stopped
+	return nil
+}
+
+func (l *gnetListener) OnBoot(eng gnet.Engine) gnet.Action {
+	l.eng = eng
+	close(l.booted)
+	return gnet.None
+}
+
+// gconn is the event loop's state of one socket.
+type gconn struct {
+	l     *gnetListener
+	kind  atomic.Int32 // one of the gk constants
+	cc    *clientConn  // the RTSP connection, or the tunnel's (GET half owns it)
+	out   *gnetOutput  // this socket's output (RTSP, GET half)
+	timer *time.Timer
+
+	// POST half
+	cookie string
+	dec    Base64Stream
+	plain  []byte
+	feed   itemFeeder
+}
+
+const (
+	gkNew int32 = iota
+	gkRTSP
+	gkGet
+	gkPost
+	gkDone // refused; bytes are ignored until the close
+)
+
+func (l *gnetListener) OnOpen(c gnet.Conn) ([]byte, gnet.Action) {
+	gc := &gconn{l: l}
+	c.SetContext(gc)
+	gc.timer = time.AfterFunc(l.g.cfg.IdleTimeout, func() {
+		if gc.kind.Load() == gkNew {
+			c.Close()
+		}
+	})
+	return nil, gnet.None
+}
+
+func (l *gnetListener) OnTraffic(c gnet.Conn) gnet.Action {
+	gc, _ := c.Context().(*gconn)
+	if gc == nil {
+		return gnet.Close
+	}
+	if gc.out != nil {
+		gc.out.flush(c)
+	}
+	if c.InboundBuffered() == 0 {
+		return gnet.None
+	}
+	buf, _ := c.Peek(-1)
+	n, act := gc.feedBytes(c, buf)
+	if n > 0 {
+		c.Discard(n)
+	}
+	return act
+}
+
+func (l *gnetListener) OnClose(c gnet.Conn, _ error) gnet.Action {
+	gc, _ := c.Context().(*gconn)
+	if gc == nil {
+		return gnet.None
+	}
+	gc.timer.Stop()
+	if gc.out != nil {
+		gc.out.closed()
+	}
+	if gc.cc != nil { // an RTSP connection, or a tunnel's GET half
+		l.g.unregisterTunnel(gc.cookie, gc.cc)
+		gc.cc.end()
+	}
+	return gnet.None
+}
+
+// feedBytes handles what arrived; it returns how much it consumed.
+func (gc *gconn) feedBytes(c gnet.Conn, buf []byte) (int, gnet.Action) {
+	g := gc.l.g
+	off := 0
+	switch gc.kind.Load() {
+	case gkNew:
+		switch sniffHTTP(buf) {
+		case needMore:
+			return 0, gnet.None
+		case httpTunnel:
+			return gc.tunnelHalf(c, buf)
+		}
+		gc.out = newGnetOutput(c, g.cfg.Backlog)
+		gc.cc = newClientConn(g, gc.out, c.RemoteAddr(), c.LocalAddr(), gc.out.close)
+		gc.kind.Store(gkRTSP)
+		fallthrough
+	case gkRTSP:
+		for off < len(buf) {
+			it, n, err := ParseItem(buf[off:], g.cfg.Limits)
+			if errors.Is(err, ErrIncomplete) {
+				off += n
+				break
+			}
+			if err != nil {
+				var pe *ParseError
+				status := 400
+				if errors.As(err, &pe) {
+					status = pe.Status
+				}
+				// On the loop: write directly, then close (gnet sends
+				// its buffer first).
+				c.Write((&Response{StatusCode: status}).AppendTo(nil))
+				gc.kind.Store(gkDone)
+				gc.cc.cancel()
+				return len(buf), gnet.Close
+			}
+			off += n
+			if it.Kind == KindFrame {
+				it.Frame = append([]byte(nil), it.Frame...)
+			}
+			if !gc.cc.submit(it) {
+				return len(buf), gnet.None
+			}
+		}
+		return off, gnet.None
+	case gkPost:
+		var err error
+		if gc.plain, err = gc.dec.Decode(gc.plain[:0], buf); err == nil {
+			cc := g.lookupTunnel(gc.cookie)
+			if cc == nil {
+				return len(buf), gnet.Close
+			}
+			err = gc.feed.feed(gc.plain, cc.submit)
+		}
+		if err != nil {
+			return len(buf), gnet.Close
+		}
+		return len(buf), gnet.None
+	default: // a GET half sends nothing more; refused sockets are closing
+		return len(buf), gnet.None
+	}
+}
+
+// tunnelHalf reads the HTTP header of a tunnel half.
+func (gc *gconn) tunnelHalf(c gnet.Conn, buf []byte) (int, gnet.Action) {
+	g := gc.l.g
+	hh, n, err := ParseTunnelHalf(buf)
+	if errors.Is(err, ErrIncomplete) {
+		return 0, gnet.None
+	}
+	if err != nil {
+		var pe *ParseError
+		status := 400
+		if errors.As(err, &pe) {
+			status = pe.Status
+		}
+		c.Write(httpError(status))
+		gc.kind.Store(gkDone)
+		c.CloseWithCallback(nil)
+		return len(buf), gnet.None
+	}
+	gc.cookie = hh.Cookie
+	if !hh.Post {
+		gc.out = newGnetOutput(c, g.cfg.Backlog)
+		posts := &postHalves{}
+		out := gc.out
+		cc := newClientConn(g, gc.out, c.RemoteAddr(), c.LocalAddr(), func() {
+			out.close()
+			posts.close()
+		})
+		cc.attachPost = posts.attach
+		if !g.registerTunnel(hh.Cookie, cc) {
+			c.Write(httpError(400))
+			gc.kind.Store(gkDone)
+			cc.closeTransport()
+			cc.end()
+			return len(buf), gnet.None
+		}
+		gc.cc = cc
+		gc.kind.Store(gkGet)
+		c.Write(tunnelAnswer(hh.Minor))
+		return len(buf), gnet.None
+	}
+	cc := g.lookupTunnel(hh.Cookie)
+	if cc == nil {
+		c.Write(httpError(404))
+		gc.kind.Store(gkDone)
+		c.CloseWithCallback(nil)
+		return len(buf), gnet.None
+	}
+	cc.attachPost(c)
+	gc.feed.lim = g.cfg.Limits
+	gc.kind.Store(gkPost)
+	m, act := gc.feedBytes(c, buf[n:])
+	return n + m, act
+}
+
+// postHalves holds the POST half of a tunnel, to close it with the GET.
+type postHalves struct {
+	mu sync.Mutex
+	c  io.Closer
+}
+
+func (p *postHalves) attach(c io.Closer) {
+	p.mu.Lock()
+	old := p.c
+	p.c = c
+	p.mu.Unlock()
+	if old != nil && old != c {
+		old.Close() // one POST at a time: the newer wins
+	}
+}
+
+func (p *postHalves) close() {
+	p.mu.Lock()
+	c := p.c
+	p.mu.Unlock()
+	if c != nil {
+		c.Close()
+	}
+}
+
+// gnetOutput queues writes for one gnet connection and writes them from
+// the event loop: a queue plus a Wake, so a burst of packets for a viewer
+// becomes one writev on its loop.
+type gnetOutput struct {
+	c     gnet.Conn
+	limit int
+
+	mu        sync.Mutex
+	q         []outItem
+	qBytes    int
+	outbound  int // gnet's outbound buffer after the last flush
+	scheduled bool
+	closing   bool // close after the next flush
+	isClosed  bool
+
+	// event-loop scratch
+	batch []outItem
+	bufs  [][]byte
+	hdr   []byte
+}
+
+func newGnetOutput(c gnet.Conn, limit int) *gnetOutput {
+	return &gnetOutput{c: c, limit: limit}
+}
+
+// scheduleLocked asks the event loop to flush, once per round.
+func (o *gnetOutput) scheduleLocked() {
+	if !o.scheduled && !o.isClosed {
+		o.scheduled = true
+		if o.c.Wake(nil) != nil {
+			o.scheduled = false
+		}
+	}
+}
+
+func (o *gnetOutput) write(b []byte) error {
+	o.mu.Lock()
+	for !o.isClosed && !o.closing && o.qBytes+o.outbound > o.limit {
+		// Backpressure: the camera reader waits here, so the tunnel's
+		// flow control holds the camera. The outbound sample only
+		// refreshes on a flush, so ask for one and look again shortly.
+		o.scheduleLocked()
+		o.mu.Unlock()
+		time.Sleep(2 * time.Millisecond)
+		o.mu.Lock()
+	}
+	if o.isClosed || o.closing {
+		o.mu.Unlock()
+		return net.ErrClosed
+	}
+	o.q = append(o.q, ownCopy(b))
+	o.qBytes += len(b)
+	o.scheduleLocked()
+	o.mu.Unlock()
+	return nil
+}
+
+func (o *gnetOutput) enqueue(p *packet, ch byte, limit int) enqueueResult {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.isClosed || o.closing {
+		return gone
+	}
+	if o.qBytes+o.outbound > limit {
+		o.scheduleLocked() // refresh the sample: the socket may have drained
+		return full
+	}
+	p.ref()
+	o.q = append(o.q, outItem{p: p, ch: ch})
+	o.qBytes += len(p.buf)
+	return queued
+}
+
+func (o *gnetOutput) kick() {
+	o.mu.Lock()
+	if len(o.q) > 0 {
+		o.scheduleLocked()
+	}
+	o.mu.Unlock()
+}
+
+// flush writes the queue; it runs on the event loop.
+func (o *gnetOutput) flush(c gnet.Conn) {
+	o.mu.Lock()
+	o.batch, o.q = o.q, o.batch[:0]
+	o.scheduled = false
+	o.mu.Unlock()
+	n := 0
+	if len(o.batch) > 0 {
+		for _, it := range o.batch {
+			n += it.size()
+		}
+		o.bufs, o.hdr = appendItems(o.bufs[:0], o.hdr[:0], o.batch)
+		// writev takes at most IOV_MAX (1024) buffers; gnet passes them
+		// straight to the system.
+		for bufs := o.bufs; len(bufs) > 0; {
+			k := min(len(bufs), 1000)
+			if _, err := c.Writev(bufs[:k]); err != nil {
+				break
+			}
+			bufs = bufs[k:]
+		}
+		releaseItems(o.batch)
+		clear(o.bufs)
+	}
+	out := c.OutboundBuffered()
+	o.mu.Lock()
+	o.qBytes -= n
+	o.outbound = out
+	closing := o.closing
+	o.mu.Unlock()
+	if closing {
+		c.Close() // gnet sends what it still buffers, as far as the socket takes it
+	}
+}
+
+// close closes the connection after what is queued (an answer written
+// just before, as after three refused grants) has gone to gnet.
+func (o *gnetOutput) close() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.isClosed || o.closing {
+		return
+	}
+	o.closing = true
+	o.scheduled = false // a flush may be pending; another Wake costs nothing
+	if o.c.Wake(nil) != nil {
+		o.c.Close()
+	}
+}
+
+// closed drops what is queued; OnClose calls it.
+func (o *gnetOutput) closed() {
+	o.mu.Lock()
+	o.isClosed = true
+	q := o.q
+	o.q = nil
+	o.mu.Unlock()
+	releaseItems(q)
+}
+
+// gnetLogger sends gnet's own log lines to the gateway's logger.
+type gnetLogger struct{ l *slog.Logger }
+
+func (g gnetLogger) Debugf(f string, a ...any) { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Infof(f string, a ...any)  { g.l.Debug("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Warnf(f string, a ...any)  { g.l.Warn("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Errorf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
+func (g gnetLogger) Fatalf(f string, a ...any) { g.l.Error("gnet: " + fmt.Sprintf(f, a...)) }
