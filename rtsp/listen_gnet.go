@@ -55,6 +55,65 @@ type gnetListener struct {
 	booted  chan struct{}
 	stopped chan struct{}
 	runErr  error
+
+	fmu      sync.Mutex
+	flushers map[gnet.EventLoop]*loopFlusher
+}
+
+// loopFlusher batches the flushes of one event loop's connections into
+// one task: a camera read fans out to hundreds of viewers per loop, and a
+// task per viewer (gnet's Wake) costs an allocation and an eventfd write
+// each. Connections queue themselves; the first one schedules the task.
+type loopFlusher struct {
+	el        gnet.EventLoop
+	mu        sync.Mutex
+	pending   []*gnetOutput
+	scheduled bool
+	task      gnet.RunnableFunc
+}
+
+func (l *gnetListener) flusher(el gnet.EventLoop) *loopFlusher {
+	l.fmu.Lock()
+	defer l.fmu.Unlock()
+	f := l.flushers[el]
+	if f == nil {
+		f = &loopFlusher{el: el}
+		f.task = f.run
+		if l.flushers == nil {
+			l.flushers = map[gnet.EventLoop]*loopFlusher{}
+		}
+		l.flushers[el] = f
+	}
+	return f
+}
+
+func (f *loopFlusher) add(o *gnetOutput) {
+	f.mu.Lock()
+	f.pending = append(f.pending, o)
+	if f.scheduled {
+		f.mu.Unlock()
+		return
+	}
+	f.scheduled = true
+	f.mu.Unlock()
+	if f.el.Execute(context.Background(), f.task) != nil {
+		// The engine is stopping and closes every connection.
+		f.mu.Lock()
+		f.pending, f.scheduled = nil, false
+		f.mu.Unlock()
+	}
+}
+
+// run flushes every queued connection; it runs on the event loop.
+func (f *loopFlusher) run(context.Context) error {
+	f.mu.Lock()
+	list := f.pending
+	f.pending, f.scheduled = nil, false
+	f.mu.Unlock()
+	for _, o := range list {
+		o.flushOnLoop()
+	}
+	return nil
 }
 
 // gnet's package-level goroutine pool (pkg/pool/goroutine, two ants
@@ -238,7 +297,7 @@ func (gc *gconn) feedBytes(c gnet.Conn, buf []byte) (int, gnet.Action) {
 		case httpTunnel:
 			return gc.tunnelHalf(c, buf)
 		}
-		gc.out = newGnetOutput(c, g.cfg.Backlog)
+		gc.out = newGnetOutput(c, g.cfg.Backlog, gc.l.flusher(c.EventLoop()))
 		gc.cc = newClientConn(g, gc.out, c.RemoteAddr(), c.LocalAddr(), gc.out.close)
 		gc.kind.Store(gkRTSP)
 		fallthrough
@@ -309,7 +368,7 @@ func (gc *gconn) tunnelHalf(c gnet.Conn, buf []byte) (int, gnet.Action) {
 	}
 	gc.cookie = hh.Cookie
 	if !hh.Post {
-		gc.out = newGnetOutput(c, g.cfg.Backlog)
+		gc.out = newGnetOutput(c, g.cfg.Backlog, gc.l.flusher(c.EventLoop()))
 		posts := &postHalves{}
 		out := gc.out
 		cc := newClientConn(g, gc.out, c.RemoteAddr(), c.LocalAddr(), func() {
@@ -374,6 +433,7 @@ func (p *postHalves) close() {
 type gnetOutput struct {
 	c     gnet.Conn
 	limit int
+	lf    *loopFlusher
 
 	mu        sync.Mutex
 	q         []outItem
@@ -389,18 +449,31 @@ type gnetOutput struct {
 	hdr   []byte
 }
 
-func newGnetOutput(c gnet.Conn, limit int) *gnetOutput {
-	return &gnetOutput{c: c, limit: limit}
+func newGnetOutput(c gnet.Conn, limit int, lf *loopFlusher) *gnetOutput {
+	return &gnetOutput{c: c, limit: limit, lf: lf}
 }
 
 // scheduleLocked asks the event loop to flush, once per round.
 func (o *gnetOutput) scheduleLocked() {
 	if !o.scheduled && !o.isClosed {
 		o.scheduled = true
-		if o.c.Wake(nil) != nil {
-			o.scheduled = false
-		}
+		o.lf.add(o)
 	}
+}
+
+// flushOnLoop is the loop flusher's call. OnClose runs on the same loop
+// and marks the output closed before gnet closes the descriptor, so a
+// closed output is never written: its number may already be another
+// connection's.
+func (o *gnetOutput) flushOnLoop() {
+	o.mu.Lock()
+	if o.isClosed {
+		o.scheduled = false
+		o.mu.Unlock()
+		return
+	}
+	o.mu.Unlock()
+	o.flush(o.c)
 }
 
 func (o *gnetOutput) write(b []byte) error {
@@ -493,10 +566,7 @@ func (o *gnetOutput) close() {
 		return
 	}
 	o.closing = true
-	o.scheduled = false // a flush may be pending; another Wake costs nothing
-	if o.c.Wake(nil) != nil {
-		o.c.Close()
-	}
+	o.scheduleLocked() // the flush closes
 }
 
 // closed drops what is queued; OnClose calls it.

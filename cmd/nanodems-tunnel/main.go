@@ -15,13 +15,17 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/netstack"
 )
 
 const usage = `usage:
   nanodems-tunnel run --token ops_… [--relay URL] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--refresh 60s] [--bind=false]
+  nanodems-tunnel [run --token ops_… …] exec -- TOOL ARGS   (Linux, no admin: TOOL sees 127.0.0.X:port)
+  sudo nanodems-tunnel [run --token ops_… …] tun [NAME]      (the whole machine, via a TUN device)
   nanodems-tunnel connect --relay URL --token nt_… [--ca-pin sha256:…] HANDLE`
 
 func main() {
+	netstack.MaybeChild() // first: exec re-runs this binary as its namespace helper
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if len(os.Args) < 2 {
@@ -32,6 +36,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = run(ctx, os.Args[2:])
+	case "exec", "tun": // way (c); the session comes from $NANODEMS_CLI_TOKEN
+		err = run(ctx, os.Args[1:])
 	case "connect":
 		err = connect(ctx, os.Args[2:])
 	default:
@@ -55,6 +61,18 @@ func run(ctx context.Context, args []string) error {
 	fs.DurationVar(&o.Refresh, "refresh", 0, "plan refresh interval (default: the relay's, 60s)")
 	fs.BoolVar(&bind, "bind", true, "listen on each plan address 127.0.0.X:port")
 	fs.Parse(args)
+	if fs.NArg() > 0 && (fs.Arg(0) == "exec" || fs.Arg(0) == "tun") {
+		// Way (c): the tool's traffic to plan addresses goes through a
+		// gVisor netstack in this process; no OS binds.
+		o.NoBind = true
+		t, err := cli.Open(ctx, o)
+		if err != nil {
+			return err
+		}
+		code := netstack.Main(fs.Args(), t.DialPlan, t.PlanAddrs)
+		t.Close()
+		os.Exit(code)
+	}
 	if fs.NArg() != 0 {
 		return fmt.Errorf("run takes no arguments, got %q", fs.Args())
 	}

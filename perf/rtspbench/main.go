@@ -231,6 +231,18 @@ func cpuSeconds(pid int) float64 {
 	return (u + k) / 100 // CLK_TCK is 100 on Linux
 }
 
+// rssMiB is a process's VmRSS.
+func rssMiB(pid int) float64 {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			return kb / 1024
+		}
+	}
+	return 0
+}
+
 // machineBusy is the busy and total jiffies of all CPUs (/proc/stat).
 func machineBusy() (busy, total float64) {
 	b, _ := os.ReadFile("/proc/stat")
@@ -327,6 +339,7 @@ type point struct {
 	LoadCores   float64 // this process: the viewers
 	Busy        float64 // whole machine, cores
 	Others      float64 // machine busy less the four processes: other load on the box
+	RSSMiB      float64 // gateway (or relay) process resident memory at the end of the window
 	CPUPerGbps  float64 // gateway cores per Gbit/s delivered
 }
 
@@ -370,8 +383,8 @@ func run() error {
 	}
 	defer cam.stop()
 	fmt.Printf("machine: %d cores, %s; stream %d bit/s; warm %v, measure %v\n\n", runtime.NumCPU(), runtime.Version(), *rate, *warm, *measure)
-	fmt.Println("| setup | listener | fan-out | viewers | playing | ≥95% rate | delivered Mbit/s | gateway cores | agent cores | camera cores | viewers' cores | other load | gateway CPU s per Gbit |")
-	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| setup | listener | fan-out | viewers | playing | ≥95% rate | delivered Mbit/s | gateway cores | agent cores | camera cores | viewers' cores | other load | gateway CPU s per Gbit | gateway RSS MiB |")
+	fmt.Println("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	var all []point
 	for _, setup := range strings.Split(*setups, ",") {
 		for _, mode := range strings.Split(*modes, ",") {
@@ -390,8 +403,8 @@ func run() error {
 						}
 					}
 					all = append(all, p)
-					fmt.Printf("| %s | %s | %v | %d | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f |\n",
-						p.Setup, p.Mode, onOff(p.FanOut), p.Viewers, p.Started, p.OK, p.Mbps, p.GwCores, p.AgentCores, p.CamCores, p.LoadCores, p.Others, p.CPUPerGbps)
+					fmt.Printf("| %s | %s | %v | %d | %d | %d | %.0f | %.2f | %.2f | %.2f | %.2f | %.2f | %.2f | %.0f |\n",
+						p.Setup, p.Mode, onOff(p.FanOut), p.Viewers, p.Started, p.OK, p.Mbps, p.GwCores, p.AgentCores, p.CamCores, p.LoadCores, p.Others, p.CPUPerGbps, p.RSSMiB)
 					if !p.sustained() {
 						break
 					}
@@ -599,6 +612,7 @@ func measurePoint(tg *target, setup, mode string, fan bool, n, rate int, cam *ch
 	time.Sleep(measure)
 	secs := time.Since(start).Seconds()
 	b1, t1 := machineBusy()
+	p.RSSMiB = rssMiB(pids["gw"])
 	cores := func(k string) float64 {
 		pid, ok := pids[k]
 		if !ok {
