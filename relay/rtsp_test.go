@@ -184,6 +184,7 @@ func TestRTSPGrantURLAndRewriting(t *testing.T) {
 			p := rtspPull(t, u, gortsplib.ProtocolTCP, gortsplib.TunnelNone)
 			p.wait(t, 20, 10*time.Second)
 			p.c.Close()
+			must(t, cam.WaitSessions(0, 5*time.Second))
 			// The camera saw its own URLs: its host and port, the path and
 			// query as minted, never the handle or the grant.
 			wantPrefix := cam.URL(strings.TrimSuffix(strings.Split(path, "?")[0], "/"))
@@ -314,35 +315,49 @@ func TestRTSPTransports(t *testing.T) {
 }
 
 // TestRTSPSessionTimeout: the camera forgets a session after 6 s without a
-// keepalive; 30 s pulls stay up over TCP and UDP, and for a UDP client
-// that sends no keepalive at all (RTCP only, as RFC 2326 allows), the
-// gateway keeps the camera's session alive itself.
+// keepalive; 30 s pulls stay up over TCP and UDP, shared (the gateway is
+// the camera's client and keeps it alive) and on the client's own camera
+// connection (the client's keepalives pass through); and for a UDP client
+// that sends no keepalive at all (RTCP only, as RFC 2326 allows, here not
+// even that), the gateway keeps the camera's session alive itself.
 func TestRTSPSessionTimeout(t *testing.T) {
 	if testing.Short() {
 		t.Skip("30 s pulls")
 	}
 	t.Parallel()
 	d := startDemo(t)
-	for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP} {
-		name := map[gortsplib.Protocol]string{gortsplib.ProtocolTCP: "tcp", gortsplib.ProtocolUDP: "udp"}[proto]
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			cam, h := rtspCamera(t, d, rtsptest.Options{User: rtspUser, Pass: rtspPass, SessionTimeout: 6 * time.Second}, true)
-			p := rtspPull(t, mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/timeout", 0), proto, gortsplib.TunnelNone)
-			pullFor(t, cam, 30*time.Second, p.count.Load)
-		})
-	}
-	t.Run("udp-silent-client", func(t *testing.T) {
-		t.Parallel()
-		cam, h := rtspCamera(t, d, rtsptest.Options{User: rtspUser, Pass: rtspPass, SessionTimeout: 6 * time.Second}, true)
-		u := mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/silent", 0)
-		var n atomic.Int64
-		silentUDPClient(t, d.Relay.RTSPAddr(), u, &n)
-		pullFor(t, cam, 30*time.Second, n.Load)
-		if !strings.Contains(cam.Methods(), "GET_PARAMETER") && !strings.Contains(cam.Methods(), "OPTIONS") {
-			t.Fatalf("camera got no keepalive: %s", cam.Methods())
+	for _, shared := range []bool{true, false} {
+		for _, client := range []string{"tcp", "udp", "udp-silent"} {
+			name := map[bool]string{true: "shared/", false: "own/"}[shared] + client
+			t.Run(name, func(t *testing.T) {
+				t.Parallel()
+				o := rtsptest.Options{User: rtspUser, Pass: rtspPass, SessionTimeout: 6 * time.Second, BasicOnly: !shared}
+				cam, h := rtspCamera(t, d, o, shared)
+				u := mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/timeout", 0)
+				var auth []string
+				if !shared { // the client logs in itself: its own camera session
+					u = strings.Replace(u, "rtsp://", "rtsp://"+rtspUser+":"+rtspPass+"@", 1)
+					auth = []string{"Authorization", "Basic " + basicAuth(rtspUser, rtspPass)}
+				}
+				switch client {
+				case "udp-silent":
+					var n atomic.Int64
+					silentUDPClient(t, d.Relay.RTSPAddr(), strings.Replace(u, rtspUser+":"+rtspPass+"@", "", 1), &n, auth...)
+					pullFor(t, cam, 30*time.Second, n.Load)
+					if !strings.Contains(cam.Methods(), "GET_PARAMETER") {
+						t.Fatalf("camera got no keepalive: %s", cam.Methods())
+					}
+				default:
+					proto := gortsplib.ProtocolTCP
+					if client == "udp" {
+						proto = gortsplib.ProtocolUDP
+					}
+					p := rtspPull(t, u, proto, gortsplib.TunnelNone)
+					pullFor(t, cam, 30*time.Second, p.count.Load)
+				}
+			})
 		}
-	})
+	}
 }
 
 // pullFor checks every second for d that packets keep coming and the
@@ -365,8 +380,8 @@ func pullFor(t *testing.T, cam *rtsptest.Camera, d time.Duration, count func() i
 }
 
 // silentUDPClient plays u over UDP and never sends a keepalive nor RTCP;
-// it counts the RTP packets that arrive.
-func silentUDPClient(t *testing.T, addr, u string, n *atomic.Int64) {
+// it counts the RTP packets that arrive. hdr goes on every request.
+func silentUDPClient(t *testing.T, addr, u string, n *atomic.Int64, hdr ...string) {
 	t.Helper()
 	rtpConn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
 	must(t, err)
@@ -385,17 +400,18 @@ func silentUDPClient(t *testing.T, addr, u string, n *atomic.Int64) {
 	must(t, err)
 	t.Cleanup(func() { c.Close() })
 	br := bufio.NewReader(c)
-	code, hdr := rtspRoundTrip(t, c, br, 1, "DESCRIBE", u)
+	code, rh := rtspRoundTrip(t, c, br, 1, "DESCRIBE", u, hdr...)
 	if code != 200 {
 		t.Fatalf("DESCRIBE %d", code)
 	}
-	base := hdr.Get("Content-Base")
-	code, hdr = rtspRoundTrip(t, c, br, 2, "SETUP", strings.TrimSuffix(base, "/")+"/trackID=0", "Transport", fmt.Sprintf("RTP/AVP;unicast;client_port=%d-%d", port, port+1))
+	base := rh.Get("Content-Base")
+	code, rh = rtspRoundTrip(t, c, br, 2, "SETUP", strings.TrimSuffix(base, "/")+"/trackID=0",
+		append([]string{"Transport", fmt.Sprintf("RTP/AVP;unicast;client_port=%d-%d", port, port+1)}, hdr...)...)
 	if code != 200 {
 		t.Fatalf("SETUP %d", code)
 	}
-	sess := strings.Split(hdr.Get("Session"), ";")[0]
-	if code, _ = rtspRoundTrip(t, c, br, 3, "PLAY", base, "Session", sess); code != 200 {
+	sess := strings.Split(rh.Get("Session"), ";")[0]
+	if code, _ = rtspRoundTrip(t, c, br, 3, "PLAY", base, append([]string{"Session", sess}, hdr...)...); code != 200 {
 		t.Fatalf("PLAY %d", code)
 	}
 }

@@ -363,7 +363,12 @@ func (s *source) onRequest(req *Request) {
 // TCP (channels 0-1, 2-3, … in SDP order). All tracks, not just the
 // first viewer's: a camera refuses to add tracks to a playing session,
 // and later viewers may want the ones the first did not.
-func (s *source) ensureSetup(ctx context.Context, ua string) error {
+//
+// The camera round trips are the source's, not the asking viewer's: a
+// viewer that leaves mid-SETUP must not end the camera connection the
+// others wait on (do's own timeout bounds them).
+func (s *source) ensureSetup(ua string) error {
+	ctx := context.Background()
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if s.setupDone {
@@ -438,7 +443,8 @@ func (s *source) ensureSetup(ctx context.Context, ua string) error {
 // reader goroutine with the camera's answer, before any packet after it:
 // the first viewer is answered and subscribed there, so it gets the
 // stream from its very first packet.
-func (s *source) ensurePlay(ctx context.Context, rng string, onFirst func(*Response)) (first bool, resp *Response, err error) {
+func (s *source) ensurePlay(rng string, onFirst func(*Response)) (first bool, resp *Response, err error) {
+	ctx := context.Background()
 	s.opMu.Lock()
 	defer s.opMu.Unlock()
 	if s.playing {
@@ -748,7 +754,7 @@ func (v *viewer) setup(req *Request, ru relayURL) {
 		c.refuse(req, Errorf(455, "SETUP while playing a shared session"))
 		return
 	}
-	if err := s.ensureSetup(c.ctx, req.Header.Get("User-Agent")); err != nil {
+	if err := s.ensureSetup(req.Header.Get("User-Agent")); err != nil {
 		c.refuse(req, err)
 		return
 	}
@@ -847,7 +853,7 @@ func (v *viewer) play(req *Request, ru relayURL) {
 		sub.tracks[idx] = &subTrack{viewerSetup: *vs, video: video, waitKey: video}
 	}
 	v.base = ru.Base()
-	first, resp, err := s.ensurePlay(c.ctx, req.Header.Get("Range"), func(r *Response) {
+	first, resp, err := s.ensurePlay(req.Header.Get("Range"), func(r *Response) {
 		v.replyPlay(req, r, true)
 		v.sub = sub
 		s.subscribe(sub)

@@ -522,11 +522,27 @@ func (o *gnetOutput) kick() {
 	o.mu.Unlock()
 }
 
+// flushHold: while gnet still holds more than this for a connection
+// (its socket was full), flush hands it nothing more. gnet would copy it
+// into an outbound buffer of its own, per connection; kept in the queue
+// it stays a reference to a packet shared with every other viewer. With
+// 3,200 viewers on a loaded box, handing gnet up to 64 KiB more took the
+// gateway to 545 MiB (docs/perf-rtsp.md); holding back at any leftover
+// bounds gnet's copy to one partial batch per slow connection.
+const flushHold = 0
+
 // flush writes the queue; it runs on the event loop.
 func (o *gnetOutput) flush(c gnet.Conn) {
+	out := c.OutboundBuffered()
 	o.mu.Lock()
-	o.batch, o.q = o.q, o.batch[:0]
 	o.scheduled = false
+	o.outbound = out
+	if out > flushHold && !o.closing {
+		// Tried again at the next kick or write; the backlog counts both.
+		o.mu.Unlock()
+		return
+	}
+	o.batch, o.q = o.q, o.batch[:0]
 	o.mu.Unlock()
 	n := 0
 	if len(o.batch) > 0 {
@@ -546,7 +562,7 @@ func (o *gnetOutput) flush(c gnet.Conn) {
 		releaseItems(o.batch)
 		clear(o.bufs)
 	}
-	out := c.OutboundBuffered()
+	out = c.OutboundBuffered()
 	o.mu.Lock()
 	o.qBytes -= n
 	o.outbound = out

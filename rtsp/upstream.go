@@ -62,10 +62,10 @@ type call struct {
 	// onResp runs on the reader goroutine before any later byte of the
 	// camera is handled: a pass-through client gets the answer before the
 	// first RTP packet that follows it, as the camera sent them.
-	onResp  func(*Response)
-	done    chan *Response
-	cseq    int
-	retried bool
+	onResp func(*Response)
+	done   chan *Response
+	cseq   int
+	tries  int // sent again after a challenge
 }
 
 // dialUpstream opens a camera connection for handle h.
@@ -226,14 +226,20 @@ func (up *upstream) answer(req *Request, status int) {
 
 func (up *upstream) onResponse(resp *Response) {
 	cs := resp.Header.Get("CSeq")
+	n, err := strconv.Atoi(strings.TrimSpace(cs))
 	up.pmu.Lock()
 	var c *call
 	for i, p := range up.pending {
-		if strconv.Itoa(p.cseq) == cs || (cs == "" && i == 0) {
+		if (err == nil && p.cseq == n) || (cs == "" && i == 0) {
 			c = p
 			up.pending = append(up.pending[:i], up.pending[i+1:]...)
 			break
 		}
+	}
+	if c == nil && len(up.pending) == 1 {
+		// Some firmware echoes a wrong CSeq; with one request in flight
+		// there is no doubt which it answers.
+		c, up.pending = up.pending[0], up.pending[:0]
 	}
 	up.pmu.Unlock()
 	if c == nil {
@@ -242,11 +248,11 @@ func (up *upstream) onResponse(resp *Response) {
 	}
 	if resp.StatusCode == 401 && up.creds != nil {
 		ch, ok := challengeOf(resp)
-		if ok && (!c.retried || ch.Stale) {
+		if ok && (c.tries == 0 || (ch.Stale && c.tries < 3)) {
 			// Once per request, or again when the camera only says the
 			// nonce went stale: a wrong password cannot loop.
 			up.creds.SetChallenge(ch)
-			c.retried = true
+			c.tries++
 			if up.send(c) == nil {
 				return
 			}

@@ -126,6 +126,13 @@ func roleGateway(args []string) error {
 		return err
 	}
 	fmt.Println("ready", g.Addr())
+	usr := make(chan os.Signal, 1)
+	signal.Notify(usr, syscall.SIGUSR1)
+	go func() {
+		for range usr {
+			fmt.Println("goroutines", runtime.NumGoroutine())
+		}
+	}()
 	waitSignal()
 	s := g.Stats()
 	fmt.Fprintf(os.Stderr, "gateway %s fan-out %v: skips %d, drops %d\n", *mode, *fanout, s.Skips.Load(), s.Drops.Load())
@@ -167,7 +174,8 @@ func roleAgent(args []string) error {
 type child struct {
 	name  string
 	cmd   *exec.Cmd
-	ready []string // fields of its "ready" line
+	ready []string    // fields of its "ready" line
+	lines chan string // its later stdout lines
 }
 
 func spawn(name string, env []string, args ...string) (*child, error) {
@@ -186,13 +194,18 @@ func spawn(name string, env []string, args ...string) (*child, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, err
 	}
-	c := &child{name: name, cmd: cmd}
+	c := &child{name: name, cmd: cmd, lines: make(chan string, 16)}
 	sc := bufio.NewScanner(out)
 	line := make(chan string, 1)
 	go func() {
 		for sc.Scan() {
 			if strings.HasPrefix(sc.Text(), "ready") {
 				line <- sc.Text()
+			} else {
+				select {
+				case c.lines <- sc.Text():
+				default:
+				}
 			}
 		}
 	}()
@@ -363,6 +376,7 @@ func run() error {
 	warm := flag.Duration("warm", 2*time.Second, "wait after the viewers started")
 	measure := flag.Duration("measure", 8*time.Second, "measured window")
 	retries := flag.Int("retries", 1, "measure a point not sustained again this many times (other load on the box comes and goes)")
+	idle := flag.Int("idle", 5000, "idle authorized connections for the memory figure (0: skip)")
 	flag.Parse()
 	var counts []int
 	for _, s := range strings.Split(*list, ",") {
@@ -413,6 +427,17 @@ func run() error {
 			}
 		}
 	}
+	if *idle > 0 {
+		fmt.Println()
+		fmt.Printf("Idle connections (%d authorized, OPTIONS answered, then silent), gateway alone:\n\n", *idle)
+		fmt.Println("| listener | RSS before MiB | RSS after MiB | KiB per idle connection | goroutines per connection |")
+		fmt.Println("|---|---:|---:|---:|---:|")
+		for _, mode := range strings.Split(*modes, ",") {
+			if err := idleFigure(mode, cam.ready[0], *idle); err != nil {
+				return err
+			}
+		}
+	}
 	fmt.Println()
 	fmt.Println("Most viewers sustained (all playing, ≥ 95% of them at ≥ 95% of the stream rate):")
 	sort.SliceStable(all, func(i, j int) bool { return all[i].Viewers < all[j].Viewers })
@@ -433,6 +458,59 @@ func run() error {
 		fmt.Printf("- %s: %d viewers, %.0f Mbit/s, gateway %.2f cores, %.2f CPU s per Gbit\n", k, p.Viewers, p.Mbps, p.GwCores, p.CPUPerGbps)
 	}
 	return nil
+}
+
+// idleFigure opens k authorized connections that then stay silent and
+// reports the gateway's resident memory per connection.
+func idleFigure(mode, camAddr string, k int) error {
+	tg, err := startTarget("gateway", mode, true, camAddr)
+	if err != nil {
+		return err
+	}
+	defer tg.remove()
+	pid := tg.gw.cmd.Process.Pid
+	time.Sleep(time.Second)
+	before := rssMiB(pid)
+	g0 := goroutines(tg.gw)
+	conns := make([]net.Conn, 0, k)
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+	req := (&rtsp.Request{Method: "OPTIONS", URL: tg.url, Header: rtsp.Header{{Name: "CSeq", Value: "1"}}}).AppendTo(nil)
+	buf := make([]byte, 4096)
+	for range k {
+		c, err := net.Dial("tcp", tg.addr)
+		if err != nil {
+			return err
+		}
+		conns = append(conns, c)
+		if _, err := c.Write(req); err != nil {
+			return err
+		}
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		if _, err := c.Read(buf); err != nil {
+			return err
+		}
+	}
+	time.Sleep(2 * time.Second)
+	after := rssMiB(pid)
+	g1 := goroutines(tg.gw)
+	fmt.Printf("| %s | %.0f | %.0f | %.1f | %.2f |\n", mode, before, after, (after-before)*1024/float64(k), float64(g1-g0)/float64(k))
+	return nil
+}
+
+// goroutines asks the gateway role for its goroutine count (SIGUSR1).
+func goroutines(c *child) int {
+	c.cmd.Process.Signal(syscall.SIGUSR1)
+	select {
+	case l := <-c.lines:
+		n, _ := strconv.Atoi(strings.TrimPrefix(l, "goroutines "))
+		return n
+	case <-time.After(5 * time.Second):
+		return 0
+	}
 }
 
 func onOff(b bool) string {
