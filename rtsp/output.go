@@ -49,15 +49,30 @@ func (p *packet) payload() []byte { return p.buf[FrameHeaderLen:] }
 // on a channel.
 type outItem struct {
 	b      []byte
-	pooled bool // b came from writePool
+	pooled bool // b came from writePools
 	p      *packet
 	ch     byte
 }
 
-// writePool holds the copies write makes: pass-through batches of camera
-// frames (up to batchSize) and messages, so a 4 Mbit/s pass-through
-// stream does not allocate per frame.
-var writePool = sync.Pool{New: func() any { b := make([]byte, 0, batchSize); return &b }}
+// writePools hold the copies write makes (messages, pass-through batches
+// of camera frames) in three size classes, so a 4 Mbit/s pass-through
+// stream does not allocate per frame and a 20 KB batch does not pin a
+// 64 KiB buffer while it waits in a queue.
+var writePools = [3]sync.Pool{
+	{New: func() any { b := make([]byte, 0, 2<<10); return &b }},
+	{New: func() any { b := make([]byte, 0, 16<<10); return &b }},
+	{New: func() any { b := make([]byte, 0, batchSize); return &b }},
+}
+
+func poolClass(n int) int {
+	switch {
+	case n <= 2<<10:
+		return 0
+	case n <= 16<<10:
+		return 1
+	}
+	return 2
+}
 
 // batchSize bounds a batch of pass-through frames: one camera read's worth.
 const batchSize = 64 << 10
@@ -67,7 +82,7 @@ func ownCopy(b []byte) outItem {
 	if len(b) > batchSize {
 		return outItem{b: append([]byte(nil), b...)}
 	}
-	bp := writePool.Get().(*[]byte)
+	bp := writePools[poolClass(len(b))].Get().(*[]byte)
 	return outItem{b: append((*bp)[:0], b...), pooled: true}
 }
 
@@ -134,7 +149,7 @@ func releaseItems(items []outItem) {
 		}
 		if it.pooled {
 			b := it.b[:0]
-			writePool.Put(&b)
+			writePools[poolClass(cap(b))].Put(&b)
 		}
 		items[i] = outItem{}
 	}
