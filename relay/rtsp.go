@@ -193,6 +193,15 @@ func (s *Server) RTSPAddr() string {
 	return s.rtsp.Addr()
 }
 
+// RTSPStats are the gateway's live counters (sessions, viewers, slow
+// viewers skipped or dropped); nil when the gateway is off.
+func (s *Server) RTSPStats() *rtsp.Stats {
+	if s.rtsp == nil {
+		return nil
+	}
+	return s.rtsp.Stats()
+}
+
 // startRTSP starts the gateway unless Config.RTSPAddr is "off".
 func (s *Server) startRTSP() error {
 	if s.cfg.RTSPAddr == "off" {

@@ -79,6 +79,15 @@ type rtspPuller struct {
 	c     *gortsplib.Client
 	count atomic.Int64
 	seqs  chan uint16
+	err   atomic.Value // why the client stopped
+}
+
+// why says why the client stopped, if it did.
+func (p *rtspPuller) why() string {
+	if err, ok := p.err.Load().(error); ok {
+		return "client stopped: " + err.Error()
+	}
+	return "client running"
 }
 
 func rtspPull(t *testing.T, u string, proto gortsplib.Protocol, tunnel gortsplib.Tunnel) *rtspPuller {
@@ -122,6 +131,7 @@ func rtspPullErr(u string, proto gortsplib.Protocol, tunnel gortsplib.Tunnel) (*
 		p.c.Close()
 		return nil, err
 	}
+	go func() { p.err.Store(p.c.Wait()) }()
 	return p, nil
 }
 
@@ -321,65 +331,97 @@ func TestRTSPTransports(t *testing.T) {
 // that sends no keepalive at all (RTCP only, as RFC 2326 allows, here not
 // even that), the gateway keeps the camera's session alive itself.
 func TestRTSPSessionTimeout(t *testing.T) {
-	if os.Getenv("NANODEMS_TEST_RTSP_TIMING") == "" {
-		t.Skip("timing-sensitive on a shared 2-core machine (failed intermittently in CI); run with NANODEMS_TEST_RTSP_TIMING=1")
-	}
 	if testing.Short() {
 		t.Skip("30 s pulls")
 	}
 	t.Parallel()
 	d := startDemo(t)
+	// The six pulls run at once (goroutines, not parallel subtests, which
+	// go test would run two at a time on a 2-core machine): 30 s in all.
+	type variant struct {
+		name   string
+		shared bool
+		client string
+		cam    *rtsptest.Camera
+		count  func() int64
+		why    func() string
+	}
+	var vs []*variant
 	for _, shared := range []bool{true, false} {
 		for _, client := range []string{"tcp", "udp", "udp-silent"} {
-			name := map[bool]string{true: "shared/", false: "own/"}[shared] + client
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				o := rtsptest.Options{User: rtspUser, Pass: rtspPass, SessionTimeout: 6 * time.Second, BasicOnly: !shared}
-				cam, h := rtspCamera(t, d, o, shared)
-				u := mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/timeout", 0)
-				var auth []string
-				if !shared { // the client logs in itself: its own camera session
-					u = strings.Replace(u, "rtsp://", "rtsp://"+rtspUser+":"+rtspPass+"@", 1)
-					auth = []string{"Authorization", "Basic " + basicAuth(rtspUser, rtspPass)}
-				}
-				switch client {
-				case "udp-silent":
-					var n atomic.Int64
-					silentUDPClient(t, d.Relay.RTSPAddr(), strings.Replace(u, rtspUser+":"+rtspPass+"@", "", 1), &n, auth...)
-					pullFor(t, cam, 30*time.Second, n.Load)
-					if !strings.Contains(cam.Methods(), "GET_PARAMETER") {
-						t.Fatalf("camera got no keepalive: %s", cam.Methods())
-					}
-				default:
-					proto := gortsplib.ProtocolTCP
-					if client == "udp" {
-						proto = gortsplib.ProtocolUDP
-					}
-					p := rtspPull(t, u, proto, gortsplib.TunnelNone)
-					pullFor(t, cam, 30*time.Second, p.count.Load)
-				}
-			})
+			vs = append(vs, &variant{name: map[bool]string{true: "shared/", false: "own/"}[shared] + client, shared: shared, client: client})
+		}
+	}
+	for _, v := range vs {
+		o := rtsptest.Options{User: rtspUser, Pass: rtspPass, SessionTimeout: 6 * time.Second, BasicOnly: !v.shared}
+		var h string
+		v.cam, h = rtspCamera(t, d, o, v.shared)
+		u := mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/timeout", 0)
+		var auth []string
+		if !v.shared { // the client logs in itself: its own camera session
+			auth = []string{"Authorization", "Basic " + basicAuth(rtspUser, rtspPass)}
+		}
+		switch v.client {
+		case "udp-silent":
+			var n atomic.Int64
+			silentUDPClient(t, d.Relay.RTSPAddr(), u, &n, auth...)
+			v.count, v.why = n.Load, func() string { return "" }
+		default:
+			proto := gortsplib.ProtocolTCP
+			if v.client == "udp" {
+				proto = gortsplib.ProtocolUDP
+			}
+			if !v.shared {
+				u = strings.Replace(u, "rtsp://", "rtsp://"+rtspUser+":"+rtspPass+"@", 1)
+			}
+			p := rtspPull(t, u, proto, gortsplib.TunnelNone)
+			v.count, v.why = p.count.Load, p.why
+		}
+	}
+	var wg sync.WaitGroup
+	errs := make([]error, len(vs))
+	for i, v := range vs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs[i] = pullFor(v.cam, 30*time.Second, v.count)
+			if errs[i] != nil {
+				errs[i] = fmt.Errorf("%w; %s", errs[i], v.why())
+			}
+			if errs[i] == nil && v.client == "udp-silent" && !strings.Contains(v.cam.Methods(), "GET_PARAMETER") {
+				errs[i] = fmt.Errorf("camera got no keepalive: %s", v.cam.Methods())
+			}
+		}()
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("%s: %v", vs[i].name, err)
 		}
 	}
 }
 
 // pullFor checks every second for d that packets keep coming and the
-// camera's session stays the one it was.
-func pullFor(t *testing.T, cam *rtsptest.Camera, d time.Duration, count func() int64) {
-	t.Helper()
+// camera's session stays the one it was. A dead session never recovers,
+// so a gap of a few seconds (a loaded machine under -race) is tolerated:
+// only a stall of 5 s fails, which is still shorter than the camera's 6 s
+// session timeout the test is about.
+func pullFor(cam *rtsptest.Camera, d time.Duration, count func() int64) error {
 	deadline := time.Now().Add(d)
-	last := count()
+	last, lastMove := count(), time.Now()
 	for time.Now().Before(deadline) {
 		time.Sleep(time.Second)
 		n := count()
-		if n <= last {
-			t.Fatalf("no packets for a second (%d so far); camera %s", n, cam.Methods())
+		if n > last {
+			last, lastMove = n, time.Now()
+		} else if time.Since(lastMove) >= 5*time.Second {
+			return fmt.Errorf("no packets for %v (%d so far); camera %s", time.Since(lastMove).Round(time.Second), n, cam.Methods())
 		}
-		last = n
 		if cam.SessionsOpened() != 1 || cam.SessionsClosed() != 0 {
-			t.Fatalf("camera sessions opened %d closed %d, want one that stays", cam.SessionsOpened(), cam.SessionsClosed())
+			return fmt.Errorf("camera sessions opened %d closed %d, want one that stays", cam.SessionsOpened(), cam.SessionsClosed())
 		}
 	}
+	return nil
 }
 
 // silentUDPClient plays u over UDP and never sends a keepalive nor RTCP;
@@ -520,9 +562,6 @@ func TestRTSPChallengePassesThrough(t *testing.T) {
 // TestRTSPFanOut: 50 viewers of one camera path hold one camera session
 // and get every packet; a viewer that stops reading does not slow them.
 func TestRTSPFanOut(t *testing.T) {
-	if os.Getenv("NANODEMS_TEST_RTSP_TIMING") == "" {
-		t.Skip("timing-sensitive on a shared 2-core machine (failed intermittently in CI); run with NANODEMS_TEST_RTSP_TIMING=1")
-	}
 	t.Parallel()
 	d := startDemo(t)
 	cam, h := rtspCamera(t, d, rtsptest.Options{User: rtspUser, Pass: rtspPass, Manual: true}, true)
@@ -563,13 +602,12 @@ func TestRTSPFanOut(t *testing.T) {
 		cam.WriteFrames(1)
 	}
 	var sent []*rtp.Packet
-	start := time.Now()
 	for range 5 {
 		sent = append(sent, cam.WriteFrames(25)...)
 		time.Sleep(100 * time.Millisecond) // faster than real time: 25 frames per 0.1 s
 	}
 	for i, p := range ps {
-		deadline := time.Now().Add(10 * time.Second)
+		deadline := time.Now().Add(30 * time.Second)
 		var got []uint16
 		for len(got) < len(sent) && time.Now().Before(deadline) {
 			select {
@@ -587,9 +625,9 @@ func TestRTSPFanOut(t *testing.T) {
 			}
 		}
 	}
-	if took := time.Since(start); took > 5*time.Second {
-		t.Fatalf("50 viewers took %v for 5 s of video sent in 0.5 s: the stalled one slowed them", took)
-	}
+	// No wall-clock bound here (timed asserts flake on a shared 2-core
+	// machine): the stalled viewer never reads again, so had it held the
+	// fan-out back, the others would never have got every packet above.
 	if cam.SessionsOpened() != 1 {
 		t.Fatalf("camera sessions %d, want 1", cam.SessionsOpened())
 	}
@@ -615,21 +653,11 @@ func TestRTSPFanOut(t *testing.T) {
 	for _, p := range ps[:5] {
 		p.wait(t, burst, 20*time.Second)
 	}
-	var got int64
-	stalled.SetReadDeadline(time.Now().Add(2 * time.Second))
-	rd := rtsp.NewReader(stalled, 64<<10, rtsp.Limits{})
-	for {
-		it, err := rd.Next()
-		if err != nil {
-			break
-		}
-		if it.Kind == rtsp.KindFrame && it.Channel == 0 {
-			got++
-		}
-		stalled.SetReadDeadline(time.Now().Add(time.Second))
-	}
-	if got >= int64(len(sent))+burst {
-		t.Fatalf("the stalled viewer got all %d packets: it was buffered, not skipped", got)
+	// Whether the stalled viewer was skipped is read from the gateway's
+	// counters, not by draining its socket: through a 4 KiB receive
+	// window that alone took minutes.
+	if st := d.Relay.RTSPStats(); st.Skips.Load()+st.Drops.Load() == 0 {
+		t.Fatalf("a burst of %d packets went by a stalled viewer and it was neither skipped nor dropped", burst)
 	}
 	for _, p := range ps[:5] {
 		p.c.Close()

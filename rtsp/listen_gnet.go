@@ -476,7 +476,11 @@ func (o *gnetOutput) flushOnLoop() {
 	o.flush(o.c)
 }
 
-func (o *gnetOutput) write(b []byte) error {
+func (o *gnetOutput) write(b []byte) error { return o.writeItem(ownCopy(b)) }
+
+func (o *gnetOutput) writeOwned(b []byte) error { return o.writeItem(outItem{b: b, pooled: true}) }
+
+func (o *gnetOutput) writeItem(it outItem) error {
 	o.mu.Lock()
 	for !o.isClosed && !o.closing && o.qBytes+o.outbound > o.limit {
 		// Backpressure: the camera reader waits here, so the tunnel's
@@ -489,10 +493,11 @@ func (o *gnetOutput) write(b []byte) error {
 	}
 	if o.isClosed || o.closing {
 		o.mu.Unlock()
+		releaseItems([]outItem{it})
 		return net.ErrClosed
 	}
-	o.q = append(o.q, ownCopy(b))
-	o.qBytes += len(b)
+	o.q = append(o.q, it)
+	o.qBytes += len(it.b)
 	o.scheduleLocked()
 	o.mu.Unlock()
 	return nil

@@ -77,6 +77,9 @@ func poolClass(n int) int {
 // batchSize bounds a batch of pass-through frames: one camera read's worth.
 const batchSize = 64 << 10
 
+// pooledBuf returns an empty buffer of batchSize from the pool.
+func pooledBuf() []byte { return (*writePools[2].Get().(*[]byte))[:0] }
+
 // ownCopy copies b into a pooled buffer when it fits one.
 func ownCopy(b []byte) outItem {
 	if len(b) > batchSize {
@@ -102,6 +105,9 @@ type output interface {
 	// that calls it then stops reading, and the tunnel's flow control
 	// slows the camera.
 	write(b []byte) error
+	// writeOwned is write for a buffer from writePools that the output
+	// now owns (a pass-through batch): no copy.
+	writeOwned(b []byte) error
 	// enqueue queues a shared packet for channel ch without ever
 	// blocking; full (and no reference taken) when the backlog is over
 	// limit. Fan-out calls it for every viewer of a packet.
@@ -191,17 +197,22 @@ func (o *stdOutput) start(goFn func(func())) {
 	goFn(o.run)
 }
 
-func (o *stdOutput) write(b []byte) error {
+func (o *stdOutput) write(b []byte) error { return o.writeItem(ownCopy(b)) }
+
+func (o *stdOutput) writeOwned(b []byte) error { return o.writeItem(outItem{b: b, pooled: true}) }
+
+func (o *stdOutput) writeItem(it outItem) error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for !o.closed && o.qBytes > o.limit {
 		o.cond.Wait()
 	}
 	if o.closed {
+		releaseItems([]outItem{it})
 		return net.ErrClosed
 	}
-	o.q = append(o.q, ownCopy(b))
-	o.qBytes += len(b)
+	o.q = append(o.q, it)
+	o.qBytes += len(it.b)
 	o.cond.Broadcast()
 	return nil
 }

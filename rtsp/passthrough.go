@@ -336,15 +336,19 @@ func (pt *passthrough) cameraFrame(it Item) {
 	if len(pt.batch)+len(it.Frame) > batchSize {
 		pt.flushBatch()
 	}
+	if pt.batch == nil {
+		pt.batch = pooledBuf()
+	}
 	pt.batch = append(pt.batch, it.Frame...)
 }
 
-// flushBatch writes the frames batched since the camera reader last
-// idled: one copy and one write per camera read, not per packet.
+// flushBatch hands the frames batched since the camera reader last idled
+// to the client's output, buffer and all: one copy (out of the read
+// buffer) and one write per camera read, not per packet.
 func (pt *passthrough) flushBatch() {
 	if len(pt.batch) > 0 {
-		pt.c.out.write(pt.batch)
-		pt.batch = pt.batch[:0]
+		pt.c.out.writeOwned(pt.batch)
+		pt.batch = nil
 	}
 }
 

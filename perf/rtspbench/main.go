@@ -28,6 +28,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strconv"
 	"strings"
@@ -116,7 +117,16 @@ func roleGateway(args []string) error {
 	camera := fs.String("camera", "", "camera address")
 	mode := fs.String("mode", "gnet", "gnet or goroutines")
 	fanout := fs.Bool("fanout", true, "share camera sessions")
+	profile := fs.String("cpuprofile", "", "write a CPU profile of the whole run here")
 	fs.Parse(args)
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		if err != nil {
+			return err
+		}
+		pprof.StartCPUProfile(f)
+		defer func() { pprof.StopCPUProfile(); f.Close() }()
+	}
 	g, err := rtsp.New(rtsp.Config{Addr: "127.0.0.1:0", Backend: staticBackend{*camera}, Mode: rtsp.ListenerMode(*mode), NoFanOut: !*fanout,
 		Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
@@ -371,6 +381,7 @@ func run() error {
 	setups := flag.String("setups", "gateway,relay", "gateway (rtsp.Gateway alone) and/or relay (whole relay + agent)")
 	modes := flag.String("modes", "gnet,goroutines", "listener modes")
 	fanouts := flag.String("fanout", "on,off", "fan-out on and/or off")
+	gwProfile := flag.String("gateway-cpuprofile", "", "CPU profile of the gateway role (setup gateway) into this file, one per listener and fan-out setting")
 	list := flag.String("viewers", "50,100,200,400,800,1200,1600", "viewer counts, ascending; a setup stops at the first it cannot sustain")
 	rate := flag.Int("rate", 4_000_000, "stream bits per second")
 	warm := flag.Duration("warm", 2*time.Second, "wait after the viewers started")
@@ -404,7 +415,11 @@ func run() error {
 		for _, mode := range strings.Split(*modes, ",") {
 			for _, fo := range strings.Split(*fanouts, ",") {
 				fan := fo == "on"
-				tg, err := startTarget(setup, mode, fan, cam.ready[0])
+				var extra []string
+				if *gwProfile != "" {
+					extra = []string{"-cpuprofile", fmt.Sprintf("%s.%s.%s", *gwProfile, mode, onOff(fan))}
+				}
+				tg, err := startTarget(setup, mode, fan, cam.ready[0], extra...)
 				if err != nil {
 					return fmt.Errorf("%s/%s: %w", setup, mode, err)
 				}
@@ -520,10 +535,10 @@ func onOff(b bool) string {
 	return "off"
 }
 
-func startTarget(setup, mode string, fan bool, camAddr string) (*target, error) {
+func startTarget(setup, mode string, fan bool, camAddr string, extra ...string) (*target, error) {
 	switch setup {
 	case "gateway":
-		gw, err := spawn("gateway", nil, "gateway", "-camera", camAddr, "-mode", mode, "-fanout="+strconv.FormatBool(fan))
+		gw, err := spawn("gateway", nil, append([]string{"gateway", "-camera", camAddr, "-mode", mode, "-fanout=" + strconv.FormatBool(fan)}, extra...)...)
 		if err != nil {
 			return nil, err
 		}

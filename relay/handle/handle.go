@@ -94,8 +94,12 @@ func FromLabel(label string) (string, error) {
 	if len(label) != 27 || label[0] != 'h' {
 		return "", fmt.Errorf("%w: %q is not a handle label", ErrMalformed, label)
 	}
+	// encoding/base32 has no strict mode: a label whose trailing bits are
+	// not zero decodes to the same bytes as the canonical one (the fuzzer
+	// found "h2222…2" beside "h2222…y"). Re-encoding rejects those, so
+	// each handle has exactly one label.
 	b, err := labelEnc.DecodeString(label[1:])
-	if err != nil || len(b) != 16 {
+	if err != nil || len(b) != 16 || labelEnc.EncodeToString(b) != label[1:] {
 		return "", fmt.Errorf("%w: %q is not a handle label", ErrMalformed, label)
 	}
 	return prefix + base64.RawURLEncoding.EncodeToString(b), nil

@@ -62,3 +62,26 @@ func TestNew(t *testing.T) {
 		seen[h] = true
 	}
 }
+
+func TestLabelRoundTrip(t *testing.T) {
+	for i := 0; i < 100; i++ {
+		h := handle.New()
+		l, err := handle.Label(h)
+		if err != nil {
+			t.Fatalf("Label(%q): %v", h, err)
+		}
+		back, err := handle.FromLabel(l)
+		if err != nil || back != h {
+			t.Fatalf("%q → %q → %q (%v)", h, l, back, err)
+		}
+	}
+	// The last base32 character carries 3 bits of the handle and 2 zero
+	// bits; a label with those bits set is not the handle's label.
+	canonical := "h2222222222222222222222222y"
+	if _, err := handle.FromLabel(canonical); err != nil {
+		t.Fatalf("handle.FromLabel(%q): %v", canonical, err)
+	}
+	if h, err := handle.FromLabel("h22222222222222222222222222"); err == nil {
+		t.Fatalf("non-canonical label accepted as %q", h)
+	}
+}
