@@ -18,6 +18,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/demo/camera"
 	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/rtsp/rtsptest"
 )
 
 // Options configure a demo. Zero values pick free loopback ports and a
@@ -28,7 +29,10 @@ type Options struct {
 	AgentAddr string // default 127.0.0.1:0
 	RTSPAddr  string // RTSP gateway, default 127.0.0.1:0
 	PlainHTTP bool
-	Logger    *slog.Logger
+	// RTSPCamera adds a synthetic H.264 camera behind the gateway
+	// (Info.RTSPHandle, Info.RTSPURL); `nanodems-relay demo` turns it on.
+	RTSPCamera bool
+	Logger     *slog.Logger
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
 	// CameraTimeout, …) before it starts.
 	Relay func(*relay.Config)
@@ -59,6 +63,8 @@ type Info struct {
 	HTTPHandle     string `json:"http_handle"`
 	BrowserURL     string `json:"browser_url"` // the camera's web UI through the relay
 	ConnectCommand string `json:"connect_command"`
+	RTSPHandle     string `json:"rtsp_handle,omitempty"`
+	RTSPURL        string `json:"rtsp_url,omitempty"` // with Options.RTSPCamera: a player URL with its grant
 }
 
 // Demo is a running installation.
@@ -68,7 +74,10 @@ type Demo struct {
 	API    *API
 	Echo   *Echo
 	Camera *camera.Camera // the stand-in camera web UI behind HTTPHandle
-	Info   Info
+	// RTSPCamera is the synthetic RTSP camera behind RTSPHandle (nil
+	// unless Options.RTSPCamera).
+	RTSPCamera *rtsptest.Camera
+	Info       Info
 
 	camera    *camera.Server
 	cancel    context.CancelFunc
@@ -137,6 +146,11 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if err := d.addDevice(ctx, cp, d.Echo.Addr().Port); err != nil {
 		return nil, err
 	}
+	if o.RTSPCamera && d.Relay.RTSPAddr() != "" {
+		if err := d.startRTSPCamera(ctx); err != nil {
+			return nil, err
+		}
+	}
 
 	agentDir := filepath.Join(o.DataDir, "agent")
 	var site struct {
@@ -171,6 +185,11 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		in.ConnectCommand += " --ca-pin " + in.CAPin
 	}
 	in.ConnectCommand += " " + in.EchoHandle
+	if in.RTSPHandle != "" {
+		if err := d.mintRTSPURL(ctx); err != nil {
+			return nil, err
+		}
+	}
 	return d, nil
 }
 
@@ -259,6 +278,9 @@ func (d *Demo) Close() {
 	}
 	if d.camera != nil {
 		d.camera.Close()
+	}
+	if d.RTSPCamera != nil {
+		d.RTSPCamera.Close()
 	}
 	if d.tmp != "" {
 		os.RemoveAll(d.tmp)

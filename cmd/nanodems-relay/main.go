@@ -58,6 +58,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.TLSCertFile, "tls-cert", "", "API certificate (default: a self-signed one kept in the data directory)")
 	fs.StringVar(&cfg.TLSKeyFile, "tls-key", "", "API certificate key")
 	fs.StringVar(&cfg.PublicAgentAddr, "public-agent-addr", "", "host:port agents dial (default: the host they enrolled at)")
+	fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", ":9554", `RTSP gateway listener ("off" disables it)`)
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve pprof here (loopback only), e.g. 127.0.0.1:6060")
 	fs.StringVar(&cfg.NodeName, "node", "", "this relay's name (default: hostname)")
 	fs.StringVar(&cfg.AppsDomain, "apps-domain", "", "serve each handle at {label}.DOMAIN (browser proxy subdomain mode; needs wildcard DNS and certificate)")
@@ -91,9 +92,11 @@ func runDemo(ctx context.Context, args []string) error {
 	fs.StringVar(&o.DataDir, "data-dir", "", "state directory (default: a temporary one, removed on exit)")
 	fs.StringVar(&o.APIAddr, "api-addr", "127.0.0.1:9443", "operator API listener")
 	fs.StringVar(&o.AgentAddr, "agent-addr", "127.0.0.1:8443", "agent listener")
+	fs.StringVar(&o.RTSPAddr, "rtsp-addr", "127.0.0.1:9554", `RTSP gateway listener ("off" disables it)`)
 	level := fs.String("log-level", "warn", "debug, info, warn or error")
 	fs.Parse(args)
 	o.Logger = logger(*level)
+	o.RTSPCamera = o.RTSPAddr != "off"
 	d, err := demo.Start(ctx, o)
 	if err != nil {
 		return err
@@ -124,10 +127,23 @@ camera as %s / %s):
 Open a tunnel to the echo target (prints "hello" back):
 
   %s
-
+%s
 `, in.RelayURL, in.CAPin, in.AdminKey, in.TenantID, in.SiteID, in.Token, in.AgentID, in.HTTPHandle, in.EchoHandle,
-			demo.OperatorEmail, demo.OperatorPassword, demo.CameraUser, demo.CameraPassword, in.BrowserURL, in.ConnectCommand)
+			demo.OperatorEmail, demo.OperatorPassword, demo.CameraUser, demo.CameraPassword, in.BrowserURL, in.ConnectCommand, rtspHint(in))
 	}
 	<-ctx.Done()
 	return nil
+}
+
+// rtspHint tells how to play the demo's RTSP camera, when there is one.
+func rtspHint(in demo.Info) string {
+	if in.RTSPURL == "" {
+		return ""
+	}
+	return fmt.Sprintf(`
+Play the synthetic RTSP camera through the gateway (handle %s; the
+relay answers the camera's Digest login itself):
+
+  ffplay -rtsp_transport tcp '%s'
+`, in.RTSPHandle, in.RTSPURL)
 }

@@ -26,7 +26,7 @@ func TestDemoCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	demo := exec.CommandContext(ctx, filepath.Join(bin, "nanodems-relay"), "demo", "--json", "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0")
+	demo := exec.CommandContext(ctx, filepath.Join(bin, "nanodems-relay"), "demo", "--json", "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0", "--rtsp-addr", "127.0.0.1:0")
 	demo.Stderr = os.Stderr
 	out, err := demo.StdoutPipe()
 	if err != nil {
@@ -47,7 +47,7 @@ func TestDemoCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		t.Fatalf("demo output is not one JSON object: %v\n%s", err, line)
 	}
-	for _, k := range []string{"relay_url", "admin_key", "tenant_id", "site_id", "token", "echo_handle"} {
+	for _, k := range []string{"relay_url", "admin_key", "tenant_id", "site_id", "token", "echo_handle", "rtsp_handle", "rtsp_url"} {
 		if info[k] == "" {
 			t.Errorf("demo JSON lacks %q", k)
 		}
@@ -56,5 +56,18 @@ func TestDemoCommand(t *testing.T) {
 	got, err := exec.CommandContext(ctx, "bash", "-c", cmdline).CombinedOutput()
 	if err != nil || string(got) != "hello\n" {
 		t.Fatalf("connect command %q: %v, output %q", cmdline, err, got)
+	}
+	// The printed RTSP URL plays: ffmpeg decodes frames of the synthetic
+	// camera through the gateway.
+	ff, err := exec.LookPath("ffmpeg")
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatal("ffmpeg is not installed (.ci/run installs it)")
+		}
+		t.Skip("ffmpeg not installed")
+	}
+	play := exec.CommandContext(ctx, ff, "-hide_banner", "-loglevel", "error", "-rtsp_transport", "tcp", "-i", info["rtsp_url"], "-frames:v", "10", "-f", "null", "-")
+	if out, err := play.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg could not play the demo's RTSP URL %s: %v\n%s", info["rtsp_url"], err, out)
 	}
 }
