@@ -18,6 +18,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -73,90 +74,50 @@ const benchChunk = 256 << 10
 // (echo), 'd' (send forever: a camera's video) or 'u' (swallow until EOF,
 // then answer one byte: an upload).
 func benchServer(b *testing.B) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				var mode [1]byte
-				if _, err := io.ReadFull(c, mode[:]); err != nil {
+	return testnet.Serve(b, func(c net.Conn) {
+		var mode [1]byte
+		if _, err := io.ReadFull(c, mode[:]); err != nil {
+			return
+		}
+		buf := make([]byte, benchChunk)
+		switch mode[0] {
+		case 'e':
+			for {
+				n, err := c.Read(buf)
+				if n > 0 {
+					if _, werr := c.Write(buf[:n]); werr != nil {
+						return
+					}
+				}
+				if err != nil {
 					return
 				}
-				buf := make([]byte, benchChunk)
-				switch mode[0] {
-				case 'e':
-					for {
-						n, err := c.Read(buf)
-						if n > 0 {
-							if _, werr := c.Write(buf[:n]); werr != nil {
-								return
-							}
-						}
-						if err != nil {
-							return
-						}
-					}
-				case 'd':
-					for {
-						if _, err := c.Write(buf); err != nil {
-							return
-						}
-					}
-				case 'u':
-					for {
-						if _, err := c.Read(buf); err != nil {
-							break
-						}
-					}
-					c.Write([]byte{1})
+			}
+		case 'd':
+			for {
+				if _, err := c.Write(buf); err != nil {
+					return
 				}
-			}()
+			}
+		case 'u':
+			for {
+				if _, err := c.Read(buf); err != nil {
+					break
+				}
+			}
+			c.Write([]byte{1})
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	}).String()
 }
 
 func osListenerPath(b *testing.B, svc string) func() (net.Conn, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				up, err := net.Dial("tcp", svc)
-				if err != nil {
-					c.Close()
-					return
-				}
-				mux.Pipe(c, up, nil, nil)
-			}()
+	addr := testnet.Serve(b, func(c net.Conn) {
+		up, err := net.Dial("tcp", svc)
+		if err != nil {
+			return
 		}
-	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	addr := ln.Addr().String()
+		mux.Pipe(c, up, nil, nil)
+	}).String()
 	return func() (net.Conn, error) { return net.Dial("tcp", addr) }
 }
 

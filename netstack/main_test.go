@@ -19,6 +19,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/nanodems/connector/internal/testnet"
 )
 
 // envTestTool selects what the test binary does when it is re-run as the
@@ -186,30 +188,7 @@ func testBinary(t testing.TB) string {
 // echoServer is the stand-in for a camera: a loopback TCP server that
 // echoes each connection and half-closes after the client's EOF.
 func echoServer(t testing.TB) string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	return testnet.Serve(t, testnet.Echo).String()
 }
 
 // dialTo is a Dialer that reaches target whatever plan address is asked,
