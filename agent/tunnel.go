@@ -34,6 +34,10 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 		mux.WriteStatus(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
 		return
 	}
+	if h.Flags&mux.FlagUDP != 0 {
+		a.serveUDP(st, h) // agent/udp.go: a UDP relay to the host, no TCP dial
+		return
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))

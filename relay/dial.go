@@ -108,12 +108,13 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 		return nil, ErrAgentOffline
 	}
 	a.active.Add(1)
-	if err := handshake(ctx, st, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)}); err != nil {
+	status, err := handshake(ctx, st, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)})
+	if err != nil {
 		st.Close()
 		a.active.Add(-1)
 		return nil, err
 	}
-	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
+	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s, status: status}
 	s.live.Store(c, struct{}{})
 	a.tunnels.Store(st.ID(), c)
 	return c, nil
@@ -123,7 +124,9 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 // deadline: the agent's own LAN dial gives up after 5 s.
 const openTimeout = 15 * time.Second
 
-func handshake(ctx context.Context, st *smux.Stream, h mux.Header) error {
+// handshake writes the header and reads the agent's status; it returns
+// the reason of an OK status (a UDP relay's ports, mux.FlagUDP).
+func handshake(ctx context.Context, st *smux.Stream, h mux.Header) (string, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(openTimeout)
@@ -132,29 +135,29 @@ func handshake(ctx context.Context, st *smux.Stream, h mux.Header) error {
 	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
 	defer stop()
 	if err := mux.WriteHeader(st, h); err != nil {
-		return fmt.Errorf("%w: %v", ErrAgentOffline, err)
+		return "", fmt.Errorf("%w: %v", ErrAgentOffline, err)
 	}
-	err := mux.ReadStatus(st)
+	status, err := mux.ReadStatusReason(st)
 	st.SetDeadline(time.Time{})
 	var se *mux.StatusError
 	switch {
 	case err == nil:
-		return nil
+		return status, nil
 	case errors.As(err, &se):
 		switch se.Code {
 		case mux.NotAllowed:
-			return fmt.Errorf("%w: %s", ErrNotAllowed, se.Reason)
+			return "", fmt.Errorf("%w: %s", ErrNotAllowed, se.Reason)
 		case mux.TimedOut:
-			return fmt.Errorf("%w: %s", ErrTimeout, se.Reason)
+			return "", fmt.Errorf("%w: %s", ErrTimeout, se.Reason)
 		case mux.Refused:
-			return fmt.Errorf("%w: connection refused", ErrUnreachable)
+			return "", fmt.Errorf("%w: connection refused", ErrUnreachable)
 		default:
-			return fmt.Errorf("%w: %s", ErrUnreachable, se.Error())
+			return "", fmt.Errorf("%w: %s", ErrUnreachable, se.Error())
 		}
 	case ctx.Err() != nil:
-		return ctx.Err()
+		return "", ctx.Err()
 	default:
-		return fmt.Errorf("%w: %v", ErrTimeout, err)
+		return "", fmt.Errorf("%w: %v", ErrTimeout, err)
 	}
 }
 
@@ -165,6 +168,7 @@ type tunnelConn struct {
 	agent  *agentSession
 	handle string
 	s      *Server
+	status string // the reason of the agent's OK status
 	once   sync.Once
 }
 

@@ -1,11 +1,13 @@
 package relay
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -15,8 +17,10 @@ import (
 	"net/url"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/store"
 	"github.com/nanodems/connector/rtsp"
 )
@@ -273,6 +277,100 @@ func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.
 	}
 	return c, rtsp.Target{Host: route.Host, Port: route.Port}, nil
 }
+
+// DialUDP opens a UDP relay on the camera's LAN (rtsp.UDPBackend): a
+// tunnel with mux.FlagUDP to the same handle, so the same tenant check,
+// route and allowlist apply as to the camera's RTSP port, and the agent
+// relays datagrams only to and from that camera's address.
+func (b rtspBackend) DialUDP(ctx context.Context, p rtsp.Principal, h string) (rtsp.UDPRelay, error) {
+	c, err := b.s.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Flags: mux.FlagUDP})
+	if err != nil {
+		return nil, rtspError(err)
+	}
+	rtp, rtcp, err := mux.ParseUDPPorts(c.(*tunnelConn).status)
+	if err != nil {
+		c.Close()
+		return nil, rtsp.Errorf(502, "UDP relay: %v", err)
+	}
+	return &udpTunnel{c: c, br: bufio.NewReaderSize(c, 64<<10), rtp: int(rtp), rtcp: int(rtcp)}, nil
+}
+
+// udpTunnel is the relay's end of a FlagUDP tunnel: datagrams framed on
+// the stream (mux.ReadDatagram).
+type udpTunnel struct {
+	c         net.Conn
+	br        *bufio.Reader // the reading goroutine's only
+	rtp, rtcp int
+
+	wmu  sync.Mutex // RTCP of the client and SetCamera may write at once
+	wbuf []byte
+}
+
+// udpWriteTimeout bounds a write to the agent: a datagram that cannot go
+// out in that long is better lost, as UDP would, than holding the client
+// whose RTCP it is.
+const udpWriteTimeout = 5 * time.Second
+
+func (u *udpTunnel) Ports() (int, int) { return u.rtp, u.rtcp }
+
+func (u *udpTunnel) SetCamera(rtp, rtcp int) error {
+	if rtp < 1 || rtp > 65535 || rtcp < 1 || rtcp > 65535 {
+		return fmt.Errorf("UDP relay: bad camera ports %d-%d", rtp, rtcp)
+	}
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	u.wbuf = mux.AppendUDPPeer(u.wbuf[:0], uint16(rtp), uint16(rtcp))
+	return u.writeLocked()
+}
+
+func (u *udpTunnel) ReadDatagram(b []byte) (int, bool, error) {
+	for {
+		ch, n, err := mux.ReadDatagram(u.br, b)
+		if err != nil {
+			return 0, false, err
+		}
+		switch ch {
+		case mux.UDPChannelRTP:
+			return n, false, nil
+		case mux.UDPChannelRTCP:
+			return n, true, nil
+		}
+		// Another channel: from a later agent, skipped.
+	}
+}
+
+func (u *udpTunnel) Pending() bool {
+	n := u.br.Buffered()
+	if n < mux.DatagramHeaderLen {
+		return false
+	}
+	hdr, _ := u.br.Peek(mux.DatagramHeaderLen)
+	return n >= mux.DatagramHeaderLen+int(binary.BigEndian.Uint16(hdr[1:3]))
+}
+
+func (u *udpTunnel) WriteDatagram(rtcp bool, b []byte) error {
+	ch := mux.UDPChannelRTP
+	if rtcp {
+		ch = mux.UDPChannelRTCP
+	}
+	u.wmu.Lock()
+	defer u.wmu.Unlock()
+	var err error
+	if u.wbuf, err = mux.AppendDatagram(u.wbuf[:0], ch, b); err != nil {
+		return err
+	}
+	return u.writeLocked()
+}
+
+func (u *udpTunnel) writeLocked() error {
+	u.c.SetWriteDeadline(time.Now().Add(udpWriteTimeout))
+	if _, err := u.c.Write(u.wbuf); err != nil {
+		return fmt.Errorf("UDP relay: %w", err)
+	}
+	return nil
+}
+
+func (u *udpTunnel) Close() error { return u.c.Close() }
 
 func (b rtspBackend) Credentials(ctx context.Context, h string) (string, string, bool) {
 	route, err := b.s.resolve(ctx, h)

@@ -31,6 +31,10 @@
 //     gateway copies each packet to all, and a slow viewer skips to the
 //     next keyframe or is dropped, never slowing the others.
 //
+// Either way, a camera that refuses interleaved TCP (461) is set up over
+// UDP to a relay on its LAN (camudp.go, UDPBackend), whose datagrams
+// become the camera connection's interleaved frames.
+//
 // Listeners: gnet event loops (listen_gnet.go, the default, as the
 // design card asks) or goroutine per connection (listen_std.go, the
 // comparison point of docs/perf-rtsp.md); both carry RTSP over HTTP

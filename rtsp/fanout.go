@@ -25,7 +25,8 @@ import (
 // which each viewer seeks on its own) and sessions with an ONVIF
 // backchannel are never shared either.
 //
-// The packet path is the camera reader goroutine: for each packet it
+// The packet path is the camera reader goroutine (or, for a camera that
+// only does UDP, its relays' readers, one at a time): for each packet it
 // walks an immutable snapshot of the playing viewers and queues a
 // reference to the packet for each, never blocking. A viewer whose queue
 // is over ViewerBacklog skips to the next keyframe; one that stays over it
@@ -40,6 +41,10 @@ type source struct {
 	g    *Gateway
 	key  string
 	path string // the camera path and query the viewers asked for
+	// The creating viewer's principal and handle: a camera that only does
+	// UDP needs relays opened for the source (camudp.go).
+	principal Principal
+	handle    string
 
 	ready chan struct{} // closed when the camera answered DESCRIBE (or failed)
 	err   error         // set before ready closes: not shared, joiners go alone
@@ -158,7 +163,7 @@ func (c *clientConn) tryShare(req *Request, ru relayURL) bool {
 	s := g.sources[key]
 	creator := s == nil || s.dead.Load()
 	if creator {
-		s = &source{g: g, key: key, path: ru.Key(), ready: make(chan struct{})}
+		s = &source{g: g, key: key, path: ru.Key(), principal: c.principal, handle: c.handle, ready: make(chan struct{})}
 		g.sources[key] = s
 		g.stats.Sources.Add(1)
 	}
@@ -394,10 +399,24 @@ func (s *source) ensureSetup(ua string) error {
 			req.Header.Add("Session", sessionID(s.session))
 		}
 		s.mu.Unlock()
-		resp, err := s.up.do(ctx, req, nil)
-		if err != nil {
-			s.setupErr = err
-			return err
+		var resp *Response
+		var err error
+		udp := s.g.canUDP() && s.g.udpOnlyKnown(s.handle)
+		if !udp {
+			if resp, err = s.up.do(ctx, req, nil); err != nil {
+				s.setupErr = err
+				return err
+			}
+			if resp.StatusCode == 461 && s.g.canUDP() {
+				s.g.markUDPOnly(s.handle)
+				udp = true
+			}
+		}
+		if udp {
+			if resp, err = s.setupUDP(ctx, req, t, tr.ch); err != nil {
+				s.setupErr = err
+				return err
+			}
 		}
 		if resp.StatusCode != 200 {
 			if firstRefusal == nil {
@@ -437,6 +456,35 @@ func (s *source) ensureSetup(ua string) error {
 	}
 	s.startKeepalive()
 	return nil
+}
+
+// setupUDP sets a track up over UDP to a relay on the camera's LAN
+// (camudp.go), whose datagrams arrive as frames on channels ch and ch+1,
+// as an interleaved SETUP would have had them.
+func (s *source) setupUDP(ctx context.Context, req *Request, tcp Transport, ch int) (*Response, error) {
+	relay, err := s.g.dialCameraUDP(ctx, s.principal, s.handle)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.up.do(ctx, udpSetupRequest(req, tcp, relay), nil)
+	if err != nil {
+		relay.Close()
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		relay.Close()
+		if resp.StatusCode == 461 {
+			s.g.forgetUDPOnly(s.handle)
+		}
+		return resp, nil
+	}
+	if a, b, ok := cameraTransport(resp).Ports("server_port"); ok {
+		relay.SetCamera(a, b)
+	}
+	if !s.up.attachUDP(relay, ch) {
+		return nil, errCameraGone
+	}
+	return resp, nil
 }
 
 // ensurePlay starts the camera session once. onFirst runs on the camera

@@ -29,6 +29,42 @@ type Backend interface {
 	Credentials(ctx context.Context, h string) (user, pass string, ok bool)
 }
 
+// UDPBackend is a Backend that can also relay UDP on the camera's LAN,
+// for cameras that stream RTP only over UDP (they answer 461 Unsupported
+// Transport to interleaved TCP). It is a separate interface so backends
+// without it (perf/rtspbench's) keep working: with them such a camera's
+// 461 reaches the client.
+type UDPBackend interface {
+	// DialUDP opens a UDP relay next to the device behind h (the agent's,
+	// on the camera's LAN). Errors as for Dial.
+	DialUDP(ctx context.Context, p Principal, h string) (UDPRelay, error)
+}
+
+// UDPRelay is an RTP/RTCP port pair next to the camera whose datagrams
+// reach the gateway. One relay carries one track.
+type UDPRelay interface {
+	// Ports are the pair's RTP and RTCP ports: the client_port the
+	// camera is given in SETUP.
+	Ports() (rtp, rtcp int)
+	// SetCamera names the camera's own ports (its server_port), where
+	// WriteDatagram sends; until then the relay sends where the camera's
+	// datagrams came from.
+	SetCamera(rtp, rtcp int) error
+	// ReadDatagram reads the camera's next datagram into b (which holds
+	// MaxFramePayload bytes) and says whether it came to the RTCP port.
+	// One goroutine reads.
+	ReadDatagram(b []byte) (n int, rtcp bool, err error)
+	// Pending reports whether ReadDatagram can return without waiting
+	// (the reader batches its writes until it is false). Only the
+	// reading goroutine calls it.
+	Pending() bool
+	// WriteDatagram sends one datagram to the camera's RTP or RTCP port.
+	WriteDatagram(rtcp bool, b []byte) error
+	// Close ends the relay and unblocks ReadDatagram; it may be called
+	// more than once.
+	Close() error
+}
+
 // Principal is who a grant speaks for.
 type Principal struct {
 	// Tenant scopes sharing: viewers share one camera session only
@@ -136,6 +172,7 @@ type Gateway struct {
 	srcMu     sync.Mutex
 	sources   map[string]*source
 	notShared map[string]time.Time // key → until: camera needs the client's own login
+	udpOnly   map[string]time.Time // handle → until: camera answered 461 to TCP
 
 	tunMu   sync.Mutex
 	tunnels map[string]*clientConn // x-sessioncookie → logical connection of an HTTP tunnel
@@ -200,7 +237,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	return &Gateway{
 		cfg: cfg, log: cfg.Logger,
-		sources: map[string]*source{}, notShared: map[string]time.Time{},
+		sources: map[string]*source{}, notShared: map[string]time.Time{}, udpOnly: map[string]time.Time{},
 		tunnels: map[string]*clientConn{}, conns: map[*clientConn]struct{}{},
 	}, nil
 }

@@ -27,9 +27,10 @@ import (
 // fakeBackend maps handles to addresses, with grants "ok:<tenant>" and
 // "expired".
 type fakeBackend struct {
-	mu      sync.Mutex
-	devices map[string]fakeDevice
-	dials   atomic.Int64
+	mu       sync.Mutex
+	devices  map[string]fakeDevice
+	dials    atomic.Int64
+	udpDials atomic.Int64
 }
 
 type fakeDevice struct {
@@ -92,6 +93,122 @@ func (b *fakeBackend) Credentials(ctx context.Context, h string) (string, string
 	d, _ := b.get(h)
 	return d.user, d.pass, d.user != ""
 }
+
+// DialUDP makes fakeBackend a UDPBackend: a port pair bound in-process on
+// the camera's address stands in for the agent's.
+func (b *fakeBackend) DialUDP(ctx context.Context, p Principal, h string) (UDPRelay, error) {
+	d, ok := b.get(h)
+	if !ok {
+		return nil, Errorf(404, "unknown handle")
+	}
+	host, _, _ := net.SplitHostPort(d.addr)
+	b.udpDials.Add(1)
+	return newLoopUDP(net.ParseIP(host))
+}
+
+// loopUDP is a UDPRelay without an agent: two sockets next to the camera,
+// their datagrams (from the camera's IP only) queued for ReadDatagram.
+type loopUDP struct {
+	rtp, rtcp *net.UDPConn
+	camIP     net.IP
+	peer      [2]atomic.Pointer[net.UDPAddr]
+	q         chan loopDatagram
+	done      chan struct{}
+	once      sync.Once
+}
+
+type loopDatagram struct {
+	b    []byte
+	rtcp bool
+}
+
+func newLoopUDP(ip net.IP) (*loopUDP, error) {
+	a, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+	if err != nil {
+		return nil, err
+	}
+	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
+	if err != nil {
+		a.Close()
+		return nil, err
+	}
+	u := &loopUDP{rtp: a, rtcp: c, camIP: ip, q: make(chan loopDatagram, 1024), done: make(chan struct{})}
+	go u.read(a, false)
+	go u.read(c, true)
+	return u, nil
+}
+
+func (u *loopUDP) read(c *net.UDPConn, rtcp bool) {
+	i := 0
+	if rtcp {
+		i = 1
+	}
+	buf := make([]byte, 65535)
+	for {
+		n, from, err := c.ReadFromUDP(buf)
+		if err != nil {
+			return
+		}
+		if !from.IP.Equal(u.camIP) {
+			continue
+		}
+		if u.peer[i].Load() == nil {
+			u.peer[i].Store(from)
+		}
+		select {
+		case u.q <- loopDatagram{append([]byte(nil), buf[:n]...), rtcp}:
+		case <-u.done:
+			return
+		}
+	}
+}
+
+func (u *loopUDP) Ports() (int, int) {
+	return u.rtp.LocalAddr().(*net.UDPAddr).Port, u.rtcp.LocalAddr().(*net.UDPAddr).Port
+}
+
+func (u *loopUDP) SetCamera(rtp, rtcp int) error {
+	u.peer[0].Store(&net.UDPAddr{IP: u.camIP, Port: rtp})
+	u.peer[1].Store(&net.UDPAddr{IP: u.camIP, Port: rtcp})
+	return nil
+}
+
+func (u *loopUDP) ReadDatagram(b []byte) (int, bool, error) {
+	select {
+	case d := <-u.q:
+		return copy(b, d.b), d.rtcp, nil
+	case <-u.done:
+		return 0, false, net.ErrClosed
+	}
+}
+
+func (u *loopUDP) Pending() bool { return len(u.q) > 0 }
+
+func (u *loopUDP) WriteDatagram(rtcp bool, b []byte) error {
+	c, i := u.rtp, 0
+	if rtcp {
+		c, i = u.rtcp, 1
+	}
+	to := u.peer[i].Load()
+	if to == nil {
+		return nil
+	}
+	_, err := c.WriteToUDP(b, to)
+	return err
+}
+
+func (u *loopUDP) Close() error {
+	u.once.Do(func() {
+		close(u.done)
+		u.rtp.Close()
+		u.rtcp.Close()
+	})
+	return nil
+}
+
+// tcpOnlyBackend hides fakeBackend's DialUDP: a backend that cannot relay
+// UDP.
+type tcpOnlyBackend struct{ Backend }
 
 func testLogger() *slog.Logger {
 	level := slog.LevelError

@@ -17,13 +17,14 @@ import (
 // comes back in the order the camera sent them. Session ids, timeouts and
 // the methods themselves pass untouched; the only thing the gateway adds
 // is transport conversion for clients that want UDP, which the tunnel
-// cannot carry.
+// cannot carry, and for cameras that only do UDP (camudp.go).
 type passthrough struct {
 	c  *clientConn
 	up *upstream
 
 	// Written on the camera reader goroutine (in onAnswer), read there
-	// too: frames and answers are handled by one goroutine in order.
+	// and by the readers of the camera's UDP relays: the camera
+	// connection's handlers run one at a time (upstream.hmu), in order.
 	routes [256]*udpRoute
 	batch  []byte // camera frames for the client, written when the reader idles
 
@@ -35,6 +36,7 @@ type passthrough struct {
 	aggURL    string // camera-form URL for keepalives and teardown
 	base      string // relay base of this client, for the camera's requests
 	converted bool   // some track goes to the client over UDP
+	camUDP    bool   // some track comes from the camera over UDP (camudp.go)
 	playing   atomic.Bool
 	torn      bool
 	kaStop    chan struct{}
@@ -91,12 +93,16 @@ func (pt *passthrough) forward(req *Request, ru relayURL) {
 		creq.Body = RewriteSDP(creq.Body, func(u string) string { return toCamera(u, c.handle, pt.up.auth) })
 	}
 	var conv *conversion
+	var tcpT Transport // interleaved transport asked of the camera
+	tcpSetup := false
 	if req.Method == "SETUP" {
 		var err error
 		if conv, err = pt.prepareSetup(creq); err != nil {
 			c.refuse(req, err)
 			return
 		}
+		tcpT, _, tcpSetup = interleavedOf(creq)
+		tcpSetup = tcpSetup && c.g.canUDP()
 	}
 	pt.mu.Lock()
 	pt.base = base
@@ -111,10 +117,25 @@ func (pt *passthrough) forward(req *Request, ru relayURL) {
 	}
 	pt.mu.Unlock()
 	clientCSeq := req.CSeq()
+	if tcpSetup && c.g.udpOnlyKnown(c.handle) {
+		pt.setupCameraUDP(req, creq, tcpT, base, clientCSeq, conv)
+		return
+	}
+	refusedTCP := false
 	_, err := pt.up.do(c.ctx, creq, func(resp *Response) {
+		if tcpSetup && resp.StatusCode == 461 {
+			// The camera only does UDP: the client hears from the retry.
+			refusedTCP = true
+			return
+		}
 		pt.flushBatch() // what the camera sent before its answer goes first
 		pt.onAnswer(req.Method, resp, base, clientCSeq, conv)
 	})
+	if err == nil && refusedTCP {
+		c.g.markUDPOnly(c.handle)
+		pt.setupCameraUDP(req, creq, tcpT, base, clientCSeq, conv)
+		return
+	}
 	if err != nil {
 		c.refuse(req, err)
 		if pt.up.isClosed() {
@@ -158,11 +179,15 @@ func (pt *passthrough) onAnswer(method string, resp *Response, base, clientCSeq 
 			pt.mu.Lock()
 			pt.torn, pt.session = true, ""
 			pt.stopKeepaliveLocked()
+			pt.camUDP = false
 			pt.mu.Unlock()
+			pt.up.closeUDP() // the camera session's UDP ends with it
 		case "PLAY", "RECORD":
 			pt.playing.Store(true)
 			pt.mu.Lock()
-			if pt.converted && pt.kaStop == nil {
+			// A camera over UDP counts neither the tunnel's TCP reads nor
+			// (unless the client sends them) RTCP as signs of life.
+			if (pt.converted || pt.camUDP) && pt.kaStop == nil {
 				pt.startKeepaliveLocked()
 			}
 			pt.mu.Unlock()
@@ -291,7 +316,7 @@ func (pt *passthrough) finishSetup(conv *conversion, out *Response) error {
 		// an interleaved frame before PLAY may hang up (gortsplib does).
 		pt.c.touch()
 		if pt.playing.Load() && isRTCP(b) {
-			pt.up.writeRaw(append(AppendFrameHeader(make([]byte, 0, FrameHeaderLen+len(b)), rtcpCh, len(b)), b...))
+			pt.up.sendFrame(append(AppendFrameHeader(make([]byte, 0, FrameHeaderLen+len(b)), rtcpCh, len(b)), b...))
 		}
 	}
 	pair.start()
@@ -376,7 +401,49 @@ func (pt *passthrough) cameraRequest(req *Request) {
 // clientFrame passes an interleaved frame of the client (RTCP receiver
 // reports; media of RECORD or a backchannel) to the camera.
 func (pt *passthrough) clientFrame(it Item) {
-	pt.up.writeRaw(it.Frame)
+	pt.up.sendFrame(it.Frame)
+}
+
+// setupCameraUDP sends a SETUP again asking the camera for UDP to a relay
+// on its LAN (camudp.go), and answers the client as if the camera had
+// taken the interleaved transport tcpT.
+func (pt *passthrough) setupCameraUDP(req, creq *Request, tcpT Transport, base, clientCSeq string, conv *conversion) {
+	c := pt.c
+	relay, err := c.g.dialCameraUDP(c.ctx, c.principal, c.handle)
+	if err != nil {
+		c.refuse(req, err)
+		return
+	}
+	_, ch, _ := interleavedOf(creq)
+	var attached atomic.Bool
+	_, err = pt.up.do(c.ctx, udpSetupRequest(creq, tcpT, relay), func(resp *Response) {
+		if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+			camT := cameraTransport(resp)
+			if a, b, ok := camT.Ports("server_port"); ok {
+				relay.SetCamera(a, b)
+			}
+			if pt.up.attachUDP(relay, ch) {
+				attached.Store(true)
+				pt.mu.Lock()
+				pt.camUDP = true
+				pt.mu.Unlock()
+			}
+			resp.Header.Set("Transport", tcpAnswerFor(tcpT, camT).String())
+		} else if resp.StatusCode == 461 {
+			c.g.forgetUDPOnly(c.handle)
+		}
+		pt.flushBatch()
+		pt.onAnswer(req.Method, resp, base, clientCSeq, conv)
+	})
+	if err != nil || !attached.Load() {
+		relay.Close() // else the camera connection owns it
+	}
+	if err != nil {
+		c.refuse(req, err)
+		if pt.up.isClosed() {
+			c.closeTransport()
+		}
+	}
 }
 
 // keepaliveInterval is how often the gateway refreshes a camera session a
@@ -404,8 +471,10 @@ func (pt *passthrough) stopKeepaliveLocked() {
 // keepalives may be only RTCP (RFC 2326 §A.1 lets RTCP stand in for
 // them), which a camera over TCP does not count, so the gateway refreshes
 // the camera session itself when the client has sent no request for half
-// a timeout. It also ends a UDP client that has gone silent altogether:
-// over UDP nothing else would notice.
+// a timeout. A camera the gateway set up over UDP (camudp.go) needs the
+// same: it hears no RTCP from a TCP client, and the tunnel's TCP reads
+// are no sign of life to a UDP session. The loop also ends a UDP client
+// that has gone silent altogether: over UDP nothing else would notice.
 func (pt *passthrough) keepaliveLoop(stop chan struct{}) {
 	pt.mu.Lock()
 	every := keepaliveInterval(pt.timeout)
@@ -424,8 +493,9 @@ func (pt *passthrough) keepaliveLoop(stop chan struct{}) {
 		pt.mu.Lock()
 		due := time.Since(pt.lastFwd) >= every
 		url, sess := pt.aggURL, sessionID(pt.session)
+		udpClient := pt.converted
 		pt.mu.Unlock()
-		if time.Since(time.Unix(0, pt.c.lastInput.Load())) > 2*timeout {
+		if udpClient && time.Since(time.Unix(0, pt.c.lastInput.Load())) > 2*timeout {
 			pt.c.g.log.Info("rtsp: UDP client silent; ending its session", "client", pt.c.remote)
 			pt.c.closeTransport()
 			return

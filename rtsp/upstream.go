@@ -37,16 +37,24 @@ type upstream struct {
 	pmu     sync.Mutex
 	pending []*call
 
-	h    atomic.Pointer[upHandlers]
+	h atomic.Pointer[upHandlers]
+	// hmu serialises the handlers: the camera reader runs them, and so do
+	// the readers of the camera's UDP relays (camudp.go).
+	hmu  sync.Mutex
 	done chan struct{}
 	once sync.Once
 	err  error
 
 	keepaliveOptions atomic.Bool // the camera refused GET_PARAMETER
+
+	udpMu     sync.Mutex // guards udpRelays and writes of udpCh
+	udpRelays []*camUDP
+	udpCh     [256]atomic.Pointer[camUDP] // channels the camera takes over UDP
 }
 
 // upHandlers are the owner's callbacks; they run on the upstream's reader
-// goroutine, in stream order.
+// goroutine, in stream order, or on a UDP relay's reader (frames and idle
+// only), never two at once (hmu).
 type upHandlers struct {
 	frame   func(it Item)      // interleaved frame; it.Frame aliases the read buffer
 	request func(req *Request) // request from the camera
@@ -197,6 +205,7 @@ func (up *upstream) readLoop() {
 			up.fail(err)
 			return
 		}
+		up.hmu.Lock()
 		h := up.h.Load()
 		switch it.Kind {
 		case KindFrame:
@@ -215,6 +224,7 @@ func (up *upstream) readLoop() {
 		if h.idle != nil && !up.rd.Pending() {
 			h.idle()
 		}
+		up.hmu.Unlock()
 	}
 }
 
@@ -282,6 +292,7 @@ func (up *upstream) fail(err error) {
 		up.err = err
 		close(up.done)
 		up.nc.Close()
+		up.closeUDP()
 		up.g.stats.CameraSessions.Add(-1)
 		if h := up.h.Load(); h.closed != nil {
 			h.closed(err)

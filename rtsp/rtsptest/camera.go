@@ -25,6 +25,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format/rtph264"
 	"github.com/bluenviron/gortsplib/v5/pkg/liberrors"
 	"github.com/bluenviron/mediacommon/v2/pkg/codecs/h264"
+	"github.com/pion/rtcp"
 	"github.com/pion/rtp"
 )
 
@@ -103,6 +104,10 @@ type Options struct {
 	// Bitrate, if set, pads every frame so the stream carries about this
 	// many bits per second (perf tests).
 	Bitrate int
+	// UDPOnly makes a camera that streams only over UDP, as some
+	// firmwares do: it listens on a UDP port pair (server_port) and
+	// answers 461 Unsupported Transport to any SETUP that asks for TCP.
+	UDPOnly bool
 }
 
 // Request is one request the camera received.
@@ -131,6 +136,8 @@ type Camera struct {
 
 	opened, closed atomic.Int64
 	packets        atomic.Int64 // RTP packets written to the stream
+	rtcpIn         atomic.Int64 // RTCP packets received from clients
+	refusedTCP     atomic.Int64 // SETUPs answered 461 (UDPOnly)
 	writeMu        sync.Mutex
 	frame          int
 	bitrate        int
@@ -172,6 +179,14 @@ func Start(o Options) (*Camera, error) {
 	if o.BasicOnly {
 		c.srv.AuthMethods = []auth.VerifyMethod{auth.VerifyMethodBasic}
 	}
+	if o.UDPOnly {
+		rtp, err := freeUDPPair()
+		if err != nil {
+			return nil, err
+		}
+		c.srv.UDPRTPAddress = "127.0.0.1:" + strconv.Itoa(rtp)
+		c.srv.UDPRTCPAddress = "127.0.0.1:" + strconv.Itoa(rtp+1)
+	}
 	if err := c.srv.Start(); err != nil {
 		return nil, err
 	}
@@ -185,6 +200,28 @@ func Start(o Options) (*Camera, error) {
 		go c.feed()
 	}
 	return c, nil
+}
+
+// freeUDPPair finds an even port p on 127.0.0.1 with p+1 free too (the
+// server binds them itself, right after).
+func freeUDPPair() (int, error) {
+	for range 64 {
+		a, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			return 0, err
+		}
+		p := a.LocalAddr().(*net.UDPAddr).Port
+		if p%2 == 0 && p < 65535 {
+			b, err := net.ListenUDP("udp4", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1), Port: p + 1})
+			if err == nil {
+				b.Close()
+				a.Close()
+				return p, nil
+			}
+		}
+		a.Close()
+	}
+	return 0, fmt.Errorf("rtsptest: no free even/odd UDP port pair")
 }
 
 // Close stops the camera.
@@ -361,6 +398,10 @@ func (c *Camera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	proto := "UDP"
 	if ctx.Transport.Protocol == gortsplib.ProtocolTCP {
 		proto = "TCP"
+		if c.o.UDPOnly {
+			c.refusedTCP.Add(1)
+			return &base.Response{StatusCode: base.StatusUnsupportedTransport}, nil, nil
+		}
 	}
 	c.mu.Lock()
 	c.setups = append(c.setups, proto)
@@ -368,10 +409,18 @@ func (c *Camera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response
 	return &base.Response{StatusCode: base.StatusOK}, c.stream, nil
 }
 
-// OnPlay accepts.
+// OnPlay accepts, and counts the client's RTCP from then on.
 func (c *Camera) OnPlay(ctx *gortsplib.ServerHandlerOnPlayCtx) (*base.Response, error) {
+	ctx.Session.OnPacketRTCPAny(func(*description.Media, rtcp.Packet) { c.rtcpIn.Add(1) })
 	return &base.Response{StatusCode: base.StatusOK}, nil
 }
+
+// RTCPReceived counts the RTCP packets (receiver reports) clients sent
+// while playing, over TCP or UDP.
+func (c *Camera) RTCPReceived() int64 { return c.rtcpIn.Load() }
+
+// RefusedTCP counts the SETUPs a UDPOnly camera answered with 461.
+func (c *Camera) RefusedTCP() int64 { return c.refusedTCP.Load() }
 
 // OnGetParameter accepts keepalives.
 func (c *Camera) OnGetParameter(ctx *gortsplib.ServerHandlerOnGetParameterCtx) (*base.Response, error) {
