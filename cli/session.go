@@ -82,7 +82,8 @@ var ErrClosed = errors.New("tunnel closed")
 type Tunnel struct {
 	o       Options
 	log     *slog.Logger
-	client  *http.Client
+	client  *http.Client // plan fetches
+	ws      *http.Client // the mux WebSocket (Relay.wsHTTPClient)
 	refresh time.Duration
 
 	ctx    context.Context // ends at Close
@@ -147,7 +148,7 @@ func Open(ctx context.Context, o Options) (*Tunnel, error) {
 		o.Logger = slog.Default()
 	}
 	t := &Tunnel{
-		o: o, log: o.Logger, client: o.Relay.HTTPClient(),
+		o: o, log: o.Logger, client: o.Relay.HTTPClient(), ws: o.Relay.wsHTTPClient(),
 		changed: make(chan struct{}), done: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, unknown: map[netip.AddrPort]bool{},
 	}
@@ -238,6 +239,7 @@ func (t *Tunnel) Close() error {
 		t.cmu.Unlock()
 		t.wg.Wait()
 		t.client.CloseIdleConnections()
+		t.ws.CloseIdleConnections()
 	})
 	return nil
 }
@@ -599,7 +601,7 @@ func sessionError(err error) error {
 func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := dialWebSocket(ctx, t.client, t.o.Relay, "/api/cli/mux")
+	c, err := dialWebSocket(ctx, t.ws, t.o.Relay, "/api/cli/mux")
 	if err != nil {
 		return nil, err
 	}
@@ -649,7 +651,7 @@ func dialWebSocket(ctx context.Context, client *http.Client, r Relay, path strin
 // session r.Token over its own WebSocket (/api/cli/raw-tunnel/{ip}/{port}):
 // the simple protocol, for clients that do not multiplex.
 func DialRawTunnel(ctx context.Context, r Relay, ip string, port uint16) (net.Conn, error) {
-	c := r.HTTPClient()
+	c := r.wsHTTPClient()
 	defer c.CloseIdleConnections()
 	return dialWebSocket(ctx, c, r, "/api/cli/raw-tunnel/"+url.PathEscape(ip)+"/"+portString(port))
 }

@@ -86,3 +86,59 @@ func TestStreamMoveToDedicated(t *testing.T) {
 		})
 	}
 }
+
+// On a dedicated connection, Read hands over a whole frame's payload (as
+// the shared smux stream does), not one TLS record or TCP segment of it:
+// a moved tunnel keeps forwarding 64 KiB chunks.
+func TestStreamDedicatedReadsWholeFrames(t *testing.T) {
+	relay, agent := sessionPair(t)
+	r, a := streamPair(t, relay, agent)
+	withDeadline(t, r, a)
+	pr, pa := net.Pipe() // one Write arrives in as many Reads as the reader asks for
+	defer pr.Close()
+	defer pa.Close()
+	if err := r.Attach(pr); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Attach(recordReads{pa}); err != nil {
+		t.Fatal(err)
+	}
+	chunk := bytes.Repeat([]byte{7}, mux.MaxPayload)
+	go func() {
+		for range 4 {
+			r.Write(chunk)
+		}
+		r.CloseWrite()
+	}()
+	buf := make([]byte, 64<<10)
+	for i := range 4 {
+		n, err := io.ReadFull(&onceReader{a}, buf[:mux.MaxPayload])
+		if err != nil || n != mux.MaxPayload {
+			t.Fatalf("frame %d: one Read gave %d bytes (%v), want the whole %d", i, n, err, mux.MaxPayload)
+		}
+	}
+	if _, err := a.Read(buf); err != io.EOF {
+		t.Fatalf("after the frames: %v, want EOF", err)
+	}
+}
+
+// recordReads returns at most 16 KiB per Read, as a TLS connection
+// returns one record.
+type recordReads struct{ net.Conn }
+
+func (c recordReads) Read(p []byte) (int, error) {
+	return c.Conn.Read(p[:min(len(p), 16<<10)])
+}
+
+// onceReader allows a single Read: io.ReadFull through it fails unless
+// that Read returns everything asked for.
+type onceReader struct{ r io.Reader }
+
+func (o *onceReader) Read(p []byte) (int, error) {
+	if o.r == nil {
+		return 0, io.ErrNoProgress
+	}
+	r := o.r
+	o.r = nil
+	return r.Read(p)
+}

@@ -266,3 +266,48 @@ func TestCopyAllocs(t *testing.T) {
 		t.Errorf("%v allocations per 32 KiB chunk, want 0", allocs)
 	}
 }
+
+// embedded is a connection that embeds a *mux.Stream, as the relay's
+// tunnelConn does; its own Write must not be needed.
+type embedded struct {
+	*mux.Stream
+	writes atomic.Int64
+}
+
+func (e *embedded) Write(p []byte) (int, error) {
+	e.writes.Add(1)
+	return e.Stream.Write(p)
+}
+
+// TestCopyIntoEmbeddedStream checks that Copy reads straight into the
+// frames of a Stream reached through a type that embeds it: every byte
+// arrives, and the copying Write is never called.
+func TestCopyIntoEmbeddedStream(t *testing.T) {
+	r, a := oneStream(t)
+	in, src := tcpPair(t)
+	withDeadline(t, in, src)
+	dst := &embedded{Stream: r}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := mux.Copy(dst, src, nil)
+		copied <- err
+	}()
+	data := randomBytes(1 << 20)
+	go func() {
+		in.Write(data)
+		in.CloseWrite()
+	}()
+	got, err := io.ReadAll(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("read %d bytes, want the %d written", len(got), len(data))
+	}
+	if n := dst.writes.Load(); n != 0 {
+		t.Errorf("Copy went through the embedding type's Write %d times, want 0", n)
+	}
+}

@@ -134,7 +134,20 @@ func (c *Stream) Read(p []byte) (int, error) {
 	if len(p) > c.remain {
 		p = p[:c.remain]
 	}
-	n, err := c.r.Read(p)
+	var n int
+	var err error
+	if c.r != net.Conn(c.shared) {
+		// A dedicated TLS connection returns at most one 16 KiB record
+		// per Read, where the shared smux stream hands over a whole
+		// frame. The peer wrote the frame in one Write, so the rest is on
+		// its way: wait for it, and a moved tunnel forwards 64 KiB
+		// chunks again instead of 16 KiB ones, a quarter of the frames
+		// and WebSocket messages downstream (relay system calls per MiB
+		// echoed on the CLI mux: 340 → 281; docs/perf-bench.md).
+		n, err = io.ReadFull(c.r, p)
+	} else {
+		n, err = c.r.Read(p)
+	}
 	c.remain -= n
 	if err == io.EOF {
 		err = io.ErrUnexpectedEOF

@@ -1,10 +1,12 @@
 // Command perf is the end-to-end benchmark of the connector: it builds the
-// relay and the agent, runs them as subprocesses on 127.0.0.1 with an echo
-// target in a third process, provisions them through the HTTP API, and
-// measures the tunnel path (cli.DialTunnel: WebSocket over TLS to the
-// relay, one smux stream over the agent's TLS session, agent dials the
-// target) beside direct loopback TCP to the same echo target, in the same
-// run. It writes docs/perf.md, docs/perf.svg and docs/perf.jsonl.
+// relay, the agent and nanodems-tunnel, runs them as subprocesses on
+// 127.0.0.1 with an echo target in another, provisions them through the
+// HTTP API, and measures both operator paths: one WebSocket per tunnel
+// (cli.DialTunnel) and the CLI's mux session (nanodems-tunnel run's
+// listener, a stream per connection on one WebSocket), each through the
+// relay and a stream of the agent's smux session to the target, beside
+// direct loopback TCP to the same echo target, in the same run. It writes
+// docs/perf.md, docs/perf.svg and docs/perf.jsonl.
 //
 //	go run ./perf           # full run, a few minutes on 2 cores
 //	go run ./perf -quick    # about a minute
@@ -25,10 +27,12 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -80,9 +84,10 @@ func main() {
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
-	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "with -pprof: the agent's DedicatedRate in bytes/s (-1: never move tunnels to dedicated connections); nanodems-agent run has no flag for it yet")
+	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay and agent, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
-	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens (default all; a partial run does not write the report files)")
+	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; a partial run does not write the report files)")
+	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
 	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
@@ -104,10 +109,6 @@ func main() {
 	}
 
 	c.defaults()
-	if c.dedRate != 0 && !c.pprofMode {
-		fmt.Fprintln(os.Stderr, "perf: -dedicated-rate needs -pprof (nanodems-agent run has no flag for it)")
-		os.Exit(2)
-	}
 	if *senv != "" {
 		c.serverEnv = strings.Split(*senv, ",")
 	}
@@ -120,6 +121,11 @@ func main() {
 		for _, p := range strings.Split(*only, ",") {
 			c.only[strings.TrimSpace(p)] = true
 		}
+		c.write = false
+	}
+	if *paths != "" {
+		tunnelPaths = strings.Split(*paths, ",")
+		allPaths = append(slices.Clone(tunnelPaths), pathDirect)
 		c.write = false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
@@ -183,22 +189,54 @@ func (c *config) defaults() {
 	}
 }
 
+// Paths: the two ways an operator reaches a device through the relay, and
+// the baseline.
+const (
+	pathWS     = "ws"     // cli.DialTunnel: one WebSocket over TLS per tunnel
+	pathCLI    = "cli"    // nanodems-tunnel run: a stream per connection on one mux WebSocket
+	pathDirect = "direct" // loopback TCP straight to the echo target
+)
+
+// tunnelPaths are the paths through the relay, in report order.
+var tunnelPaths = []string{pathWS, pathCLI}
+
+// allPaths is tunnelPaths and the baseline.
+var allPaths = []string{pathWS, pathCLI, pathDirect}
+
 // env is a running installation and the ways to reach the echo target.
 type env struct {
-	cfg                *config
-	tmp                string
-	relay, agent, echo *proc
-	relayDebug         string // debug listener of the relay role (-pprof)
-	agentDebug         string
-	apiURL, pin        string
-	token, handle      string
-	echoAddr           string
-	tunnel, direct     dialFunc
-	profiles           []string // CPU profiles written (-pprof)
+	cfg                     *config
+	tmp, bin                string
+	relay, agent, echo, cli *proc
+	relayDebug              string // debug listener of the relay role (-pprof)
+	agentDebug              string
+	apiURL, pin             string
+	token, handle           string
+	opsToken                string // the CLI session nanodems-tunnel runs with
+	cliAddr                 string // the plan address of the echo target (127.0.0.X:port)
+	echoAddr                string
+	siteID                  string
+	api                     *demo.API
+	admin                   demo.Cred
+	relayPath, agentPath    string
+	relayArgs, agentArgs    []string
+	dial                    map[string]dialFunc
+	profiles                []string // CPU profiles written (-pprof)
 
 	omu       sync.Mutex
 	others    map[int]float64 // CPU seconds of other processes, last reading
 	othersAcc float64         // CPU seconds other processes used since the first reading
+}
+
+// procs are the running processes of the installation (not the harness).
+func (e *env) procs() []*proc {
+	var ps []*proc
+	for _, p := range []*proc{e.relay, e.agent, e.echo, e.cli} {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return ps
 }
 
 func logf(format string, args ...any) {
@@ -237,8 +275,8 @@ func run(ctx context.Context, c *config) (err error) {
 	if err := build(ctx, root, bin); err != nil {
 		return err
 	}
-	e := &env{cfg: c, tmp: tmp}
-	if err := e.up(ctx, bin); err != nil {
+	e := &env{cfg: c, tmp: tmp, bin: bin}
+	if err := e.up(ctx); err != nil {
 		return err
 	}
 	rep := newReport(c, started)
@@ -260,9 +298,10 @@ func run(ctx context.Context, c *config) (err error) {
 	return nil
 }
 
-// up starts the echo target, the relay and the agent, and provisions a
-// tenant, user, token, site, device and enrolled agent through the API.
-func (e *env) up(ctx context.Context, bin string) error {
+// up starts the echo target, the relay and the agent, provisions a
+// tenant, user, token, site, device and enrolled agent through the API,
+// mints a CLI session and starts nanodems-tunnel run with it.
+func (e *env) up(ctx context.Context) error {
 	self, err := os.Executable()
 	if err != nil {
 		return err
@@ -289,7 +328,7 @@ func (e *env) up(ctx context.Context, bin string) error {
 	}
 	data := filepath.Join(e.tmp, "relay")
 	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--log-level", "warn", "--node", "perf-relay"}
-	path := filepath.Join(bin, "nanodems-relay")
+	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {
 			return err
@@ -301,22 +340,13 @@ func (e *env) up(ctx context.Context, bin string) error {
 		scheme = "http"
 		args = append(args, "--plain-http")
 	}
-	logf("starting relay: API %s://%s, agents %s", scheme, apiAddr, agentAddr)
-	if e.relay, err = children.start(e.tmp, "relay", path, args, e.cfg.serverEnv, "--ca-pin "); err != nil {
+	e.relayPath, e.relayArgs = path, args
+	e.apiURL = scheme + "://" + apiAddr
+	logf("starting relay: API %s, agents %s", e.apiURL, agentAddr)
+	if err := e.startRelay(ctx); err != nil {
 		return err
 	}
-	e.apiURL = scheme + "://" + apiAddr
-	if e.cfg.plainHTTP {
-		if err := waitHealthy(ctx, e.relay, e.apiURL); err != nil {
-			return err
-		}
-	} else {
-		line, err := e.relay.waitLine(ctx, "--ca-pin ", 30*time.Second)
-		if err != nil {
-			return err
-		}
-		_, e.pin, _ = strings.Cut(line, "--ca-pin ")
-		e.pin = strings.TrimSpace(e.pin)
+	if !e.cfg.plainHTTP {
 		if pin, err := pinOf(filepath.Join(data, "api.pem")); err != nil || pin != e.pin {
 			return fmt.Errorf("relay printed pin %s, but api.pem gives %s (%v)", e.pin, pin, err)
 		}
@@ -325,8 +355,9 @@ func (e *env) up(ctx context.Context, bin string) error {
 	if err != nil {
 		return err
 	}
-	admin := demo.Admin(strings.TrimSpace(string(key)))
-	api := demo.NewAPI(e.apiURL, e.pin)
+	e.admin = demo.Admin(strings.TrimSpace(string(key)))
+	e.api = demo.NewAPI(e.apiURL, e.pin)
+	api, admin := e.api, e.admin
 
 	// Provision, as an operator's curl would.
 	var t, u, tok, site, et struct {
@@ -352,7 +383,7 @@ func (e *env) up(ctx context.Context, bin string) error {
 			return fmt.Errorf("%s: %w", s.what, err)
 		}
 	}
-	e.token = tok.Token
+	e.token, e.siteID = tok.Token, site.ID
 	_, echoPort, _ := net.SplitHostPort(e.echoAddr)
 	var dev struct {
 		Handles map[string]string `json:"handles"`
@@ -368,7 +399,7 @@ func (e *env) up(ctx context.Context, bin string) error {
 
 	// Agent: enroll, then run.
 	agentDir := filepath.Join(e.tmp, "agent")
-	agentBin := filepath.Join(bin, "nanodems-agent")
+	agentBin := filepath.Join(e.bin, "nanodems-agent")
 	eargs := []string{"enroll", "--relay", e.apiURL, "--token", et.EnrollmentToken, "--dir", agentDir}
 	if e.pin != "" {
 		eargs = append(eargs, "--ca-pin", e.pin)
@@ -377,26 +408,145 @@ func (e *env) up(ctx context.Context, bin string) error {
 	if enroll != nil {
 		return fmt.Errorf("agent enroll: %w", enroll)
 	}
-	path, args = agentBin, []string{"run", "--dir", agentDir}
+	e.agentPath, e.agentArgs = agentBin, []string{"run", "--dir", agentDir}
 	if e.cfg.pprofMode {
 		if e.agentDebug, err = freeAddr(); err != nil {
 			return err
 		}
-		path, args = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir, "--dedicated-rate", strconv.FormatInt(e.cfg.dedRate, 10)}
+		e.agentPath, e.agentArgs = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir}
 	}
-	if e.agent, err = children.start(e.tmp, "agent", path, args, e.cfg.serverEnv, movedLine); err != nil {
+	if err := e.startAgent(ctx, e.cfg.dedRate); err != nil {
 		return err
 	}
-	if err := e.waitOnline(ctx, api, admin, site.ID); err != nil {
+
+	// CLI session and nanodems-tunnel run, as an operator starts it.
+	var cs struct {
+		Token string `json:"token"`
+	}
+	if err := api.Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{site.ID}, "label": "perf"}, &cs, demo.Bearer(e.token)); err != nil {
+		return fmt.Errorf("mint CLI session: %w", err)
+	}
+	e.opsToken = cs.Token
+	var plan cli.Plan
+	if err := api.Do(ctx, "GET", "/api/cli/sessions/plan", nil, &plan, demo.Bearer(e.opsToken)); err != nil {
+		return fmt.Errorf("CLI plan: %w", err)
+	}
+	for _, pe := range plan.Entries {
+		if pe.Handle == e.handle {
+			e.cliAddr = net.JoinHostPort(pe.IP, strconv.Itoa(int(pe.Port)))
+		}
+	}
+	if e.cliAddr == "" {
+		return fmt.Errorf("CLI plan has no entry for handle %s: %+v", e.handle, plan.Entries)
+	}
+	if err := e.startCLI(ctx); err != nil {
 		return err
 	}
-	logf("agent online; handle %s → echo %s; pids: relay %d, agent %d, echo %d, harness %d", e.handle, e.echoAddr, e.relay.pid(), e.agent.pid(), e.echo.pid(), os.Getpid())
+	logf("agent online; handle %s → echo %s, CLI listener %s; pids: relay %d, agent %d, echo %d, nanodems-tunnel %d, harness %d",
+		e.handle, e.echoAddr, e.cliAddr, e.relay.pid(), e.agent.pid(), e.echo.pid(), e.cli.pid(), os.Getpid())
 
 	r := cli.Relay{URL: e.apiURL, Token: e.token, Pin: e.pin}
-	e.tunnel = func(ctx context.Context) (net.Conn, error) { return cli.DialTunnel(ctx, r, e.handle) }
 	var d net.Dialer
-	e.direct = func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.echoAddr) }
+	e.dial = map[string]dialFunc{
+		pathWS:     func(ctx context.Context) (net.Conn, error) { return cli.DialTunnel(ctx, r, e.handle) },
+		pathCLI:    func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.cliAddr) },
+		pathDirect: func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.echoAddr) },
+	}
 	return nil
+}
+
+// startRelay starts the relay (again) and waits for its API.
+func (e *env) startRelay(ctx context.Context) error {
+	var err error
+	if e.relay, err = children.start(e.tmp, "relay", e.relayPath, e.relayArgs, e.cfg.serverEnv, "--ca-pin "); err != nil {
+		return err
+	}
+	if e.cfg.plainHTTP {
+		return waitHealthy(ctx, e.relay, e.apiURL)
+	}
+	line, err := e.relay.waitLine(ctx, "--ca-pin ", 30*time.Second)
+	if err != nil {
+		return err
+	}
+	_, pin, _ := strings.Cut(line, "--ca-pin ")
+	pin = strings.TrimSpace(pin)
+	if e.pin != "" && pin != e.pin {
+		return fmt.Errorf("restarted relay has pin %s, was %s", pin, e.pin)
+	}
+	e.pin = pin
+	return nil
+}
+
+// startAgent starts the agent (again) with DedicatedRate rate (0: the
+// default) and waits until it is online with the site's allowlist.
+func (e *env) startAgent(ctx context.Context, rate int64) error {
+	args := e.agentArgs
+	if rate != 0 {
+		args = append(slices.Clip(args), "--dedicated-rate", strconv.FormatInt(rate, 10))
+	}
+	var err error
+	if e.agent, err = children.start(e.tmp, "agent", e.agentPath, args, e.cfg.serverEnv, movedLine); err != nil {
+		return err
+	}
+	return e.waitOnline(ctx)
+}
+
+// startCLI starts nanodems-tunnel run with the CLI session and waits
+// until its listener on the echo target's plan address answers.
+func (e *env) startCLI(ctx context.Context) error {
+	args := []string{"run", "--relay", e.apiURL, "--token", e.opsToken}
+	if e.pin != "" {
+		args = append(args, "--ca-pin", e.pin)
+	}
+	var err error
+	if e.cli, err = children.start(e.tmp, "cli", filepath.Join(e.bin, "nanodems-tunnel"), args, nil); err != nil {
+		return err
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	b := []byte{1}
+	for {
+		c, err := net.DialTimeout("tcp", e.cliAddr, time.Second)
+		if err == nil {
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			_, err = c.Write(b)
+			if err == nil {
+				_, err = io.ReadFull(c, b)
+			}
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		if aerr := e.cli.alive(); aerr != nil {
+			return aerr
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("nanodems-tunnel: no echo through %s after 30s (%v); see %s", e.cliAddr, err, e.cli.log)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// restart stops nanodems-tunnel, the agent and the relay and starts them
+// again: fresh heaps for the next idle-memory figure (a Go process keeps
+// freed memory for a while, so a second run of K tunnels in the same
+// processes would reuse it and show almost no growth).
+func (e *env) restart(ctx context.Context) error {
+	logf("restarting relay, agent and nanodems-tunnel for fresh heaps")
+	for _, p := range []*proc{e.cli, e.agent, e.relay} {
+		p.stop(5 * time.Second)
+	}
+	if err := e.startRelay(ctx); err != nil {
+		return err
+	}
+	if err := e.startAgent(ctx, e.cfg.dedRate); err != nil {
+		return err
+	}
+	return e.startCLI(ctx)
 }
 
 // movedLine is what the agent logs when it moves a heavy tunnel to a
@@ -439,7 +589,8 @@ func execOut(ctx context.Context, path string, args ...string) error {
 
 // waitOnline waits until the site's agent is online and holds the site's
 // allowlist version.
-func (e *env) waitOnline(ctx context.Context, api *demo.API, admin demo.Cred, siteID string) error {
+func (e *env) waitOnline(ctx context.Context) error {
+	api, admin, siteID := e.api, e.admin, e.siteID
 	deadline := time.Now().Add(30 * time.Second)
 	for {
 		var site struct {
@@ -472,7 +623,7 @@ func (e *env) waitOnline(ctx context.Context, api *demo.API, admin demo.Cred, si
 
 // alive checks that no subprocess died.
 func (e *env) alive() error {
-	for _, p := range []*proc{e.echo, e.relay, e.agent} {
+	for _, p := range e.procs() {
 		if err := p.alive(); err != nil {
 			return err
 		}
@@ -485,16 +636,34 @@ func (e *env) alive() error {
 func (e *env) measure(ctx context.Context, rep *report) error {
 	c := e.cfg
 	// Warm-up: code paths, pools, the route cache, the handle pin.
-	if _, err := opens(ctx, e.tunnel, 4, 500*time.Millisecond, 200, nopMeter{}); err != nil {
-		return fmt.Errorf("warm-up: %w", err)
+	warm := func() error {
+		for _, path := range tunnelPaths {
+			if _, err := opens(ctx, e.dial[path], 4, 500*time.Millisecond, 200, nopMeter{}); err != nil {
+				return fmt.Errorf("warm-up %s: %w", path, err)
+			}
+		}
+		return nil
+	}
+	if err := warm(); err != nil {
+		return err
 	}
 
 	if c.on("idle") {
-		if err := e.measureIdle(ctx, rep); err != nil {
-			return fmt.Errorf("idle tunnels: %w", err)
-		}
-		if err := e.alive(); err != nil {
-			return err
+		for i, path := range tunnelPaths {
+			if i > 0 {
+				if err := e.restart(ctx); err != nil {
+					return err
+				}
+				if err := warm(); err != nil {
+					return err
+				}
+			}
+			if err := e.measureIdle(ctx, rep, path); err != nil {
+				return fmt.Errorf("idle tunnels over %s: %w", path, err)
+			}
+			if err := e.alive(); err != nil {
+				return err
+			}
 		}
 	}
 
@@ -504,7 +673,6 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 	if c.pprofMode && c.on("throughput") {
 		e.profile(ctx, "start", "throughput")
 	}
-	moved0 := e.agent.count(movedLine)
 	for _, n := range c.concs {
 		if !c.on("throughput") {
 			break
@@ -515,13 +683,10 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			sums[i] = p.sum(i, per)
 		}
 		for r := 0; r < c.repeats; r++ {
-			for _, path := range []string{"tunnel", "direct"} {
-				dial := e.tunnel
-				if path == "direct" {
-					dial = e.direct
-				}
+			for _, path := range allPaths {
+				moved0 := e.agent.count(movedLine)
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
-				res, err := throughput(rctx, dial, n, per, p, sums, e.meter())
+				res, err := throughput(rctx, e.dial[path], n, per, p, sums, e.meter())
 				cancel()
 				if err != nil {
 					if aerr := e.alive(); aerr != nil {
@@ -529,16 +694,15 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 					}
 					return fmt.Errorf("throughput, %d %s connection(s): %w", n, path, err)
 				}
-				if path == "tunnel" {
+				if path != pathDirect {
 					res.Moved = e.agent.count(movedLine) - moved0
-					moved0 += res.Moved
 				}
-				logf("throughput %-6s %2d conn × %4d MiB: %8.1f MB/s  (CPU s: relay %.2f agent %.2f echo %.2f harness %.2f; other processes %.2f; moved to dedicated connections: %d)",
-					path, n, per>>20, res.MBps(), res.CPU["relay"], res.CPU["agent"], res.CPU["echo"], res.CPU["harness"], res.CPU["other"], res.Moved)
+				logf("throughput %-6s %2d conn × %4d MiB: %8.1f MB/s  (CPU s: relay %.2f agent %.2f cli %.2f echo %.2f harness %.2f; other processes %.2f; moved to dedicated connections: %d)",
+					path, n, per>>20, res.MBps(), res.CPU["relay"], res.CPU["agent"], res.CPU["cli"], res.CPU["echo"], res.CPU["harness"], res.CPU["other"], res.Moved)
 				if c.perfstat {
 					mib := float64(res.Bytes) / (1 << 20)
 					var parts []string
-					for _, who := range []string{"harness", "relay", "agent", "echo"} {
+					for _, who := range []string{"harness", "relay", "agent", "cli", "echo"} {
 						if v, ok := res.CPU[who+" syscalls"]; ok {
 							parts = append(parts, fmt.Sprintf("%s %.0f/%.0f", who, v/mib, res.CPU[who+" context-switches"]/mib))
 						}
@@ -566,14 +730,14 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 	}
 
 	// Round trips.
-	for _, path := range []string{"tunnel", "direct"} {
+	if c.pprofMode && c.on("rtt") {
+		e.profile(ctx, "start", "rtt")
+	}
+	for _, path := range allPaths {
 		if !c.on("rtt") {
 			break
 		}
-		dial := e.tunnel
-		if path == "direct" {
-			dial = e.direct
-		}
+		dial := e.dial[path]
 		var m meter
 		if c.perfstat {
 			m = e.meter()
@@ -588,7 +752,7 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			u := m.stop()
 			n := float64(c.rttSamples + 200)
 			var parts []string
-			for _, who := range []string{"harness", "relay", "agent", "echo"} {
+			for _, who := range []string{"harness", "relay", "agent", "cli", "echo"} {
 				if v, ok := u[who+" syscalls"]; ok {
 					parts = append(parts, fmt.Sprintf("%s %.1f/%.1f/%.0fµs", who, v/n, u[who+" context-switches"]/n, u[who]/n*1e6))
 				}
@@ -608,27 +772,32 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			}
 		}
 		rep.rtt[path] = res
-		// The same while another connection moves bulk data.
-		res, err = pingUnderLoad(ctx, dial, p, c.rttSamples/2)
+		// The same while another connection moves bulk data as fast as
+		// it can: on 2 cores that saturates the CPU.
+		lr, err := pingUnderLoad(ctx, dial, p, 0, c.rttSamples/2)
 		if err != nil {
 			return fmt.Errorf("round trip under load over %s: %w", path, err)
 		}
-		logf("rtt %-6s 64 B beside a bulk transfer: p50 %v p99 %v", path, res.pct(50).Round(time.Microsecond), res.pct(99).Round(time.Microsecond))
-		rep.rttLoaded[path] = res
+		logf("rtt %-6s 64 B beside a saturating bulk transfer: p50 %v p99 %v", path, lr.pct(50).Round(time.Microsecond), lr.pct(99).Round(time.Microsecond))
+		rep.rttLoaded[path] = lr
+	}
+
+	if c.pprofMode && c.on("rtt") {
+		e.profile(ctx, "stop", "rtt")
 	}
 
 	// Opens.
 	if c.pprofMode && c.on("opens") {
 		e.profile(ctx, "start", "opens")
 	}
-	for _, path := range []string{"tunnel", "direct"} {
+	for _, path := range allPaths {
 		if !c.on("opens") {
 			break
 		}
-		dial, dur, maxOps := e.tunnel, c.openDur, 1<<30
-		if path == "direct" {
+		dial, dur, maxOps := e.dial[path], c.openDur, 1<<30
+		if path == pathDirect {
 			// Every direct connect leaves a TIME_WAIT port: bound them.
-			dial, dur, maxOps = e.direct, min(dur, 2*time.Second), 15000
+			dur, maxOps = min(dur, 2*time.Second), 15000
 		}
 		res, err := opens(ctx, dial, c.openPar, dur, maxOps, e.meter())
 		if err != nil {
@@ -637,25 +806,93 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			}
 			return fmt.Errorf("opens over %s after %d: %w", path, res.Ops, err)
 		}
-		logf("opens  %-6s: %8.0f /s (p50 %v, p99 %v, %d in %v; CPU µs per open: relay %.0f agent %.0f echo %.0f harness %.0f, other processes %.0f)",
+		per := func(who string) float64 { return res.CPU[who] / float64(res.Ops) * 1e6 }
+		logf("opens  %-6s: %8.0f /s (p50 %v, p99 %v, %d in %v; CPU µs per open: relay %.0f agent %.0f cli %.0f echo %.0f harness %.0f, other processes %.0f)",
 			path, res.perSec(), res.Latency.pct(50).Round(time.Microsecond), res.Latency.pct(99).Round(time.Microsecond), res.Ops, res.Dur.Round(time.Millisecond),
-			res.CPU["relay"]/float64(res.Ops)*1e6, res.CPU["agent"]/float64(res.Ops)*1e6, res.CPU["echo"]/float64(res.Ops)*1e6, res.CPU["harness"]/float64(res.Ops)*1e6, res.CPU["other"]/float64(res.Ops)*1e6)
+			per("relay"), per("agent"), per("cli"), per("echo"), per("harness"), per("other"))
 		rep.opens[path] = res
 	}
 	if c.pprofMode && c.on("opens") {
 		e.profile(ctx, "stop", "opens")
 	}
+
+	if c.on("hol") {
+		if err := e.measureHOL(ctx, rep, p); err != nil {
+			return fmt.Errorf("head-of-line: %w", err)
+		}
+	}
 	return e.alive()
 }
 
-// measureIdle opens K tunnels that stay idle and reads the RSS of every
-// process before and after.
-func (e *env) measureIdle(ctx context.Context, rep *report) error {
+// pacedRate is the heavy stream of the head-of-line figure: 20 MB/s each
+// way, well above the agent's default DedicatedRate (8 MiB/s, both
+// directions counted) and well below what 2 cores can carry, so the
+// figure shows queueing behind the heavy stream rather than a CPU
+// shortage.
+const pacedRate = 20e6
+
+// measureHOL measures 64-byte round trips beside a paced heavy stream,
+// first with the agent as configured (dedicated connections on), then
+// with the agent restarted with --dedicated-rate -1 (shared session only).
+func (e *env) measureHOL(ctx context.Context, rep *report, p *payload) error {
+	n := e.cfg.rttSamples
+	one := func(path, key string) error {
+		// The idle baseline right before, on the same agent: a p99 is the
+		// 20th worst of 2000 samples, and the machine's load drifts.
+		idle, err := pingPong(ctx, e.dial[path], 64, 50, n)
+		if err != nil {
+			return fmt.Errorf("%s idle: %w", key, err)
+		}
+		rep.hol[key+" idle"] = holResult{rttResult: idle}
+		moved0 := e.agent.count(movedLine)
+		res, rate, err := pingBesidePaced(ctx, e.dial[path], p, pacedRate, n)
+		if err != nil {
+			return fmt.Errorf("%s: %w", key, err)
+		}
+		moved := 0
+		if path != pathDirect {
+			moved = e.agent.count(movedLine) - moved0
+		}
+		logf("hol %-16s 64 B beside a %.0f MB/s stream (got %.1f MB/s, moved %d): p50 %v p99 %v (idle just before: p50 %v p99 %v)", key, pacedRate/1e6, rate/1e6, moved,
+			res.pct(50).Round(time.Microsecond), res.pct(99).Round(time.Microsecond), idle.pct(50).Round(time.Microsecond), idle.pct(99).Round(time.Microsecond))
+		rep.hol[key] = holResult{rttResult: res, Rate: rate, Moved: moved}
+		return nil
+	}
+	if e.cfg.dedRate >= 0 {
+		for _, path := range allPaths {
+			key := path + " dedicated"
+			if path == pathDirect {
+				key = path
+			}
+			if err := one(path, key); err != nil {
+				return err
+			}
+		}
+	}
+	logf("restarting the agent with --dedicated-rate -1 (shared session only)")
+	e.agent.stop(5 * time.Second)
+	if err := e.startAgent(ctx, -1); err != nil {
+		return err
+	}
+	for _, path := range tunnelPaths {
+		if _, err := opens(ctx, e.dial[path], 2, 200*time.Millisecond, 50, nopMeter{}); err != nil {
+			return fmt.Errorf("warm-up %s: %w", path, err)
+		}
+		if err := one(path, path+" shared"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// measureIdle opens K tunnels over path that stay idle and reads the RSS
+// of every process before and after.
+func (e *env) measureIdle(ctx context.Context, rep *report, path string) error {
 	k := e.cfg.idleK
 	time.Sleep(time.Second)
 	snap := func() idleSnap {
 		s := idleSnap{RSS: map[string]int64{}, Threads: map[string]int64{}}
-		for _, p := range []*proc{e.relay, e.agent, e.echo} {
+		for _, p := range e.procs() {
 			s.RSS[p.name], _ = rssBytes(p.pid())
 			s.Threads[p.name] = threads(p.pid())
 		}
@@ -671,78 +908,125 @@ func (e *env) measureIdle(ctx context.Context, rep *report) error {
 		}
 		return s
 	}
-	rep.idle.K = k
-	rep.idle.Before = snap()
+	var r idleResult
+	r.K = k
+	r.Before = snap()
 	t0 := time.Now()
 	octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
 	defer cancel()
-	cs, err := openIdle(octx, e.tunnel, k, 16)
+	cs, err := openIdle(octx, e.dial[path], k, 16)
 	if err != nil {
 		return err
 	}
-	rep.idle.OpenDur = time.Since(t0)
+	r.OpenDur = time.Since(t0)
 	time.Sleep(2 * time.Second)
-	rep.idle.After = snap()
+	r.After = snap()
 	if e.cfg.pprofMode {
-		e.saveProfile(ctx, "heap", fmt.Sprintf("idle-%d", k))
-		e.saveProfile(ctx, "goroutine", fmt.Sprintf("idle-%d", k))
+		e.saveProfile(ctx, "heap", fmt.Sprintf("idle-%s-%d", path, k))
+		e.saveProfile(ctx, "goroutine", fmt.Sprintf("idle-%s-%d", path, k))
 	}
-	logf("idle: %d tunnels open in %v; relay RSS %+.1f MiB, agent %+.1f MiB, echo %+.1f MiB",
-		k, rep.idle.OpenDur.Round(time.Millisecond),
-		float64(rep.idle.After.RSS["relay"]-rep.idle.Before.RSS["relay"])/(1<<20),
-		float64(rep.idle.After.RSS["agent"]-rep.idle.Before.RSS["agent"])/(1<<20),
-		float64(rep.idle.After.RSS["echo"]-rep.idle.Before.RSS["echo"])/(1<<20))
+	logf("idle %s: %d tunnels open in %v; relay RSS %+.1f MiB, agent %+.1f MiB, nanodems-tunnel %+.1f MiB, echo %+.1f MiB",
+		path, k, r.OpenDur.Round(time.Millisecond),
+		float64(r.After.RSS["relay"]-r.Before.RSS["relay"])/(1<<20),
+		float64(r.After.RSS["agent"]-r.Before.RSS["agent"])/(1<<20),
+		float64(r.After.RSS["cli"]-r.Before.RSS["cli"])/(1<<20),
+		float64(r.After.RSS["echo"]-r.Before.RSS["echo"])/(1<<20))
 	for _, who := range []string{"relay", "agent"} {
-		if h, ok := rep.idle.heapPerConn(who); ok {
-			b, a := rep.idle.Before.Mem[who], rep.idle.After.Mem[who]
-			logf("idle: %s Go heap+stacks %+.1f KiB per tunnel (heap %+.1f, stacks %+.1f), %+.2f goroutines per tunnel", who, h/1024,
+		if h, ok := r.heapPerConn(who); ok {
+			b, a := r.Before.Mem[who], r.After.Mem[who]
+			logf("idle %s: %s Go heap+stacks %+.1f KiB per tunnel (heap %+.1f, stacks %+.1f), %+.2f goroutines per tunnel", path, who, h/1024,
 				(float64(a.HeapInuse)-float64(b.HeapInuse))/float64(k)/1024, (float64(a.StackInuse)-float64(b.StackInuse))/float64(k)/1024,
 				float64(a.Goroutines-b.Goroutines)/float64(k))
 		}
 	}
 	t0 = time.Now()
 	closeAll(cs, 16)
-	rep.idle.CloseDur = time.Since(t0)
+	r.CloseDur = time.Since(t0)
 	time.Sleep(2 * time.Second)
-	rep.idle.Closed = snap()
+	r.Closed = snap()
+	rep.idle[path] = r
 	return nil
 }
 
 // pingUnderLoad measures 64-byte round trips on one connection while a
-// second connection to the same target pushes bulk data both ways (on a
-// tunnel both share the agent's smux session and TLS connection).
-func pingUnderLoad(ctx context.Context, dial dialFunc, p *payload, samples int) (rttResult, error) {
+// second connection to the same target pushes bulk data both ways, at
+// rate bytes/s each way or (rate 0) as fast as it can. On a tunnel both
+// share the relay's path to the agent until the agent moves the heavy one
+// to a dedicated connection.
+func pingUnderLoad(ctx context.Context, dial dialFunc, p *payload, rate float64, samples int) (rttResult, error) {
+	res, _, err := pingBeside(ctx, dial, p, rate, samples, 200*time.Millisecond)
+	return res, err
+}
+
+// pingBesidePaced is pingUnderLoad with a paced heavy stream, after a
+// settling time that lets the agent see its rate and move it. It also
+// returns the rate the heavy stream achieved (bytes/s read back).
+func pingBesidePaced(ctx context.Context, dial dialFunc, p *payload, rate float64, samples int) (rttResult, float64, error) {
+	return pingBeside(ctx, dial, p, rate, samples, time.Second)
+}
+
+func pingBeside(ctx context.Context, dial dialFunc, p *payload, rate float64, samples int, settle time.Duration) (rttResult, float64, error) {
 	bulk, err := dial(ctx)
 	if err != nil {
-		return rttResult{}, err
+		return rttResult{}, 0, err
 	}
 	lctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{}, 2)
+	start := time.Now()
 	go func() { // writer
 		defer func() { done <- struct{}{} }()
+		var sent int64
 		for i := 0; lctx.Err() == nil; i++ {
 			if p.each(i, 4<<20, func(b []byte) error {
 				if lctx.Err() != nil {
 					return lctx.Err()
 				}
-				_, err := bulk.Write(b)
-				return err
+				if _, err := bulk.Write(b); err != nil {
+					return err
+				}
+				sent += int64(len(b))
+				if rate > 0 {
+					due := start.Add(time.Duration(float64(sent) / rate * 1e9))
+					if d := time.Until(due); d > 0 {
+						t := time.NewTimer(d)
+						defer t.Stop()
+						select {
+						case <-t.C:
+						case <-lctx.Done():
+							return lctx.Err()
+						}
+					}
+				}
+				return nil
 			}) != nil {
 				return
 			}
 		}
 	}()
+	var got atomic.Int64
 	go func() { // reader
 		defer func() { done <- struct{}{} }()
-		io.Copy(io.Discard, bulk)
+		buf := make([]byte, 64<<10)
+		for {
+			n, err := bulk.Read(buf)
+			got.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
 	}()
-	time.Sleep(200 * time.Millisecond) // let the bulk flow reach its pace
+	select { // let the bulk flow reach its pace (and the agent move it)
+	case <-time.After(settle):
+	case <-ctx.Done():
+	}
+	g0, t0 := got.Load(), time.Now()
 	res, err := pingPong(ctx, dial, 64, 50, samples)
+	achieved := float64(got.Load()-g0) / time.Since(t0).Seconds()
 	cancel()
 	bulk.Close()
 	<-done
 	<-done
-	return res, err
+	return res, achieved, err
 }
 
 // median returns the run with the median MB/s of those of path and n.

@@ -52,7 +52,15 @@ var children procs
 // start runs path with args. stderr goes to dir/name.log; lines that
 // contain one of watch are also kept in memory for waitLine.
 func (ps *procs) start(dir, name, path string, args, env []string, watch ...string) (*proc, error) {
+	// A restarted process (the relay and agent are restarted between
+	// phases) keeps its earlier logs: relay.log, relay-2.log, ...
 	logPath := filepath.Join(dir, name+".log")
+	for i := 2; ; i++ {
+		if _, err := os.Stat(logPath); err != nil {
+			break
+		}
+		logPath = filepath.Join(dir, fmt.Sprintf("%s-%d.log", name, i))
+	}
 	lf, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
@@ -474,7 +482,7 @@ func (p *perfCounter) stop() map[string]float64 {
 func (e *env) cpu() map[string]float64 {
 	m := map[string]float64{"harness": selfCPU()}
 	ours := map[int]bool{os.Getpid(): true}
-	for _, p := range []*proc{e.relay, e.agent, e.echo} {
+	for _, p := range e.procs() {
 		v, _ := cpuSeconds(p.pid())
 		m[p.name] = v
 		ours[p.pid()] = true
@@ -507,7 +515,7 @@ func (e *env) meter() meter { return &cpuMeter{e: e} }
 
 func (m *cpuMeter) start() {
 	if m.e.cfg.perfstat {
-		for _, p := range []*proc{m.e.relay, m.e.agent, m.e.echo} {
+		for _, p := range m.e.procs() {
 			if pc, err := startPerfStat(m.e.tmp, p.name, p.pid()); err == nil {
 				m.perf = append(m.perf, pc)
 			} else {

@@ -61,20 +61,30 @@ type report struct {
 	elapsed        time.Duration
 	machine        machine
 	tp             []tpRun
-	rtt, rttLoaded map[string]rttResult
-	opens          map[string]openResult
-	idle           idleResult
-	diag           []string // -pprof: top functions per profile
-	figs           []figure // filled by figures()
+	rtt, rttLoaded map[string]rttResult  // by path
+	hol            map[string]holResult  // "ws shared", "ws dedicated", "cli …", "direct"
+	opens          map[string]openResult // by path
+	idle           map[string]idleResult // by tunnel path
+	diag           []string              // -pprof: top functions per profile
+	figs           []figure              // filled by figures()
+}
+
+// holResult is a round-trip run beside a paced heavy stream.
+type holResult struct {
+	rttResult
+	Rate  float64 // bytes/s the heavy stream achieved (read back)
+	Moved int     // tunnels the agent moved to dedicated connections meanwhile
 }
 
 func newReport(c *config, started time.Time) *report {
-	return &report{cfg: c, started: started, rtt: map[string]rttResult{}, rttLoaded: map[string]rttResult{}, opens: map[string]openResult{}}
+	return &report{cfg: c, started: started, rtt: map[string]rttResult{}, rttLoaded: map[string]rttResult{}, hol: map[string]holResult{},
+		opens: map[string]openResult{}, idle: map[string]idleResult{}}
 }
 
 // figure is one line of perf.jsonl and of the tables.
 type figure struct {
 	Name   string   `json:"name"`
+	Via    string   `json:"via"` // "ws" (WebSocket per tunnel) or "cli" (CLI mux session)
 	Value  float64  `json:"value"`
 	Unit   string   `json:"unit"`
 	Direct *float64 `json:"direct"`
@@ -83,16 +93,26 @@ type figure struct {
 	Target string   `json:"target,omitempty"`
 	Met    *bool    `json:"met,omitempty"`
 
-	label string
-	dec   int // decimals shown
+	label   string
+	dec     int  // decimals shown
+	noRatio bool // ours ÷ direct means nothing (a ratio of ratios)
 }
 
 func ptr[T any](v T) *T { return &v }
 
+// describe is the Path of a figure: what the bytes cross.
+var describe = map[string]string{
+	pathWS:  "WebSocket/TLS per tunnel to relay, smux/TLS to agent, TCP to echo",
+	pathCLI: "TCP to nanodems-tunnel, smux stream in one WebSocket/TLS to relay, smux/TLS to agent, TCP to echo",
+}
+
+// pathName is how the report names a path.
+var pathName = map[string]string{pathWS: "WebSocket per tunnel", pathCLI: "CLI mux", pathDirect: "direct"}
+
 const (
-	pathTunnel = "tunnel: WebSocket/TLS to relay, smux/TLS to agent, TCP to echo"
-	pathRelay  = "relay process"
-	pathAgent  = "agent process"
+	pathRelay = "relay process"
+	pathAgent = "agent process"
+	pathTool  = "nanodems-tunnel process"
 )
 
 func machineInfo(root string) machine {
@@ -189,67 +209,265 @@ func (r *report) cpuPerGB(path, who string, n int) float64 {
 func (r *report) figures() []figure {
 	var fs []figure
 	add := func(f figure) {
-		if f.Direct != nil && *f.Direct != 0 && f.Ratio == nil {
+		if math.IsNaN(f.Value) || math.IsInf(f.Value, 0) {
+			return
+		}
+		if f.Direct != nil && *f.Direct != 0 && f.Ratio == nil && !f.noRatio {
 			f.Ratio = ptr(f.Value / *f.Direct)
 		}
 		fs = append(fs, f)
 	}
+	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
+	kib := func(b float64) float64 { return b / 1024 }
 	targets := map[int]float64{1: 0.20, 8: 0.30}
 	for _, n := range r.cfg.concs {
-		ours, _ := median(r.tp, "tunnel", n)
-		dir, _ := median(r.tp, "direct", n)
-		if ours.Dur == 0 || dir.Dur == 0 {
-			continue
+		dir, _ := median(r.tp, pathDirect, n)
+		for _, via := range tunnelPaths {
+			ours, _ := median(r.tp, via, n)
+			if ours.Dur == 0 || dir.Dur == 0 {
+				continue
+			}
+			f := figure{Name: fmt.Sprintf("throughput_%d_tunnels", n), Via: via, label: fmt.Sprintf("throughput, %d tunnel%s (echoed bytes, one direction)", n, plural(n)),
+				Value: ours.MBps(), Unit: "MB/s", Direct: ptr(dir.MBps()), Path: describe[via], dec: 0}
+			if t, ok := targets[n]; ok {
+				f.Target = fmt.Sprintf("≥ %.0f%% of direct", t*100)
+				f.Met = ptr(ours.MBps()/dir.MBps() >= t)
+			}
+			add(f)
 		}
-		f := figure{Name: fmt.Sprintf("throughput_%d_tunnels", n), label: fmt.Sprintf("throughput, %d tunnel%s (echoed bytes, one direction)", n, plural(n)),
-			Value: ours.MBps(), Unit: "MB/s", Direct: ptr(dir.MBps()), Path: pathTunnel, dec: 0}
-		if t, ok := targets[n]; ok {
-			f.Target = fmt.Sprintf("≥ %.0f%% of direct", t*100)
-			f.Met = ptr(ours.MBps()/dir.MBps() >= t)
-		}
-		add(f)
 	}
 	if len(r.tp) > 0 {
-		for _, who := range []string{"relay", "agent"} {
-			add(figure{Name: who + "_cpu_per_gb", label: who + " CPU per GB echoed (direct: echo target)",
-				Value: r.cpuPerGB("tunnel", who, 0), Unit: "CPU s/GB", Direct: ptr(r.cpuPerGB("direct", "echo", 0)), Path: map[string]string{"relay": pathRelay, "agent": pathAgent}[who], dec: 2})
+		for _, who := range []string{"relay", "agent", "cli"} {
+			for _, via := range tunnelPaths {
+				if who == "cli" && via != pathCLI {
+					continue
+				}
+				label := who + " CPU per GB echoed (direct: echo target)"
+				if who == "cli" {
+					label = "nanodems-tunnel CPU per GB echoed (direct: echo target)"
+				}
+				add(figure{Name: who + "_cpu_per_gb", Via: via, label: label,
+					Value: r.cpuPerGB(via, who, 0), Unit: "CPU s/GB", Direct: ptr(r.cpuPerGB(pathDirect, "echo", 0)), Path: map[string]string{"relay": pathRelay, "agent": pathAgent, "cli": pathTool}[who], dec: 2})
+			}
 		}
 	}
-	us := func(d time.Duration) float64 { return float64(d) / 1e3 }
-	if t, d := r.rtt["tunnel"], r.rtt["direct"]; len(t.Samples) > 0 && len(d.Samples) > 0 {
-		add(figure{Name: "rtt64_p50", label: "64 B round trip p50", Value: us(t.pct(50)), Unit: "µs", Direct: ptr(us(d.pct(50))), Path: pathTunnel, dec: 0})
-		over := us(t.pct(50) - d.pct(50))
-		add(figure{Name: "rtt64_p50_overhead", label: "64 B round trip p50 overhead (tunnel − direct)", Value: over, Unit: "µs", Path: pathTunnel,
-			Target: "≤ 120 µs", Met: ptr(over <= 120), dec: 0})
-		add(figure{Name: "rtt64_p99", label: "64 B round trip p99", Value: us(t.pct(99)), Unit: "µs", Direct: ptr(us(d.pct(99))), Path: pathTunnel, dec: 0})
+	d := r.rtt[pathDirect]
+	for _, via := range tunnelPaths {
+		if t := r.rtt[via]; len(t.Samples) > 0 && len(d.Samples) > 0 {
+			add(figure{Name: "rtt64_p50", Via: via, label: "64 B round trip p50", Value: us(t.pct(50)), Unit: "µs", Direct: ptr(us(d.pct(50))), Path: describe[via], dec: 0})
+		}
 	}
-	if t, d := r.rttLoaded["tunnel"], r.rttLoaded["direct"]; len(t.Samples) > 0 && len(d.Samples) > 0 {
-		add(figure{Name: "rtt64_p50_beside_bulk", label: "64 B round trip p50 beside one bulk tunnel", Value: us(t.pct(50)), Unit: "µs", Direct: ptr(us(d.pct(50))), Path: pathTunnel, dec: 0})
-		add(figure{Name: "rtt64_p99_beside_bulk", label: "64 B round trip p99 beside one bulk tunnel", Value: us(t.pct(99)), Unit: "µs", Direct: ptr(us(d.pct(99))), Path: pathTunnel, dec: 0})
+	for _, via := range tunnelPaths {
+		if t := r.rtt[via]; len(t.Samples) > 0 && len(d.Samples) > 0 {
+			over := us(t.pct(50) - d.pct(50))
+			add(figure{Name: "rtt64_p50_overhead", Via: via, label: "64 B round trip p50 overhead (tunnel − direct)", Value: over, Unit: "µs", Path: describe[via],
+				Target: "≤ 120 µs", Met: ptr(over <= 120), dec: 0})
+		}
 	}
-	if t, d := r.opens["tunnel"], r.opens["direct"]; t.Ops > 0 && d.Ops > 0 {
-		add(figure{Name: "tunnels_opened_per_s", label: fmt.Sprintf("tunnels opened per second (%d openers; open, 1 B round trip, close)", r.cfg.openPar),
-			Value: t.perSec(), Unit: "1/s", Direct: ptr(d.perSec()), Path: pathTunnel, Target: "≥ 2,000 /s", Met: ptr(t.perSec() >= 2000), dec: 0})
-		add(figure{Name: "tunnel_open_p50", label: "open + 1 B round trip + close, p50", Value: us(t.Latency.pct(50)), Unit: "µs", Direct: ptr(us(d.Latency.pct(50))), Path: pathTunnel, dec: 0})
-		add(figure{Name: "relay_cpu_per_open", label: "relay CPU per tunnel opened (direct: echo target per connection)", Value: t.CPU["relay"] / float64(t.Ops) * 1e6, Unit: "µs",
-			Direct: ptr(d.CPU["echo"] / float64(d.Ops) * 1e6), Path: pathRelay, dec: 0})
+	for _, via := range tunnelPaths {
+		if t := r.rtt[via]; len(t.Samples) > 0 && len(d.Samples) > 0 {
+			add(figure{Name: "rtt64_p99", Via: via, label: "64 B round trip p99", Value: us(t.pct(99)), Unit: "µs", Direct: ptr(us(d.pct(99))), Path: describe[via], dec: 0})
+		}
 	}
-	if r.idle.K > 0 {
-		kib := func(b float64) float64 { return b / 1024 }
-		echo := kib(r.idle.perConn("echo"))
-		v := kib(r.idle.perConn("relay"))
-		add(figure{Name: "relay_rss_per_idle_tunnel", label: fmt.Sprintf("relay RSS per idle tunnel (K=%d; direct: echo target per connection)", r.idle.K),
-			Value: v, Unit: "KiB", Direct: ptr(echo), Path: pathRelay, Target: "≤ 20 KiB", Met: ptr(v <= 20), dec: 1})
-		add(figure{Name: "agent_rss_per_idle_tunnel", label: fmt.Sprintf("agent RSS per idle tunnel (K=%d; direct: echo target per connection)", r.idle.K),
-			Value: kib(r.idle.perConn("agent")), Unit: "KiB", Direct: ptr(echo), Path: pathAgent, dec: 1})
-		for _, who := range []string{"relay", "agent"} {
-			if h, ok := r.idle.heapPerConn(who); ok {
-				add(figure{Name: who + "_heap_per_idle_tunnel", label: fmt.Sprintf("%s Go heap+stacks per idle tunnel (after GC)", who),
+	// Head-of-line: beside a paced heavy stream, p99 against the idle p99.
+	dh := r.hol[pathDirect]
+	for _, mode := range []string{"shared", "dedicated"} {
+		for _, via := range tunnelPaths {
+			h, ok := r.hol[via+" "+mode]
+			if !ok || len(h.Samples) == 0 {
+				continue
+			}
+			f := figure{Name: "rtt64_p99_beside_paced_" + mode, Via: via,
+				label: fmt.Sprintf("64 B round trip p99 beside a %.0f MB/s tunnel, %s", pacedRate/1e6, map[string]string{"shared": "shared session only (agent --dedicated-rate -1)", "dedicated": "dedicated connections on (default)"}[mode]),
+				Value: us(h.pct(99)), Unit: "µs", Path: describe[via], dec: 0}
+			if len(dh.Samples) > 0 {
+				f.Direct = ptr(us(dh.pct(99)))
+			}
+			add(f)
+		}
+	}
+	for _, mode := range []string{"shared", "dedicated"} {
+		for _, via := range tunnelPaths {
+			h, ok := r.hol[via+" "+mode]
+			idle := r.hol[via+" "+mode+" idle"]
+			if !ok || len(h.Samples) == 0 || len(idle.Samples) == 0 {
+				continue
+			}
+			f := figure{Name: "hol_p99_ratio_" + mode, Via: via,
+				label: fmt.Sprintf("p99 beside the %.0f MB/s tunnel ÷ idle p99 just before, %s", pacedRate/1e6, map[string]string{"shared": "shared session only", "dedicated": "dedicated connections on"}[mode]),
+				Value: float64(h.pct(99)) / float64(idle.pct(99)), Unit: "×", Path: describe[via], dec: 2}
+			if di := r.hol[pathDirect+" idle"]; len(dh.Samples) > 0 && len(di.Samples) > 0 {
+				f.Direct = ptr(float64(dh.pct(99)) / float64(di.pct(99)))
+				f.noRatio = true
+			}
+			if mode == "dedicated" {
+				f.Target, f.Met = "≤ 2×", ptr(f.Value <= 2)
+			}
+			add(f)
+		}
+	}
+	dl := r.rttLoaded[pathDirect]
+	for _, pc := range []float64{50, 99} {
+		for _, via := range tunnelPaths {
+			if t := r.rttLoaded[via]; len(t.Samples) > 0 && len(dl.Samples) > 0 {
+				add(figure{Name: fmt.Sprintf("rtt64_p%.0f_beside_saturating_bulk", pc), Via: via,
+					label: fmt.Sprintf("64 B round trip p%.0f beside an unpaced bulk tunnel (saturates both cores: CPU contention, not head-of-line)", pc),
+					Value: us(t.pct(pc)), Unit: "µs", Direct: ptr(us(dl.pct(pc))), Path: describe[via], dec: 0})
+			}
+		}
+	}
+	do := r.opens[pathDirect]
+	for _, via := range tunnelPaths {
+		if t := r.opens[via]; t.Ops > 0 && do.Ops > 0 {
+			add(figure{Name: "tunnels_opened_per_s", Via: via, label: fmt.Sprintf("tunnels opened per second (%d openers; open, 1 B round trip, close)", r.cfg.openPar),
+				Value: t.perSec(), Unit: "1/s", Direct: ptr(do.perSec()), Path: describe[via], Target: "≥ 2,000 /s", Met: ptr(t.perSec() >= 2000), dec: 0})
+		}
+	}
+	for _, via := range tunnelPaths {
+		if t := r.opens[via]; t.Ops > 0 && do.Ops > 0 {
+			add(figure{Name: "tunnel_open_p50", Via: via, label: "open + 1 B round trip + close, p50", Value: us(t.Latency.pct(50)), Unit: "µs", Direct: ptr(us(do.Latency.pct(50))), Path: describe[via], dec: 0})
+		}
+	}
+	for _, who := range []string{"relay", "agent", "cli"} {
+		for _, via := range tunnelPaths {
+			t := r.opens[via]
+			if t.Ops == 0 || do.Ops == 0 || (who == "cli" && via != pathCLI) {
+				continue
+			}
+			name := map[string]string{"relay": "relay", "agent": "agent", "cli": "nanodems-tunnel"}[who]
+			add(figure{Name: who + "_cpu_per_open", Via: via, label: name + " CPU per tunnel opened (direct: echo target per connection)", Value: t.CPU[who] / float64(t.Ops) * 1e6, Unit: "µs",
+				Direct: ptr(do.CPU["echo"] / float64(do.Ops) * 1e6), Path: map[string]string{"relay": pathRelay, "agent": pathAgent, "cli": pathTool}[who], dec: 0})
+		}
+	}
+	for _, who := range []string{"relay", "agent", "cli"} {
+		for _, via := range tunnelPaths {
+			id, ok := r.idle[via]
+			if !ok || id.K == 0 || (who == "cli" && via != pathCLI) {
+				continue
+			}
+			name := map[string]string{"relay": "relay", "agent": "agent", "cli": "nanodems-tunnel"}[who]
+			f := figure{Name: who + "_rss_per_idle_tunnel", Via: via, label: fmt.Sprintf("%s RSS per idle tunnel (K=%d; direct: echo target per connection)", name, id.K),
+				Value: kib(id.perConn(who)), Unit: "KiB", Direct: ptr(kib(r.echoPerConn())), Path: map[string]string{"relay": pathRelay, "agent": pathAgent, "cli": pathTool}[who], dec: 1}
+			if who == "relay" {
+				f.Target, f.Met = "≤ 20 KiB", ptr(f.Value <= 20)
+			}
+			add(f)
+		}
+	}
+	for _, who := range []string{"relay", "agent"} {
+		for _, via := range tunnelPaths {
+			if h, ok := r.idle[via].heapPerConn(who); ok {
+				add(figure{Name: who + "_heap_per_idle_tunnel", Via: via, label: fmt.Sprintf("%s Go heap+stacks per idle tunnel (after GC)", who),
 					Value: kib(h), Unit: "KiB", Path: map[string]string{"relay": pathRelay, "agent": pathAgent}[who], dec: 1})
 			}
 		}
 	}
 	return fs
+}
+
+// missedNotes says, for each target a path misses, why and what would
+// reach it. The reasons are those of the profiles and counters of issue 6
+// (docs/perf-bench.md); the figures are this run's.
+func (r *report) missedNotes(p func(string, ...any)) {
+	missed := map[string][]string{} // figure name → paths that miss
+	for _, f := range r.figs {
+		if f.Met != nil && !*f.Met {
+			missed[f.Name] = append(missed[f.Name], pathName[f.Via])
+		}
+	}
+	if len(missed) == 0 {
+		return
+	}
+	p("## Missed targets: why, and what would reach them\n\n")
+	who := func(name string) string { return strings.Join(missed[name], " and ") }
+	perGB := func(path string) float64 {
+		t := r.cpuPerGB(path, "relay", 0) + r.cpuPerGB(path, "agent", 0)
+		if path == pathCLI {
+			t += r.cpuPerGB(path, "cli", 0)
+		}
+		return t
+	}
+	if len(missed["throughput_1_tunnels"])+len(missed["throughput_8_tunnels"]) > 0 {
+		p("- **Throughput** (%s): CPU-bound. Every echoed byte crosses the operator's TLS leg and the agent's TLS leg both ways, and six (WebSocket) or eight (CLI mux) loopback socket ends, against two for direct; ",
+			who(map[bool]string{true: "throughput_8_tunnels", false: "throughput_1_tunnels"}[len(missed["throughput_8_tunnels"]) > 0]))
+		p("relay + agent (+ nanodems-tunnel) spend %s (WebSocket) and %s (CLI mux) CPU s per GB echoed, against %s for the echo target, and the harness, echo target and neighbours share the same 2 cores. ",
+			num(perGB(pathWS), 1), num(perGB(pathCLI), 1), num(r.cpuPerGB(pathDirect, "echo", 0), 2))
+		p("A third of the relay's CPU profile is system calls, a fifth AES-GCM. What would reach 30%%: fewer system calls per byte (smux copies each frame into its own buffer and writes it as four TLS records; the relay's WebSocket server writes a 4 KiB record before the rest of each message; a writev-capable TLS writer would merge them), ")
+		p("a mux whose writes do not hop through two goroutines per frame, and on a real deployment more than 2 cores: the relay and agent alone use about as much CPU as the bytes' two TLS legs cost.\n")
+	}
+	if len(missed["rtt64_p50_overhead"]) > 0 {
+		p("- **Round-trip overhead** (%s): each 64-byte round trip wakes six (WebSocket) or eight (CLI mux) processes in turn, against two for direct, and within the relay and agent each frame hops goroutines: smux v1.5.57 writes a frame through a shaper goroutine and a send goroutine and back, three handoffs, each a possible futex wake-up of another thread. ", who("rtt64_p50_overhead"))
+		p("`-perfstat` counts 17–19 system calls and 6–7 context switches per round trip in each of relay, agent and nanodems-tunnel (direct: about 5 and 1.3 in each end); `-server-env GOMAXPROCS=1` cut the system calls to 12–13 but not the latency, so the cost is the wake-ups of processes sharing 2 busy cores. ")
+		p("What would reach 120 µs: fewer hops (the CLI's extra local hop is inherent in an OS listener; DialPlan avoids it), a mux that writes on the caller's goroutine, and cores that are not shared with four other processes.\n")
+	}
+	if len(missed["tunnels_opened_per_s"]) > 0 {
+		var parts []string
+		for _, via := range tunnelPaths {
+			o := r.opens[via]
+			if o.Ops == 0 {
+				continue
+			}
+			sum := 0.0
+			for _, w := range []string{"relay", "agent", "cli", "echo", "harness"} {
+				sum += o.CPU[w]
+			}
+			parts = append(parts, fmt.Sprintf("%s %s µs (relay %s)", pathName[via], num(sum/float64(o.Ops)*1e6, 0), num(o.CPU["relay"]/float64(o.Ops)*1e6, 0)))
+		}
+		p("- **Opens per second** (%s): CPU per open, summed over all processes: %s; 2 cores cap that at 2 s ÷ the sum. ", who("tunnels_opened_per_s"), strings.Join(parts, ", "))
+		p("A WebSocket tunnel pays a (resumed) TLS 1.3 handshake with an X25519MLKEM768 key exchange and an HTTP upgrade per open; the CLI mux pays a stream open, the relay's SQLite re-read of the CLI session on every stream (the spec's re-check; about 140 µs of relay CPU, half of it SQLite parsing the query again: a prepared statement in relay/store would halve it) and the agent's TCP connect to the device. ")
+		p("What would reach 2,000/s: under 1 ms of CPU per open in all processes together, i.e. the session re-check from memory with the store read at most once a second per mux, prepared statements, and fewer frames per open (header and first data in one frame).\n")
+	}
+	if len(missed["relay_rss_per_idle_tunnel"]) > 0 {
+		p("- **Relay memory per idle tunnel** (%s): a WebSocket tunnel is a TLS connection of its own: AES-GCM state and record buffers, net/http's 4 KiB bufio reader and writer that coder/websocket keeps, the WebSocket, a smux stream to the agent and two goroutines blocked in reads; ", who("relay_rss_per_idle_tunnel"))
+		p("`-pprof` counts about 39 KiB of Go heap and stacks per WebSocket tunnel and 17 KiB per CLI mux stream, and RSS adds the garbage collector's headroom. What would reach 20 KiB for WebSocket tunnels: sharing a connection among tunnels, which is what the CLI mux does; for the mux, one goroutine instead of two per idle tunnel (a read-readiness callback from smux).\n")
+	}
+	if len(missed["hol_p99_ratio_dedicated"]) > 0 {
+		p("- **Round trip beside a heavy tunnel** (%s): the agent moves the heavy tunnel to a dedicated connection, but the operator's leg stays shared: one TLS connection (CLI mux) or the same process and cores (both paths). ", who("hol_p99_ratio_dedicated"))
+		p("Direct TCP's own p99 grows by the factor shown in its column beside the same heavy stream, so most of what remains is CPU contention on 2 cores. What would reach 2×: a dedicated WebSocket from the CLI for heavy streams, and cores to spare.\n")
+	}
+	p("\n")
+}
+
+// echoPerConn is the echo target's RSS per idle connection: from the
+// first idle run, the one where the echo target's heap was fresh (it is
+// not restarted between paths).
+func (r *report) echoPerConn() float64 {
+	v := 0.0
+	for _, id := range r.idle {
+		v = max(v, id.perConn("echo"))
+	}
+	return v
+}
+
+// row is the figures of one name, one per tunnel path.
+type row struct {
+	label  string
+	direct string
+	by     map[string]figure
+	target string
+}
+
+// rows groups the figures by name, in order.
+func rows(figs []figure) []row {
+	var out []row
+	idx := map[string]int{}
+	for _, f := range figs {
+		i, ok := idx[f.Name]
+		if !ok {
+			i = len(out)
+			idx[f.Name] = i
+			out = append(out, row{label: f.label, direct: "—", by: map[string]figure{}})
+		}
+		_, d, _, t, _ := f.cells()
+		if d != "—" {
+			out[i].direct = d
+		}
+		if t != "" {
+			out[i].target = t
+		}
+		out[i].by[f.Via] = f
+	}
+	return out
 }
 
 func plural(n int) string {
@@ -315,13 +533,26 @@ func (r *report) print(w io.Writer) {
 		r.figs = r.figures()
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nfigure\tours\tdirect\tratio\ttarget\t")
-	for _, f := range r.figs {
-		o, d, ra, t, s := f.cells()
-		if s != "" {
-			t += " (" + s + ")"
+	fmt.Fprintln(tw, "\nfigure\tWebSocket\tCLI mux\tdirect\ttarget\t")
+	for _, rw := range rows(r.figs) {
+		var cells []string
+		for _, via := range tunnelPaths {
+			f, ok := rw.by[via]
+			if !ok {
+				cells = append(cells, "—")
+				continue
+			}
+			o, _, ra, _, st := f.cells()
+			c := o
+			if ra != "—" {
+				c += " (" + ra + ")"
+			}
+			if st != "" {
+				c += " " + st
+			}
+			cells = append(cells, c)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", f.label, o, d, ra, t)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", rw.label, cells[0], cells[1], rw.direct, rw.target)
 	}
 	tw.Flush()
 	fmt.Fprintf(w, "\n%s, %s cores, %s; run took %v\n", r.machine.CPU, r.machine.NProc, r.machine.GoVersion, r.elapsed.Round(time.Second))
@@ -377,7 +608,8 @@ func (r *report) markdown() string {
 		mode += ", relay and agent with " + strings.Join(c.serverEnv, " ")
 	}
 	p("# Performance\n\n")
-	p("End-to-end figures of the tunnel path, each beside direct loopback TCP to the same echo target in the same run. ")
+	p("End-to-end figures of the two operator paths through the relay, each beside direct loopback TCP to the same echo target in the same run: ")
+	p("**WebSocket per tunnel** (`cli.DialTunnel`, `GET /api/tunnel/{handle}`) and **CLI mux** (`nanodems-tunnel run`: its OS listener, one stream per connection on one WebSocket to `/api/cli/mux`). ")
 	p("Generated by `go run ./perf` (package `perf/`); do not edit by hand, rerun it.\n\n")
 	p("How to run: `go run ./perf` (full, a few minutes on 2 cores) or `go run ./perf -quick` (about a minute); ")
 	p("`go run ./perf -pprof` adds Go heap per idle tunnel and CPU profiles of relay and agent. Never part of `go test`.\n\n")
@@ -393,41 +625,60 @@ func (r *report) markdown() string {
 	}
 	p("![throughput and round trip](perf.svg)\n\n")
 	p("## Figures\n\n")
-	p("| figure | ours | direct | ratio | target | status |\n|---|---:|---:|---:|---|---|\n")
-	for _, f := range r.figs {
-		o, d, ra, t, s := f.cells()
-		if s == "missed" {
-			s = "**missed**"
+	p("| figure | WebSocket per tunnel | ratio | CLI mux | ratio | direct | target | WebSocket | CLI mux |\n|---|---:|---:|---:|---:|---:|---|---|---|\n")
+	for _, rw := range rows(r.figs) {
+		var cells []string
+		var sts []string
+		for _, via := range tunnelPaths {
+			f, ok := rw.by[via]
+			if !ok {
+				cells = append(cells, "—", "—")
+				sts = append(sts, "")
+				continue
+			}
+			o, _, ra, _, st := f.cells()
+			if st == "missed" {
+				st = "**missed**"
+			}
+			cells = append(cells, o, ra)
+			sts = append(sts, st)
 		}
-		p("| %s | %s | %s | %s | %s | %s |\n", f.label, o, d, ra, t, s)
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", rw.label, cells[0], cells[1], cells[2], cells[3], rw.direct, rw.target, sts[0], sts[1])
 	}
-	p("\nRatio is ours ÷ direct. Targets are those of the product issues. ")
+	p("\nRatio is ours ÷ direct. Targets are those of the product issues, judged per path. ")
 	p("\"Direct\" for the CPU and memory figures is the echo target, a plain Go TCP server (one goroutine and a pooled 64 KiB copy buffer per connection): ")
 	p("the cost of the simplest process that touches every byte or holds every connection.\n\n")
+
+	r.missedNotes(p)
 
 	p("## Method\n\n")
 	p("- `go build` makes `nanodems-relay`, `nanodems-agent` and `nanodems-tunnel` in a temporary directory. ")
 	p("The relay runs as `nanodems-relay serve` with its own data directory and TLS API on 127.0.0.1; the harness provisions a tenant, user, `nt_` token, site, device (the echo port → handle) and enrollment token through the HTTP API, ")
-	p("runs `nanodems-agent enroll` and `nanodems-agent run`, and waits until the agent is online with the site's allowlist version. ")
-	p("The echo target (`demo.StartEcho`) runs in a third process (this binary, `-serve-echo`); the harness is a fourth. All four share the machine's cores.\n")
-	p("- Tunnel = `cli.DialTunnel` (WebSocket over TLS to `GET /api/tunnel/{handle}`, a new TLS connection per tunnel) → relay → smux v2 stream over the agent's TLS 1.3 session → agent → TCP to the echo target. Direct = `net.Dial` to the echo target.\n")
+	p("runs `nanodems-agent enroll` and `nanodems-agent run`, and waits until the agent is online with the site's allowlist version; it then mints a CLI session (`POST /api/cli/sessions`) and starts `nanodems-tunnel run --token ops_…`, as an operator does. ")
+	p("The echo target (`demo.StartEcho`) runs in its own process (this binary, `-serve-echo`); the harness is another. All five share the machine's cores.\n")
+	p("- WebSocket per tunnel = `cli.DialTunnel` in the harness (WebSocket over TLS to `GET /api/tunnel/{handle}`, a new, resumed TLS connection per tunnel) → relay → smux v2 stream over the agent's TLS 1.3 session → agent → TCP to the echo target.\n")
+	p("- CLI mux = TCP from the harness to the device's plan address (127.0.0.X:port), where `nanodems-tunnel run` listens → a stream on its one WebSocket (TLS) to `/api/cli/mux`, opened once → relay → smux stream to the agent → TCP to the echo target. One more process and one more loopback hop than the WebSocket path: what an operator's tool sees.\n")
+	p("- Direct = `net.Dial` to the echo target.\n")
 	p("- Throughput: %d MiB per run, split over its connections; each connection has a writer goroutine (%d KiB Writes, then CloseWrite) and a reader goroutine (SHA-256 of what comes back, compared with the SHA-256 of what was sent). ", c.totalMiB, c.chunk>>10)
-	p("MB/s = bytes echoed (one direction: each byte also went the other way) ÷ wall time from the first write to the last byte read; 1 MB = 10⁶ bytes. Median of %d run(s).\n", c.repeats)
-	p("- The agent moves a tunnel that carries more than its `DedicatedRate` (default 8 MiB/s) to a dedicated TLS connection of its own (BEP); the bulk runs measure that, as a product would behave. The details count the moves per run (agent log).\n")
+	p("MB/s = bytes echoed (one direction: each byte also went the other way) ÷ wall time from the first write to the last byte read; 1 MB = 10⁶ bytes. Median of %d run(s); the three paths take turns within each repeat.\n", c.repeats)
+	p("- The agent moves a tunnel that carries more than its `DedicatedRate` (default 8 MiB/s, both directions) to a dedicated TLS connection of its own (BEP); the bulk runs measure that, as a product would behave. The details count the moves per run (agent log).\n")
 	p("- CPU: utime+stime from `/proc/PID/stat` around the timed part of every throughput run, summed over all runs of a path, per GB (10⁹ bytes) echoed.\n")
-	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones; \"beside bulk\": %d ping-pongs while a second connection to the same target pushes data both ways as fast as it can (on a tunnel both share the agent's session).\n", c.rttSamples, c.rttSamples/2)
+	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones; beside an unpaced bulk stream, %d.\n", c.rttSamples, c.rttSamples/2)
+	p("- Head-of-line: %d ping-pongs while a second tunnel to the same target carries a paced %.0f MB/s each way (after 1 s, which lets the agent see the rate and move it), ", c.rttSamples, pacedRate/1e6)
+	p("first with the agent as configured (dedicated connections on), then with the agent restarted with `--dedicated-rate -1` (every tunnel stays on the shared session). The target compares the p99 with dedicated connections on to the p99 of the same path measured idle just before (%d ping-pongs), so that both halves see the same load of the machine. ", c.rttSamples)
+	p("The older \"beside an unpaced bulk tunnel\" figure pushes as fast as it can: on 2 cores that saturates both, and direct TCP's p99 blows up the same way, so it measures CPU contention, not head-of-line blocking.\n")
 	p("- Opens: %d openers for %v, each: open, write 1 byte, read it back, close.\n", c.openPar, c.openDur)
-	p("- Idle memory: VmRSS from `/proc/PID/status` before and 2 s after opening K=%d tunnels (each with a 1-byte round trip, then idle), divided by K; measured first, before the bulk runs grow the heaps. ", r.idle.K)
+	p("- Idle memory: VmRSS from `/proc/PID/status` before and 2 s after opening K tunnels (each with a 1-byte round trip, then idle), divided by K; measured first, before the bulk runs grow the heaps, and for each path on freshly started relay, agent and nanodems-tunnel (a Go process keeps freed memory a while, so the second path would reuse the first's). ")
 	p("RSS counts touched pages only: a fresh 64 KiB buffer of which one page was written adds 4 KiB. `-pprof` adds the Go heap and stacks after a forced GC, which count whole objects.\n")
-	p("- Diagnostics: `-perfstat` counts system calls and context switches of each process with Linux `perf stat`; `-pprof` runs relay and agent as roles of the perf binary (same `relay.New`/`agent.New` code, plus a loopback debug listener) and writes CPU, heap and goroutine profiles to `$TMPDIR/nanodems-perf-pprof/`; `-only throughput,rtt` runs some phases (without writing the report); `-server-env GOMAXPROCS=1` sets the environment of relay and agent.\n\n")
+	p("- Diagnostics: `-perfstat` counts system calls and context switches of each process with Linux `perf stat`; `-pprof` runs relay and agent as roles of the perf binary (same `relay.New`/`agent.New` code, plus a loopback debug listener) and writes CPU, heap and goroutine profiles to `$TMPDIR/nanodems-perf-pprof/`; `-only throughput,rtt` runs some phases (without writing the report); `-server-env GOMAXPROCS=1` sets the environment of relay and agent; `-dedicated-rate N` sets the agent's (`nanodems-agent run --dedicated-rate`); `-paths cli` measures one tunnel path (without writing the report).\n\n")
 
 	p("## Details\n\n### Throughput runs\n\n")
-	p("CPU seconds per GB echoed, per process; \"other\" is every other process of the machine during the runs (a busy neighbour on a 2-core machine lowers every MB/s figure). ")
+	p("CPU seconds per GB echoed, per process (cli = nanodems-tunnel); \"other\" is every other process of the machine during the runs (a busy neighbour on a 2-core machine lowers every MB/s figure). ")
 	p("With -perfstat: system calls per MiB echoed.\n\n")
-	p("| path | conns | MiB each | MB/s (runs) | median | relay CPU s/GB | agent | echo | harness | other | moved to dedicated |%s\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|%s\n",
-		map[bool]string{true: " syscalls/MiB relay, agent, harness |"}[r.cfg.perfstat], map[bool]string{true: "---|"}[r.cfg.perfstat])
+	p("| path | conns | MiB each | MB/s (runs) | median | relay CPU s/GB | agent | cli | echo | harness | other | moved to dedicated |%s\n|---|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|%s\n",
+		map[bool]string{true: " syscalls/MiB relay, agent, cli, harness |"}[r.cfg.perfstat], map[bool]string{true: "---|"}[r.cfg.perfstat])
 	for _, n := range c.concs {
-		for _, path := range []string{"tunnel", "direct"} {
+		for _, path := range allPaths {
 			med, all := median(r.tp, path, n)
 			if len(all) == 0 {
 				continue
@@ -439,67 +690,109 @@ func (r *report) markdown() string {
 				}
 			}
 			cell := func(who string) string {
-				if path == "direct" && (who == "relay" || who == "agent") {
+				if (path == pathDirect && (who == "relay" || who == "agent")) || (path != pathCLI && who == "cli") {
 					return "—"
 				}
 				return num(r.cpuPerGB(path, who, n), 2)
 			}
 			sc := ""
 			if r.cfg.perfstat {
-				sc = " " + r.perMiB(path, n, "relay syscalls") + ", " + r.perMiB(path, n, "agent syscalls") + ", " + r.perMiB(path, n, "harness syscalls") + " |"
+				sc = " " + r.perMiB(path, n, "relay syscalls") + ", " + r.perMiB(path, n, "agent syscalls") + ", " + r.perMiB(path, n, "cli syscalls") + ", " + r.perMiB(path, n, "harness syscalls") + " |"
 			}
 			moved := "—"
-			if path == "tunnel" {
+			if path != pathDirect {
 				var m []string
 				for _, t := range all {
 					m = append(m, fmt.Sprint(t.Moved))
 				}
 				moved = strings.Join(m, ", ")
 			}
-			p("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", path, n, med.PerConn>>20, strings.Join(runs, ", "), num(med.MBps(), 0),
-				cell("relay"), cell("agent"), cell("echo"), cell("harness"), cell("other"), moved, sc)
+			p("| %s | %d | %d | %s | %s | %s | %s | %s | %s | %s | %s | %s |%s\n", pathName[path], n, med.PerConn>>20, strings.Join(runs, ", "), num(med.MBps(), 0),
+				cell("relay"), cell("agent"), cell("cli"), cell("echo"), cell("harness"), cell("other"), moved, sc)
 		}
 	}
-	p("\n### Round trips (µs)\n\n| path | p50 | p90 | p99 | p99.9 | max | mean |\n|---|---:|---:|---:|---:|---:|---:|\n")
-	for _, x := range []struct {
-		name string
-		m    map[string]rttResult
-	}{{"", r.rtt}, {" beside bulk", r.rttLoaded}} {
-		for _, path := range []string{"tunnel", "direct"} {
-			t, ok := x.m[path]
-			if !ok {
-				continue
+	p("\n### Round trips (µs)\n\n| path | beside | p50 | p90 | p99 | p99.9 | max | mean | heavy stream MB/s | moved |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	us := func(d time.Duration) string { return num(float64(d)/1e3, 0) }
+	line := func(path, beside string, t rttResult, extra string) {
+		p("| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", pathName[path], beside, us(t.pct(50)), us(t.pct(90)), us(t.pct(99)), us(t.pct(99.9)), us(t.pct(100)), us(t.mean()), extra)
+	}
+	for _, path := range allPaths {
+		if t, ok := r.rtt[path]; ok {
+			line(path, "nothing (idle)", t, "— | —")
+		}
+		for _, mode := range []string{"shared", "dedicated"} {
+			key := path + " " + mode
+			if path == pathDirect {
+				if mode == "shared" {
+					continue
+				}
+				key = path
 			}
-			us := func(d time.Duration) string { return num(float64(d)/1e3, 0) }
-			p("| %s%s | %s | %s | %s | %s | %s | %s |\n", path, x.name, us(t.pct(50)), us(t.pct(90)), us(t.pct(99)), us(t.pct(99.9)), us(t.pct(100)), us(t.mean()))
+			if h, ok := r.hol[key+" idle"]; ok {
+				what := "nothing, just before the next row"
+				if path != pathDirect && mode == "shared" {
+					what += " (agent --dedicated-rate -1)"
+				}
+				line(path, what, h.rttResult, "— | —")
+			}
+			if h, ok := r.hol[key]; ok {
+				what := fmt.Sprintf("a %.0f MB/s tunnel, %s", pacedRate/1e6, map[string]string{"shared": "shared session only", "dedicated": "dedicated connections on"}[mode])
+				if path == pathDirect {
+					what = fmt.Sprintf("a %.0f MB/s connection", pacedRate/1e6)
+				}
+				moved := fmt.Sprint(h.Moved)
+				if path == pathDirect {
+					moved = "—"
+				}
+				line(path, what, h.rttResult, num(h.Rate/1e6, 1)+" | "+moved)
+			}
+		}
+		if t, ok := r.rttLoaded[path]; ok {
+			line(path, "an unpaced bulk stream (CPU saturated)", t, "— | —")
 		}
 	}
-	p("\n### Opens\n\n| path | opens | seconds | per second | latency p50 | p99 | CPU µs per open: relay | agent | echo | harness | other |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
-	for _, path := range []string{"tunnel", "direct"} {
+	p("\n### Opens\n\n| path | opens | seconds | per second | latency p50 | p99 | CPU µs per open: relay | agent | cli | echo | harness | other |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, path := range allPaths {
 		o, ok := r.opens[path]
 		if !ok {
 			continue
 		}
-		per := func(who string) string { return num(o.CPU[who]/float64(o.Ops)*1e6, 0) }
-		p("| %s | %d | %.2f | %s | %s µs | %s µs | %s | %s | %s | %s | %s |\n", path, o.Ops, o.Dur.Seconds(), num(o.perSec(), 0), num(float64(o.Latency.pct(50))/1e3, 0), num(float64(o.Latency.pct(99))/1e3, 0),
-			per("relay"), per("agent"), per("echo"), per("harness"), per("other"))
-	}
-	if r.idle.K > 0 {
-		mib := func(v int64) string { return num(float64(v)/(1<<20), 1) }
-		p("\n### Idle tunnels (K=%d, opened in %v, closed in %v)\n\n", r.idle.K, r.idle.OpenDur.Round(time.Millisecond), r.idle.CloseDur.Round(time.Millisecond))
-		p("| process | RSS before | with K open | after closing | per tunnel | threads with K open |\n|---|---:|---:|---:|---:|---:|\n")
-		for _, who := range []string{"relay", "agent", "echo"} {
-			p("| %s | %s MiB | %s MiB | %s MiB | %s KiB | %d |\n", who, mib(r.idle.Before.RSS[who]), mib(r.idle.After.RSS[who]), mib(r.idle.Closed.RSS[who]),
-				num(r.idle.perConn(who)/1024, 1), r.idle.After.Threads[who])
+		per := func(who string) string {
+			if path != pathCLI && who == "cli" {
+				return "—"
+			}
+			return num(o.CPU[who]/float64(o.Ops)*1e6, 0)
 		}
-		if len(r.idle.After.Mem) > 0 {
+		p("| %s | %d | %.2f | %s | %s µs | %s µs | %s | %s | %s | %s | %s | %s |\n", pathName[path], o.Ops, o.Dur.Seconds(), num(o.perSec(), 0), num(float64(o.Latency.pct(50))/1e3, 0), num(float64(o.Latency.pct(99))/1e3, 0),
+			per("relay"), per("agent"), per("cli"), per("echo"), per("harness"), per("other"))
+	}
+	for _, path := range tunnelPaths {
+		id, ok := r.idle[path]
+		if !ok || id.K == 0 {
+			continue
+		}
+		mib := func(v int64) string { return num(float64(v)/(1<<20), 1) }
+		p("\n### Idle tunnels, %s (K=%d, opened in %v, closed in %v)\n\n", pathName[path], id.K, id.OpenDur.Round(time.Millisecond), id.CloseDur.Round(time.Millisecond))
+		p("| process | RSS before | with K open | after closing | per tunnel | threads with K open |\n|---|---:|---:|---:|---:|---:|\n")
+		for _, who := range []string{"relay", "agent", "cli", "echo"} {
+			if _, ok := id.After.RSS[who]; !ok {
+				continue
+			}
+			name := who
+			if who == "cli" {
+				name = "nanodems-tunnel"
+			}
+			p("| %s | %s MiB | %s MiB | %s MiB | %s KiB | %d |\n", name, mib(id.Before.RSS[who]), mib(id.After.RSS[who]), mib(id.Closed.RSS[who]),
+				num(id.perConn(who)/1024, 1), id.After.Threads[who])
+		}
+		if len(id.After.Mem) > 0 {
 			p("\nGo runtime (after a forced GC, -pprof):\n\n| process | heap in use before → with K | stacks before → with K | goroutines before → with K | goroutines per tunnel |\n|---|---:|---:|---:|---:|\n")
 			for _, who := range []string{"relay", "agent"} {
-				bm, am := r.idle.Before.Mem[who], r.idle.After.Mem[who]
+				bm, am := id.Before.Mem[who], id.After.Mem[who]
 				p("| %s | %s → %s MiB | %s → %s MiB | %d → %d | %.1f |\n", who,
 					num(float64(bm.HeapInuse)/(1<<20), 1), num(float64(am.HeapInuse)/(1<<20), 1),
 					num(float64(bm.StackInuse)/(1<<20), 1), num(float64(am.StackInuse)/(1<<20), 1),
-					bm.Goroutines, am.Goroutines, float64(am.Goroutines-bm.Goroutines)/float64(r.idle.K))
+					bm.Goroutines, am.Goroutines, float64(am.Goroutines-bm.Goroutines)/float64(id.K))
 			}
 		}
 	}
@@ -512,45 +805,72 @@ func (r *report) markdown() string {
 	return b.String()
 }
 
-// svg draws two bar charts by hand: throughput per path and RTT p50/p99.
+// svg draws three bar charts by hand: throughput, idle round trip, and
+// round trip beside a paced heavy tunnel; a bar per path.
 func (r *report) svg() string {
 	type bar struct {
 		group string
-		ours  float64
-		dir   float64
+		v     []float64 // ws, cli, direct (0: none)
 	}
-	var tp, rt, rl []bar
+	var tp, rt, hl []bar
 	for _, n := range r.cfg.concs {
-		o, _ := median(r.tp, "tunnel", n)
-		d, _ := median(r.tp, "direct", n)
-		if o.Dur > 0 && d.Dur > 0 {
-			tp = append(tp, bar{fmt.Sprintf("%d tunnel%s", n, plural(n)), o.MBps(), d.MBps()})
+		var v []float64
+		for _, path := range allPaths {
+			m, _ := median(r.tp, path, n)
+			if m.Dur > 0 {
+				v = append(v, m.MBps())
+			} else {
+				v = append(v, 0)
+			}
 		}
+		tp = append(tp, bar{fmt.Sprintf("%d tunnel%s", n, plural(n)), v})
 	}
 	us := func(x time.Duration) float64 { return float64(x) / 1e3 }
-	if t, d := r.rtt["tunnel"], r.rtt["direct"]; len(t.Samples) > 0 && len(d.Samples) > 0 {
-		rt = append(rt, bar{"p50", us(t.pct(50)), us(d.pct(50))}, bar{"p99", us(t.pct(99)), us(d.pct(99))})
+	for _, pc := range []float64{50, 99} {
+		var v []float64
+		for _, path := range allPaths {
+			v = append(v, us(r.rtt[path].pct(pc)))
+		}
+		rt = append(rt, bar{fmt.Sprintf("p%.0f", pc), v})
 	}
-	if t, d := r.rttLoaded["tunnel"], r.rttLoaded["direct"]; len(t.Samples) > 0 && len(d.Samples) > 0 {
-		rl = append(rl, bar{"p50", us(t.pct(50)), us(d.pct(50))}, bar{"p99", us(t.pct(99)), us(d.pct(99))})
+	for _, mode := range []string{"dedicated idle", "shared", "dedicated"} {
+		var v []float64
+		for _, path := range allPaths {
+			key := path + " " + mode
+			if path == pathDirect {
+				key = strings.Replace(key, " dedicated", "", 1)
+				if mode == "shared" {
+					key = path
+				}
+			}
+			v = append(v, us(r.hol[key].pct(99)))
+		}
+		hl = append(hl, bar{map[string]string{"dedicated idle": "p99 idle", "shared": "p99, shared only", "dedicated": "p99, dedicated on"}[mode], v})
 	}
 	const (
-		W, H      = 960, 370
+		W, H      = 1100, 370
 		top, base = 70, 300 // bar area from y=top to y=base
-		barW      = 30
+		barW      = 24
 	)
+	cols := []string{"#2f6db5", "#d9822b", "#a8a8a8"}
 	var b strings.Builder
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
 	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
-	p(`<text x="%d" y="20" font-size="15" font-weight="bold">nanodems tunnel vs direct loopback TCP, %s (%s cores)</text>`+"\n", 20, r.started.UTC().Format("2006-01-02"), r.machine.NProc)
-	p(`<rect x="%d" y="30" width="12" height="12" fill="#2f6db5"/><text x="%d" y="41">tunnel</text>`, 20, 36)
-	p(`<rect x="%d" y="30" width="12" height="12" fill="#a8a8a8"/><text x="%d" y="41">direct</text>`+"\n", 90, 106)
+	p(`<text x="%d" y="20" font-size="15" font-weight="bold">nanodems tunnel paths vs direct loopback TCP, %s (%s cores)</text>`+"\n", 20, r.started.UTC().Format("2006-01-02"), r.machine.NProc)
+	x := 20
+	for i, path := range allPaths {
+		p(`<rect x="%d" y="30" width="12" height="12" fill="%s"/><text x="%d" y="41">%s</text>`, x, cols[i], x+16, xmlEsc(pathName[path]))
+		x += 40 + 7*len(pathName[path])
+	}
+	p("\n")
 	panel := func(x0, panelW int, title, unit string, bars []bar) {
 		p(`<text x="%d" y="%d" font-weight="bold">%s</text>`+"\n", x0, top-8, xmlEsc(title))
 		max := 0.0
 		for _, br := range bars {
-			max = math.Max(max, math.Max(br.ours, br.dir))
+			for _, v := range br.v {
+				max = math.Max(max, v)
+			}
 		}
 		if max == 0 || len(bars) == 0 {
 			return
@@ -559,27 +879,27 @@ func (r *report) svg() string {
 		p(`<line x1="%d" y1="%d" x2="%d" y2="%d" stroke="#333"/>`+"\n", x0, base, x0+panelW, base)
 		gw := panelW / len(bars)
 		for i, br := range bars {
-			gx := x0 + i*gw + (gw-2*barW-4)/2
-			for j, v := range []float64{br.ours, br.dir} {
+			n := len(br.v)
+			gx := x0 + i*gw + (gw-n*barW-(n-1)*4)/2
+			for j, v := range br.v {
+				if v == 0 {
+					continue
+				}
 				h := v / max * float64(base-top)
 				x := gx + j*(barW+4)
-				col := "#2f6db5"
-				if j == 1 {
-					col = "#a8a8a8"
-				}
-				p(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"/>`, x, float64(base)-h, barW, h, col)
-				p(`<text x="%d" y="%.1f" text-anchor="middle" font-size="10">%s</text>`+"\n", x+barW/2, float64(base)-h-3, num(v, 0))
+				p(`<rect x="%d" y="%.1f" width="%d" height="%.1f" fill="%s"/>`, x, float64(base)-h, barW, h, cols[j])
+				p(`<text x="%d" y="%.1f" text-anchor="middle" font-size="9">%s</text>`+"\n", x+barW/2, float64(base)-h-3, num(v, 0))
 			}
 			p(`<text x="%d" y="%d" text-anchor="middle">%s</text>`+"\n", x0+i*gw+gw/2, base+16, xmlEsc(br.group))
-			if br.dir > 0 {
-				p(`<text x="%d" y="%d" text-anchor="middle" font-size="10" fill="#555">%.2f×</text>`+"\n", x0+i*gw+gw/2, base+30, br.ours/br.dir)
+			if d := br.v[len(br.v)-1]; d > 0 && len(br.v) == 3 {
+				p(`<text x="%d" y="%d" text-anchor="middle" font-size="10" fill="#555">%.2f× / %.2f×</text>`+"\n", x0+i*gw+gw/2, base+30, br.v[0]/d, br.v[1]/d)
 			}
 		}
-		p(`<text x="%d" y="%d" font-size="10" fill="#555">%s; ratio = tunnel ÷ direct</text>`+"\n", x0, base+50, xmlEsc(unit))
+		p(`<text x="%d" y="%d" font-size="10" fill="#555">%s; ratios = WebSocket ÷ direct / CLI mux ÷ direct</text>`+"\n", x0, base+50, xmlEsc(unit))
 	}
-	panel(20, 380, "Throughput (higher is better)", "MB/s of echoed bytes, one direction", tp)
-	panel(440, 220, "64 B round trip (lower is better)", "µs", rt)
-	panel(700, 240, "64 B round trip beside a bulk tunnel", "µs", rl)
+	panel(20, 420, "Throughput (higher is better)", "MB/s of echoed bytes, one direction", tp)
+	panel(480, 250, "64 B round trip, idle (lower is better)", "µs", rt)
+	panel(770, 320, fmt.Sprintf("64 B round trip beside a %.0f MB/s tunnel", pacedRate/1e6), "µs", hl)
 	p("</svg>\n")
 	return b.String()
 }

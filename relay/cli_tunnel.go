@@ -254,7 +254,7 @@ func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		if err != nil {
 			break
 		}
-		wg.Go(func() { s.serveCLIStream(c.ID, m, st, log) })
+		wg.Go(func() { s.serveCLIStream(c.ID, m, st, log, &wg) })
 	}
 	m.end(websocket.StatusNormalClosure, "")
 	wg.Wait()
@@ -289,8 +289,13 @@ func (s *Server) watchCLIMux(id string, m *cliMuxConn) {
 }
 
 // serveCLIStream answers one stream of a CLI's mux: header, session and
-// scope checks, Dial, status, then bytes until both directions end.
-func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger) {
+// scope checks, Dial, status; then it starts the bytes on a fresh
+// goroutine of wg and returns. The store read and the dial grow this
+// goroutine's stack (modernc sqlite runs deep), and an idle tunnel would
+// keep it for its whole life: handing the copy to a new goroutine took the
+// relay's Go heap+stacks per idle tunnel from 21.9 to 16.6 KiB (K=1000,
+// docs/perf-bench.md).
+func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger, wg *sync.WaitGroup) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
 	if err != nil {
@@ -329,9 +334,11 @@ func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *
 		st.Close()
 		return
 	}
-	var up, down atomic.Uint64
-	err = mux.Pipe(mux.NewStream(st), conn, &up, &down)
-	log.Debug("cli stream closed", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "up", up.Load(), "down", down.Load(), "err", err)
+	wg.Go(func() {
+		var up, down atomic.Uint64
+		err := mux.Pipe(mux.NewStream(st), conn, &up, &down)
+		log.Debug("cli stream closed", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "up", up.Load(), "down", down.Load(), "err", err)
+	})
 }
 
 // cliStatus maps an error of dialCLI to the mux status the CLI sees; the

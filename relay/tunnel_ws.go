@@ -59,7 +59,14 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxMessage)
 	c := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
-	var up, down atomic.Uint64
-	err = mux.Pipe(c, conn, &up, &down)
-	s.log.Debug("tunnel closed", "handle", h, "up", up.Load(), "down", down.Load(), "err", err)
+	// The bytes flow on a fresh goroutine and this handler returns: its
+	// goroutine's stack, grown by the TLS handshake and the HTTP parsing,
+	// and the request it holds (headers, contexts) are freed while the
+	// tunnel lives. Per idle tunnel that took the relay's Go heap+stacks
+	// from 53.8 to 38.7 KiB (K=1000, docs/perf-bench.md).
+	go func() {
+		var up, down atomic.Uint64
+		err := mux.Pipe(c, conn, &up, &down)
+		s.log.Debug("tunnel closed", "handle", h, "up", up.Load(), "down", down.Load(), "err", err)
+	}()
 }
