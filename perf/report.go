@@ -584,7 +584,38 @@ func (r *report) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "perf.svg"), []byte(r.svg()), 0o644); err != nil {
 		return err
 	}
-	return os.WriteFile(filepath.Join(dir, "perf.md"), []byte(r.markdown()), 0o644)
+	md := r.markdown() + rtspSection(dir)
+	return os.WriteFile(filepath.Join(dir, "perf.md"), []byte(md), 0o644)
+}
+
+// rtspSection carries the RTSP gateway's headline table (issue 4: gnet
+// against goroutine-per-connection, fan-out on and off) into perf.md from
+// perf-rtsp.md in dir, which perf/rtspbench's figures fill: one page has
+// every figure, and the RTSP sweep (~15 minutes) stays out of this
+// harness's few-minute run.
+func rtspSection(dir string) string {
+	b, err := os.ReadFile(filepath.Join(dir, "perf-rtsp.md"))
+	if err != nil {
+		return ""
+	}
+	_, rest, ok := strings.Cut(string(b), "\n## Result\n")
+	if !ok {
+		return ""
+	}
+	var table []string
+	for _, l := range strings.Split(rest, "\n") {
+		if strings.HasPrefix(l, "|") {
+			table = append(table, l)
+		} else if len(table) > 0 {
+			break
+		}
+	}
+	if len(table) == 0 {
+		return ""
+	}
+	return "\n## RTSP gateway: concurrent 4 Mbit/s viewers\n\n" +
+		"From [perf-rtsp.md](perf-rtsp.md) (`go run ./perf/rtspbench`, its own run; method, raw sweep and findings there). " +
+		"Aim of issue 4: at least 200 viewers.\n\n" + strings.Join(table, "\n") + "\n"
 }
 
 func (r *report) markdown() string {
