@@ -120,7 +120,18 @@ func DialDedicated(ctx context.Context, r Relay, handle string) (net.Conn, error
 }
 
 func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, query string) (net.Conn, error) {
-	u, err := url.Parse(strings.TrimRight(r.URL, "/") + "/api/tunnel/" + url.PathEscape(handle))
+	client := r.wsHTTPClient()
+	// A refusal leaves its connection idle in the pool; the upgraded one
+	// is hijacked and unaffected.
+	defer client.CloseIdleConnections()
+	return dialWebSocket(ctx, client, r, "/api/tunnel/"+url.PathEscape(handle), query, extra, "tunnel to "+handle)
+}
+
+// dialWebSocket opens a WebSocket to path?query on the relay with the
+// token as Bearer (plus extra headers), as a wsconn byte stream. A
+// refusal is a *RelayError; other failures are wrapped with what.
+func dialWebSocket(ctx context.Context, client *http.Client, r Relay, path, query string, extra http.Header, what string) (net.Conn, error) {
+	u, err := url.Parse(strings.TrimRight(r.URL, "/") + path)
 	if err != nil {
 		return nil, fmt.Errorf("relay URL: %w", err)
 	}
@@ -140,10 +151,6 @@ func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, 
 	if r.Token != "" {
 		hdr.Set("Authorization", "Bearer "+r.Token)
 	}
-	client := r.wsHTTPClient()
-	// A refusal leaves its connection idle in the pool; the upgraded one
-	// is hijacked and unaffected.
-	defer client.CloseIdleConnections()
 	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
 		HTTPClient:      client,
 		HTTPHeader:      hdr,
@@ -153,7 +160,7 @@ func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, 
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			return nil, relayError(resp)
 		}
-		return nil, fmt.Errorf("tunnel to %s: %w", handle, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	ws.SetReadLimit(1 << 20)
 	return wsconn.New(ws, wsconn.Addr("local"), wsconn.Addr(u.Host)), nil

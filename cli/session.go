@@ -11,15 +11,12 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/coder/websocket"
 	"github.com/xtaci/smux"
 
-	"github.com/nanodems/connector/internal/wsconn"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/secret"
 )
@@ -601,7 +598,7 @@ func sessionError(err error) error {
 func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := dialWebSocket(ctx, t.ws, t.o.Relay, "/api/cli/mux")
+	c, err := dialWebSocket(ctx, t.ws, t.o.Relay, "/api/cli/mux", "", nil, "/api/cli/mux")
 	if err != nil {
 		return nil, err
 	}
@@ -613,47 +610,14 @@ func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 	return sess, nil
 }
 
-// dialWebSocket opens a WebSocket to path on the relay with the token as
-// Bearer, as a wsconn byte stream. A refusal is a *RelayError.
-func dialWebSocket(ctx context.Context, client *http.Client, r Relay, path string) (net.Conn, error) {
-	u, err := url.Parse(strings.TrimRight(r.URL, "/") + path)
-	if err != nil {
-		return nil, fmt.Errorf("relay URL: %w", err)
-	}
-	switch u.Scheme {
-	case "https":
-		u.Scheme = "wss"
-	case "http":
-		u.Scheme = "ws"
-	default:
-		return nil, fmt.Errorf("relay URL %q is not http(s)", r.URL)
-	}
-	hdr := http.Header{}
-	if r.Token != "" {
-		hdr.Set("Authorization", "Bearer "+r.Token)
-	}
-	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{
-		HTTPClient:      client,
-		HTTPHeader:      hdr,
-		CompressionMode: websocket.CompressionDisabled,
-	})
-	if err != nil {
-		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
-			return nil, relayError(resp)
-		}
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	ws.SetReadLimit(1 << 20)
-	return wsconn.New(ws, wsconn.Addr("local"), wsconn.Addr(u.Host)), nil
-}
-
 // DialRawTunnel opens one tunnel to the plan address ip:port of the CLI
 // session r.Token over its own WebSocket (/api/cli/raw-tunnel/{ip}/{port}):
 // the simple protocol, for clients that do not multiplex.
 func DialRawTunnel(ctx context.Context, r Relay, ip string, port uint16) (net.Conn, error) {
 	c := r.wsHTTPClient()
 	defer c.CloseIdleConnections()
-	return dialWebSocket(ctx, c, r, "/api/cli/raw-tunnel/"+url.PathEscape(ip)+"/"+portString(port))
+	path := "/api/cli/raw-tunnel/" + url.PathEscape(ip) + "/" + portString(port)
+	return dialWebSocket(ctx, c, r, path, "", nil, path)
 }
 
 // refreshLoop fetches the plan every refresh interval and applies it. A
