@@ -562,3 +562,32 @@ func TestCLISessionSlidesAndCaps(t *testing.T) {
 		t.Fatalf("expired sessions listed as active: %+v", list)
 	}
 }
+
+// TestCLIMuxSessionCache: a mux keeps its session row between stream opens
+// (cliSessionFresh), but never refuses on a stale copy: a slide made by
+// another path (here a plan fetch) right before counts.
+func TestCLIMuxSessionCache(t *testing.T) {
+	clk := &clock{}
+	d := startDemo(t, func(c *relay.Config) { c.Now = clk.Now })
+	ctx := context.Background()
+	day := 24 * time.Hour
+	s := mintCLI(t, d)
+	m := dialMux(t, d, s.Token)
+	echo := uint16(d.Echo.Addr().Port)
+	st, err := m.open("127.0.0.2", echo) // the mux reads and caches the row
+	must(t, err)
+	st.Close()
+
+	clk.advance(29 * day)
+	_, err = cli.FetchPlan(ctx, cliRelay(d, s.Token)) // slides to day 59
+	must(t, err)
+	clk.advance(2 * day) // day 31: past the cached expiry, not the stored one
+	st, err = m.open("127.0.0.2", echo)
+	must(t, err)
+	must(t, roundTrip(mux.NewStream(st), 1000))
+	st.Close()
+
+	clk.advance(30 * day) // day 61: expired in the store too
+	_, err = m.open("127.0.0.2", echo)
+	wantMuxStatus(t, err, mux.NotAllowed, "CLI session expired; issue a new one")
+}
