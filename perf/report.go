@@ -536,7 +536,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(tw, "\nfigure\tWebSocket\tCLI mux\tdirect\ttarget\t")
 	for _, rw := range rows(r.figs) {
 		var cells []string
-		for _, via := range tunnelPaths {
+		for _, via := range []string{pathWS, pathCLI} { // both columns, also under -paths
 			f, ok := rw.by[via]
 			if !ok {
 				cells = append(cells, "—")
