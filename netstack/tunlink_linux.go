@@ -114,6 +114,19 @@ func (l *tunLink) Attach(d stack.NetworkDispatcher) {
 	go l.readLoop(d)
 }
 
+// stopReading stops the inbound loop and waits for it; Stack.Close calls
+// it before it destroys the stack (see there why). The later Attach(nil)
+// then finds the loop gone.
+func (l *tunLink) stopReading() {
+	l.mu.Lock()
+	attached := l.dispatcher != nil
+	l.mu.Unlock()
+	if attached {
+		l.stop.Stop() // an eventfd increment: safe to repeat in Attach(nil)
+		l.running.Wait()
+	}
+}
+
 func (l *tunLink) Close() {
 	if l.onClose != nil {
 		l.onClose()
