@@ -79,11 +79,14 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 			}
 		}
 		full = n == len(buf)
-		PutBuf(bp)
 		if werr != nil {
+			// Not back to the pool: smux's Write returns at a deadline
+			// or the session's death while its send loop may still be
+			// reading the frame (a race -race caught in TestRTSPFFmpeg).
 			err = werr
 			break
 		}
+		PutBuf(bp)
 		if rerr != nil {
 			if rerr != io.EOF {
 				err = rerr

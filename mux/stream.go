@@ -219,9 +219,13 @@ func (c *Stream) awaitDedicated() error {
 // Write frames p, copying it through a pooled buffer so each chunk goes to
 // smux in one Write (one smux frame). Copy avoids the copy by reading
 // straight into a frame.
+//
+// After a failed write the buffer is dropped, not pooled: smux's Write
+// returns at a deadline or when the session dies while its send loop may
+// still be reading the frame, so reusing it would race (the race detector
+// caught it in TestRTSPFFmpeg).
 func (c *Stream) Write(p []byte) (int, error) {
 	bp := GetBuf()
-	defer PutBuf(bp)
 	buf := *bp
 	written := 0
 	for len(p) > 0 {
@@ -233,6 +237,7 @@ func (c *Stream) Write(p []byte) (int, error) {
 		written += k
 		p = p[k:]
 	}
+	PutBuf(bp)
 	return written, nil
 }
 
