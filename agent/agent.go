@@ -171,6 +171,9 @@ func (a *Agent) session(ctx context.Context) error {
 		defer wg.Done()
 		defer sess.Close() // a dead control stream ends the session
 		if err := a.readControl(c); err != nil {
+			if ctx.Err() != nil {
+				return // shutting down: the stream ends with the session
+			}
 			a.log.Warn("control stream", "err", err)
 		}
 	}()
