@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,6 +11,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/nanodems/connector/internal/coalesce"
 
 	"github.com/xtaci/smux"
 
@@ -195,8 +196,8 @@ func (a *Agent) session(ctx context.Context) error {
 // dialRelay opens a TLS 1.3 connection to the agent listener and writes
 // its preamble: the shared session, or a dedicated connection.
 func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error) {
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}, Config: a.id.tlsConfig()}
-	conn, err := d.DialContext(ctx, "tcp", a.id.RelayAddr)
+	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
+	conn, err := coalesce.Dial(ctx, &d, "tcp", a.id.RelayAddr, a.id.tlsConfig())
 	if err != nil {
 		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
 	}

@@ -14,6 +14,8 @@ import (
 	"net/url"
 	"strings"
 
+	"github.com/nanodems/connector/internal/coalesce"
+
 	"github.com/coder/websocket"
 
 	"github.com/nanodems/connector/internal/wsconn"
@@ -68,7 +70,6 @@ func (r Relay) HTTPClient() *http.Client {
 func (r Relay) wsHTTPClient() *http.Client {
 	cfg := r.TLSConfig()
 	var nd net.Dialer
-	td := tls.Dialer{NetDialer: &nd, Config: cfg}
 	tr := &http.Transport{
 		TLSClientConfig:   cfg,
 		ForceAttemptHTTP2: false,
@@ -80,7 +81,7 @@ func (r Relay) wsHTTPClient() *http.Client {
 			return wsconn.CoalesceFrames(c), nil
 		},
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := td.DialContext(ctx, network, addr)
+			c, err := coalesce.Dial(ctx, &nd, network, addr, cfg)
 			if err != nil {
 				return nil, err
 			}

@@ -89,6 +89,7 @@ func main() {
 	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; a partial run does not write the report files)")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
+	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
 	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
 	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
 	flag.Parse()
@@ -96,6 +97,13 @@ func main() {
 	if *echoAddr != "" {
 		if err := serveEcho(*echoAddr); err != nil {
 			fmt.Fprintln(os.Stderr, "perf echo:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *fwdSpec != "" {
+		if err := serveForward(*fwdSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "perf forward:", err)
 			os.Exit(1)
 		}
 		return
@@ -195,6 +203,10 @@ const (
 	pathWS     = "ws"     // cli.DialTunnel: one WebSocket over TLS per tunnel
 	pathCLI    = "cli"    // nanodems-tunnel run: a stream per connection on one mux WebSocket
 	pathDirect = "direct" // loopback TCP straight to the echo target
+	// pathFloor is loopback TCP through two plain forwarder processes to
+	// the echo target: what crossing two processes costs by itself. Only
+	// the round trip and throughput measure it.
+	pathFloor = "floor"
 )
 
 // tunnelPaths are the paths through the relay, in report order.
@@ -215,6 +227,7 @@ type env struct {
 	opsToken                string // the CLI session nanodems-tunnel runs with
 	cliAddr                 string // the plan address of the echo target (127.0.0.X:port)
 	echoAddr                string
+	floorAddr               string // the first of two plain TCP forwarders in front of the echo target
 	siteID                  string
 	api                     *demo.API
 	admin                   demo.Cred
@@ -316,6 +329,25 @@ func (e *env) up(ctx context.Context) error {
 	if _, err := e.echo.waitLine(ctx, "listening", 10*time.Second); err != nil {
 		return err
 	}
+	// Two plain TCP forwarders in front of it, each its own process: the
+	// round trip's floor for a path that crosses two processes on its way,
+	// as every tunnel crosses the relay and the agent.
+	to := e.echoAddr
+	for _, name := range []string{"forwarder-2", "forwarder-1"} {
+		from, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		fp, err := children.start(e.tmp, name, self, []string{"-serve-forward", from + ">" + to}, nil, "listening")
+		if err != nil {
+			return err
+		}
+		if _, err := fp.waitLine(ctx, "listening", 10*time.Second); err != nil {
+			return err
+		}
+		to = from
+	}
+	e.floorAddr = to
 
 	// Relay.
 	apiAddr, err := freeAddr()
@@ -451,6 +483,7 @@ func (e *env) up(ctx context.Context) error {
 		pathWS:     func(ctx context.Context) (net.Conn, error) { return cli.DialTunnel(ctx, r, e.handle) },
 		pathCLI:    func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.cliAddr) },
 		pathDirect: func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.echoAddr) },
+		pathFloor:  func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", e.floorAddr) },
 	}
 	return nil
 }
@@ -683,7 +716,7 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			sums[i] = p.sum(i, per)
 		}
 		for r := 0; r < c.repeats; r++ {
-			for _, path := range allPaths {
+			for _, path := range append(slices.Clone(allPaths), pathFloor) {
 				moved0 := e.agent.count(movedLine)
 				rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 				res, err := throughput(rctx, e.dial[path], n, per, p, sums, e.meter())
@@ -694,7 +727,7 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 					}
 					return fmt.Errorf("throughput, %d %s connection(s): %w", n, path, err)
 				}
-				if path != pathDirect {
+				if path != pathDirect && path != pathFloor {
 					res.Moved = e.agent.count(movedLine) - moved0
 				}
 				logf("throughput %-6s %2d conn × %4d MiB: %8.1f MB/s  (CPU s: relay %.2f agent %.2f cli %.2f echo %.2f harness %.2f; other processes %.2f; moved to dedicated connections: %d)",
@@ -780,6 +813,14 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 		}
 		logf("rtt %-6s 64 B beside a saturating bulk transfer: p50 %v p99 %v", path, lr.pct(50).Round(time.Microsecond), lr.pct(99).Round(time.Microsecond))
 		rep.rttLoaded[path] = lr
+	}
+	if c.on("rtt") {
+		res, err := pingPong(ctx, e.dial[pathFloor], 64, 200, c.rttSamples)
+		if err != nil {
+			return fmt.Errorf("round trip through the plain forwarders: %w", err)
+		}
+		logf("rtt floor  64 B through two plain TCP forwarder processes: p50 %v p99 %v", res.pct(50).Round(time.Microsecond), res.pct(99).Round(time.Microsecond))
+		rep.floor = res
 	}
 
 	if c.pprofMode && c.on("rtt") {

@@ -404,6 +404,51 @@ func serveEcho(addr string) error {
 	return e.Close()
 }
 
+// serveForward runs a plain TCP forwarder, LISTEN>TARGET: each accepted
+// connection is dialled on to TARGET and copied both ways with io.Copy
+// (half-close kept), with TCP_NODELAY as Go sets it. It is the simplest
+// process a byte can cross, the floor the relay and agent are compared with.
+func serveForward(spec string) error {
+	from, to, ok := strings.Cut(spec, ">")
+	if !ok {
+		return fmt.Errorf("want LISTEN>TARGET, got %q", spec)
+	}
+	ln, err := net.Listen("tcp", from)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "listening %s\n", ln.Addr())
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go forward(c.(*net.TCPConn), to)
+		}
+	}()
+	waitSignal()
+	return ln.Close()
+}
+
+func forward(c *net.TCPConn, to string) {
+	defer c.Close()
+	d, err := net.Dial("tcp", to)
+	if err != nil {
+		return
+	}
+	defer d.Close()
+	done := make(chan struct{})
+	go func() {
+		io.Copy(d, c)
+		d.(*net.TCPConn).CloseWrite()
+		close(done)
+	}()
+	io.Copy(c, d)
+	c.CloseWrite()
+	<-done
+}
+
 // waitSignal blocks until SIGINT or SIGTERM.
 func waitSignal() {
 	c := make(chan os.Signal, 1)

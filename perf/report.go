@@ -62,6 +62,7 @@ type report struct {
 	machine        machine
 	tp             []tpRun
 	rtt, rttLoaded map[string]rttResult  // by path
+	floor          rttResult             // through two plain TCP forwarder processes
 	hol            map[string]holResult  // "ws shared", "ws dedicated", "cli …", "direct"
 	opens          map[string]openResult // by path
 	idle           map[string]idleResult // by tunnel path
@@ -105,6 +106,9 @@ var describe = map[string]string{
 	pathWS:  "WebSocket/TLS per tunnel to relay, smux/TLS to agent, TCP to echo",
 	pathCLI: "TCP to nanodems-tunnel, smux stream in one WebSocket/TLS to relay, smux/TLS to agent, TCP to echo",
 }
+
+// describeFloor is the Path of the floor figures.
+const describeFloor = "TCP through two io.Copy forwarder processes (perf -serve-forward) to echo"
 
 // pathName is how the report names a path.
 var pathName = map[string]string{pathWS: "WebSocket per tunnel", pathCLI: "CLI mux", pathDirect: "direct"}
@@ -235,6 +239,10 @@ func (r *report) figures() []figure {
 			}
 			add(f)
 		}
+		if fl, _ := median(r.tp, pathFloor, n); fl.Dur > 0 && dir.Dur > 0 {
+			add(figure{Name: fmt.Sprintf("throughput_%d_floor", n), Via: pathWS, label: fmt.Sprintf("throughput, %d connection%s through two plain TCP forwarder processes (the floor: process hops alone, no TLS, no mux)", n, plural(n)),
+				Value: fl.MBps(), Unit: "MB/s", Direct: ptr(dir.MBps()), Path: describeFloor, dec: 0})
+		}
 	}
 	if len(r.tp) > 0 {
 		for _, who := range []string{"relay", "agent", "cli"} {
@@ -263,6 +271,12 @@ func (r *report) figures() []figure {
 			add(figure{Name: "rtt64_p50_overhead", Via: via, label: "64 B round trip p50 overhead (tunnel − direct)", Value: over, Unit: "µs", Path: describe[via],
 				Target: "≤ 120 µs", Met: ptr(over <= 120), dec: 0})
 		}
+	}
+	if f := r.floor; len(f.Samples) > 0 && len(d.Samples) > 0 {
+		// Shown in the WebSocket column: that path crosses the same two
+		// processes (relay, agent) between harness and echo target.
+		add(figure{Name: "rtt64_p50_overhead_floor", Via: pathWS, label: "64 B round trip p50 overhead of two plain TCP forwarder processes in the same place (the floor: process hops alone, no TLS, no mux)",
+			Value: us(f.pct(50) - d.pct(50)), Unit: "µs", Path: describeFloor, dec: 0})
 	}
 	for _, via := range tunnelPaths {
 		if t := r.rtt[via]; len(t.Samples) > 0 && len(d.Samples) > 0 {

@@ -2,7 +2,6 @@ package relay
 
 import (
 	"context"
-	"crypto/tls"
 	"crypto/x509"
 	"encoding/binary"
 	"errors"
@@ -11,6 +10,8 @@ import (
 	"log/slog"
 	"net"
 	"time"
+
+	"github.com/nanodems/connector/internal/coalesce"
 
 	"github.com/xtaci/smux"
 
@@ -51,7 +52,7 @@ func (s *Server) serveAgents(ln net.Listener) {
 // checks, registration, then the control loop until the session ends.
 func (s *Server) serveAgent(raw net.Conn) {
 	log := s.log.With("remote", raw.RemoteAddr().String())
-	tc := tls.Server(raw, s.agentTLS)
+	tc := coalesce.Server(raw, s.agentTLS)
 	raw.SetDeadline(time.Now().Add(15 * time.Second))
 	if err := tc.Handshake(); err != nil {
 		log.Info("agent TLS handshake failed", "err", err)
@@ -81,7 +82,7 @@ func (s *Server) serveAgent(raw net.Conn) {
 // must be the one whose session holds the tunnel, and pass the same
 // identity checks as a hello. It reports whether the connection now
 // belongs to the tunnel.
-func (s *Server) attachDedicated(tc *tls.Conn, cert *x509.Certificate, log *slog.Logger) bool {
+func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, log *slog.Logger) bool {
 	cn := cert.Subject.CommonName
 	var id [4]byte
 	if _, err := io.ReadFull(tc, id[:]); err != nil {
@@ -109,7 +110,7 @@ func (s *Server) attachDedicated(tc *tls.Conn, cert *x509.Certificate, log *slog
 }
 
 // serveSession runs the shared session of an agent.
-func (s *Server) serveSession(tc *tls.Conn, raw net.Conn, cert *x509.Certificate, log *slog.Logger) {
+func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certificate, log *slog.Logger) {
 	defer raw.Close()
 	cn := cert.Subject.CommonName
 

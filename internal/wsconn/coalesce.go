@@ -30,9 +30,10 @@ import (
 // breaks those rules switches the wrapper to pass everything through.
 func CoalesceFrames(c net.Conn) net.Conn { return &coalescer{Conn: c} }
 
-// maxCoalesced is the largest frame collected: a 64 KiB copy buffer, or
-// one smux frame (65535 + 8), plus a client frame header (14).
-const maxCoalesced = 64<<10 + 64
+// maxCoalesced is the largest frame collected: a batch of smux frames
+// (third_party/smux writes up to 256 KiB plus one 64 KiB frame at once),
+// plus a client frame header (14).
+const maxCoalesced = 320<<10 + 64
 
 var framePool = sync.Pool{New: func() any { b := make([]byte, maxCoalesced); return &b }}
 

@@ -1,0 +1,164 @@
+// Package coalesce cuts the system calls of the connector's TLS links:
+// Conn makes one write system call of each TLS Write, however many records
+// it takes.
+//
+// Why: the relay's CPU profile during tunnel opens was a third write and
+// read system calls (docs/perf.md, issue 6). crypto/tls writes every
+// record with its own Write to the socket: a 64 KiB copy-loop chunk is four
+// records and four system calls, and a batch of smux frames (256 KiB, see
+// third_party/smux) sixteen. Each write on loopback also runs the
+// receiver's TCP input and wakes it, so fewer, larger writes save CPU at
+// both ends.
+package coalesce
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"sync"
+	"sync/atomic"
+)
+
+// Conn is a TLS connection whose Write reaches the socket in one system
+// call: the records crypto/tls produces for it are collected below the
+// TLS layer and written together when the Write is done. Everything else
+// is the embedded *tls.Conn's.
+type Conn struct {
+	*tls.Conn
+	under     *under
+	handshook atomic.Bool
+}
+
+// Client is tls.Client over raw with coalesced writes.
+func Client(raw net.Conn, cfg *tls.Config) *Conn {
+	u := &under{Conn: raw}
+	return &Conn{Conn: tls.Client(u, cfg), under: u}
+}
+
+// Server is tls.Server over raw with coalesced writes.
+func Server(raw net.Conn, cfg *tls.Config) *Conn {
+	u := &under{Conn: raw}
+	return &Conn{Conn: tls.Server(u, cfg), under: u}
+}
+
+// Handshake runs the TLS handshake (see tls.Conn.Handshake).
+func (c *Conn) Handshake() error { return c.HandshakeContext(context.Background()) }
+
+// HandshakeContext runs the TLS handshake (see tls.Conn.HandshakeContext).
+func (c *Conn) HandshakeContext(ctx context.Context) error {
+	err := c.Conn.HandshakeContext(ctx)
+	if err == nil {
+		c.handshook.Store(true)
+	}
+	return err
+}
+
+// Write encrypts p and writes its records in one system call.
+func (c *Conn) Write(p []byte) (int, error) {
+	// The handshake must not run corked: its flights would wait in the
+	// buffer for a reply that never comes. tls.Conn.Write would run it
+	// implicitly; run it here, uncorked, once.
+	if !c.handshook.Load() {
+		if err := c.HandshakeContext(context.Background()); err != nil {
+			return 0, err
+		}
+	}
+	c.under.cork()
+	n, err := c.Conn.Write(p)
+	if ferr := c.under.uncork(); err == nil {
+		err = ferr
+	}
+	return n, err
+}
+
+// NetConn returns the socket under the TLS layer.
+func (c *Conn) NetConn() net.Conn { return c.under.Conn }
+
+// under is the transport under the tls.Conn. While corked it collects what
+// crypto/tls writes; uncorked, writes go straight through. Writes that
+// crypto/tls makes on its own, outside Conn.Write (handshake flights,
+// close_notify, key update answers), are never held back: they happen
+// uncorked, or, if they race a Write, leave with its records.
+type under struct {
+	net.Conn
+	mu     sync.Mutex
+	corked int     // Writes in progress
+	buf    *[]byte // records collected while corked; pooled, nil when empty
+	err    error   // the socket failed: every later write fails too
+}
+
+// maxBatch is the largest Write whose records are collected in a pooled
+// buffer: smux's batch (256 KiB) plus a frame.
+const maxBatch = 320 << 10
+
+// recordPool holds the buffers records are collected in: maxBatch plus
+// the records' headers and tags.
+var recordPool = sync.Pool{New: func() any { b := make([]byte, 0, maxBatch+maxBatch/64); return &b }}
+
+func (u *under) Write(p []byte) (int, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.err != nil {
+		return 0, u.err
+	}
+	if u.corked == 0 {
+		n, err := u.Conn.Write(p)
+		u.err = err
+		return n, err
+	}
+	if u.buf == nil {
+		u.buf = recordPool.Get().(*[]byte)
+	}
+	*u.buf = append(*u.buf, p...)
+	return len(p), nil
+}
+
+func (u *under) cork() {
+	u.mu.Lock()
+	u.corked++
+	u.mu.Unlock()
+}
+
+// uncork ends one Write; the last one out writes what was collected.
+func (u *under) uncork() error {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.corked--
+	if u.corked > 0 || u.buf == nil {
+		return u.err
+	}
+	b := u.buf
+	u.buf = nil
+	if u.err == nil {
+		_, u.err = u.Conn.Write(*b)
+	}
+	if cap(*b) <= maxBatch+maxBatch/64 {
+		*b = (*b)[:0]
+		recordPool.Put(b)
+	}
+	return u.err
+}
+
+// Dial is tls.Dialer.DialContext with coalesced writes: it connects with
+// d, runs the handshake under ctx and returns the connection. As with
+// tls.Dial, a config without ServerName gets the host of addr.
+func Dial(ctx context.Context, d *net.Dialer, network, addr string, cfg *tls.Config) (*Conn, error) {
+	raw, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.ServerName == "" {
+		host, _, err := net.SplitHostPort(addr)
+		if err != nil {
+			host = addr
+		}
+		cfg = cfg.Clone()
+		cfg.ServerName = host
+	}
+	c := Client(raw, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
+		return nil, err
+	}
+	return c, nil
+}
