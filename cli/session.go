@@ -359,7 +359,10 @@ func (t *Tunnel) dialStream(ctx context.Context, ap netip.AddrPort) (*mux.Stream
 		if err != nil {
 			return nil, err
 		}
-		st, err := sess.OpenStream()
+		st, err := mux.OpenTunnel(sess, mux.Header{Host: ap.Addr().String(), Port: ap.Port()})
+		if errors.Is(err, mux.ErrBadHeader) {
+			return nil, fmt.Errorf("%s: %w", ap, err)
+		}
 		if err != nil {
 			// The session died under us; the keeper is reconnecting.
 			t.dropSession(sess)
@@ -368,10 +371,7 @@ func (t *Tunnel) dialStream(ctx context.Context, ap netip.AddrPort) (*mux.Stream
 		deadline, _ := ctx.Deadline()
 		st.SetDeadline(deadline)
 		stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
-		err = mux.WriteHeader(st, mux.Header{Host: ap.Addr().String(), Port: ap.Port()})
-		if err == nil {
-			err = mux.ReadStatus(st)
-		}
+		err = mux.ReadStatus(st)
 		stop()
 		if err != nil {
 			st.Close()

@@ -3,10 +3,18 @@ package mux_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"errors"
 	"io"
 	"math/rand/v2"
+	"net"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/mux"
 )
 
 // TestSessionStreamsBothWays drives the patched smux write path
@@ -62,5 +70,63 @@ func sendAndCheck(t *testing.T, w, rd interface {
 	}
 	if err := <-done; err != nil {
 		t.Errorf("stream %d: the reader did not get the %d bytes written: %v", seed, size, err)
+	}
+}
+
+// countWrites counts the Writes that reach a connection.
+type countWrites struct {
+	net.Conn
+	n atomic.Int64
+}
+
+func (c *countWrites) Write(p []byte) (int, error) {
+	c.n.Add(1)
+	return c.Conn.Write(p)
+}
+
+// TestOpenTunnelOneWrite: a tunnel's SYN and header reach the connection
+// in one write, and the peer reads the header as the stream's first bytes.
+func TestOpenTunnelOneWrite(t *testing.T) {
+	c1, c2 := tcpPair(t)
+	cw := &countWrites{Conn: c1}
+	relay, err := smux.Client(cw, mux.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := smux.Server(c2, mux.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close(); agent.Close() })
+	want := mux.Header{Flags: mux.FlagDedicated, Host: "192.0.2.7", Port: 554}
+	before := cw.n.Load()
+	st, err := mux.OpenTunnel(relay, want)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if n := cw.n.Load() - before; n != 1 {
+		t.Fatalf("opening a tunnel made %d writes, want 1", n)
+	}
+	as, err := agent.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer as.Close()
+	as.SetDeadline(time.Now().Add(10 * time.Second))
+	got, err := mux.ReadHeader(as)
+	if err != nil || got != want {
+		t.Fatalf("peer read %+v, %v; want %+v", got, err, want)
+	}
+	// The stream goes on as any other, both ways.
+	if _, err := st.Write([]byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	b := make([]byte, 5)
+	if _, err := io.ReadFull(as, b); err != nil || string(b) != "after" {
+		t.Fatalf("peer read %q, %v", b, err)
+	}
+	if _, err := mux.OpenTunnel(relay, mux.Header{Host: "", Port: 1}); !errors.Is(err, mux.ErrBadHeader) {
+		t.Fatalf("a bad header opened a stream: %v", err)
 	}
 }

@@ -851,6 +851,15 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 		logf("opens  %-6s: %8.0f /s (p50 %v, p99 %v, %d in %v; CPU µs per open: relay %.0f agent %.0f cli %.0f echo %.0f harness %.0f, other processes %.0f)",
 			path, res.perSec(), res.Latency.pct(50).Round(time.Microsecond), res.Latency.pct(99).Round(time.Microsecond), res.Ops, res.Dur.Round(time.Millisecond),
 			per("relay"), per("agent"), per("cli"), per("echo"), per("harness"), per("other"))
+		if c.perfstat {
+			var parts []string
+			for _, who := range []string{"harness", "relay", "agent", "cli", "echo"} {
+				if v, ok := res.CPU[who+" syscalls"]; ok && v > 0 {
+					parts = append(parts, fmt.Sprintf("%s %.1f/%.1f", who, v/float64(res.Ops), res.CPU[who+" context-switches"]/float64(res.Ops)))
+				}
+			}
+			logf("    per open, syscalls/context switches: %s", strings.Join(parts, ", "))
+		}
 		rep.opens[path] = res
 	}
 	if c.pprofMode && c.on("opens") {

@@ -103,12 +103,15 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 			}
 		}
 	}
-	st, err := a.sess.OpenStream()
+	st, err := mux.OpenTunnel(a.sess, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)})
 	if err != nil {
+		if errors.Is(err, mux.ErrBadHeader) {
+			return nil, err
+		}
 		return nil, ErrAgentOffline
 	}
 	a.active.Add(1)
-	status, err := handshake(ctx, st, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)})
+	status, err := awaitStatus(ctx, st)
 	if err != nil {
 		st.Close()
 		a.active.Add(-1)
@@ -124,9 +127,9 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 // deadline: the agent's own LAN dial gives up after 5 s.
 const openTimeout = 15 * time.Second
 
-// handshake writes the header and reads the agent's status; it returns
-// the reason of an OK status (a UDP relay's ports, mux.FlagUDP).
-func handshake(ctx context.Context, st *smux.Stream, h mux.Header) (string, error) {
+// awaitStatus reads the agent's status on a stream opened with its header;
+// it returns the reason of an OK status (a UDP relay's ports, mux.FlagUDP).
+func awaitStatus(ctx context.Context, st *smux.Stream) (string, error) {
 	deadline, ok := ctx.Deadline()
 	if !ok {
 		deadline = time.Now().Add(openTimeout)
@@ -134,9 +137,6 @@ func handshake(ctx context.Context, st *smux.Stream, h mux.Header) (string, erro
 	st.SetDeadline(deadline)
 	stop := context.AfterFunc(ctx, func() { st.SetDeadline(time.Now()) })
 	defer stop()
-	if err := mux.WriteHeader(st, h); err != nil {
-		return "", fmt.Errorf("%w: %v", ErrAgentOffline, err)
-	}
 	status, err := mux.ReadStatusReason(st)
 	st.SetDeadline(time.Time{})
 	var se *mux.StatusError

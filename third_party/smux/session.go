@@ -171,6 +171,14 @@ func newSession(config *Config, conn io.ReadWriteCloser, client bool) *Session {
 
 // OpenStream is used to create a new stream
 func (s *Session) OpenStream() (*Stream, error) {
+	return s.OpenStreamWith(nil)
+}
+
+// OpenStreamWith is OpenStream with the stream's first bytes: when they fit
+// one frame, the SYN and a data frame carrying them leave in one write
+// (nanodems patch). A tunnel's first bytes are always its header, so an
+// open costs the session one write and the peer one read instead of two.
+func (s *Session) OpenStreamWith(first []byte) (*Stream, error) {
 	if s.IsClosed() {
 		return nil, io.ErrClosedPipe
 	}
@@ -196,10 +204,40 @@ func (s *Session) OpenStream() (*Stream, error) {
 
 	stream := newStream(sid, s.config.MaxFrameSize, s)
 
-	if _, err := s.writeControlFrame(newFrame(byte(s.config.Version), cmdSYN, sid)); err != nil {
+	syn := newFrame(byte(s.config.Version), cmdSYN, sid)
+	if len(first) > 0 && len(first) <= s.config.MaxFrameSize && len(first) <= initialPeerWindow {
+		// The peer may answer the first bytes at once: the stream must be
+		// known before they leave, or the answer would find no stream.
+		wrapper, err := s.register(sid, stream)
+		if err != nil {
+			return nil, err
+		}
+		psh := newFrame(byte(s.config.Version), cmdPSH, sid)
+		psh.data = first
+		atomic.AddUint32(&stream.numWritten, uint32(len(first)))
+		if err := s.writeOpening(syn, psh); err != nil {
+			s.streamClosed(sid)
+			return nil, err
+		}
+		return wrapper, nil
+	}
+	if _, err := s.writeControlFrame(syn); err != nil {
 		return nil, err
 	}
+	wrapper, err := s.register(sid, stream)
+	if err != nil {
+		return nil, err
+	}
+	if len(first) > 0 { // too large for one frame: written as any data
+		if _, err := wrapper.Write(first); err != nil {
+			return nil, err
+		}
+	}
+	return wrapper, nil
+}
 
+// register adds an opened stream to the session, unless the session died.
+func (s *Session) register(sid uint32, stream *stream) (*Stream, error) {
 	s.streamLock.Lock()
 	defer s.streamLock.Unlock()
 	select {
@@ -220,6 +258,27 @@ func (s *Session) OpenStream() (*Stream, error) {
 		*/
 		return wrapper, nil
 	}
+}
+
+// writeOpening writes a stream's SYN and first data frame: in one write
+// when the connection is free (see writeFrameInternal), else one after the
+// other through the shaper.
+func (s *Session) writeOpening(syn, psh Frame) error {
+	if s.queued.Load() == 0 && s.wmu.TryLock() {
+		if s.queued.Load() == 0 {
+			err := s.writeDirectFrames(nil, syn, psh)
+			s.wmu.Unlock()
+			return err
+		}
+		s.wmu.Unlock()
+	}
+	if _, err := s.writeControlFrame(syn); err != nil {
+		return err
+	}
+	timer := time.NewTimer(openCloseTimeout)
+	defer timer.Stop()
+	_, err := s.writeFrameQueued(psh, timer.C, CLSDATA)
+	return err
 }
 
 // Open returns a generic ReadWriteCloser
@@ -676,28 +735,40 @@ func appendFrame(buf []byte, f Frame) []byte {
 // wmu. A deadline already past fails the write; one that passes while conn
 // blocks does not interrupt it.
 func (s *Session) writeDirect(f Frame, deadline <-chan time.Time) (int, error) {
+	err := s.writeDirectFrames(deadline, f)
+	if err != nil {
+		return 0, err
+	}
+	return len(f.data), nil
+}
+
+// writeDirectFrames writes fs to conn in one Write. The caller holds wmu.
+func (s *Session) writeDirectFrames(deadline <-chan time.Time, fs ...Frame) error {
 	select {
 	case <-s.die:
-		return 0, io.ErrClosedPipe
+		return io.ErrClosedPipe
 	case <-s.chSocketWriteError:
-		return 0, s.socketWriteError.Load().(error)
+		return s.socketWriteError.Load().(error)
 	case <-deadline:
-		return 0, ErrTimeout
+		return ErrTimeout
 	default:
 	}
 	bp := directBufPool.Get().(*[]byte)
-	b := appendFrame((*bp)[:0], f)
-	n, err := s.conn.Write(b)
+	b := (*bp)[:0]
+	for _, f := range fs {
+		b = appendFrame(b, f)
+	}
+	_, err := s.conn.Write(b)
 	*bp = b[:0]
 	directBufPool.Put(bp)
 	if err != nil {
 		s.notifyWriteError(err)
 	}
-	return max(n-headerSize, 0), err
+	return err
 }
 
 // directBufPool holds the buffers writeDirect puts a frame together in.
-var directBufPool = sync.Pool{New: func() any { b := make([]byte, 0, (1<<16)+headerSize); return &b }}
+var directBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*((1<<16)+headerSize)); return &b }}
 
 // writeControlFrame writes the control frame to the underlying connection
 // and returns the number of bytes written if successful
@@ -729,6 +800,27 @@ func (s *Session) writeFrameInternal(f Frame, deadline <-chan time.Time, class C
 		s.wmu.Unlock()
 	}
 	return s.writeFrameQueued(f, deadline, class)
+}
+
+// writeFramesInternal writes a window update and a data frame of the same
+// stream: in one write when the connection is free, else through the
+// shaper, the update first. It returns the data frame's result.
+func (s *Session) writeFramesInternal(deadline <-chan time.Time, upd, data Frame) (int, error) {
+	if s.queued.Load() == 0 && s.wmu.TryLock() {
+		if s.queued.Load() == 0 {
+			err := s.writeDirectFrames(deadline, upd, data)
+			s.wmu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return len(data.data), nil
+		}
+		s.wmu.Unlock()
+	}
+	if _, err := s.writeFrameQueued(upd, deadline, CLSCTRL); err != nil {
+		return 0, err
+	}
+	return s.writeFrameQueued(data, deadline, CLSDATA)
 }
 
 // writeFrameQueued hands f to the shaper and waits for sendLoop to write

@@ -70,6 +70,9 @@ type stream struct {
 	numRead    uint32 // count num of bytes read
 	numWritten uint32 // count num of bytes written
 	incr       uint32 // bytes sent since last window update
+	// updOwed: the first read's window update is owed to the peer (nanodems
+	// patch, see owedUpdate).
+	updOwed bool
 
 	// UPD command
 	peerConsumed          uint32        // num of bytes the peer has consumed
@@ -279,7 +282,7 @@ func (s *stream) tryReadV2(b []byte) (n int, err error) {
 
 	// send window update if the increased bytes exceed half of the buffer size
 	// or this is the initial read.
-	if s.incr >= s.windowUpdateThreshold || s.numRead == uint32(n) {
+	if s.needUpdate(uint32(n)) {
 		notifyConsumed = s.numRead
 		s.incr = 0 // reset incr counter
 	}
@@ -376,7 +379,7 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 		s.incr += bufLen
 
 		// send window update if the increased bytes exceed half of the buffer size
-		if s.incr >= s.windowUpdateThreshold || s.numRead == bufLen {
+		if bufLen > 0 && s.needUpdate(bufLen) {
 			notifyConsumed = s.numRead
 			s.incr = 0
 		}
@@ -406,6 +409,61 @@ func (s *stream) writeToV2(w io.Writer) (n int64, err error) {
 			return n, ew
 		}
 	}
+}
+
+// needUpdate reports whether a read of n bytes (already counted in numRead
+// and incr) must send a window update now. The caller holds bufferLock.
+//
+// nanodems patch: upstream sends one on every stream's first read, to
+// raise the peer's window from initialPeerWindow to MaxStreamBuffer. That
+// was one write and one wake-up of the peer per tunnel open, four per open
+// through relay and agent. When the window only grows, the update is owed
+// instead: the stream's next write carries it (owedUpdate), and a reader
+// that has consumed half the initial window before writing sends it then,
+// so the peer never waits on it.
+func (s *stream) needUpdate(n uint32) bool {
+	if s.incr >= s.windowUpdateThreshold {
+		s.updOwed = false
+		return true
+	}
+	if s.updOwed && s.incr >= initialPeerWindow/2 {
+		s.updOwed = false
+		return true
+	}
+	if s.numRead == n { // the first read
+		if uint32(s.sess.config.MaxStreamBuffer) < initialPeerWindow {
+			return true // the window shrinks: the peer must know at once
+		}
+		s.updOwed = true
+	}
+	return false
+}
+
+// owedUpdate returns the window update owed to the peer, if any, to go
+// out with the frame the stream writes next.
+func (s *stream) owedUpdate() (Frame, bool) {
+	s.bufferLock.Lock()
+	owed := s.updOwed
+	consumed := s.numRead
+	if owed {
+		s.updOwed = false
+		s.incr = 0
+	}
+	s.bufferLock.Unlock()
+	if !owed {
+		return Frame{}, false
+	}
+	return s.updFrame(consumed), true
+}
+
+// updFrame is a window update frame: consumed bytes, and the window.
+func (s *stream) updFrame(consumed uint32) Frame {
+	frame := newFrame(byte(s.sess.config.Version), cmdUPD, s.id)
+	hdr := make([]byte, 8)
+	binary.LittleEndian.PutUint32(hdr, consumed)
+	binary.LittleEndian.PutUint32(hdr[4:], uint32(s.sess.config.MaxStreamBuffer))
+	frame.data = hdr
+	return frame
 }
 
 // sendWindowUpdate sends a window update command to the peer.
@@ -603,8 +661,15 @@ func (s *stream) writeV2(b []byte) (n int, err error) {
 				}
 				frame.data = bts[:size]
 
-				// transmit of frame
-				nw, err := s.sess.writeFrameInternal(frame, deadline, CLSDATA)
+				// transmit of frame, with the window update the stream
+				// owes, if any (nanodems patch, see needUpdate)
+				var nw int
+				var err error
+				if upd, ok := s.owedUpdate(); ok {
+					nw, err = s.sess.writeFramesInternal(deadline, upd, frame)
+				} else {
+					nw, err = s.sess.writeFrameInternal(frame, deadline, CLSDATA)
+				}
 				atomic.AddUint32(&s.numWritten, uint32(size))
 				sent += nw
 				if err != nil {

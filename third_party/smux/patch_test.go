@@ -1,0 +1,283 @@
+package smux
+
+// Tests of the nanodems patches (PATCHES.md).
+
+import (
+	"bytes"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+type countingConn struct {
+	net.Conn
+	writes atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+func patchPair(t *testing.T) (*Session, *Session, *countingConn) {
+	t.Helper()
+	return pairCounting(t, false)
+}
+
+// pairCounting returns a client and a server session over loopback TCP and
+// a write counter on the client's connection, or, with serverSide, on the
+// server's (then the first session returned is the server).
+func pairCounting(t *testing.T, serverSide bool) (*Session, *Session, *countingConn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); acc <- c }()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := <-acc
+	cfg := DefaultConfig()
+	cfg.Version = 2
+	cfg.MaxStreamBuffer = 1 << 20 // as the connector's mux.Config: larger than the initial window
+	if serverSide {
+		cc := &countingConn{Conn: c2}
+		cli, err := Client(c1, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv, err := Server(cc, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cli.Close(); srv.Close() })
+		return srv, cli, cc
+	}
+	cc := &countingConn{Conn: c1}
+	cli, err := Client(cc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Server(c2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+	return cli, srv, cc
+}
+
+// A direct write is one Write to the connection, and so is an open with
+// its first bytes.
+func TestPatchDirectWrites(t *testing.T) {
+	cli, srv, cc := patchPair(t)
+	n0 := cc.writes.Load()
+	st, err := cli.OpenStreamWith([]byte("hello"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.writes.Load() - n0; n != 1 {
+		t.Fatalf("OpenStreamWith made %d writes, want 1", n)
+	}
+	n0 = cc.writes.Load()
+	if _, err := st.Write([]byte(" world")); err != nil {
+		t.Fatal(err)
+	}
+	if n := cc.writes.Load() - n0; n != 1 {
+		t.Fatalf("a small Write made %d writes, want 1", n)
+	}
+	peer, err := srv.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b := make([]byte, 11)
+	if _, err := io.ReadFull(peer, b); err != nil || string(b) != "hello world" {
+		t.Fatalf("peer read %q, %v", b, err)
+	}
+}
+
+// First bytes larger than a frame are written after the SYN as any data.
+func TestPatchOpenStreamWithLarge(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	first := bytes.Repeat([]byte("0123456789abcdef"), 40000) // 640,000 bytes: many frames, past the initial window
+	done := make(chan []byte, 1)
+	go func() {
+		peer, err := srv.AcceptStream()
+		if err != nil {
+			done <- nil
+			return
+		}
+		peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+		b := make([]byte, len(first))
+		io.ReadFull(peer, b)
+		done <- b
+	}()
+	st, err := cli.OpenStreamWith(first)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if got := <-done; !bytes.Equal(got, first) {
+		t.Fatal("the peer did not read the first bytes whole")
+	}
+}
+
+// While the connection is busy, writes queue and leave in batches (many
+// streams writing at once), and every stream's bytes arrive in order.
+func TestPatchBatchedWrites(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	const streams, frames = 32, 200
+	var wg sync.WaitGroup
+	got := make(chan error, streams)
+	go func() {
+		for range streams {
+			peer, err := srv.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				peer.SetReadDeadline(time.Now().Add(20 * time.Second))
+				var want, b [100]byte
+				for i := range frames {
+					for j := range want {
+						want[j] = byte(i + j)
+					}
+					if _, err := io.ReadFull(peer, b[:]); err != nil || b != want {
+						got <- io.ErrUnexpectedEOF
+						return
+					}
+				}
+				got <- nil
+			}()
+		}
+	}()
+	for range streams {
+		st, err := cli.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer st.Close()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			var b [100]byte
+			for i := range frames {
+				for j := range b {
+					b[j] = byte(i + j)
+				}
+				if _, err := st.Write(b[:]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for range streams {
+		if err := <-got; err != nil {
+			t.Fatal("a stream's bytes arrived out of order or short")
+		}
+	}
+}
+
+// A peer that answers the first bytes at once finds the stream: the
+// opener registers it before the bytes leave. (Registered after, as
+// upstream does for a bare SYN, the answer raced the registration and was
+// dropped now and then.)
+func TestPatchOpenAnsweredAtOnce(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	go func() {
+		for {
+			peer, err := srv.AcceptStream()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer peer.Close()
+				b := make([]byte, 8)
+				if _, err := io.ReadFull(peer, b); err == nil {
+					peer.Write(b)
+				}
+			}()
+		}
+	}()
+	for i := range 2000 {
+		st, err := cli.OpenStreamWith([]byte("12345678"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		b := make([]byte, 8)
+		if _, err := io.ReadFull(st, b); err != nil || string(b) != "12345678" {
+			t.Fatalf("open %d: answer %q, %v", i, b, err)
+		}
+		st.Close()
+	}
+}
+
+// The first read's window update goes out with the stream's next write:
+// reading the first bytes writes nothing, the answer is one write.
+func TestPatchOwedUpdateRidesWithWrite(t *testing.T) {
+	srv, cli, sc := pairCounting(t, true) // sc counts the accepting side's writes
+	go func() {
+		st, err := cli.OpenStreamWith([]byte("ping"))
+		if err != nil {
+			return
+		}
+		defer st.Close()
+		st.SetReadDeadline(time.Now().Add(5 * time.Second))
+		io.Copy(io.Discard, st)
+	}()
+	peer, err := srv.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+	n0 := sc.writes.Load()
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(peer, b); err != nil {
+		t.Fatal(err)
+	}
+	if n := sc.writes.Load() - n0; n != 0 {
+		t.Fatalf("the first read made %d writes, want 0 (its window update is owed)", n)
+	}
+	if _, err := peer.Write([]byte("pong")); err != nil {
+		t.Fatal(err)
+	}
+	if n := sc.writes.Load() - n0; n != 1 {
+		t.Fatalf("update and answer made %d writes, want 1", n)
+	}
+}
+
+// A reader that never writes still raises the peer's window in time: 8 MiB
+// flow one way through a stream whose reader only reads.
+func TestPatchOwedUpdateNoStall(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	data := bytes.Repeat([]byte("nanodems"), 1<<20)
+	go func() {
+		st, err := cli.OpenStreamWith(data[:8])
+		if err != nil {
+			return
+		}
+		st.Write(data[8:])
+		st.Close()
+	}()
+	peer, err := srv.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer peer.Close()
+	peer.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, len(data))
+	if _, err := io.ReadFull(peer, got); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("read %v: the stream stalled or corrupted", err)
+	}
+}
