@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/atomicfile"
+	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
@@ -181,7 +182,9 @@ func (s *Server) initSecrets() error {
 		if s.cfg.TLSCertFile == "" {
 			s.apiPin = pki.Pin(apiCert.Leaf)
 		}
-		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}}
+		// NextProtos as ServeTLS would set them: http.Server serves HTTP/2
+		// over its own listener only when its TLSConfig offers "h2".
+		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}, NextProtos: []string{"h2", "http/1.1"}}
 	}
 	if err := s.initGrantKey(); err != nil {
 		return err
@@ -274,7 +277,9 @@ func (s *Server) Start() error {
 		defer s.wg.Done()
 		var err error
 		if s.apiTLS != nil {
-			err = s.http.ServeTLS(s.apiLn, "", "")
+			// As ServeTLS does, over connections whose writes can be
+			// coalesced once a WebSocket owns them (relay/hijack.go).
+			err = s.http.Serve(tls.NewListener(coalesce.Listener(s.apiLn), s.apiTLS))
 		} else {
 			err = s.http.Serve(s.apiLn)
 		}

@@ -52,7 +52,7 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		route, _ := s.resolve(r.Context(), h)
 		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "tunnel.admin_open", Target: h, Detail: r.RemoteAddr})
 	}
-	ws, err := websocket.Accept(w, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	ws, err := websocket.Accept(smallHijack{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
 	if err != nil {
 		conn.Close()
 		return // Accept has answered the client

@@ -162,3 +162,37 @@ func Dial(ctx context.Context, d *net.Dialer, network, addr string, cfg *tls.Con
 	}
 	return c, nil
 }
+
+// Listener wraps ln so that the TLS connections served over its
+// connections (tls.NewListener(coalesce.Listener(ln), cfg)) can write
+// coalesced: Hijacked wraps such a *tls.Conn once an HTTP handler owns it.
+// Until then writes go through as they come.
+func Listener(ln net.Listener) net.Listener { return listener{ln} }
+
+type listener struct{ net.Listener }
+
+func (l listener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &under{Conn: c}, nil
+}
+
+// Hijacked returns a connection whose Writes reach the socket in one
+// system call, for a *tls.Conn served over a Listener (a hijacked HTTP
+// connection, whose handshake is done); any other conn is returned as it
+// is.
+func Hijacked(c net.Conn) net.Conn {
+	tc, ok := c.(*tls.Conn)
+	if !ok {
+		return c
+	}
+	u, ok := tc.NetConn().(*under)
+	if !ok {
+		return c
+	}
+	cc := &Conn{Conn: tc, under: u}
+	cc.handshook.Store(tc.ConnectionState().HandshakeComplete)
+	return cc
+}
