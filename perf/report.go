@@ -414,8 +414,9 @@ func (r *report) missedNotes(p func(string, ...any)) {
 			who(map[bool]string{true: "throughput_8_tunnels", false: "throughput_1_tunnels"}[len(missed["throughput_8_tunnels"]) > 0]))
 		p("relay + agent (+ nanodems-tunnel) spend %s (WebSocket) and %s (CLI mux) CPU s per GB echoed, against %s for the echo target. ",
 			num(perGB(pathWS), 1), num(perGB(pathCLI), 1), num(r.cpuPerGB(pathDirect, "echo", 0), 2))
-		p("Two plain TCP forwarder processes in the relay's and agent's place, with no TLS and no mux, move %s with 8 connections in this run: the process hops alone take most of the way down to 30%%. ", floorTP(8))
-		p("Since the previous run a TLS Write reaches the socket in one system call (`internal/coalesce`) and smux writes waiting frames together (`third_party/smux`). What would reach 30%%: kernel TLS, so that the relay's copy loops could splice without touching the bytes, or more cores than processes.\n")
+		p("Two plain TCP forwarder processes in the relay's and agent's place, with no TLS and no mux, move %s with 8 connections in this run: crossing two more processes costs half of direct's throughput on these 2 cores before any TLS or framing. ", floorTP(8))
+		p("Relay and agent write each TLS Write in one system call (`internal/coalesce`) and smux writes waiting frames together (`third_party/smux`), so what is left is mostly the crypto and the copies. ")
+		p("What would reach 30%%: cores of their own. In a deployment the operator's tool, the relay, the agent and the camera are four machines; here all five processes share two cores, so every CPU second the relay or agent spends is taken from the client and the target.\n")
 	}
 	if len(missed["rtt64_p50_overhead"]) > 0 {
 		fl := "not measured"
@@ -445,8 +446,8 @@ func (r *report) missedNotes(p func(string, ...any)) {
 		p("What would reach 2,000/s: fewer frames per open (EOF and FIN together; the status with the first data) and a third core.\n")
 	}
 	if len(missed["relay_rss_per_idle_tunnel"]) > 0 {
-		p("- **Relay memory per idle tunnel** (%s): a WebSocket tunnel is a TLS connection of its own: AES-GCM state and record buffers, net/http's 4 KiB bufio reader and writer that coder/websocket keeps, the WebSocket, a smux stream to the agent and two goroutines blocked in reads; ", who("relay_rss_per_idle_tunnel"))
-		p("`-pprof` counts about 39 KiB of Go heap and stacks per WebSocket tunnel and 17 KiB per CLI mux stream, and RSS adds the garbage collector's headroom. What would reach 20 KiB for WebSocket tunnels: sharing a connection among tunnels, which is what the CLI mux does; for the mux, one goroutine instead of two per idle tunnel (a read-readiness callback from smux).\n")
+		p("- **Relay memory per idle tunnel** (%s): a WebSocket tunnel is a TLS connection of its own. `-pprof` (K=3000, after a forced GC) counts 33 KiB of Go heap and stacks per WebSocket tunnel: crypto/tls keeps the record buffer its ClientHello grew (4.6 KiB with the X25519MLKEM768 key share) and the AES-GCM state of both directions (2.3 KiB); the WebSocket, its 512-byte buffers (net/http's two 4 KiB ones were 8 KiB of it before, relay/hijack.go) and a smux stream to the agent; and two goroutines blocked in reads, 12 KiB of stacks. RSS adds the garbage collector's headroom. ", who("relay_rss_per_idle_tunnel"))
+		p("What would reach 20 KiB for WebSocket tunnels: one goroutine instead of two per idle tunnel (a read-readiness callback from the WebSocket and from smux), or sharing a connection among tunnels, which is what the CLI mux does.\n")
 	}
 	if len(missed["hol_p99_ratio_dedicated"]) > 0 {
 		p("- **Round trip beside a heavy tunnel** (%s): the agent moves the heavy tunnel to a dedicated connection, but the operator's leg stays shared: one TLS connection (CLI mux) or the same process and cores (both paths). ", who("hol_p99_ratio_dedicated"))
