@@ -12,10 +12,9 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nanodems/connector/internal/coalesce"
-
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/mux"
 )
 

@@ -14,10 +14,9 @@ import (
 	"net/url"
 	"strings"
 
-	"github.com/nanodems/connector/internal/coalesce"
-
 	"github.com/coder/websocket"
 
+	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 

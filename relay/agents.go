@@ -11,10 +11,9 @@ import (
 	"net"
 	"time"
 
-	"github.com/nanodems/connector/internal/coalesce"
-
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/store"
