@@ -130,3 +130,51 @@ func TestOpenTunnelOneWrite(t *testing.T) {
 		t.Fatalf("a bad header opened a stream: %v", err)
 	}
 }
+
+// TestLastEOFLeavesWithFIN: the side that sends its EOF after reading the
+// peer's sends the EOF frame and the stream's FIN in one write, and the
+// peer reads EOF and sees the stream end.
+func TestLastEOFLeavesWithFIN(t *testing.T) {
+	c1, c2 := tcpPair(t)
+	cw := &countWrites{Conn: c2}
+	relay, err := smux.Client(c1, mux.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	agent, err := smux.Server(cw, mux.Config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { relay.Close(); agent.Close() })
+	r, a := streamPair(t, relay, agent)
+	withDeadline(t, r, a)
+	if _, err := r.Write([]byte("request")); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	b, err := io.ReadAll(a)
+	if err != nil || string(b) != "request" {
+		t.Fatalf("agent read %q, %v", b, err)
+	}
+	if _, err := a.Write([]byte("answer")); err != nil {
+		t.Fatal(err)
+	}
+	n0 := cw.n.Load()
+	if err := a.CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	if n := cw.n.Load() - n0; n != 1 {
+		t.Fatalf("the last EOF and the FIN took %d writes, want 1", n)
+	}
+	b, err = io.ReadAll(r)
+	if err != nil || string(b) != "answer" {
+		t.Fatalf("relay read %q, %v", b, err)
+	}
+	// The agent's smux stream is gone: the relay's raw stream sees its FIN.
+	r.Raw().SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := r.Raw().Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("relay's smux stream after the agent's FIN: %v, want EOF", err)
+	}
+}

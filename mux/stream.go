@@ -277,6 +277,11 @@ func (c *Stream) CloseWrite() error {
 		return nil
 	}
 	c.wEOF = true
+	if c.w == net.Conn(c.shared) && c.sharedDone.CompareAndSwap(1, 2) {
+		// The peer's EOF is read already: this is the shared stream's
+		// last frame, and it leaves with the FIN in one write.
+		return c.shared.WriteClose([]byte{frameEOF, 0, 0})
+	}
 	_, err := c.w.Write([]byte{frameEOF, 0, 0})
 	if c.w == net.Conn(c.shared) {
 		c.doneWithShared()

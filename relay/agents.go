@@ -95,13 +95,13 @@ func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, log 
 	if a == nil {
 		return false
 	}
-	v, ok := a.tunnels.Load(binary.BigEndian.Uint32(id[:]))
+	t, ok := a.waitTunnel(binary.BigEndian.Uint32(id[:]), 5*time.Second)
 	if !ok {
 		log.Info("dedicated connection for a tunnel that is gone", "agent", cn)
 		return false
 	}
 	tc.SetDeadline(time.Time{})
-	if err := v.(*tunnelConn).Attach(tc); err != nil {
+	if err := t.Attach(tc); err != nil {
 		return false
 	}
 	a.dedicated.Add(1)

@@ -111,15 +111,21 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 		return nil, ErrAgentOffline
 	}
 	a.active.Add(1)
+	// Registered before the status is read: an agent asked for a
+	// dedicated connection (mux.FlagDedicated) dials it as soon as it has
+	// sent its status (attachDedicated also waits a moment for a tunnel
+	// it does not know yet).
+	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
+	a.addTunnel(st.ID(), c)
 	status, err := awaitStatus(ctx, st)
 	if err != nil {
+		a.tunnels.Delete(st.ID())
 		st.Close()
 		a.active.Add(-1)
 		return nil, err
 	}
-	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s, status: status}
+	c.status = status
 	s.live.Store(c, struct{}{})
-	a.tunnels.Store(st.ID(), c)
 	return c, nil
 }
 

@@ -22,6 +22,8 @@ type agentSession struct {
 
 	active        atomic.Int64 // tunnels open through the relay right now
 	tunnels       sync.Map     // smux stream id → *tunnelConn, for dedicated connections
+	tmu           sync.Mutex
+	tadded        chan struct{} // closed when a tunnel is added, for waitTunnel; nil while none waits
 	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
@@ -30,6 +32,44 @@ type agentSession struct {
 type heartbeat struct {
 	mux.Heartbeat
 	At time.Time
+}
+
+// addTunnel registers c under its stream id for the agent's dedicated
+// connection to find.
+func (a *agentSession) addTunnel(id uint32, c *tunnelConn) {
+	a.tunnels.Store(id, c)
+	a.tmu.Lock()
+	if a.tadded != nil {
+		close(a.tadded)
+		a.tadded = nil
+	}
+	a.tmu.Unlock()
+}
+
+// waitTunnel returns the tunnel of stream id, waiting up to d for it to be
+// registered: the agent can dial a dedicated connection for a tunnel the
+// moment it has read the tunnel's header, before the relay's opener has
+// run again to register it (seen under load in TestDedicatedAtOpen).
+func (a *agentSession) waitTunnel(id uint32, d time.Duration) (*tunnelConn, bool) {
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	for {
+		a.tmu.Lock()
+		if v, ok := a.tunnels.Load(id); ok {
+			a.tmu.Unlock()
+			return v.(*tunnelConn), true
+		}
+		if a.tadded == nil {
+			a.tadded = make(chan struct{})
+		}
+		added := a.tadded
+		a.tmu.Unlock()
+		select {
+		case <-added:
+		case <-timer.C:
+			return nil, false
+		}
+	}
 }
 
 func (a *agentSession) send(t mux.MsgType, v any) error {

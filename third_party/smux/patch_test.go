@@ -281,3 +281,40 @@ func TestPatchOwedUpdateNoStall(t *testing.T) {
 		t.Fatalf("read %v: the stream stalled or corrupted", err)
 	}
 }
+
+// WriteClose sends the last bytes and the FIN in one write; the peer reads
+// the bytes, then EOF. Bytes larger than a frame go as Write then Close.
+func TestPatchWriteClose(t *testing.T) {
+	cli, srv, cc := patchPair(t)
+	for _, size := range []int{3, 200000} {
+		st, err := cli.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer, err := srv.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer.SetReadDeadline(time.Now().Add(5 * time.Second))
+		last := bytes.Repeat([]byte{7}, size)
+		n0 := cc.writes.Load()
+		done := make(chan []byte, 1)
+		go func() { b, _ := io.ReadAll(peer); done <- b }()
+		if err := st.WriteClose(last); err != nil {
+			t.Fatal(err)
+		}
+		if n := cc.writes.Load() - n0; size == 3 && n != 1 {
+			t.Fatalf("WriteClose of %d bytes made %d writes, want 1", size, n)
+		}
+		if got := <-done; !bytes.Equal(got, last) {
+			t.Fatalf("peer read %d bytes then EOF, want the %d written", len(got), size)
+		}
+		if _, err := st.Write([]byte{1}); err == nil {
+			t.Fatal("Write after WriteClose succeeded")
+		}
+		if err := st.WriteClose([]byte{1}); err == nil {
+			t.Fatal("a second WriteClose succeeded")
+		}
+		peer.Close()
+	}
+}

@@ -802,25 +802,28 @@ func (s *Session) writeFrameInternal(f Frame, deadline <-chan time.Time, class C
 	return s.writeFrameQueued(f, deadline, class)
 }
 
-// writeFramesInternal writes a window update and a data frame of the same
-// stream: in one write when the connection is free, else through the
-// shaper, the update first. It returns the data frame's result.
-func (s *Session) writeFramesInternal(deadline <-chan time.Time, upd, data Frame) (int, error) {
+// writeFramesInternal writes frames of one stream (a window update, data,
+// a FIN) in one write when the connection is free, else one after the
+// other through the shaper, in order.
+func (s *Session) writeFramesInternal(deadline <-chan time.Time, frames ...Frame) error {
 	if s.queued.Load() == 0 && s.wmu.TryLock() {
 		if s.queued.Load() == 0 {
-			err := s.writeDirectFrames(deadline, upd, data)
+			err := s.writeDirectFrames(deadline, frames...)
 			s.wmu.Unlock()
-			if err != nil {
-				return 0, err
-			}
-			return len(data.data), nil
+			return err
 		}
 		s.wmu.Unlock()
 	}
-	if _, err := s.writeFrameQueued(upd, deadline, CLSCTRL); err != nil {
-		return 0, err
+	for _, f := range frames {
+		class := CLSDATA
+		if f.cmd == cmdUPD {
+			class = CLSCTRL
+		}
+		if _, err := s.writeFrameQueued(f, deadline, class); err != nil {
+			return err
+		}
 	}
-	return s.writeFrameQueued(data, deadline, CLSDATA)
+	return nil
 }
 
 // writeFrameQueued hands f to the shaper and waits for sendLoop to write

@@ -666,7 +666,9 @@ func (s *stream) writeV2(b []byte) (n int, err error) {
 				var nw int
 				var err error
 				if upd, ok := s.owedUpdate(); ok {
-					nw, err = s.sess.writeFramesInternal(deadline, upd, frame)
+					if err = s.sess.writeFramesInternal(deadline, upd, frame); err == nil {
+						nw = len(frame.data)
+					}
 				} else {
 					nw, err = s.sess.writeFrameInternal(frame, deadline, CLSDATA)
 				}
@@ -757,6 +759,52 @@ func (s *stream) Close() error {
 	defer timer.Stop()
 
 	_, err := s.sess.writeFrameInternal(f, timer.C, CLSDATA) // NOTE(x): use data channel, EOF as data.
+	s.sess.streamClosed(s.id)
+	return err
+}
+
+// WriteClose writes b as the stream's last bytes and closes it (nanodems
+// patch): the data and the FIN leave in one write when b fits one frame
+// and the peer's window and the connection is free; otherwise it is Write
+// then Close. A tunnel's last frame (its in-band EOF) and its FIN were two
+// writes and two wake-ups of the peer at the end of every tunnel.
+func (s *stream) WriteClose(b []byte) error {
+	inflight := int32(atomic.LoadUint32(&s.numWritten) - atomic.LoadUint32(&s.peerConsumed))
+	win := int32(atomic.LoadUint32(&s.peerWindow)) - inflight
+	if len(b) == 0 || len(b) > s.frameSize || (s.sess.config.Version == 2 && int(win) < len(b)) {
+		_, err := s.Write(b)
+		if cerr := s.Close(); err == nil {
+			err = cerr
+		}
+		return err
+	}
+	if err := s.checkWriteClosed(); err != nil {
+		return err
+	}
+	var once bool
+	s.dieOnce.Do(func() {
+		close(s.die)
+		once = true
+	})
+	if !once {
+		return io.ErrClosedPipe
+	}
+	s.writeClosedOnce.Do(func() {
+		close(s.chWriteClosed)
+	})
+
+	psh := newFrame(byte(s.sess.config.Version), cmdPSH, s.id)
+	psh.data = b
+	fin := newFrame(byte(s.sess.config.Version), cmdFIN, s.id)
+	frames := []Frame{psh, fin}
+	if upd, ok := s.owedUpdate(); ok {
+		frames = []Frame{upd, psh, fin}
+	}
+	atomic.AddUint32(&s.numWritten, uint32(len(b)))
+
+	timer := time.NewTimer(openCloseTimeout)
+	defer timer.Stop()
+	err := s.sess.writeFramesInternal(timer.C, frames...)
 	s.sess.streamClosed(s.id)
 	return err
 }
