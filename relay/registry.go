@@ -24,7 +24,7 @@ type agentSession struct {
 	tunnels       sync.Map     // smux stream id → *tunnelConn, for dedicated connections
 	tmu           sync.Mutex
 	tadded        chan struct{} // closed when a tunnel is added, for waitTunnel; nil while none waits
-	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
+	dedicated     atomic.Int64  // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
 }
