@@ -84,20 +84,27 @@ func (c *countWrites) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
-// TestOpenTunnelOneWrite: a tunnel's SYN and header reach the connection
-// in one write, and the peer reads the header as the stream's first bytes.
-func TestOpenTunnelOneWrite(t *testing.T) {
+// countedSessionPair is sessionPair with the writes of each end counted.
+func countedSessionPair(t *testing.T) (relay, agent *smux.Session, relayW, agentW *countWrites) {
+	t.Helper()
 	c1, c2 := tcpPair(t)
-	cw := &countWrites{Conn: c1}
-	relay, err := smux.Client(cw, mux.Config())
+	relayW, agentW = &countWrites{Conn: c1}, &countWrites{Conn: c2}
+	relay, err := smux.Client(relayW, mux.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
-	agent, err := smux.Server(c2, mux.Config())
+	agent, err = smux.Server(agentW, mux.Config())
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { relay.Close(); agent.Close() })
+	return relay, agent, relayW, agentW
+}
+
+// TestOpenTunnelOneWrite: a tunnel's SYN and header reach the connection
+// in one write, and the peer reads the header as the stream's first bytes.
+func TestOpenTunnelOneWrite(t *testing.T) {
+	relay, agent, cw, _ := countedSessionPair(t)
 	want := mux.Header{Flags: mux.FlagDedicated, Host: "192.0.2.7", Port: 554}
 	before := cw.n.Load()
 	st, err := mux.OpenTunnel(relay, want)
@@ -135,17 +142,7 @@ func TestOpenTunnelOneWrite(t *testing.T) {
 // peer's sends the EOF frame and the stream's FIN in one write, and the
 // peer reads EOF and sees the stream end.
 func TestLastEOFLeavesWithFIN(t *testing.T) {
-	c1, c2 := tcpPair(t)
-	cw := &countWrites{Conn: c2}
-	relay, err := smux.Client(c1, mux.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	agent, err := smux.Server(cw, mux.Config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { relay.Close(); agent.Close() })
+	relay, agent, _, cw := countedSessionPair(t)
 	r, a := streamPair(t, relay, agent)
 	withDeadline(t, r, a)
 	if _, err := r.Write([]byte("request")); err != nil {
