@@ -15,11 +15,9 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"
 )
-
-// Version is reported in every hello.
-const Version = "0.1.0"
 
 // Config tunes a running agent. Zero values take the defaults.
 type Config struct {
@@ -211,7 +209,7 @@ func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error
 func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
 	ctrl.SetDeadline(time.Now().Add(15 * time.Second))
 	defer ctrl.SetDeadline(time.Time{})
-	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: Version, AllowlistVersion: a.allow.Version()})
+	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: version.Get().String(), AllowlistVersion: a.allow.Version()})
 	if err != nil {
 		return mux.HelloAck{}, fmt.Errorf("send hello: %w", err)
 	}

@@ -1,6 +1,6 @@
 // Package demo wires a whole installation on loopback: a relay on embedded
 // SQLite, one enrolled agent, and stand-in targets (a camera web page and a
-// TCP echo). `nanodems-relay demo` runs it; end-to-end tests and perf/ use
+// TCP echo). `nanodems-demo` runs it; end-to-end tests and perf/ use
 // it to stand up real relays and agents in-process.
 package demo
 
@@ -30,7 +30,7 @@ type Options struct {
 	RTSPAddr  string // RTSP gateway, default 127.0.0.1:0
 	PlainHTTP bool
 	// RTSPCamera adds a synthetic H.264 camera behind the gateway
-	// (Info.RTSPHandle, Info.RTSPURL); `nanodems-relay demo` turns it on.
+	// (Info.RTSPHandle, Info.RTSPURL); `nanodems-demo` turns it on.
 	RTSPCamera bool
 	Logger     *slog.Logger
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
@@ -63,6 +63,8 @@ type Info struct {
 	HTTPHandle     string `json:"http_handle"`
 	BrowserURL     string `json:"browser_url"` // the camera's web UI through the relay
 	ConnectCommand string `json:"connect_command"`
+	CLIToken       string `json:"cli_token"`   // an ops_ CLI session for the demo site
+	CLICommand     string `json:"cli_command"` // nanodems-tunnel run with that session
 	RTSPHandle     string `json:"rtsp_handle,omitempty"`
 	RTSPURL        string `json:"rtsp_url,omitempty"` // with Options.RTSPCamera: a player URL with its grant
 }
@@ -185,6 +187,9 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		in.ConnectCommand += " --ca-pin " + in.CAPin
 	}
 	in.ConnectCommand += " " + in.EchoHandle
+	if err := d.openCLISession(ctx); err != nil {
+		return nil, err
+	}
 	if in.RTSPHandle != "" {
 		if err := d.mintRTSPURL(ctx); err != nil {
 			return nil, err

@@ -13,21 +13,26 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// MaybeChild runs the hidden helper modes of Exec and never returns when
-// the process is one; otherwise it returns at once. Call it first thing in
-// main, before flags or signals are touched: the helper is this same
-// binary, re-run with NANODEMS_NETSTACK_HELPER set.
-func MaybeChild() {
+// Child runs the hidden helper modes of Exec when this process is one,
+// and then reports the exit code the process must end with (ok true);
+// otherwise it returns at once with ok false. Call it first thing in main,
+// before flags or signals are touched: the helper is this same binary,
+// re-run with NANODEMS_NETSTACK_HELPER set.
+//
+//	if code, ok := netstack.Child(); ok {
+//		os.Exit(code)
+//	}
+func Child() (code int, ok bool) {
 	switch os.Getenv(envHelper) {
 	case "":
-		return
+		return 0, false
 	case "ns":
-		os.Exit(namespaceHelper())
+		return namespaceHelper(), true
 	case "hop":
-		os.Exit(hopHelper())
+		return hopHelper(), true
 	default:
 		fmt.Fprintf(os.Stderr, "nanodems-tunnel: unknown %s=%q\n", envHelper, os.Getenv(envHelper))
-		os.Exit(ExitSetup)
+		return ExitSetup, true
 	}
 }
 

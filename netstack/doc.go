@@ -21,7 +21,7 @@
 //     namespace with one /32 route per plan address, so every program of
 //     the machine reaches the plan.
 //
-// Wiring in a main: call MaybeChild first (Exec re-runs the binary as its
+// Wiring in a main: call Child first (Exec re-runs the binary as its
 // namespace helper), then Main(args, dial, plan) for the `exec` and `tun`
 // subcommands.
 //

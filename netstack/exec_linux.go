@@ -34,7 +34,7 @@ type ExecOptions struct {
 	// TunDevice is the TUN clone device; empty means /dev/net/tun.
 	TunDevice string
 	// Self is the executable re-run as the namespace helper; empty means
-	// /proc/self/exe. Its main must call MaybeChild first.
+	// /proc/self/exe. Its main must call Child first.
 	Self string
 	// Credential, when set, is who creates the namespace: the helper
 	// first drops to it, then makes the user namespace, so the namespace
@@ -50,7 +50,7 @@ type ExecOptions struct {
 	started func(pid int)
 }
 
-// Environment of the hidden helper modes (see MaybeChild).
+// Environment of the hidden helper modes (see Child).
 const (
 	envHelper = "NANODEMS_NETSTACK_HELPER" // "ns": make the namespace; "hop": drop to Credential first
 	envTunDev = "NANODEMS_NETSTACK_TUNDEV"

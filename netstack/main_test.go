@@ -28,11 +28,13 @@ import (
 const envTestTool = "NETSTACK_TEST_TOOL"
 
 // TestMain first gives the test binary the helper modes a real
-// nanodems-tunnel has (MaybeChild) and the tool modes the tests run in the
+// nanodems-tunnel has (Child) and the tool modes the tests run in the
 // namespace; then it runs the tests and fails the package if a goroutine
 // outlives them: every Stack, pipe and dial must be gone.
 func TestMain(m *testing.M) {
-	MaybeChild()
+	if code, ok := Child(); ok {
+		os.Exit(code)
+	}
 	if tool := os.Getenv(envTestTool); tool != "" {
 		os.Exit(runTestTool(tool, os.Args[1:]))
 	}

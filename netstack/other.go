@@ -35,8 +35,8 @@ const (
 // DefaultTunName is the host interface of --tun.
 const DefaultTunName = "nanodems0"
 
-// MaybeChild does nothing off Linux: there is no helper mode.
-func MaybeChild() {}
+// Child reports no helper mode off Linux: there is none.
+func Child() (code int, ok bool) { return 0, false }
 
 // Exec is Linux only.
 func Exec(ctx context.Context, dial Dialer, plan Planner, argv []string, opt ExecOptions) (int, error) {

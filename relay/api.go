@@ -2,13 +2,15 @@ package relay
 
 import (
 	"net/http"
+
+	"github.com/nanodems/connector/internal/version"
 )
 
 // routesMux is the relay's HTTP surface. Every route is in docs/api.md.
 func (s *Server) routesMux() http.Handler {
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName})
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
 	m.HandleFunc("POST /api/enroll", s.handleEnroll)
 	// Browsers ask every origin for /favicon.ico; the relay answers it, so

@@ -234,7 +234,7 @@ func (s *Server) initAdminKey() error {
 		return err
 	}
 	s.adminKeyHash, s.adminKeyFile = hash, path
-	s.log.Warn("initial admin key written; keep it safe and delete the file", "path", path)
+	s.log.Info("initial admin key written", "path", path)
 	return nil
 }
 

@@ -13,28 +13,24 @@ import (
 	"syscall"
 
 	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/internal/cmdline"
 )
+
+const programName = "nanodems-agent"
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "usage: nanodems-agent enroll --relay URL --token T [--ca-pin sha256:…] | run")
-		os.Exit(2)
+	prog := cmdline.Program{
+		Name:    programName,
+		Summary: "the site's side: dials out to the relay and reaches the LAN devices it is allowed to",
+		Commands: []cmdline.Command{
+			{Name: "enroll", Args: "--relay URL --token et_… [--ca-pin sha256:…] [--data-dir DIR]", Summary: "exchange a site's enrollment token for this agent's certificate", Run: enroll},
+			{Name: "run", Args: "[--data-dir DIR]", Summary: "keep the session to the relay open (until stopped)", Run: run},
+		},
+		Footer: "Environment: NANODEMS_AGENT_DIR (--data-dir), NANODEMS_CA_PIN (--ca-pin).",
 	}
-	var err error
-	switch os.Args[1] {
-	case "enroll":
-		err = enroll(ctx, os.Args[2:])
-	case "run":
-		err = run(ctx, os.Args[2:])
-	default:
-		err = fmt.Errorf("unknown command %q; use enroll or run", os.Args[1])
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nanodems-agent:", err)
-		os.Exit(1)
-	}
+	os.Exit(prog.Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 func defaultDir() string {
@@ -51,34 +47,52 @@ func defaultDir() string {
 	return filepath.Join(d, "nanodems-agent")
 }
 
+// dataDir adds --data-dir, the state directory flag of all three programs,
+// and --dir, its older name.
+func dataDir(fs *flag.FlagSet) *string {
+	dir := fs.String("data-dir", defaultDir(), "state directory: certificate, key, allowlist (default $NANODEMS_AGENT_DIR)")
+	fs.Func("dir", "the same as --data-dir", func(v string) error { *dir = v; return nil })
+	return dir
+}
+
 func enroll(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("enroll", flag.ExitOnError)
+	fs := cmdline.FlagSet(programName, "enroll", "--relay URL --token et_… [flags]")
 	var o agent.EnrollOptions
 	fs.StringVar(&o.RelayURL, "relay", "", "the relay's API URL, https://host:port")
 	fs.StringVar(&o.Token, "token", "", "the site's enrollment token (et_…)")
-	fs.StringVar(&o.Pin, "ca-pin", "", "the relay API certificate's key pin (sha256:…) when it is self-signed")
-	fs.StringVar(&o.Dir, "dir", defaultDir(), "state directory")
-	fs.Parse(args)
-	if o.RelayURL == "" || o.Token == "" {
-		return fmt.Errorf("enroll needs --relay and --token")
+	fs.StringVar(&o.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin (sha256:…) when it is self-signed (default $NANODEMS_CA_PIN)")
+	dir := dataDir(fs)
+	if err := cmdline.Parse(fs, args); err != nil {
+		return err
 	}
+	if o.RelayURL == "" || o.Token == "" {
+		return cmdline.Usagef("needs --relay and --token")
+	}
+	o.Dir = *dir
 	id, err := agent.Enroll(ctx, o)
 	if err != nil {
 		return err
 	}
-	fmt.Printf("enrolled as agent %s of site %s; state in %s\nstart it with: nanodems-agent run --dir %s\n", id.AgentID, id.SiteID, o.Dir, o.Dir)
+	fmt.Printf("enrolled as agent %s of site %s; state in %s\nstart it with: nanodems-agent run --data-dir %s\n", id.AgentID, id.SiteID, o.Dir, o.Dir)
 	return nil
 }
 
 func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ExitOnError)
+	fs := cmdline.FlagSet(programName, "run", "[flags]")
 	var cfg agent.Config
-	fs.StringVar(&cfg.Dir, "dir", defaultDir(), "state directory written by enroll")
+	dir := dataDir(fs)
 	fs.StringVar(&cfg.RelayAddr, "relay-addr", "", "override the agent listener address from enrollment")
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 0, "LAN dial timeout (default 5s)")
 	fs.Int64Var(&cfg.DedicatedRate, "dedicated-rate", 0, "bytes/s (both directions) above which a tunnel moves to a dedicated connection (default 8 MiB/s; -1: never)")
-	fs.Parse(args)
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+	level := cmdline.LogLevel(fs, slog.LevelInfo)
+	if err := cmdline.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 0 {
+		return cmdline.Usagef("takes no arguments, got %q", fs.Args())
+	}
+	cfg.Dir = *dir
+	cfg.Logger = cmdline.Logger(level)
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err

@@ -1,13 +1,13 @@
 // Command nanodems-tunnel reaches devices through a relay from an
 // operator's machine. `run` serves a CLI session's bind plan on local
-// 127.0.0.X:port addresses (docs/cli.md); `connect` joins stdin/stdout to
+// 127.0.0.X:port addresses (docs/cli.md); `exec` runs one tool that sees
+// the same addresses without admin rights; `connect` joins stdin/stdout to
 // one device port.
 package main
 
 import (
 	"context"
 	"flag"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -15,69 +15,118 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/internal/cmdline"
 	"github.com/nanodems/connector/netstack"
 )
 
-const usage = `usage:
-  nanodems-tunnel run --token ops_… [--relay URL] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--refresh 60s] [--bind=false]
-  nanodems-tunnel [run --token ops_… …] exec -- TOOL ARGS   (Linux, no admin: TOOL sees 127.0.0.X:port)
-  sudo nanodems-tunnel [run --token ops_… …] tun [NAME]      (the whole machine, via a TUN device)
-  nanodems-tunnel connect --relay URL --token nt_… [--ca-pin sha256:…] HANDLE`
-
 func main() {
-	netstack.MaybeChild() // first: exec re-runs this binary as its namespace helper
+	// First: exec re-runs this binary as its namespace helper.
+	if code, ok := netstack.Child(); ok {
+		os.Exit(code)
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "run":
-		err = run(ctx, os.Args[2:])
-	case "exec", "tun": // way (c); the session comes from $NANODEMS_CLI_TOKEN
-		err = run(ctx, os.Args[1:])
-	case "connect":
-		err = connect(ctx, os.Args[2:])
-	default:
-		fmt.Fprintln(os.Stderr, usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "nanodems-tunnel:", err)
-		os.Exit(1)
+	os.Exit(program().Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
+}
+
+const programName = "nanodems-tunnel"
+
+func program() cmdline.Program {
+	return cmdline.Program{
+		Name:    programName,
+		Summary: "reach the devices of a site through the relay, as if on its LAN",
+		Commands: []cmdline.Command{
+			{Name: "run", Args: "--token ops_… [--relay URL] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--bind=false]", Summary: "serve every device of the session on 127.0.0.X:port", Run: run},
+			{Name: "exec", Args: "[--token ops_…] [--relay URL] [--ca-pin sha256:…] -- TOOL ARGS", Summary: "run TOOL seeing 127.0.0.X:port, no admin rights (Linux)", Run: toolCmd("exec")},
+			{Name: "tun", Args: "[--token ops_…] [--relay URL] [--ca-pin sha256:…] [NAME]", Summary: "the whole machine reaches the plan through a TUN device (root)", Run: toolCmd("tun")},
+			{Name: "connect", Args: "--token nt_… [--relay URL] [--ca-pin sha256:…] HANDLE", Summary: "join stdin/stdout to one device port", Run: connect},
+		},
+		Footer: `Environment: NANODEMS_RELAY (--relay), NANODEMS_CLI_TOKEN (--token of run,
+exec, tun), NANODEMS_TOKEN (--token of connect), NANODEMS_CA_PIN (--ca-pin).
+The older form "run --token … exec -- TOOL" works too.`,
 	}
 }
 
-func run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("run", flag.ExitOnError)
-	var o cli.Options
-	var bind bool
+// sessionFlags are the flags of every command that opens a CLI session.
+func sessionFlags(fs *flag.FlagSet, o *cli.Options) {
 	fs.StringVar(&o.Relay.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL (default $NANODEMS_RELAY)")
 	fs.StringVar(&o.Relay.Token, "token", os.Getenv("NANODEMS_CLI_TOKEN"), "CLI session token (ops_…, default $NANODEMS_CLI_TOKEN)")
-	fs.StringVar(&o.Relay.Pin, "ca-pin", "", "the relay API certificate's key pin when it is self-signed")
-	fs.StringVar(&o.Socks, "socks", "", "serve SOCKS5 and HTTP CONNECT on this loopback address, e.g. 127.0.0.1:1080")
+	fs.StringVar(&o.Relay.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin when it is self-signed (default $NANODEMS_CA_PIN)")
 	fs.DurationVar(&o.Refresh, "refresh", 0, "plan refresh interval (default: the relay's, 60s)")
-	fs.BoolVar(&bind, "bind", true, "listen on each plan address 127.0.0.X:port")
-	fs.Parse(args)
-	if fs.NArg() > 0 && (fs.Arg(0) == "exec" || fs.Arg(0) == "tun") {
-		// Way (c): the tool's traffic to plan addresses goes through a
-		// gVisor netstack in this process; no OS binds.
-		o.NoBind = true
-		t, err := cli.Open(ctx, o)
-		if err != nil {
-			return err
-		}
-		code := netstack.Main(fs.Args(), t.DialPlan, t.PlanAddrs)
-		t.Close()
-		os.Exit(code)
+}
+
+func run(ctx context.Context, args []string) error {
+	fs := cmdline.FlagSet(programName, "run", "--token ops_… [flags]")
+	var o cli.Options
+	sessionFlags(fs, &o)
+	fs.StringVar(&o.Socks, "socks", "", "serve SOCKS5 and HTTP CONNECT on this loopback address, e.g. 127.0.0.1:1080")
+	bind := fs.Bool("bind", true, "listen on each plan address 127.0.0.X:port")
+	level := cmdline.LogLevel(fs, slog.LevelInfo)
+	if err := cmdline.Parse(fs, args); err != nil {
+		return err
+	}
+	if rest := fs.Args(); len(rest) > 0 && (rest[0] == "exec" || rest[0] == "tun") {
+		return runTool(ctx, o, rest)
 	}
 	if fs.NArg() != 0 {
-		return fmt.Errorf("run takes no arguments, got %q", fs.Args())
+		return cmdline.Usagef("takes no arguments, got %q", fs.Args())
 	}
-	o.NoBind = !bind
-	o.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+	o.NoBind = !*bind
+	o.Logger = terminalLogger(level)
+	o.Out = os.Stdout
+	return cli.Run(ctx, o)
+}
+
+// toolCmd is `exec` or `tun` with the session flags after the command.
+func toolCmd(name string) func(context.Context, []string) error {
+	return func(ctx context.Context, args []string) error {
+		fs := cmdline.FlagSet(programName, name, "[flags] -- TOOL ARGS")
+		var o cli.Options
+		sessionFlags(fs, &o)
+		if err := cmdline.Parse(fs, args); err != nil {
+			return err
+		}
+		return runTool(ctx, o, append([]string{name}, fs.Args()...))
+	}
+}
+
+// runTool serves the plan through a gVisor netstack in this process, with
+// no OS binds, to the tool (exec) or the TUN device (tun) of argv; the
+// tool's exit status becomes this program's.
+func runTool(ctx context.Context, o cli.Options, argv []string) error {
+	o.NoBind = true
+	t, err := cli.Open(ctx, o)
+	if err != nil {
+		return err
+	}
+	code := netstack.Main(argv, t.DialPlan, t.PlanAddrs)
+	t.Close()
+	if code != 0 {
+		return cmdline.ExitError{Code: code}
+	}
+	return nil
+}
+
+func connect(ctx context.Context, args []string) error {
+	fs := cmdline.FlagSet(programName, "connect", "--token nt_… [flags] HANDLE")
+	var r cli.Relay
+	fs.StringVar(&r.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL (default $NANODEMS_RELAY)")
+	fs.StringVar(&r.Token, "token", os.Getenv("NANODEMS_TOKEN"), "API token (nt_…, default $NANODEMS_TOKEN)")
+	fs.StringVar(&r.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin when it is self-signed (default $NANODEMS_CA_PIN)")
+	if err := cmdline.Parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() != 1 || r.URL == "" {
+		return cmdline.Usagef("needs --relay and exactly one handle")
+	}
+	return cli.Stdio(ctx, r, fs.Arg(0), os.Stdin, os.Stdout)
+}
+
+// terminalLogger shortens the time of each line to the clock: `run` is
+// watched in a terminal.
+func terminalLogger(level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{
+		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if a.Key == slog.TimeKey && len(groups) == 0 {
 				a.Value = slog.StringValue(a.Value.Time().Format(time.TimeOnly))
@@ -85,19 +134,4 @@ func run(ctx context.Context, args []string) error {
 			return a
 		},
 	}))
-	o.Out = os.Stdout
-	return cli.Run(ctx, o)
-}
-
-func connect(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("connect", flag.ExitOnError)
-	var r cli.Relay
-	fs.StringVar(&r.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL")
-	fs.StringVar(&r.Token, "token", os.Getenv("NANODEMS_TOKEN"), "API token (nt_…)")
-	fs.StringVar(&r.Pin, "ca-pin", "", "the relay API certificate's key pin when it is self-signed")
-	fs.Parse(args)
-	if fs.NArg() != 1 || r.URL == "" {
-		return fmt.Errorf("connect needs --relay and exactly one handle")
-	}
-	return cli.Stdio(ctx, r, fs.Arg(0), os.Stdin, os.Stdout)
 }
