@@ -6,13 +6,9 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/tls"
 	"crypto/x509"
-	"encoding/hex"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -24,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/atomicfile"
+	"github.com/nanodems/connector/internal/pin"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -68,7 +65,7 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pinnedTLS(o.Pin)}}
+	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pin.TLSConfig(o.Pin)}}
 	resp, err := client.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("agent: enroll at %s: %w", u.Host, err)
@@ -111,28 +108,6 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
 	// list must not survive into the new identity.
 	os.Remove(filepath.Join(o.Dir, allowlistFile))
 	return LoadIdentity(o.Dir)
-}
-
-// pinnedTLS trusts exactly the certificate whose public key hashes to pin,
-// or the system roots when pin is empty.
-func pinnedTLS(pin string) *tls.Config {
-	if pin == "" {
-		return &tls.Config{MinVersion: tls.VersionTLS12}
-	}
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		InsecureSkipVerify: true, // replaced by the pin check
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("relay presented no certificate")
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-			if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
-				return fmt.Errorf("relay certificate pin %s does not match --ca-pin %s", got, pin)
-			}
-			return nil
-		},
-	}
 }
 
 func isLoopback(host string) bool {

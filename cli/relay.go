@@ -2,11 +2,8 @@ package cli
 
 import (
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
-	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -17,6 +14,7 @@ import (
 	"github.com/coder/websocket"
 
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/pin"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 
@@ -36,25 +34,9 @@ var sessionCache = tls.NewLRUClientSessionCache(64)
 
 // TLSConfig trusts the pinned key, or the system roots without a pin.
 func (r Relay) TLSConfig() *tls.Config {
-	if r.Pin == "" {
-		return &tls.Config{MinVersion: tls.VersionTLS12, ClientSessionCache: sessionCache}
-	}
-	pin := r.Pin
-	return &tls.Config{
-		MinVersion:         tls.VersionTLS12,
-		ClientSessionCache: sessionCache,
-		InsecureSkipVerify: true, // replaced by the pin check below
-		VerifyConnection: func(cs tls.ConnectionState) error {
-			if len(cs.PeerCertificates) == 0 {
-				return errors.New("relay presented no certificate")
-			}
-			sum := sha256.Sum256(cs.PeerCertificates[0].RawSubjectPublicKeyInfo)
-			if got := "sha256:" + hex.EncodeToString(sum[:]); got != pin {
-				return fmt.Errorf("relay key %s does not match pin %s", got, pin)
-			}
-			return nil
-		},
-	}
+	c := pin.TLSConfig(r.Pin)
+	c.ClientSessionCache = sessionCache
+	return c
 }
 
 // HTTPClient is an http.Client for this relay.

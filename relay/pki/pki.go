@@ -14,7 +14,6 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
@@ -29,6 +28,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/atomicfile"
+	"github.com/nanodems/connector/internal/pin"
 )
 
 // CA is a certificate authority whose key lives in the data directory.
@@ -145,10 +145,7 @@ func LoadOrCreateSelfSigned(certPath, keyPath string, hosts []string) (tls.Certi
 
 // Pin is the SHA-256 of a certificate's SubjectPublicKeyInfo, written
 // "sha256:<hex>". It survives re-issuing a certificate for the same key.
-func Pin(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.RawSubjectPublicKeyInfo)
-	return "sha256:" + hex.EncodeToString(sum[:])
-}
+func Pin(cert *x509.Certificate) string { return pin.Of(cert) }
 
 // Serial renders a serial number the way the store keeps it.
 func Serial(n *big.Int) string { return hex.EncodeToString(n.Bytes()) }
