@@ -30,6 +30,12 @@ type Config struct {
 	// a bulk download moves and stops adding latency to the others. <0
 	// disables moving by rate.
 	DedicatedRate int64
+	// AllowLoopback lets the agent dial loopback, link-local (cloud
+	// metadata included), unspecified, multicast and broadcast addresses
+	// and its own host's addresses, which it refuses by default
+	// (agent/target.go). The demo and tests, whose targets are on
+	// 127.0.0.1, set it.
+	AllowLoopback bool
 	Logger        *slog.Logger
 }
 
@@ -47,6 +53,7 @@ type Agent struct {
 
 	connected atomic.Bool
 	live      sync.Map // *liveTunnel → struct{}
+	own       ownAddrs // the host's interface addresses, for checkAddr
 }
 
 // ErrRefused is wrapped when the relay refuses this agent for good

@@ -39,11 +39,16 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
-	var d net.Dialer
+	d := net.Dialer{Control: a.dialControl}
 	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
 	cancel()
 	if err != nil {
-		mux.WriteStatus(st, classify(err), err.Error())
+		reason := err.Error()
+		if lt := (*localTargetError)(nil); errors.As(err, &lt) {
+			reason = lt.reason(h.Host)
+			a.log.Warn("refusing local target", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "reason", reason)
+		}
+		mux.WriteStatus(st, classify(err), reason)
 		return
 	}
 	if err := mux.WriteStatus(st, mux.OK, ""); err != nil {
@@ -156,6 +161,8 @@ func (a *Agent) cutDisallowed() {
 func classify(err error) mux.Code {
 	var dnsErr *net.DNSError
 	switch {
+	case isLocalTarget(err):
+		return mux.NotAllowed
 	case errors.Is(err, syscall.ECONNREFUSED):
 		return mux.Refused
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded), errors.Is(err, syscall.ETIMEDOUT):

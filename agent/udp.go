@@ -2,6 +2,7 @@ package agent
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -52,8 +53,22 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
 		mux.WriteStatus(st, classify(err), fmt.Sprintf("UDP relay to %s: %v", target, err))
 		return
 	}
-	for i, ad := range addrs {
-		addrs[i] = ad.Unmap()
+	// Only the addresses the agent may reach: datagrams go to these alone.
+	var refused error
+	allowed := addrs[:0]
+	for _, ad := range addrs {
+		ad = ad.Unmap()
+		if err := a.checkAddr(ad); err != nil {
+			refused = cmp.Or(refused, err)
+			continue
+		}
+		allowed = append(allowed, ad)
+	}
+	if addrs = allowed; len(addrs) == 0 {
+		reason := "UDP relay: " + refused.(*localTargetError).reason(h.Host)
+		a.log.Warn("refusing local target", "target", target, "reason", reason)
+		mux.WriteStatus(st, mux.NotAllowed, reason)
+		return
 	}
 	network := "udp6"
 	if addrs[0].Is4() {

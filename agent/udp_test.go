@@ -32,7 +32,7 @@ func newUDPHarness(t *testing.T, targets ...mux.Target) *udpHarness {
 	if err := al.Apply(mux.Allowlist{Version: 1, Targets: targets}); err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: Config{DialTimeout: 5 * time.Second}, allow: al, log: slog.New(slog.DiscardHandler)}
+	a := &Agent{cfg: Config{DialTimeout: 5 * time.Second, AllowLoopback: true}, allow: al, log: slog.New(slog.DiscardHandler)}
 	rc, ac := net.Pipe()
 	agentSess, err := smux.Client(ac, mux.Config())
 	if err != nil {

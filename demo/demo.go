@@ -164,7 +164,8 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if _, err := agent.Enroll(ctx, agent.EnrollOptions{RelayURL: in.RelayURL, Token: site.EnrollmentToken, Pin: in.CAPin, Dir: agentDir}); err != nil {
 		return nil, err
 	}
-	acfg := agent.Config{Dir: agentDir, Logger: o.Logger}
+	// The demo's targets are on 127.0.0.1, beside the relay.
+	acfg := agent.Config{Dir: agentDir, Logger: o.Logger, AllowLoopback: true}
 	if o.Agent != nil {
 		o.Agent(&acfg)
 	}
@@ -214,7 +215,8 @@ func (d *Demo) provision(ctx context.Context) error {
 	if err := d.API.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin); err != nil {
 		return fmt.Errorf("demo: create token: %w", err)
 	}
-	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/sites", map[string]string{"name": "Demo site"}, &site, admin); err != nil {
+	// Its devices are on 127.0.0.1: the site must allow local targets.
+	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/sites", map[string]any{"name": "Demo site", "allow_loopback": true}, &site, admin); err != nil {
 		return fmt.Errorf("demo: create site: %w", err)
 	}
 	in.TenantID, in.UserID, in.Token, in.SiteID = t.ID, u.ID, tok.Token, site.ID

@@ -406,7 +406,7 @@ func (e *env) up(ctx context.Context) error {
 		{"create tenant", "POST", "/api/admin/tenants", map[string]string{"name": "perf"}, &t, admin},
 		{"create user", "POST", "/api/tenants/{t}/users", map[string]string{"email": "perf@bench.invalid", "password": "perf-password-123"}, &u, admin},
 		{"create token", "POST", "/api/users/{u}/tokens", nil, &tok, admin},
-		{"create site", "POST", "/api/tenants/{t}/sites", map[string]string{"name": "perf site"}, &site, admin},
+		{"create site", "POST", "/api/tenants/{t}/sites", map[string]any{"name": "perf site", "allow_loopback": true}, &site, admin},
 		{"mint enrollment token", "POST", "/api/sites/{s}/enrollment-tokens", nil, &et, admin},
 	}
 	for _, s := range steps {
@@ -440,12 +440,13 @@ func (e *env) up(ctx context.Context) error {
 	if enroll != nil {
 		return fmt.Errorf("agent enroll: %w", enroll)
 	}
-	e.agentPath, e.agentArgs = agentBin, []string{"run", "--dir", agentDir}
+	// The echo target is on 127.0.0.1.
+	e.agentPath, e.agentArgs = agentBin, []string{"run", "--dir", agentDir, "--allow-loopback"}
 	if e.cfg.pprofMode {
 		if e.agentDebug, err = freeAddr(); err != nil {
 			return err
 		}
-		e.agentPath, e.agentArgs = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir}
+		e.agentPath, e.agentArgs = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir, "--allow-loopback"}
 	}
 	if err := e.startAgent(ctx, e.cfg.dedRate); err != nil {
 		return err

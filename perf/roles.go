@@ -74,6 +74,7 @@ func runRole(role, debugAddr string, args []string) error {
 		var cfg agent.Config
 		fs.StringVar(&cfg.Dir, "dir", "", "")
 		fs.Int64Var(&cfg.DedicatedRate, "dedicated-rate", 0, "")
+		fs.BoolVar(&cfg.AllowLoopback, "allow-loopback", false, "")
 		fs.Parse(args)
 		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		a, err := agent.New(cfg)

@@ -26,6 +26,7 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("DELETE /api/users/{userId}/tokens/{tokenId}", s.api(s.revokeToken))
 	m.HandleFunc("POST /api/tenants/{tenantId}/sites", s.api(s.createSite))
 	m.HandleFunc("GET /api/sites/{siteId}", s.api(s.getSite))
+	m.HandleFunc("PATCH /api/sites/{siteId}", s.api(s.patchSite))
 	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", s.api(s.createEnrollmentToken))
 	m.HandleFunc("POST /api/sites/{siteId}/devices", s.api(s.createDevice))
 	m.HandleFunc("GET /api/sites/{siteId}/devices", s.api(s.listDevices))

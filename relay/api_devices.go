@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/nanodems/connector/internal/localaddr"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/handle"
 	"github.com/nanodems/connector/relay/store"
@@ -127,6 +128,20 @@ func (s *Server) newHandles(tenantID, deviceID string, ports []int) []store.Hand
 	return hs
 }
 
+// checkTarget refuses a host that names a local target (loopback,
+// link-local, cloud metadata, unspecified, multicast; localhost) unless
+// the site allows them. On a host where an agent runs beside the relay,
+// such a device reaches the relay's own loopback services. The agent
+// checks again, on the address it actually dials.
+func checkTarget(host string, site store.Site) error {
+	kind := localaddr.Host(host)
+	if kind == "" || site.AllowLoopback {
+		return nil
+	}
+	return fmt.Errorf(`%w: host %q is a %s address, refused for site %s (set "allow_loopback" on the site to allow local targets)`,
+		errBadRequest, host, kind, site.ID)
+}
+
 func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
@@ -136,23 +151,33 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principa
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	d := store.Device{ID: newID("dev_"), SiteID: site.ID, CreatedAt: s.cfg.Now()}
+	now := s.cfg.Now()
+	d := store.Device{ID: newID("dev_"), SiteID: site.ID, CreatedAt: now}
+	// Everything is checked before anything is written: a 400 leaves the
+	// store as it was.
 	if err := in.apply(&d); err != nil {
 		return err
 	}
-	d, version, err := s.store.CreateDevice(r.Context(), d, s.newHandles(site.TenantID, d.ID, d.Ports))
+	if err := checkTarget(d.Host, site); err != nil {
+		return err
+	}
+	c, setCreds, err := in.creds(nil)
 	if err != nil {
 		return err
 	}
-	if c, ok, err := in.creds(nil); err != nil {
-		return err
-	} else if ok {
-		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
-			return err
-		}
-		s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: "stored: true"})
+	change := store.DeviceChange{
+		Op: store.DeviceCreate, Device: d, Handles: s.newHandles(site.TenantID, d.ID, d.Ports), Now: now,
+		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.create", Target: d.ID, Detail: fmt.Sprintf("%s ports %v", d.Host, d.Ports)}},
 	}
-	s.afterDeviceChange(r.Context(), site, p, "device.create", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
+	if setCreds {
+		change.SetCredentials, change.Sealed = true, s.sealCreds(d.ID, c)
+		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
+	}
+	d, version, err := s.store.ApplyDeviceChange(r.Context(), change)
+	if err != nil {
+		return err
+	}
+	s.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)
 	if err != nil {
 		return err
@@ -218,7 +243,20 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 		return err
 	}
 	old := slices.Clone(d.Ports)
+	// Everything is checked before anything is written: a 400 leaves the
+	// device, its handles and its login as they were.
 	if err := in.apply(&d); err != nil {
+		return err
+	}
+	if err := checkTarget(d.Host, site); err != nil {
+		return err
+	}
+	oldCreds, err := s.credsFor(r.Context(), d.ID)
+	if err != nil {
+		return err
+	}
+	c, setCreds, err := in.creds(oldCreds)
+	if err != nil {
 		return err
 	}
 	var added []int
@@ -227,23 +265,20 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 			added = append(added, port)
 		}
 	}
-	version, err := s.store.UpdateDevice(r.Context(), d, s.newHandles(site.TenantID, d.ID, added), s.cfg.Now())
+	now := s.cfg.Now()
+	change := store.DeviceChange{
+		Op: store.DeviceUpdate, Device: d, Handles: s.newHandles(site.TenantID, d.ID, added), Now: now,
+		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.update", Target: d.ID, Detail: fmt.Sprintf("%s ports %v", d.Host, d.Ports)}},
+	}
+	if setCreds {
+		change.SetCredentials, change.Sealed = true, s.sealCreds(d.ID, c)
+		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
+	}
+	_, version, err := s.store.ApplyDeviceChange(r.Context(), change)
 	if err != nil {
 		return err
 	}
-	oldCreds, err := s.credsFor(r.Context(), d.ID)
-	if err != nil {
-		return err
-	}
-	if c, ok, err := in.creds(oldCreds); err != nil {
-		return err
-	} else if ok {
-		if err := s.setCreds(r.Context(), d.ID, c); err != nil {
-			return err
-		}
-		s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
-	}
-	s.afterDeviceChange(r.Context(), site, p, "device.update", d.ID, fmt.Sprintf("%s ports %v", d.Host, d.Ports))
+	s.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)
 	if err != nil {
 		return err
@@ -257,24 +292,26 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return err
 	}
-	version, err := s.store.DeleteDevice(r.Context(), d.ID, s.cfg.Now())
+	_, version, err := s.store.ApplyDeviceChange(r.Context(), store.DeviceChange{
+		Op: store.DeviceDelete, Device: d, Now: s.cfg.Now(),
+		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.delete", Target: d.ID, Detail: d.Host}},
+	})
 	if err != nil {
-		return err
+		return lookup(err, "device "+d.ID)
 	}
-	if err := s.setCreds(r.Context(), d.ID, nil); err != nil {
-		return err
-	}
-	s.afterDeviceChange(r.Context(), site, p, "device.delete", d.ID, d.Host)
+	s.afterDeviceChange(r.Context(), site, d.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "allowlist_version": version})
 	return nil
 }
 
-// afterDeviceChange drops cached routes, pushes the allowlist and audits.
-func (s *Server) afterDeviceChange(ctx context.Context, site store.Site, p Principal, action, deviceID, detail string) {
+// afterDeviceChange acts on a device change the store holds: it drops the
+// cached routes and login, cuts the tunnels of revoked handles and pushes
+// the site's allowlist.
+func (s *Server) afterDeviceChange(ctx context.Context, site store.Site, deviceID string) {
+	s.forgetCreds(deviceID)
 	s.invalidateRoutes()
 	s.cutRevoked(ctx)
 	if err := s.pushAllowlist(ctx, site.ID); err != nil {
 		s.log.Error("allowlist push", "site", site.ID, "err", err)
 	}
-	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: action, Target: deviceID, Detail: detail})
 }

@@ -125,7 +125,8 @@ func (s *Server) createSite(w http.ResponseWriter, r *http.Request, p Principal)
 		return lookup(err, "tenant "+tenantID)
 	}
 	var in struct {
-		Name string `json:"name"`
+		Name          string `json:"name"`
+		AllowLoopback bool   `json:"allow_loopback"`
 	}
 	if err := readJSON(r, &in); err != nil {
 		return err
@@ -133,18 +134,35 @@ func (s *Server) createSite(w http.ResponseWriter, r *http.Request, p Principal)
 	if in.Name = strings.TrimSpace(in.Name); in.Name == "" {
 		return fmt.Errorf("%w: name is required", errBadRequest)
 	}
-	site := store.Site{ID: newID("site_"), TenantID: tenantID, Name: in.Name, CreatedAt: s.cfg.Now()}
+	site := store.Site{ID: newID("site_"), TenantID: tenantID, Name: in.Name, AllowLoopback: in.AllowLoopback, CreatedAt: s.cfg.Now()}
 	if err := s.store.CreateSite(r.Context(), site); err != nil {
 		return err
 	}
-	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "site.create", Target: site.ID, Detail: site.Name})
+	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "site.create", Target: site.ID, Detail: siteDetail(site)})
 	out, err := s.mintEnrollment(r, site.ID)
 	if err != nil {
 		return err
 	}
-	out["id"], out["tenant_id"], out["name"], out["allowlist_version"] = site.ID, site.TenantID, site.Name, site.AllowlistVersion
+	for k, v := range siteJSON(site) {
+		out[k] = v
+	}
+	delete(out, "created_at")
 	writeJSON(w, http.StatusCreated, out)
 	return nil
+}
+
+// siteJSON is a site as the API shows it.
+func siteJSON(site store.Site) map[string]any {
+	return map[string]any{"id": site.ID, "tenant_id": site.TenantID, "name": site.Name, "allowlist_version": site.AllowlistVersion,
+		"allow_loopback": site.AllowLoopback, "created_at": site.CreatedAt}
+}
+
+// siteDetail is the audit detail of a site's settings.
+func siteDetail(site store.Site) string {
+	if site.AllowLoopback {
+		return site.Name + " (allow_loopback)"
+	}
+	return site.Name
 }
 
 func (s *Server) getSite(w http.ResponseWriter, r *http.Request, p Principal) error {
@@ -152,7 +170,39 @@ func (s *Server) getSite(w http.ResponseWriter, r *http.Request, p Principal) er
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]any{"id": site.ID, "tenant_id": site.TenantID, "name": site.Name, "allowlist_version": site.AllowlistVersion, "created_at": site.CreatedAt})
+	writeJSON(w, http.StatusOK, siteJSON(site))
+	return nil
+}
+
+// patchSite edits a site's name and whether its devices may name local
+// targets. Turning allow_loopback off does not touch existing devices: the
+// next create or edit of one that names a local target is refused, and an
+// agent without --allow-loopback refuses to dial it in any case.
+func (s *Server) patchSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	var in struct {
+		Name          *string `json:"name"`
+		AllowLoopback *bool   `json:"allow_loopback"`
+	}
+	if err := readJSON(r, &in); err != nil {
+		return err
+	}
+	if in.Name != nil {
+		if site.Name = strings.TrimSpace(*in.Name); site.Name == "" {
+			return fmt.Errorf("%w: name must not be empty", errBadRequest)
+		}
+	}
+	if in.AllowLoopback != nil {
+		site.AllowLoopback = *in.AllowLoopback
+	}
+	if err := s.store.UpdateSite(r.Context(), site); err != nil {
+		return lookup(err, "site "+site.ID)
+	}
+	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "site.update", Target: site.ID, Detail: siteDetail(site)})
+	writeJSON(w, http.StatusOK, siteJSON(site))
 	return nil
 }
 

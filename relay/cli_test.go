@@ -56,7 +56,7 @@ func addSite(t *testing.T, d *demo.Demo) string {
 	var site struct {
 		ID string `json:"id"`
 	}
-	must(t, d.API.Do(context.Background(), "POST", "/api/tenants/"+d.Info.TenantID+"/sites", map[string]string{"name": "Other site"}, &site, demo.Bearer(d.Info.Token)))
+	must(t, d.API.Do(context.Background(), "POST", "/api/tenants/"+d.Info.TenantID+"/sites", map[string]any{"name": "Other site", "allow_loopback": true}, &site, demo.Bearer(d.Info.Token)))
 	return site.ID
 }
 

@@ -82,7 +82,7 @@ func (s *sealer) unseal(deviceID string, sealed []byte) (deviceCreds, error) {
 }
 
 // credsFor returns the device's login, or nil when it has none. Opened
-// logins are cached; setCreds invalidates.
+// logins are cached; forgetCreds invalidates.
 func (s *Server) credsFor(ctx context.Context, deviceID string) (*deviceCreds, error) {
 	s.sealer.mu.Lock()
 	c, ok := s.sealer.open[deviceID]
@@ -109,16 +109,19 @@ func (s *Server) credsFor(ctx context.Context, deviceID string) (*deviceCreds, e
 	return c, nil
 }
 
-// setCreds stores (or with nil, clears) a device's login.
-func (s *Server) setCreds(ctx context.Context, deviceID string, c *deviceCreds) error {
-	var sealed []byte
-	if c != nil {
-		sealed = s.sealer.seal(deviceID, *c)
+// sealCreds is the stored form of a device's login: nil for none.
+func (s *Server) sealCreds(deviceID string, c *deviceCreds) []byte {
+	if c == nil {
+		return nil
 	}
-	err := s.store.SetDeviceCredentials(ctx, deviceID, sealed, s.cfg.Now())
+	return s.sealer.seal(deviceID, *c)
+}
+
+// forgetCreds drops what the relay caches of a device's login, after the
+// store has a new one (or none).
+func (s *Server) forgetCreds(deviceID string) {
 	s.sealer.mu.Lock()
 	delete(s.sealer.open, deviceID)
 	s.sealer.mu.Unlock()
 	s.web.forgetAuth(deviceID)
-	return err
 }

@@ -170,7 +170,7 @@ func roleAgent(args []string) error {
 	fs := flag.NewFlagSet("agent", flag.ExitOnError)
 	dir := fs.String("dir", "", "")
 	fs.Parse(args)
-	a, err := agent.New(agent.Config{Dir: *dir, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	a, err := agent.New(agent.Config{Dir: *dir, AllowLoopback: true, Logger: slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))})
 	if err != nil {
 		return err
 	}
@@ -595,7 +595,7 @@ func startRelay(mode string, fan bool, camAddr string) (*target, error) {
 		},
 		func() error { return api.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin) },
 		func() error {
-			return api.Do(ctx, "POST", "/api/tenants/"+t.ID+"/sites", map[string]string{"name": "bench"}, &site, admin)
+			return api.Do(ctx, "POST", "/api/tenants/"+t.ID+"/sites", map[string]any{"name": "bench", "allow_loopback": true}, &site, admin)
 		},
 		func() error { return api.Do(ctx, "POST", "/api/sites/"+site.ID+"/enrollment-tokens", nil, &en, admin) },
 	}

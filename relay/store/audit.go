@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"strings"
 )
 
@@ -10,9 +12,18 @@ const defaultAuditLimit = 100
 
 // AppendAudit records e. The store assigns the ID, ignoring e.ID.
 func (s *SQLite) AppendAudit(ctx context.Context, e AuditEvent) error {
-	_, err := s.exec(ctx, `INSERT INTO audit_events (at, tenant_id, actor, action, target, detail)
-		VALUES (?, ?, ?, ?, ?, ?)`, ts(e.At), e.TenantID, e.Actor, e.Action, e.Target, e.Detail)
+	err := s.write(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, e) })
 	return wrapf(err, "append audit %s", e.Action)
+}
+
+// appendAudit records e inside tx.
+func appendAudit(ctx context.Context, tx *sql.Tx, e AuditEvent) error {
+	_, err := tx.ExecContext(ctx, `INSERT INTO audit_events (at, tenant_id, actor, action, target, detail)
+		VALUES (?, ?, ?, ?, ?, ?)`, ts(e.At), e.TenantID, e.Actor, e.Action, e.Target, e.Detail)
+	if err != nil {
+		return fmt.Errorf("audit %s: %w", e.Action, err)
+	}
+	return nil
 }
 
 // ListAudit returns the events matching f, newest first. IDs grow with

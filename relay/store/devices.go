@@ -9,111 +9,158 @@ import (
 	"time"
 )
 
-// CreateDevice stores d with a fresh loopback address, inserts handles and
-// bumps the site's allowlist version. Handles may leave DeviceID and
-// TenantID empty; they are filled from d and its site.
-func (s *SQLite) CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error) {
-	ports, err := json.Marshal(portsOrEmpty(d.Ports))
-	if err != nil {
-		return Device{}, 0, wrapf(err, "create device %s", d.ID)
-	}
-	d.CreatedAt = roundTS(d.CreatedAt)
+// ApplyDeviceChange writes c in one transaction; see DeviceChange.
+func (s *SQLite) ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device, int64, error) {
+	d := c.Device
 	var version int64
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		tenantID, v, err := bumpSite(ctx, tx, d.SiteID)
+	err := s.write(ctx, func(tx *sql.Tx) error {
+		var tenantID string
+		var err error
+		switch c.Op {
+		case DeviceCreate:
+			tenantID, version, err = createDevice(ctx, tx, &d)
+		case DeviceUpdate:
+			tenantID, version, err = updateDevice(ctx, tx, d, c.Now)
+		case DeviceDelete:
+			tenantID, version, err = deleteDevice(ctx, tx, d.ID, c.Now)
+		default:
+			err = fmt.Errorf("unknown device operation %d", c.Op)
+		}
 		if err != nil {
 			return err
 		}
-		version = v
-		n, err := allocLoopback(ctx, tx)
-		if err != nil {
+		if err := insertHandles(ctx, tx, c.Handles, d.ID, tenantID); err != nil {
 			return err
 		}
-		d.LoopbackIP = loopbackIP(n)
-		_, err = tx.ExecContext(ctx, `INSERT INTO devices
-			(id, site_id, host, ports, label, manufacturer, model, notes, loopback, created_at)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-			d.ID, d.SiteID, d.Host, string(ports), d.Label, d.Manufacturer, d.Model, d.Notes, n, ts(d.CreatedAt))
-		if err != nil {
-			return err
+		if c.SetCredentials || c.Op == DeviceDelete {
+			sealed := c.Sealed
+			if c.Op == DeviceDelete {
+				sealed = nil
+			}
+			if err := setCredentials(ctx, tx, d.ID, sealed, c.Now); err != nil {
+				return err
+			}
 		}
-		return insertHandles(ctx, tx, handles, d.ID, tenantID)
+		for _, e := range c.Audit {
+			if e.At.IsZero() {
+				e.At = c.Now
+			}
+			if e.TenantID == "" {
+				e.TenantID = tenantID
+			}
+			if err := appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
 	})
 	if err != nil {
-		return Device{}, 0, wrapf(err, "create device %s", d.ID)
+		return Device{}, 0, wrapf(err, "%s device %s", c.Op, d.ID)
 	}
 	return d, version, nil
 }
 
-// UpdateDevice rewrites the device's mutable fields, revokes the live
-// handles of ports it no longer has, inserts add and bumps the site's
-// allowlist version. The site, loopback address and creation time are
-// kept; d.SiteID is ignored.
-func (s *SQLite) UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error) {
-	ports, err := json.Marshal(portsOrEmpty(d.Ports))
-	if err != nil {
-		return 0, wrapf(err, "update device %s", d.ID)
+func (op DeviceOp) String() string {
+	switch op {
+	case DeviceCreate:
+		return "create"
+	case DeviceUpdate:
+		return "update"
+	case DeviceDelete:
+		return "delete"
 	}
-	var version int64
-	err = s.write(ctx, func(tx *sql.Tx) error {
-		var siteID string
-		err := tx.QueryRowContext(ctx, `UPDATE devices
-			SET host = ?, ports = ?, label = ?, manufacturer = ?, model = ?, notes = ?
-			WHERE id = ? AND deleted_at IS NULL RETURNING site_id`,
-			d.Host, string(ports), d.Label, d.Manufacturer, d.Model, d.Notes, d.ID).Scan(&siteID)
-		if err != nil {
-			return err
-		}
-		tenantID, v, err := bumpSite(ctx, tx, siteID)
-		if err != nil {
-			return err
-		}
-		version = v
-		// Revoke before inserting so that add is never revoked, even if
-		// it names a port outside d.Ports.
-		q := `UPDATE handles SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL`
-		args := []any{ts(now), d.ID}
-		if len(d.Ports) > 0 {
-			q += ` AND port NOT IN (?` + strings.Repeat(", ?", len(d.Ports)-1) + `)`
-			for _, p := range d.Ports {
-				args = append(args, p)
-			}
-		}
-		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
-			return err
-		}
-		return insertHandles(ctx, tx, add, d.ID, tenantID)
-	})
-	if err != nil {
-		return 0, wrapf(err, "update device %s", d.ID)
-	}
-	return version, nil
+	return fmt.Sprintf("op %d", int(op))
 }
 
-// DeleteDevice revokes the device's live handles, removes the device and
-// bumps the site's allowlist version. The row is only marked deleted: its
-// handles keep resolving, as revoked, and its loopback address stays taken.
-func (s *SQLite) DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error) {
-	var version int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var siteID string
-		err := tx.QueryRowContext(ctx, `UPDATE devices SET deleted_at = ?
-			WHERE id = ? AND deleted_at IS NULL RETURNING site_id`, ts(now), id).Scan(&siteID)
-		if err != nil {
-			return err
-		}
-		_, err = tx.ExecContext(ctx, `UPDATE handles SET revoked_at = ?
-			WHERE device_id = ? AND revoked_at IS NULL`, ts(now), id)
-		if err != nil {
-			return err
-		}
-		_, version, err = bumpSite(ctx, tx, siteID)
-		return err
-	})
+// createDevice inserts *d with a fresh loopback address (set in d) and
+// bumps its site's allowlist version inside tx.
+func createDevice(ctx context.Context, tx *sql.Tx, d *Device) (tenantID string, version int64, err error) {
+	ports, err := json.Marshal(portsOrEmpty(d.Ports))
 	if err != nil {
-		return 0, wrapf(err, "delete device %s", id)
+		return "", 0, err
 	}
-	return version, nil
+	d.CreatedAt = roundTS(d.CreatedAt)
+	tenantID, version, err = bumpSite(ctx, tx, d.SiteID)
+	if err != nil {
+		return "", 0, err
+	}
+	n, err := allocLoopback(ctx, tx)
+	if err != nil {
+		return "", 0, err
+	}
+	d.LoopbackIP = loopbackIP(n)
+	_, err = tx.ExecContext(ctx, `INSERT INTO devices
+		(id, site_id, host, ports, label, manufacturer, model, notes, loopback, created_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		d.ID, d.SiteID, d.Host, string(ports), d.Label, d.Manufacturer, d.Model, d.Notes, n, ts(d.CreatedAt))
+	return tenantID, version, err
+}
+
+// updateDevice rewrites d's mutable fields, revokes the live handles of
+// ports it no longer has and bumps its site's allowlist version inside tx.
+func updateDevice(ctx context.Context, tx *sql.Tx, d Device, now time.Time) (tenantID string, version int64, err error) {
+	ports, err := json.Marshal(portsOrEmpty(d.Ports))
+	if err != nil {
+		return "", 0, err
+	}
+	var siteID string
+	err = tx.QueryRowContext(ctx, `UPDATE devices
+		SET host = ?, ports = ?, label = ?, manufacturer = ?, model = ?, notes = ?
+		WHERE id = ? AND deleted_at IS NULL RETURNING site_id`,
+		d.Host, string(ports), d.Label, d.Manufacturer, d.Model, d.Notes, d.ID).Scan(&siteID)
+	if err != nil {
+		return "", 0, err
+	}
+	tenantID, version, err = bumpSite(ctx, tx, siteID)
+	if err != nil {
+		return "", 0, err
+	}
+	q := `UPDATE handles SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL`
+	args := []any{ts(now), d.ID}
+	if len(d.Ports) > 0 {
+		q += ` AND port NOT IN (?` + strings.Repeat(", ?", len(d.Ports)-1) + `)`
+		for _, p := range d.Ports {
+			args = append(args, p)
+		}
+	}
+	_, err = tx.ExecContext(ctx, q, args...)
+	return tenantID, version, err
+}
+
+// deleteDevice marks the device deleted, revokes its live handles and
+// bumps its site's allowlist version inside tx.
+func deleteDevice(ctx context.Context, tx *sql.Tx, id string, now time.Time) (tenantID string, version int64, err error) {
+	var siteID string
+	err = tx.QueryRowContext(ctx, `UPDATE devices SET deleted_at = ?
+		WHERE id = ? AND deleted_at IS NULL RETURNING site_id`, ts(now), id).Scan(&siteID)
+	if err != nil {
+		return "", 0, err
+	}
+	_, err = tx.ExecContext(ctx, `UPDATE handles SET revoked_at = ?
+		WHERE device_id = ? AND revoked_at IS NULL`, ts(now), id)
+	if err != nil {
+		return "", 0, err
+	}
+	return bumpSite(ctx, tx, siteID)
+}
+
+// CreateDevice is ApplyDeviceChange of a DeviceCreate with handles and
+// nothing else.
+func (s *SQLite) CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error) {
+	return s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceCreate, Device: d, Handles: handles, Now: d.CreatedAt})
+}
+
+// UpdateDevice is ApplyDeviceChange of a DeviceUpdate adding handles add
+// and nothing else.
+func (s *SQLite) UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error) {
+	_, v, err := s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceUpdate, Device: d, Handles: add, Now: now})
+	return v, err
+}
+
+// DeleteDevice is ApplyDeviceChange of a DeviceDelete without audit.
+func (s *SQLite) DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error) {
+	_, v, err := s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceDelete, Device: Device{ID: id}, Now: now})
+	return v, err
 }
 
 const deviceCols = `id, site_id, host, ports, label, manufacturer, model, notes, loopback, created_at`

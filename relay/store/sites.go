@@ -8,23 +8,32 @@ import (
 )
 
 func (s *SQLite) CreateSite(ctx context.Context, site Site) error {
-	_, err := s.exec(ctx, `INSERT INTO sites (id, tenant_id, name, allowlist_version, created_at)
-		VALUES (?, ?, ?, ?, ?)`,
-		site.ID, site.TenantID, site.Name, site.AllowlistVersion, ts(site.CreatedAt))
+	_, err := s.exec(ctx, `INSERT INTO sites (id, tenant_id, name, allowlist_version, allow_loopback, created_at)
+		VALUES (?, ?, ?, ?, ?, ?)`,
+		site.ID, site.TenantID, site.Name, site.AllowlistVersion, site.AllowLoopback, ts(site.CreatedAt))
 	return wrapf(err, "create site %s", site.ID)
 }
 
 func (s *SQLite) GetSite(ctx context.Context, id string) (Site, error) {
 	var site Site
 	var created int64
-	err := s.db.QueryRowContext(ctx, `SELECT id, tenant_id, name, allowlist_version, created_at
+	err := s.db.QueryRowContext(ctx, `SELECT id, tenant_id, name, allowlist_version, allow_loopback, created_at
 		FROM sites WHERE id = ?`, id).
-		Scan(&site.ID, &site.TenantID, &site.Name, &site.AllowlistVersion, &created)
+		Scan(&site.ID, &site.TenantID, &site.Name, &site.AllowlistVersion, &site.AllowLoopback, &created)
 	if err != nil {
 		return Site{}, wrapf(err, "get site %s", id)
 	}
 	site.CreatedAt = fromTS(created)
 	return site, nil
+}
+
+// UpdateSite rewrites the site's name and AllowLoopback; its tenant,
+// allowlist version and creation time are kept. An unknown site is
+// ErrNotFound.
+func (s *SQLite) UpdateSite(ctx context.Context, site Site) error {
+	err := s.execOne(ctx, `UPDATE sites SET name = ?, allow_loopback = ? WHERE id = ?`,
+		site.Name, site.AllowLoopback, site.ID)
+	return wrapf(err, "update site %s", site.ID)
 }
 
 // bumpSite increments the site's allowlist version inside tx and returns

@@ -36,7 +36,11 @@ type Site struct {
 	TenantID         string
 	Name             string
 	AllowlistVersion int64
-	CreatedAt        time.Time
+	// AllowLoopback lets the site's devices name local targets (loopback,
+	// link-local, unspecified or multicast addresses, localhost), which
+	// the relay refuses otherwise.
+	AllowLoopback bool
+	CreatedAt     time.Time
 }
 
 // EnrollmentToken is a one-shot, expiring secret that lets one agent enroll
@@ -72,6 +76,43 @@ type Device struct {
 	Notes        string
 	LoopbackIP   string
 	CreatedAt    time.Time
+}
+
+// DeviceOp is what a DeviceChange does to its device.
+type DeviceOp int
+
+const (
+	// DeviceCreate inserts Device, assigning its LoopbackIP.
+	DeviceCreate DeviceOp = iota + 1
+	// DeviceUpdate replaces the mutable fields of Device (host, ports,
+	// label, manufacturer, model, notes) and revokes the live handles of
+	// the ports it no longer has. Its site, loopback address and creation
+	// time are kept; Device.SiteID is ignored.
+	DeviceUpdate
+	// DeviceDelete marks the device with Device.ID deleted, revokes its
+	// live handles and clears its stored login. The row stays so its
+	// handles keep resolving, as revoked.
+	DeviceDelete
+)
+
+// DeviceChange is one device write and everything that must land with it:
+// a device without its audit record, or an audit record of a write that
+// did not happen, is what a crash between two transactions would leave.
+type DeviceChange struct {
+	Op     DeviceOp
+	Device Device
+	// Handles are inserted after the revocations of DeviceUpdate, so they
+	// are never revoked by it. DeviceID and TenantID may be left empty;
+	// they are filled from the device and its site.
+	Handles []Handle
+	// SetCredentials stores Sealed as the device's login; nil Sealed
+	// clears it. DeviceDelete always clears it.
+	SetCredentials bool
+	Sealed         []byte
+	// Audit is appended in order. An event without At gets Now; one
+	// without TenantID gets the site's tenant.
+	Audit []AuditEvent
+	Now   time.Time
 }
 
 // Handle is the opaque routing token for one (device, port).
@@ -182,6 +223,8 @@ type Store interface {
 
 	CreateSite(ctx context.Context, s Site) error
 	GetSite(ctx context.Context, id string) (Site, error)
+	// UpdateSite replaces the site's name and AllowLoopback.
+	UpdateSite(ctx context.Context, s Site) error
 
 	CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error
 	// UseEnrollmentToken atomically marks the token used and returns it.
@@ -193,18 +236,12 @@ type Store interface {
 	ListAgents(ctx context.Context, siteID string) ([]Agent, error)
 	RevokeAgent(ctx context.Context, id string, at time.Time) error
 
-	// CreateDevice stores d, assigns its LoopbackIP, inserts its handles and
-	// bumps the site's allowlist version, all in one transaction. It returns
-	// the stored device and the new allowlist version.
-	CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error)
-	// UpdateDevice replaces the device's mutable fields (host, ports, label,
-	// manufacturer, model, notes), inserts add, revokes the live handles of
-	// the device whose port is no longer in d.Ports, and bumps the allowlist
-	// version, in one transaction.
-	UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error)
-	// DeleteDevice revokes the device's handles, removes it and bumps the
-	// allowlist version, in one transaction.
-	DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error)
+	// ApplyDeviceChange creates, edits or deletes a device together with
+	// its handles, its stored login, its audit records and the bump of its
+	// site's allowlist version, all in one transaction: either all of it
+	// is stored or none. It returns the device as stored (create: with its
+	// LoopbackIP) and the site's new allowlist version.
+	ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device, int64, error)
 	GetDevice(ctx context.Context, id string) (Device, error)
 	ListDevices(ctx context.Context, siteID string) ([]Device, error)
 

@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"database/sql"
+	"fmt"
 	"time"
 )
 
@@ -40,14 +42,24 @@ func (s *SQLite) DeleteSession(ctx context.Context, hash []byte) error {
 
 // SetDeviceCredentials stores the sealed login of a device; nil removes it.
 func (s *SQLite) SetDeviceCredentials(ctx context.Context, deviceID string, sealed []byte, now time.Time) error {
-	if sealed == nil {
-		_, err := s.exec(ctx, `DELETE FROM device_credentials WHERE device_id = ?`, deviceID)
-		return wrapf(err, "clear credentials of %s", deviceID)
-	}
-	_, err := s.exec(ctx, `INSERT INTO device_credentials (device_id, sealed, updated_at) VALUES (?, ?, ?)
-		ON CONFLICT (device_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
-		deviceID, sealed, ts(now))
+	err := s.write(ctx, func(tx *sql.Tx) error { return setCredentials(ctx, tx, deviceID, sealed, now) })
 	return wrapf(err, "set credentials of %s", deviceID)
+}
+
+// setCredentials stores (nil: removes) a device's sealed login inside tx.
+func setCredentials(ctx context.Context, tx *sql.Tx, deviceID string, sealed []byte, now time.Time) error {
+	var err error
+	if sealed == nil {
+		_, err = tx.ExecContext(ctx, `DELETE FROM device_credentials WHERE device_id = ?`, deviceID)
+	} else {
+		_, err = tx.ExecContext(ctx, `INSERT INTO device_credentials (device_id, sealed, updated_at) VALUES (?, ?, ?)
+			ON CONFLICT (device_id) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at`,
+			deviceID, sealed, ts(now))
+	}
+	if err != nil {
+		return fmt.Errorf("credentials of %s: %w", deviceID, err)
+	}
+	return nil
 }
 
 // GetDeviceCredentials returns the sealed login, or ErrNotFound.
