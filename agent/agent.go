@@ -175,12 +175,11 @@ func (a *Agent) session(ctx context.Context) error {
 	go func() {
 		defer wg.Done()
 		defer sess.Close() // a dead control stream ends the session
-		if err := a.readControl(c); err != nil {
-			if ctx.Err() != nil {
-				return // shutting down: the stream ends with the session
-			}
-			a.log.Warn("control stream", "err", err)
+		err := a.readControl(c) // returns only when the stream ends
+		if ctx.Err() != nil {
+			return // shutting down: the stream ends with the session
 		}
+		a.log.Warn("control stream", "err", err)
 	}()
 	defer wg.Wait()
 

@@ -378,7 +378,8 @@ func openIdle(ctx context.Context, dial dialFunc, k, par int) ([]net.Conn, error
 			return nil, err
 		}
 		b := []byte{42}
-		if _, err := c.Write(b); err == nil {
+		_, err = c.Write(b)
+		if err == nil {
 			_, err = io.ReadFull(c, b)
 		}
 		if err != nil {

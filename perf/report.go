@@ -533,12 +533,12 @@ func num(v float64, dec int) string {
 
 func (f figure) cells() (ours, direct, ratio, target, status string) {
 	ours = num(f.Value, f.dec) + " " + f.Unit
-	direct, ratio = "—", "—"
+	direct = "—"
 	if f.Direct != nil {
 		direct = num(*f.Direct, f.dec) + " " + f.Unit
 	}
+	ratio = "—"
 	if f.Ratio != nil {
-		ratio = num(*f.Ratio, 3)
 		if *f.Ratio >= 0.01 && *f.Ratio < 10 {
 			ratio = fmt.Sprintf("%.2f×", *f.Ratio)
 		} else {

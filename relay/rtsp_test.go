@@ -473,9 +473,6 @@ func TestRTSPTeardownAndDisconnect(t *testing.T) {
 			if fanout == "own" {
 				// Without a stored login the client logs in itself: its own
 				// camera session, passed through.
-				pu, _ := url.Parse(u)
-				pu.User = url.UserPassword(rtspUser, rtspPass)
-				u = pu.String()
 				cam.Close()
 				cam, h = rtspCamera(t, d, rtsptest.Options{User: rtspUser, Pass: rtspPass, BasicOnly: true}, false)
 				u = strings.Replace(mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/td", 0), "rtsp://", "rtsp://"+rtspUser+":"+rtspPass+"@", 1)

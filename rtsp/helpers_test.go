@@ -1,7 +1,6 @@
 package rtsp
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 
@@ -337,7 +336,6 @@ func (p *puller) waitPackets(n int64, timeout time.Duration) error {
 type rawConn struct {
 	t    *testing.T
 	c    net.Conn
-	br   *bufio.Reader
 	rd   *Reader
 	cseq int
 }

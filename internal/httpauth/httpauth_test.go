@@ -111,7 +111,7 @@ func TestRFC7616UserhashExample(t *testing.T) {
 
 // RFC 2617 §3.5.
 func TestRFC2617Example(t *testing.T) {
-	chs, err := ParseChallenges([]string{`Digest
+	_, err := ParseChallenges([]string{`Digest
 		realm="testrealm@host.com",
 		qop="auth,auth-int",
 		nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093",
@@ -119,7 +119,7 @@ func TestRFC2617Example(t *testing.T) {
 	if err == nil {
 		t.Fatal("a raw line break must be rejected") // header values arrive unfolded
 	}
-	chs, err = ParseChallenges([]string{`Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"`})
+	chs, err := ParseChallenges([]string{`Digest realm="testrealm@host.com", qop="auth,auth-int", nonce="dcd98b7102dd2f0e8b11d0f600bfb0c093", opaque="5ccc069c403ebaf9f0171e9517f40e41"`})
 	if err != nil || len(chs) != 1 {
 		t.Fatalf("ParseChallenges = %+v, %v", chs, err)
 	}

@@ -1,0 +1,528 @@
+package rtsp
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// source is one shared camera session.
+type source struct {
+	g    *Gateway
+	key  string
+	path string // the camera path and query the viewers asked for
+	// The creating viewer's principal and handle: a camera that only does
+	// UDP needs relays opened for the source (camudp.go).
+	principal Principal
+	handle    string
+
+	ready chan struct{} // closed when the camera answered DESCRIBE (or failed)
+	err   error         // set before ready closes: not shared, joiners go alone
+	refs  int           // connections joined (guarded by g.srcMu)
+	dead  atomic.Bool
+
+	// Set before ready closes, read-only after.
+	up       *upstream
+	describe *Response // the camera's answer, camera form
+	base     string    // camera-form base URL of the controls
+	aggURL   string    // camera-form aggregate control URL
+	tracks   []*srcTrack
+	byCh     atomic.Pointer[[256]*srcTrack]
+
+	opMu      sync.Mutex // serializes SETUP and PLAY towards the camera
+	setupDone bool
+	setupErr  error
+	playing   bool
+	playResp  *Response
+
+	mu      sync.Mutex // guards session, subs, kaStop, closed
+	session string     // the camera's Session header value
+	timeout int
+	subs    []*subscription
+	snap    atomic.Pointer[[]*subscription] // copy of subs for the packet path
+	kaStop  chan struct{}
+	closed  bool
+	once    sync.Once
+
+	dirty []*subscription // packet path: queued to since the last kick
+}
+
+type srcTrack struct {
+	idx     int
+	media   Media
+	control string // camera-form absolute URL
+	video   bool   // the gateway knows the codec's keyframes
+	ch      int    // camera channels ch (RTP) and ch+1 (RTCP)
+	ok      bool   // set up at the camera
+	camT    Transport
+}
+
+// subscription is a playing viewer as the packet path sees it. It is
+// made at PLAY and dropped at PAUSE or leave, never changed by the
+// viewer's goroutine once published; only the packet path writes its
+// mutable fields.
+type subscription struct {
+	v         *viewer
+	udp       *udpSender
+	tracks    []*subTrack // by source track index; nil: not set up
+	overSince int64       // unix nanos since the viewer is over its backlog
+	dropped   bool
+	dirty     bool // on the source's dirty list
+}
+
+type subTrack struct {
+	viewerSetup
+	video   bool
+	waitKey bool
+}
+
+// init reads the camera's DESCRIBE answer; it returns why the session
+// cannot be shared, or "".
+func (s *source) init(resp *Response, reqURL string) string {
+	if resp.StatusCode != 200 {
+		return fmt.Sprintf("camera answered %d", resp.StatusCode)
+	}
+	if !isSDP(resp.Header) {
+		return "no SDP"
+	}
+	sdp := ParseSDP(resp.Body)
+	if len(sdp.Media) == 0 {
+		return "no media"
+	}
+	if !sdp.IsLive() {
+		return "a recording (range " + sdp.Range + ")"
+	}
+	if len(sdp.Media) > 64 {
+		return "too many media"
+	}
+	s.base = reqURL
+	if v := resp.Header.Get("Content-Base"); v != "" {
+		s.base = v
+	} else if v := resp.Header.Get("Content-Location"); v != "" {
+		s.base = v
+	}
+	s.base = s.up.own(s.base)
+	s.aggURL = s.base
+	if sdp.Control != "" && sdp.Control != "*" {
+		s.aggURL = s.up.own(resolveControl(s.base, sdp.Control))
+	}
+	for i, m := range sdp.Media {
+		if m.BackChannel {
+			return "backchannel"
+		}
+		tr := &srcTrack{idx: i, media: m, control: s.up.own(resolveControl(s.base, m.Control)), ch: 2 * i}
+		for _, codec := range m.Codecs {
+			if videoCodec(codec) {
+				tr.video = true
+			}
+		}
+		s.tracks = append(s.tracks, tr)
+	}
+	s.describe = resp
+	return ""
+}
+
+// abort ends a source that never became shared.
+func (s *source) abort(err error) {
+	s.err = err
+	s.dead.Store(true)
+	s.g.srcMu.Lock()
+	if s.g.sources[s.key] == s {
+		delete(s.g.sources, s.key)
+	}
+	s.g.srcMu.Unlock()
+	s.once.Do(func() { s.g.stats.Sources.Add(-1) })
+	close(s.ready)
+}
+
+// leaveSource drops a connection's reference; the last one ends the
+// camera session.
+func (g *Gateway) leaveSource(s *source) {
+	g.srcMu.Lock()
+	s.refs--
+	last := s.refs == 0
+	if last && g.sources[s.key] == s {
+		delete(g.sources, s.key)
+	}
+	g.srcMu.Unlock()
+	if last && s.err == nil {
+		s.shutdown()
+	}
+}
+
+// fail ends a source whose camera connection broke: its viewers are
+// disconnected and will reconnect (to a new source).
+func (s *source) fail() {
+	s.dead.Store(true)
+	s.g.srcMu.Lock()
+	if s.g.sources[s.key] == s {
+		delete(s.g.sources, s.key)
+	}
+	s.g.srcMu.Unlock()
+	s.mu.Lock()
+	subs := s.subs
+	s.mu.Unlock()
+	for _, sub := range subs {
+		sub.v.c.closeTransport()
+	}
+}
+
+// shutdown tears the camera session down.
+func (s *source) shutdown() {
+	s.dead.Store(true)
+	s.mu.Lock()
+	s.closed = true
+	if s.kaStop != nil {
+		close(s.kaStop)
+		s.kaStop = nil
+	}
+	sess := s.session
+	s.mu.Unlock()
+	s.once.Do(func() { s.g.stats.Sources.Add(-1) })
+	if s.up == nil {
+		return
+	}
+	if sess != "" {
+		s.up.teardown(s.aggURL, sessionID(sess))
+	}
+	s.up.close()
+}
+
+// onRequest answers what a camera asks of the gateway as its client.
+func (s *source) onRequest(req *Request) {
+	switch req.Method {
+	case "OPTIONS", "GET_PARAMETER", "SET_PARAMETER":
+		s.up.answer(req, 200)
+	default:
+		s.up.answer(req, 501)
+	}
+}
+
+// ensureSetup sets up every track at the camera, once, over interleaved
+// TCP (channels 0-1, 2-3, … in SDP order). All tracks, not just the
+// first viewer's: a camera refuses to add tracks to a playing session,
+// and later viewers may want the ones the first did not.
+//
+// The camera round trips are the source's, not the asking viewer's: a
+// viewer that leaves mid-SETUP must not end the camera connection the
+// others wait on (do's own timeout bounds them).
+func (s *source) ensureSetup(ua string) error {
+	ctx := context.Background()
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.setupDone {
+		return s.setupErr
+	}
+	s.setupDone = true
+	var byCh [256]*srcTrack
+	var firstRefusal *Response
+	okCount := 0
+	for _, tr := range s.tracks {
+		profile := tr.media.Proto
+		if profile == "" || !strings.HasPrefix(profile, "RTP/") {
+			profile = "RTP/AVP"
+		}
+		t := Transport{Spec: Transport{Spec: profile}.Profile() + "/TCP", Params: []Param{{Name: "unicast"}}}
+		t.Set("interleaved", fmt.Sprintf("%d-%d", tr.ch, tr.ch+1))
+		req := &Request{Method: "SETUP", URL: tr.control, Proto: "RTSP/1.0", Header: Header{{"Transport", t.String()}}}
+		if ua != "" {
+			req.Header.Add("User-Agent", ua)
+		}
+		s.mu.Lock()
+		if s.session != "" {
+			req.Header.Add("Session", sessionID(s.session))
+		}
+		s.mu.Unlock()
+		var resp *Response
+		var err error
+		udp := s.g.canUDP() && s.g.udpOnlyKnown(s.handle)
+		if !udp {
+			if resp, err = s.up.do(ctx, req, nil); err != nil {
+				s.setupErr = err
+				return err
+			}
+			if resp.StatusCode == 461 && s.g.canUDP() {
+				s.g.markUDPOnly(s.handle)
+				udp = true
+			}
+		}
+		if udp {
+			if resp, err = s.setupUDP(ctx, req, t, tr.ch); err != nil {
+				s.setupErr = err
+				return err
+			}
+		}
+		if resp.StatusCode != 200 {
+			if firstRefusal == nil {
+				firstRefusal = resp
+			}
+			continue
+		}
+		if ts, err := ParseTransports(resp.Header.Get("Transport")); err == nil {
+			tr.camT = ts[0]
+			if a, _, ok := tr.camT.Ports("interleaved"); ok && a < 255 {
+				tr.ch = a
+			}
+		}
+		if byCh[tr.ch] != nil || byCh[tr.ch+1] != nil {
+			continue // the camera put two tracks on one channel: keep the first
+		}
+		byCh[tr.ch], byCh[tr.ch+1] = tr, tr
+		tr.ok = true
+		okCount++
+		s.mu.Lock()
+		if s.session == "" {
+			s.session = resp.Header.Get("Session")
+			if ss, ok := ParseSession(s.session); ok {
+				s.timeout = ss.TimeoutOrDefault()
+			}
+		}
+		s.mu.Unlock()
+	}
+	s.byCh.Store(&byCh)
+	if okCount == 0 {
+		status := 502
+		if firstRefusal != nil {
+			status = firstRefusal.StatusCode
+		}
+		s.setupErr = Errorf(status, "camera refused SETUP")
+		return s.setupErr
+	}
+	s.startKeepalive()
+	return nil
+}
+
+// setupUDP sets a track up over UDP to a relay on the camera's LAN
+// (camudp.go), whose datagrams arrive as frames on channels ch and ch+1,
+// as an interleaved SETUP would have had them.
+func (s *source) setupUDP(ctx context.Context, req *Request, tcp Transport, ch int) (*Response, error) {
+	relay, err := s.g.dialCameraUDP(ctx, s.principal, s.handle)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := s.up.do(ctx, udpSetupRequest(req, tcp, relay), nil)
+	if err != nil {
+		relay.Close()
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		relay.Close()
+		if resp.StatusCode == 461 {
+			s.g.forgetUDPOnly(s.handle)
+		}
+		return resp, nil
+	}
+	if a, b, ok := cameraTransport(resp).Ports("server_port"); ok {
+		relay.SetCamera(a, b)
+	}
+	if !s.up.attachUDP(relay, ch) {
+		return nil, errCameraGone
+	}
+	return resp, nil
+}
+
+// ensurePlay starts the camera session once. onFirst runs on the camera
+// reader goroutine with the camera's answer, before any packet after it:
+// the first viewer is answered and subscribed there, so it gets the
+// stream from its very first packet.
+func (s *source) ensurePlay(rng string, onFirst func(*Response)) (first bool, resp *Response, err error) {
+	ctx := context.Background()
+	s.opMu.Lock()
+	defer s.opMu.Unlock()
+	if s.playing {
+		return false, s.playResp, nil
+	}
+	req := &Request{Method: "PLAY", URL: s.aggURL, Proto: "RTSP/1.0", Header: Header{{"User-Agent", userAgent}}}
+	s.mu.Lock()
+	if s.session != "" {
+		req.Header.Add("Session", sessionID(s.session))
+	}
+	s.mu.Unlock()
+	if rng != "" {
+		req.Header.Add("Range", rng)
+	}
+	resp, err = s.up.do(ctx, req, func(r *Response) {
+		if r.StatusCode == 200 {
+			onFirst(r)
+		}
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	if resp.StatusCode != 200 {
+		return false, nil, Errorf(resp.StatusCode, "camera refused PLAY")
+	}
+	s.playing, s.playResp = true, resp
+	return true, resp, nil
+}
+
+func (s *source) startKeepalive() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed || s.kaStop != nil {
+		return
+	}
+	stop := make(chan struct{})
+	s.kaStop = stop
+	every := keepaliveInterval(s.timeout)
+	s.g.goFn(func() { s.keepaliveLoop(stop, every) })
+}
+
+// keepaliveLoop keeps the shared camera session alive (its viewers'
+// keepalives are answered by the gateway and never reach the camera), and
+// ends UDP viewers that went silent.
+func (s *source) keepaliveLoop(stop chan struct{}, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-stop:
+			return
+		case <-s.up.done:
+			return
+		case <-t.C:
+		}
+		s.mu.Lock()
+		sess := sessionID(s.session)
+		timeout := time.Duration(max(s.timeout, DefaultSessionTimeout)) * time.Second
+		var silent []*viewer
+		for _, sub := range s.subs {
+			if sub.v.udp != nil && time.Since(time.Unix(0, sub.v.c.lastInput.Load())) > 2*timeout {
+				silent = append(silent, sub.v)
+			}
+		}
+		s.mu.Unlock()
+		for _, v := range silent {
+			v.c.closeTransport()
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CameraTimeout)
+		err := s.up.keepalive(ctx, s.aggURL, sess)
+		cancel()
+		if err != nil {
+			return
+		}
+	}
+}
+
+// subscribe adds a playing viewer to the packet path.
+func (s *source) subscribe(sub *subscription) {
+	s.mu.Lock()
+	s.subs = append(s.subs, sub)
+	s.publishLocked()
+	s.mu.Unlock()
+	s.g.stats.Viewers.Add(1)
+}
+
+func (s *source) unsubscribe(sub *subscription) {
+	s.mu.Lock()
+	for i, x := range s.subs {
+		if x == sub {
+			s.subs = append(s.subs[:i:i], s.subs[i+1:]...)
+			s.publishLocked()
+			s.g.stats.Viewers.Add(-1)
+			break
+		}
+	}
+	s.mu.Unlock()
+}
+
+func (s *source) publishLocked() {
+	snap := append([]*subscription(nil), s.subs...)
+	s.snap.Store(&snap)
+}
+
+// onFrame is the packet path: one camera packet to every playing viewer.
+func (s *source) onFrame(it Item) {
+	byCh := s.byCh.Load()
+	snap := s.snap.Load()
+	if byCh == nil || snap == nil || len(*snap) == 0 {
+		return
+	}
+	tr := byCh[it.Channel]
+	if tr == nil {
+		return
+	}
+	rtcp := int(it.Channel) != tr.ch
+	key := false
+	if !rtcp && tr.video {
+		if pt, payload, ok := rtpPayload(it.Payload()); ok {
+			key = startsKeyframe(tr.media.Codecs[pt], payload)
+		}
+	}
+	p := newPacket(it.Frame)
+	now := time.Now().UnixNano()
+	for _, sub := range *snap {
+		if st := sub.tracks[tr.idx]; st != nil && !sub.dropped {
+			sub.deliver(p, st, rtcp, key, now)
+		}
+	}
+	p.release()
+}
+
+// kick starts the writes of every viewer queued to since the last kick;
+// it runs when the camera reader has handled all it read.
+func (s *source) kick() {
+	for i, sub := range s.dirty {
+		sub.dirty = false
+		sub.v.c.out.kick()
+		if sub.udp != nil {
+			sub.udp.kick()
+		}
+		s.dirty[i] = nil
+	}
+	s.dirty = s.dirty[:0]
+}
+
+// deliver queues a packet for one viewer, or skips the viewer ahead.
+func (sub *subscription) deliver(p *packet, st *subTrack, rtcp, key bool, now int64) {
+	if st.waitKey && !rtcp {
+		if !key {
+			return
+		}
+		st.waitKey = false
+	}
+	v := sub.v
+	g := v.c.g
+	var r enqueueResult
+	if st.tcp {
+		ch := st.ch
+		if rtcp {
+			ch++
+		}
+		r = v.c.out.enqueue(p, ch, g.cfg.ViewerBacklog)
+	} else {
+		r = sub.udp.enqueue(p, st.pair, rtcp, g.cfg.ViewerBacklog)
+	}
+	switch r {
+	case queued:
+		sub.overSince = 0
+		if !sub.dirty {
+			sub.dirty = true
+			v.src.dirty = append(v.src.dirty, sub)
+		}
+		return
+	case gone:
+		return // leaving; its goroutine unsubscribes it
+	}
+	if sub.overSince == 0 {
+		// Over its backlog: the viewer loses what it cannot take and
+		// resumes at the next keyframe, a clean picture again.
+		sub.overSince = now
+		g.stats.Skips.Add(1)
+		for _, t := range sub.tracks {
+			if t != nil && t.video {
+				t.waitKey = true
+			}
+		}
+		return
+	}
+	if time.Duration(now-sub.overSince) > g.cfg.DropAfter {
+		sub.dropped = true
+		g.stats.Drops.Add(1)
+		g.log.Info("rtsp: dropping a viewer that takes no packets", "client", v.c.remote)
+		v.c.closeTransport()
+	}
+}
