@@ -432,7 +432,7 @@ func (e *env) up(ctx context.Context) error {
 	// Agent: enroll, then run.
 	agentDir := filepath.Join(e.tmp, "agent")
 	agentBin := filepath.Join(e.bin, "nanodems-agent")
-	eargs := []string{"enroll", "--relay", e.apiURL, "--token", et.EnrollmentToken, "--dir", agentDir}
+	eargs := []string{"enroll", "--relay", e.apiURL, "--token", et.EnrollmentToken, "--data-dir", agentDir}
 	if e.pin != "" {
 		eargs = append(eargs, "--ca-pin", e.pin)
 	}
@@ -441,12 +441,12 @@ func (e *env) up(ctx context.Context) error {
 		return fmt.Errorf("agent enroll: %w", enroll)
 	}
 	// The echo target is on 127.0.0.1.
-	e.agentPath, e.agentArgs = agentBin, []string{"run", "--dir", agentDir, "--allow-loopback"}
+	e.agentPath, e.agentArgs = agentBin, []string{"run", "--data-dir", agentDir, "--allow-loopback"}
 	if e.cfg.pprofMode {
 		if e.agentDebug, err = freeAddr(); err != nil {
 			return err
 		}
-		e.agentPath, e.agentArgs = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--dir", agentDir, "--allow-loopback"}
+		e.agentPath, e.agentArgs = self, []string{"-role", "agent", "-debug-addr", e.agentDebug, "--", "--data-dir", agentDir, "--allow-loopback"}
 	}
 	if err := e.startAgent(ctx, e.cfg.dedRate); err != nil {
 		return err

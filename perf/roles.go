@@ -72,7 +72,7 @@ func runRole(role, debugAddr string, args []string) error {
 	case "agent":
 		fs := flag.NewFlagSet("agent", flag.ExitOnError)
 		var cfg agent.Config
-		fs.StringVar(&cfg.Dir, "dir", "", "")
+		fs.StringVar(&cfg.Dir, "data-dir", "", "")
 		fs.Int64Var(&cfg.DedicatedRate, "dedicated-rate", 0, "")
 		fs.BoolVar(&cfg.AllowLoopback, "allow-loopback", false, "")
 		fs.Parse(args)
