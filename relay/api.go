@@ -65,6 +65,9 @@ func (s *Server) routesMux() http.Handler {
 func (s *Server) handler() http.Handler {
 	routes := s.routesMux()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.overloaded(w, r) {
+			return
+		}
 		if h := s.subdomainHandle(r.Host); h != "" {
 			s.serveSubdomain(w, r, h)
 			return

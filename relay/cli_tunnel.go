@@ -166,6 +166,10 @@ func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
 		return
 	}
+	if err := crossOrigin(r); err != nil { // before the dial, as on /api/tunnel
+		s.writeError(w, r, err)
+		return
+	}
 	conn, err := s.dialCLI(r.Context(), c, ip, port, 0, nil)
 	if err != nil {
 		s.writeError(w, r, err)

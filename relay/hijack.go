@@ -35,18 +35,34 @@ func (w smallHijack) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	br := bufio.NewReaderSize(c, wsBufSize)
+	// Every frame header the client sends is checked as it arrives, so an
+	// unmasked frame or one past the read limit is refused at once with
+	// its own close status (wsconn.CheckClientFrames). websocket.Accept
+	// reads on from the connection returned here, behind what the reader
+	// holds: both must read through the one checker.
+	var src io.Reader = c
 	if n := brw.Reader.Buffered(); n > 0 {
 		// Bytes the client sent right behind the upgrade request: they
 		// must stay buffered in the reader handed on, where
 		// websocket.Accept looks for them.
 		b, _ := brw.Reader.Peek(n)
-		br = bufio.NewReaderSize(io.MultiReader(bytes.NewReader(bytes.Clone(b)), c), max(n, wsBufSize))
-		if _, err := br.Peek(n); err != nil {
-			c.Close()
-			return nil, nil, err
-		}
+		src = io.MultiReader(bytes.NewReader(bytes.Clone(b)), c)
+	}
+	cc := checkedConn{Conn: c, r: wsconn.CheckClientFrames(src, maxMessage)}
+	br := bufio.NewReaderSize(cc, max(brw.Reader.Buffered(), wsBufSize))
+	if n := brw.Reader.Buffered(); n > 0 {
+		// A refused frame among them stays in the reader as its error, and
+		// the WebSocket closes with its status on the first read.
+		br.Peek(n)
 	}
 	out := wsconn.CoalesceFrames(coalesce.Hijacked(c))
-	return c, bufio.NewReadWriter(br, bufio.NewWriterSize(out, wsBufSize)), nil
+	return cc, bufio.NewReadWriter(br, bufio.NewWriterSize(out, wsBufSize)), nil
 }
+
+// checkedConn is a hijacked connection whose reads pass a frame checker.
+type checkedConn struct {
+	net.Conn
+	r io.Reader
+}
+
+func (c checkedConn) Read(p []byte) (int, error) { return c.r.Read(p) }

@@ -10,6 +10,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httputil"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -98,7 +99,10 @@ func (p *webProxy) rewrite(pr *httputil.ProxyRequest) {
 	// The URL host is the handle: the Transport's connection pool is then
 	// per handle, and dial knows where to go.
 	out.URL.Host = req.route.Handle
-	out.URL.Path, out.URL.RawPath = req.path, ""
+	setRequestPath(out.URL, req.path)
+	// ReverseProxy re-encodes a query it cannot parse (one with a ';'),
+	// dropping those parameters: the camera gets the query as sent.
+	out.URL.RawQuery = pr.In.URL.RawQuery
 	out.Host = req.host
 	// The camera must never see the relay's own cookies or credentials.
 	stripRelayCookies(out.Header)
@@ -116,6 +120,40 @@ func (p *webProxy) rewrite(pr *httputil.ProxyRequest) {
 			out.Header.Set("Referer", camera+rewrite.StripPrefix(ref[i:], req.prefix))
 		}
 	}
+}
+
+// setRequestPath makes u's request line carry p, an escaped path, byte for
+// byte. Setting the escaped form as Path escaped it a second time (a%20b
+// reached the camera as a%2520b); Path and RawPath together give it back
+// whenever p is a form url.URL accepts as its own encoding, and Opaque is
+// written verbatim for the rest (say a raw '|', which would otherwise come
+// out as %7C and take every other escape with it, %2F turning into '/').
+// A path starting with "//" cannot be Opaque (it would read as a host).
+func setRequestPath(u *url.URL, p string) {
+	u.Opaque = ""
+	u.RawPath = p
+	if dec, err := url.PathUnescape(p); err == nil {
+		u.Path = dec
+	} else {
+		u.Path = p
+	}
+	if u.EscapedPath() != p && !strings.HasPrefix(p, "//") {
+		u.Opaque = p
+	}
+}
+
+// requestPath is the escaped path of r's request-target as the client sent
+// it: url.URL's EscapedPath re-encodes the whole path when one character
+// is not in the form it would choose itself.
+func requestPath(r *http.Request) string {
+	p := r.RequestURI
+	if i := strings.IndexByte(p, '?'); i >= 0 {
+		p = p[:i]
+	}
+	if !strings.HasPrefix(p, "/") { // absolute-form, "*", or a server-made request
+		return r.URL.EscapedPath()
+	}
+	return p
 }
 
 func stripRelayCookies(h http.Header) {

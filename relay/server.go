@@ -91,6 +91,7 @@ type Server struct {
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server
+	gate                    *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
 	wg                      sync.WaitGroup
 	closeOnce               sync.Once
 	done                    chan struct{}
@@ -268,6 +269,11 @@ func (s *Server) Start() error {
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
+	if s.apiTLS != nil {
+		// Handshakes bounded and done before http.Server sees the
+		// connection (relay/overload.go).
+		s.gate = newHandshakeGate(tls.NewListener(coalesce.Listener(s.apiLn), s.apiTLS), s.log)
+	}
 	s.wg.Add(2)
 	go func() {
 		defer s.wg.Done()
@@ -279,7 +285,7 @@ func (s *Server) Start() error {
 		if s.apiTLS != nil {
 			// As ServeTLS does, over connections whose writes can be
 			// coalesced once a WebSocket owns them (relay/hijack.go).
-			err = s.http.Serve(tls.NewListener(coalesce.Listener(s.apiLn), s.apiTLS))
+			err = s.http.Serve(s.gate)
 		} else {
 			err = s.http.Serve(s.apiLn)
 		}

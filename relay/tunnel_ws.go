@@ -21,8 +21,9 @@ const maxMessage = 1 << 20
 // (internal/wsconn). Every refusal is answered before the upgrade, with
 // the HTTP status and a one-line reason.
 func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
-	// A signed-in browser may open tunnels too; coder/websocket refuses a
-	// cross-origin upgrade, so another site cannot ride the cookie.
+	// A signed-in browser may open tunnels too; a cross-origin upgrade is
+	// refused (crossOrigin) before the device is dialled, so another site
+	// can neither ride the cookie nor make the agent open a connection.
 	p, _, ok := s.sessionPrincipal(r)
 	if !ok {
 		var err error
@@ -34,6 +35,10 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	if !isUpgrade(r) {
 		// Refuse before dialing: a plain GET must not open a device port.
 		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
+		return
+	}
+	if err := crossOrigin(r); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	h := r.PathValue("handle")

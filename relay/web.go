@@ -35,7 +35,15 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	prefix := rewrite.Prefix(h)
-	s.proxyTo(w, r, h, prefix, rewrite.StripPrefix(r.URL.EscapedPath(), prefix))
+	path := requestPath(r)
+	if rest, ok := strings.CutPrefix(path, prefix); ok && (rest == "" || rest[0] == '/') {
+		path = rewrite.StripPrefix(rest, "")
+	} else {
+		// The prefix itself came with escapes (/c/h%2Dx/…): cut it from
+		// the decoded form's escaping instead.
+		path = rewrite.StripPrefix(r.URL.EscapedPath(), prefix)
+	}
+	s.proxyTo(w, r, h, prefix, path)
 }
 
 // handleRoot serves / (sign-in or home) and routes absolute-path requests
@@ -69,7 +77,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		// Back into the prefix, so the browser sends the camera's cookies
 		// (scoped to /c/{handle}/) with it. 307 keeps method and body;
 		// fetch and XHR follow it on their own.
-		target := rewrite.Prefix(h) + r.URL.EscapedPath()
+		target := rewrite.Prefix(h) + requestPath(r)
 		if r.URL.RawQuery != "" {
 			target += "?" + r.URL.RawQuery
 		}
@@ -77,7 +85,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// A WebSocket cannot follow a redirect: proxy it where it is.
-	s.proxyTo(w, r, h, rewrite.Prefix(h), r.URL.EscapedPath())
+	s.proxyTo(w, r, h, rewrite.Prefix(h), requestPath(r))
 }
 
 func isUpgrade(r *http.Request) bool {
@@ -88,6 +96,10 @@ func isUpgrade(r *http.Request) bool {
 func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path string) {
 	p, byHeader, ok := s.webAuth(w, r)
 	if !ok {
+		return
+	}
+	if err := checkBrowserOrigin(r, byHeader); err != nil {
+		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
 	route, err := s.resolve(r.Context(), h)
@@ -170,6 +182,10 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		http.Redirect(w, r, strings.TrimRight(s.publicURL(), "/")+"/c-auth?handle="+url.QueryEscape(h)+"&next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
+	if err := checkBrowserOrigin(r, false); err != nil {
+		s.errorPage(w, r, err, "handle "+h)
+		return
+	}
 	route, err := s.resolve(r.Context(), h)
 	if err == nil && !p.canAccess(route.TenantID) {
 		err = ErrOtherTenant
@@ -179,7 +195,7 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		return
 	}
 	s.web.probeScheme(r.Context(), route)
-	s.web.serve(w, r, route, "", r.URL.EscapedPath(), false)
+	s.web.serve(w, r, route, "", requestPath(r), false)
 }
 
 // grant is a one-time, 60-second pass from the relay's origin to a

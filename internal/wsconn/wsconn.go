@@ -61,6 +61,9 @@ func (c *Conn) Read(p []byte) (int, error) {
 		if n > 0 {
 			c.gotData = true
 		}
+		if err != nil && err != io.EOF {
+			return n, c.refuse(err)
+		}
 		if err == io.EOF {
 			c.r = nil
 			c.rcancel()
@@ -107,7 +110,7 @@ func (c *Conn) WaitRead() error {
 			c.readEOF = true
 			return io.EOF
 		}
-		return err
+		return c.refuse(err)
 	}
 	if typ != websocket.MessageBinary {
 		cancel()
@@ -116,6 +119,20 @@ func (c *Conn) WaitRead() error {
 	}
 	c.r, c.rcancel, c.gotData = r, cancel, false
 	return nil
+}
+
+// refuse closes the WebSocket at once with the status of a frame the
+// reader refused (CheckClientFrames), so the peer learns the real cause
+// and whoever closes next (mux.Pipe's Abort, 1011) finds it closed.
+func (c *Conn) refuse(err error) error {
+	var fe *FrameError
+	if errors.As(err, &fe) {
+		c.closeOnce.Do(func() {
+			c.ws.Close(fe.Code, fe.Reason)
+			c.cancel()
+		})
+	}
+	return err
 }
 
 // Write sends p as one binary message. Empty writes send nothing: an empty
