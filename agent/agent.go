@@ -178,6 +178,10 @@ func (a *Agent) session(ctx context.Context) error {
 		}
 	}()
 	defer wg.Wait()
+	// Runs before the wait: a tunnel on a dedicated connection does not
+	// end with the session on its own, and would hold this return, hence
+	// the reconnect, for as long as the relay kept it open.
+	defer a.cutTunnels()
 
 	for {
 		st, err := sess.AcceptStream()
