@@ -182,6 +182,10 @@ func (a *Agent) session(ctx context.Context) error {
 		a.log.Warn("control stream", "err", err)
 	}()
 	defer wg.Wait()
+	// Runs before the wait: a tunnel on a dedicated connection does not
+	// end with the session on its own, and would hold this return, hence
+	// the reconnect, for as long as the relay kept it open.
+	defer a.cutTunnels()
 
 	for {
 		st, err := sess.AcceptStream()

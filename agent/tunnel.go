@@ -157,6 +157,17 @@ func (a *Agent) cutDisallowed() {
 	})
 }
 
+// cutTunnels ends every open tunnel, when the session they belong to has
+// ended: there is one session at a time, so every live tunnel is its.
+func (a *Agent) cutTunnels() {
+	a.live.Range(func(k, _ any) bool {
+		t := k.(*liveTunnel)
+		t.stream.Close()
+		t.conn.Close()
+		return true
+	})
+}
+
 // classify maps a dial error to the status the operator needs to see.
 func classify(err error) mux.Code {
 	var dnsErr *net.DNSError

@@ -101,6 +101,10 @@ func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, log 
 		return false
 	}
 	tc.SetDeadline(time.Time{})
+	// Stored before Attach: once attached, the session's end may cut the
+	// tunnel at any moment, and must find the socket to close.
+	sock := tc.NetConn()
+	t.socket.Store(&sock)
 	if err := t.Attach(tc); err != nil {
 		return false
 	}
@@ -156,6 +160,13 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 		old.sess.Close()
 	}
 	defer s.agents.remove(a)
+	// Runs first: however the session ends, its tunnels end with it, those
+	// on dedicated connections included.
+	defer func() {
+		if n := a.closeTunnels(); n > 0 {
+			s.log.Info("agent session ended; its tunnels were closed", "agent", a.id, "site", a.siteID, "tunnels", n)
+		}
+	}()
 	// A revoke that raced with this hello must still win.
 	if cur, err := s.store.GetAgent(context.Background(), a.id); err != nil || cur.RevokedAt != nil {
 		return
@@ -237,11 +248,13 @@ func (s *Server) readControl(a *agentSession) error {
 	}
 }
 
-// kick closes the session of an agent, if connected here.
-func (s *Server) kick(agentID string) bool {
+// kick closes the session of an agent, if connected here, and every tunnel
+// of it; it reports whether there was a session and how many tunnels it
+// had.
+func (s *Server) kick(agentID string) (bool, int) {
 	if a := s.agents.get(agentID); a != nil {
 		a.sess.Close()
-		return true
+		return true, a.closeTunnels()
 	}
-	return false
+	return false, 0
 }

@@ -56,8 +56,8 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, p Principal)
 	return nil
 }
 
-// revokeAgent marks the agent revoked and closes its session at once; its
-// certificate is refused on every later hello.
+// revokeAgent marks the agent revoked and closes its session and all its
+// tunnels at once; its certificate is refused on every later hello.
 func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("agentId")
 	a, err := s.store.GetAgent(r.Context(), id)
@@ -71,8 +71,8 @@ func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal
 	if err := s.store.RevokeAgent(r.Context(), id, s.cfg.Now()); err != nil {
 		return err
 	}
-	kicked := s.kick(id)
-	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "agent.revoke", Target: id, Detail: fmt.Sprintf("session closed: %v", kicked)})
+	kicked, tunnels := s.kick(id)
+	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "agent.revoke", Target: id, Detail: fmt.Sprintf("session closed: %v, tunnels closed: %d", kicked, tunnels)})
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "disconnected": kicked})
 	return nil
 }

@@ -99,7 +99,9 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 		return err
 	}
 	s.tokens.Clear()
-	s.audit(store.AuditEvent{TenantID: t.TenantID, Actor: p.Actor, Action: "token.revoke", Target: tokenID})
+	// What the token opened (tunnels, /c/ requests) ends with it.
+	closed := credConns.cut(tokenID, errTokenRevoked)
+	s.audit(store.AuditEvent{TenantID: t.TenantID, Actor: p.Actor, Action: "token.revoke", Target: tokenID, Detail: fmt.Sprintf("tunnels closed: %d", closed)})
 	w.WriteHeader(http.StatusNoContent)
 	return nil
 }

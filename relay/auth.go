@@ -64,7 +64,7 @@ func (s *Server) authToken(ctx context.Context, tok string) (Principal, error) {
 	if err != nil {
 		return Principal{}, err
 	}
-	p := Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID}
+	p := Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID, Cred: t.ID}
 	s.tokens.Store(key, tokenEntry{p: p, until: s.cfg.Now().Add(tokenCacheTTL)})
 	return p, nil
 }

@@ -9,7 +9,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode"
 
@@ -184,7 +183,7 @@ func (s *Server) listCLISessions(w http.ResponseWriter, r *http.Request, p Princ
 	out := make([]map[string]any, 0, len(cs))
 	for _, c := range cs {
 		j := cliSessionJSON(c)
-		j["connections"] = cliConns.count(c.ID)
+		j["connections"] = credConns.count(c.ID)
 		out = append(out, j)
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -206,7 +205,7 @@ func (s *Server) revokeCLISession(w http.ResponseWriter, r *http.Request, p Prin
 	if err := s.store.RevokeCLISession(r.Context(), id, s.cfg.Now()); err != nil {
 		return err
 	}
-	closed := cliConns.cut(id, errCLIRevoked)
+	closed := credConns.cut(id, errCLIRevoked)
 	s.audit(store.AuditEvent{TenantID: c.TenantID, Actor: p.Actor, Action: "cli_session.revoke", Target: id,
 		Detail: fmt.Sprintf("connections closed: %d", closed)})
 	c, err = s.store.GetCLISession(r.Context(), id)
@@ -275,59 +274,4 @@ func cliLive(c store.CLISession, now time.Time) error {
 		return errCLIExpired
 	}
 	return nil
-}
-
-// cliConns indexes the open connections (mux sessions, raw tunnels) of
-// every CLI session, so that a revocation cuts them at once. Session ids
-// are random, so one index serves every relay Server of the process (tests
-// run several), and no field has to be added to Server for it.
-var cliConns = &cliIndex{bySession: map[string]map[*cliEntry]struct{}{}}
-
-type cliIndex struct {
-	mu        sync.Mutex
-	bySession map[string]map[*cliEntry]struct{}
-}
-
-type cliEntry struct{ cut func(reason error) }
-
-// add registers a connection of session id; cut ends it with a reason the
-// CLI can show. The returned func unregisters it.
-func (x *cliIndex) add(id string, cut func(reason error)) (remove func()) {
-	e := &cliEntry{cut: cut}
-	x.mu.Lock()
-	if x.bySession[id] == nil {
-		x.bySession[id] = map[*cliEntry]struct{}{}
-	}
-	x.bySession[id][e] = struct{}{}
-	x.mu.Unlock()
-	return func() {
-		x.mu.Lock()
-		delete(x.bySession[id], e)
-		if len(x.bySession[id]) == 0 {
-			delete(x.bySession, id)
-		}
-		x.mu.Unlock()
-	}
-}
-
-// cut ends every connection of session id and returns how many there were.
-// The cuts run in their own goroutines: a WebSocket close handshake may
-// wait seconds for a slow peer, and the revoking request must not.
-func (x *cliIndex) cut(id string, reason error) int {
-	x.mu.Lock()
-	es := make([]*cliEntry, 0, len(x.bySession[id]))
-	for e := range x.bySession[id] {
-		es = append(es, e)
-	}
-	x.mu.Unlock()
-	for _, e := range es {
-		go e.cut(reason)
-	}
-	return len(es)
-}
-
-func (x *cliIndex) count(id string) int {
-	x.mu.Lock()
-	defer x.mu.Unlock()
-	return len(x.bySession[id])
 }

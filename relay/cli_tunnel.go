@@ -182,7 +182,7 @@ func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxMessage)
 	wc := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
-	defer cliConns.add(c.ID, func(reason error) { wc.Abort(reason) })()
+	defer credConns.add(c.ID, func(reason error) { wc.Abort(reason) })()
 	var up, down atomic.Uint64
 	err = mux.Pipe(wc, conn, &up, &down)
 	s.log.Debug("cli raw tunnel closed", "session", c.ID, "target", net.JoinHostPort(ip, strconv.Itoa(port)), "up", up.Load(), "down", down.Load(), "err", err)
@@ -219,7 +219,7 @@ type cliMuxConn struct {
 // opens instead of reading it again. Re-reading on every open was 24 % of
 // the relay's CPU per CLI tunnel open (~140 µs of 679 µs, docs/perf.md);
 // nothing is lost by skipping it: a revocation through this relay cuts the
-// whole mux at once (cliConns), expiry is checked against the cached
+// whole mux at once (credConns), expiry is checked against the cached
 // times on every open, and sliding still writes through useCLISession.
 // Only a revocation made directly in a shared database (several relays)
 // waits for the next read, at most this long.
@@ -296,7 +296,7 @@ func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := &cliMuxConn{ws: ws, sess: sess}
-	defer cliConns.add(c.ID, func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
+	defer credConns.add(c.ID, func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
 	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
 	log.Info("cli mux connected")
 

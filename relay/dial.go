@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/xtaci/smux"
@@ -34,6 +35,10 @@ type Principal struct {
 	TenantID string
 	UserID   string
 	Actor    string // for the audit log
+	// Cred is the id of the revocable credential the request came with
+	// (credConns): what it opens ends when that credential is revoked.
+	// Empty for the admin key and passwords.
+	Cred string
 }
 
 func (p Principal) canAccess(tenantID string) bool { return p.Admin || p.TenantID == tenantID }
@@ -116,16 +121,23 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 	// sent its status (attachDedicated also waits a moment for a tunnel
 	// it does not know yet).
 	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
-	a.addTunnel(st.ID(), c)
-	status, err := awaitStatus(ctx, st)
-	if err != nil {
-		a.tunnels.Delete(st.ID())
+	if !a.addTunnel(st.ID(), c) {
 		st.Close()
 		a.active.Add(-1)
+		return nil, ErrAgentOffline
+	}
+	status, err := awaitStatus(ctx, st)
+	if err != nil {
+		// Close, not a cleanup of its own: the session's end may be
+		// cutting the tunnel at this moment, and counts must drop once.
+		c.Close()
 		return nil, err
 	}
 	c.status = status
 	s.live.Store(c, struct{}{})
+	if c.closed.Load() {
+		s.live.Delete(c) // cut while it opened: Close has run already
+	}
 	return c, nil
 }
 
@@ -176,15 +188,31 @@ type tunnelConn struct {
 	s      *Server
 	status string // the reason of the agent's OK status
 	once   sync.Once
+	closed atomic.Bool
+	// socket is the TCP connection under the tunnel's dedicated TLS
+	// connection, once it has one.
+	socket atomic.Pointer[net.Conn]
 }
 
 func (c *tunnelConn) Close() error {
 	c.once.Do(func() {
+		c.closed.Store(true)
 		c.agent.active.Add(-1)
 		c.agent.tunnels.Delete(c.ID())
 		c.s.live.Delete(c)
 	})
 	return c.Stream.Close()
+}
+
+// cut ends the tunnel at once, because its agent session is gone. The
+// socket of a dedicated connection is closed first, under TLS: a TLS close
+// would write close_notify, and to a frozen agent whose socket buffer is
+// full that write blocks for up to 5 s.
+func (c *tunnelConn) cut() {
+	if sock := c.socket.Load(); sock != nil {
+		(*sock).Close()
+	}
+	c.Close()
 }
 
 // cutRevoked closes the live tunnels whose handle no longer resolves (its

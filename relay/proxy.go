@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
@@ -69,6 +70,10 @@ func newWebProxy(s *Server, cameraTimeout time.Duration) *webProxy {
 		FlushInterval:  -1, // MJPEG, SSE, chunked: flush as it arrives
 		ModifyResponse: p.modifyResponse,
 		ErrorHandler:   p.errorHandler,
+		// What it logs itself is a stream cut mid-body: the browser left,
+		// or a revocation ended the request (untilRevoked). Routine, so
+		// debug.
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
 	}
 	return p
 }
@@ -208,7 +213,11 @@ func (p *webProxy) modifyResponse(resp *http.Response) error {
 func (p *webProxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	req := fromCtx(r.Context())
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
-		return // the browser went away
+		if cause := context.Cause(r.Context()); errors.Is(cause, errBadCredential) {
+			// Cut by a revocation (untilRevoked) before the camera answered.
+			p.s.errorPage(w, r, cause, "sign-in")
+		}
+		return // otherwise the browser went away
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, ErrTimeout) {

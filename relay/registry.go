@@ -20,11 +20,14 @@ type agentSession struct {
 
 	wmu sync.Mutex // serialises control writes
 
-	active        atomic.Int64 // tunnels open through the relay right now
-	tunnels       sync.Map     // smux stream id → *tunnelConn, for dedicated connections
-	tmu           sync.Mutex
-	tadded        chan struct{} // closed when a tunnel is added, for waitTunnel; nil while none waits
-	dedicated     atomic.Int64  // tunnels moved to dedicated connections, in total
+	active  atomic.Int64 // tunnels open through the relay right now
+	tunnels sync.Map     // smux stream id → *tunnelConn: every open tunnel, shared or dedicated
+	tmu     sync.Mutex
+	tadded  chan struct{} // closed when a tunnel is added, for waitTunnel; nil while none waits
+	// ended is set, under tmu, once the session's tunnels are being cut:
+	// a tunnel registered after that would outlive its session.
+	ended         bool
+	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
 }
@@ -34,16 +37,40 @@ type heartbeat struct {
 	At time.Time
 }
 
-// addTunnel registers c under its stream id for the agent's dedicated
-// connection to find.
-func (a *agentSession) addTunnel(id uint32, c *tunnelConn) {
-	a.tunnels.Store(id, c)
+// addTunnel registers c under its stream id, for the agent's dedicated
+// connection to find and for closeTunnels to end. It reports false, and
+// registers nothing, once the session has ended.
+func (a *agentSession) addTunnel(id uint32, c *tunnelConn) bool {
 	a.tmu.Lock()
+	defer a.tmu.Unlock()
+	if a.ended {
+		return false
+	}
+	a.tunnels.Store(id, c)
 	if a.tadded != nil {
 		close(a.tadded)
 		a.tadded = nil
 	}
+	return true
+}
+
+// closeTunnels ends every tunnel of the session, shared or dedicated, and
+// returns how many there were. It runs when the session ends for any
+// reason (revocation, loss, keepalive timeout): closing the smux session
+// ends the shared streams, but a tunnel moved to a dedicated connection
+// reads only that connection, and a frozen agent never closes it (one
+// stayed open 146 s after its session was dropped).
+func (a *agentSession) closeTunnels() int {
+	a.tmu.Lock()
+	a.ended = true
 	a.tmu.Unlock()
+	n := 0
+	a.tunnels.Range(func(_, v any) bool {
+		v.(*tunnelConn).cut()
+		n++
+		return true
+	})
+	return n
 }
 
 // waitTunnel returns the tunnel of stream id, waiting up to d for it to be

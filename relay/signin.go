@@ -3,6 +3,7 @@ package relay
 import (
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strings"
@@ -128,7 +129,9 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, err, "sign-out")
 		return
 	}
-	s.audit(store.AuditEvent{TenantID: ss.TenantID, Actor: "user:" + u.ID, Action: "user.signout", Target: u.ID})
+	// What the session opened (tunnels, /c/ requests) ends with it.
+	closed := credConns.cut(sessionCred(ss.Hash), errSignedOut)
+	s.audit(store.AuditEvent{TenantID: ss.TenantID, Actor: "user:" + u.ID, Action: "user.signout", Target: u.ID, Detail: fmt.Sprintf("tunnels closed: %d", closed)})
 	http.SetCookie(w, s.cookie(r, sessionCookie, "", -1, http.SameSiteLaxMode))
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
@@ -184,5 +187,5 @@ func (s *Server) sessionPrincipal(r *http.Request) (Principal, store.Session, bo
 	if !ok {
 		return Principal{}, ss, false
 	}
-	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID}, ss, true
+	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID, Cred: sessionCred(ss.Hash)}, ss, true
 }

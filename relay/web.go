@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -114,7 +115,22 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "proxy.admin_open", Target: h, Detail: r.Method + " " + path})
 	}
 	s.web.probeScheme(r.Context(), route)
+	r, done := s.untilRevoked(r, p)
+	defer done()
 	s.web.serve(w, r, route, prefix, path, byHeader)
+}
+
+// untilRevoked ties a proxied request to the credential that authorised
+// it: revoking the credential cancels the request's context, which ends
+// the camera's response mid-stream (an MJPEG or event stream runs for
+// hours) and closes a WebSocket it upgraded to. done unregisters it.
+func (s *Server) untilRevoked(r *http.Request, p Principal) (_ *http.Request, done func()) {
+	ctx, cancel := context.WithCancelCause(r.Context())
+	remove := credConns.add(p.Cred, cancel)
+	return r.WithContext(ctx), func() {
+		remove()
+		cancel(nil)
+	}
 }
 
 // webAuth finds the principal of a browser request: the session cookie, or
@@ -170,7 +186,7 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 	ok := false
 	if c, err := r.Cookie(appCookie); err == nil && secret.HasPrefix(c.Value, secret.Session) {
 		if ss, err := s.store.GetSession(r.Context(), secret.Hash(c.Value)); err == nil && s.cfg.Now().Before(ss.ExpiresAt) {
-			p, ok = Principal{TenantID: ss.TenantID, UserID: ss.UserID, Actor: "user:" + ss.UserID}, true
+			p, ok = Principal{TenantID: ss.TenantID, UserID: ss.UserID, Actor: "user:" + ss.UserID, Cred: sessionCred(ss.Hash)}, true
 		}
 	}
 	if !ok {
@@ -195,6 +211,8 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		return
 	}
 	s.web.probeScheme(r.Context(), route)
+	r, done := s.untilRevoked(r, p)
+	defer done()
 	s.web.serve(w, r, route, "", requestPath(r), false)
 }
 
