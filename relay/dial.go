@@ -48,17 +48,40 @@ type DialOptions struct {
 	Flags uint8 // mux header flags
 }
 
+// A Dialer reaches a device port on behalf of a principal. It is what the
+// access paths (browser proxy, WebSocket tunnel, CLI mux, RTSP gateway)
+// depend on, so that whatever stands behind it — this relay's agent
+// sessions, a bridge to the relay that holds the agent, a test double —
+// changes none of them.
+type Dialer interface {
+	// Dial opens a tunnel to the device port behind handle h, or fails
+	// with one of the errors above. The conn supports CloseWrite.
+	Dial(ctx context.Context, p Principal, h string, o DialOptions) (net.Conn, error)
+}
+
+var _ Dialer = (*Server)(nil)
+
 // Dial opens a tunnel to the device port behind handle h on behalf of p.
 // The returned conn supports CloseWrite (half-close).
 func (s *Server) Dial(ctx context.Context, p Principal, h string, o DialOptions) (net.Conn, error) {
-	r, err := s.resolve(ctx, h)
+	r, err := s.route(ctx, p, h)
 	if err != nil {
 		return nil, err
 	}
-	if !p.canAccess(r.TenantID) {
-		return nil, ErrOtherTenant
-	}
 	return s.dialRoute(ctx, r, o)
+}
+
+// route is handle h's live route if p may use it: the one access check of
+// every path, before it dials or shows anything of the device.
+func (s *Server) route(ctx context.Context, p Principal, h string) (store.Route, error) {
+	r, err := s.resolve(ctx, h)
+	if err != nil {
+		return r, err
+	}
+	if !p.canAccess(r.TenantID) {
+		return r, ErrOtherTenant
+	}
+	return r, nil
 }
 
 // resolve maps a handle to its live route, from memory when it can.

@@ -28,6 +28,7 @@ import (
 // browser session reuses its tunnels to the camera.
 type webProxy struct {
 	s      *Server
+	dialer Dialer
 	rp     *httputil.ReverseProxy
 	tr     *http.Transport
 	auth   *authTransport
@@ -39,6 +40,7 @@ type proxyCtxKey struct{}
 // proxyReq is what the proxy knows of one request, carried in its context
 // from the handler to the Rewrite, ModifyResponse and dial hooks.
 type proxyReq struct {
+	who    Principal // checked by the handler; the dial is made as them
 	route  store.Route
 	prefix string // "/c/{handle}", or "" in subdomain mode
 	path   string // the camera's path
@@ -52,7 +54,7 @@ type proxyReq struct {
 // camera's response header only: a body (MJPEG, a firmware download) may
 // stream for hours.
 func newWebProxy(s *Server, cameraTimeout time.Duration) *webProxy {
-	p := &webProxy{s: s}
+	p := &webProxy{s: s, dialer: s}
 	p.tr = &http.Transport{
 		DialContext:           p.dial,
 		DialTLSContext:        p.dialTLS,
@@ -85,8 +87,8 @@ func fromCtx(ctx context.Context) *proxyReq {
 
 // serve proxies r to the device port of route. The caller has checked the
 // principal's right to it.
-func (p *webProxy) serve(w http.ResponseWriter, r *http.Request, route store.Route, prefix, path string, stripAuth bool) {
-	pr := &proxyReq{route: route, prefix: prefix, path: path, host: hostHeader(route), secure: r.TLS != nil, stripAuth: stripAuth}
+func (p *webProxy) serve(w http.ResponseWriter, r *http.Request, who Principal, route store.Route, prefix, path string, stripAuth bool) {
+	pr := &proxyReq{who: who, route: route, prefix: prefix, path: path, host: hostHeader(route), secure: r.TLS != nil, stripAuth: stripAuth}
 	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), proxyCtxKey{}, pr)))
 }
 
@@ -229,15 +231,18 @@ func (p *webProxy) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	p.s.errorPage(w, r, err, "Device "+req.host)
 }
 
-// dial opens a tunnel for the Transport. The handle arrives as the host of
-// addr; the handler has already checked the principal's right to it.
+// dial opens a tunnel for the Transport through the Dialer, as the
+// principal of the request that asked for the connection (its proxyReq
+// rides in ctx). The handle arrives as the host of addr. The Transport
+// pools connections per handle, and every request that may reuse one
+// passed the same tenant check in its handler.
 func (p *webProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	h, _, _ := net.SplitHostPort(addr)
-	r, err := p.s.resolve(ctx, h)
-	if err != nil {
-		return nil, err
+	pr := fromCtx(ctx)
+	if pr == nil || pr.route.Handle != h {
+		return nil, fmt.Errorf("%w: dial of %s outside a proxied request", ErrUnknownHandle, h)
 	}
-	return p.s.dialRoute(ctx, r, DialOptions{})
+	return p.dialer.Dial(ctx, pr.who, h, DialOptions{})
 }
 
 // dialTLS opens a tunnel and speaks TLS 1.2 or 1.3 to the camera over it.
@@ -304,7 +309,7 @@ func (p *webProxy) schemeOf(r store.Route) string {
 // probeScheme learns whether a device port speaks TLS: a ClientHello that
 // gets a TLS answer means https; a non-TLS answer or a closed connection
 // means http. It runs once per handle on a port that is not 80.
-func (p *webProxy) probeScheme(ctx context.Context, r store.Route) {
+func (p *webProxy) probeScheme(ctx context.Context, who Principal, r store.Route) {
 	if r.Port == 80 {
 		return
 	}
@@ -313,7 +318,7 @@ func (p *webProxy) probeScheme(ctx context.Context, r store.Route) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := p.s.dialRoute(ctx, r, DialOptions{})
+	c, err := p.dialer.Dial(ctx, who, r.Handle, DialOptions{})
 	if err != nil {
 		return // the real request will report it
 	}

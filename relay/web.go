@@ -103,10 +103,7 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
-	route, err := s.resolve(r.Context(), h)
-	if err == nil && !p.canAccess(route.TenantID) {
-		err = ErrOtherTenant
-	}
+	route, err := s.route(r.Context(), p, h)
 	if err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
@@ -114,10 +111,10 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 	if p.Admin {
 		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "proxy.admin_open", Target: h, Detail: r.Method + " " + path})
 	}
-	s.web.probeScheme(r.Context(), route)
+	s.web.probeScheme(r.Context(), p, route)
 	r, done := s.untilRevoked(r, p)
 	defer done()
-	s.web.serve(w, r, route, prefix, path, byHeader)
+	s.web.serve(w, r, p, route, prefix, path, byHeader)
 }
 
 // untilRevoked ties a proxied request to the credential that authorised
@@ -202,18 +199,15 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
-	route, err := s.resolve(r.Context(), h)
-	if err == nil && !p.canAccess(route.TenantID) {
-		err = ErrOtherTenant
-	}
+	route, err := s.route(r.Context(), p, h)
 	if err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
-	s.web.probeScheme(r.Context(), route)
+	s.web.probeScheme(r.Context(), p, route)
 	r, done := s.untilRevoked(r, p)
 	defer done()
-	s.web.serve(w, r, route, "", requestPath(r), false)
+	s.web.serve(w, r, p, route, "", requestPath(r), false)
 }
 
 // grant is a one-time, 60-second pass from the relay's origin to a
@@ -240,11 +234,7 @@ func (s *Server) handleCAuth(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h := r.URL.Query().Get("handle")
-	route, err := s.resolve(r.Context(), h)
-	if err == nil && !p.canAccess(route.TenantID) {
-		err = ErrOtherTenant
-	}
-	if err != nil {
+	if _, err := s.route(r.Context(), p, h); err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
