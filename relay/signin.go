@@ -79,10 +79,20 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	u, err := s.store.GetUserByEmail(r.Context(), strings.ToLower(strings.TrimSpace(r.PostForm.Get("email"))))
-	if err != nil || !checkPassword(u.PasswordHash, r.PostForm.Get("password")) {
+	u, err := s.checkLogin(r, r.PostForm.Get("email"), r.PostForm.Get("password"))
+	var tl *tryLaterError
+	switch {
+	case errors.As(err, &tl):
+		// Not audited: a flood would write a row per refused attempt.
+		setRetryAfter(w, err)
+		s.loginForm(w, r, tl.code, tl.msg, next)
+		return
+	case errors.Is(err, errBadCredential):
 		s.audit(store.AuditEvent{Actor: "anonymous", Action: "user.signin_failed", Target: r.PostForm.Get("email"), Detail: r.RemoteAddr})
 		s.loginForm(w, r, http.StatusUnauthorized, "Wrong email or password.", next)
+		return
+	case err != nil:
+		s.errorPage(w, r, err, "sign-in")
 		return
 	}
 	plain, hash := secret.New(secret.Session)
