@@ -35,9 +35,9 @@ func (s *Server) authenticate(r *http.Request) (Principal, error) {
 			return s.authToken(ctx, strings.TrimSpace(tok))
 		}
 		if email, pw, ok := r.BasicAuth(); ok {
-			u, err := s.store.GetUserByEmail(ctx, strings.ToLower(strings.TrimSpace(email)))
-			if err != nil || !checkPassword(u.PasswordHash, pw) {
-				return Principal{}, errBadCredential
+			u, err := s.checkLogin(r, email, pw)
+			if err != nil {
+				return Principal{}, err
 			}
 			return Principal{Admin: u.Superadmin, TenantID: u.TenantID, UserID: u.ID, Actor: "user:" + u.ID}, nil
 		}

@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"time"
 
 	"github.com/nanodems/connector/relay/store"
 )
@@ -14,7 +16,10 @@ import (
 // HTTPStatus maps an error of Dial, authentication or the store to the
 // HTTP status an operator should see.
 func HTTPStatus(err error) int {
+	var tl *tryLaterError
 	switch {
+	case errors.As(err, &tl):
+		return tl.code
 	case errors.Is(err, errNoCredential), errors.Is(err, errBadCredential):
 		return http.StatusUnauthorized
 	case errors.Is(err, ErrOtherTenant), errors.Is(err, ErrNotAllowed), errors.Is(err, errForbidden):
@@ -39,6 +44,31 @@ var (
 	errForbidden  = errors.New("forbidden")
 	errBadRequest = errors.New("bad request")
 )
+
+// tryLaterError refuses a request the relay will take later (429 after too
+// many failed sign-ins, 503 while every core is checking passwords); its
+// answer carries Retry-After.
+type tryLaterError struct {
+	code  int
+	after time.Duration
+	msg   string
+}
+
+func (e *tryLaterError) Error() string { return e.msg }
+
+// setRetryAfter adds Retry-After to the answer of a *tryLaterError.
+func setRetryAfter(w http.ResponseWriter, err error) {
+	var tl *tryLaterError
+	if errors.As(err, &tl) {
+		w.Header().Set("Retry-After", strconv.Itoa(retrySeconds(tl.after)))
+	}
+}
+
+// retrySeconds is d in whole seconds, rounded up, at least 1: a client
+// that waits as long as Retry-After says is not refused again.
+func retrySeconds(d time.Duration) int {
+	return max(1, int((d+time.Second-1)/time.Second))
+}
 
 // lookupError is a store miss or clash told in the API's words: "site
 // site_x not found", not the store's chain of internals. It still wraps
@@ -74,6 +104,7 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	if code == http.StatusUnauthorized {
 		w.Header().Set("WWW-Authenticate", `Bearer realm="nanodems"`)
 	}
+	setRetryAfter(w, err)
 	writeJSON(w, code, map[string]string{"error": msg})
 }
 

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"errors"
 	"html/template"
 	"net/http"
 )
@@ -57,12 +58,15 @@ func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, err error, wh
 		msg = "internal error"
 	}
 	title := http.StatusText(code)
-	switch code {
-	case http.StatusGatewayTimeout:
+	var tl *tryLaterError
+	switch {
+	case errors.As(err, &tl):
+		setRetryAfter(w, err) // its message says what to do
+	case code == http.StatusGatewayTimeout:
 		msg = what + " did not answer in time: " + msg
-	case http.StatusBadGateway:
+	case code == http.StatusBadGateway:
 		msg = what + " could not be reached: " + msg
-	case http.StatusServiceUnavailable:
+	case code == http.StatusServiceUnavailable:
 		msg = what + ": the site's agent is reconnecting; try again in a few seconds"
 	}
 	renderPage(w, code, page{Title: title, Message: msg, IsError: true, Retry: r.URL.RequestURI()})

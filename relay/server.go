@@ -85,6 +85,7 @@ type Server struct {
 	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
 	web      *webProxy
+	pw       *passwordGate // bounds and rate-limits password checks
 	grantKey []byte        // signs subdomain sign-in grants (and, derived, RTSP grants)
 	rtsp     *rtsp.Gateway // RTSP gateway (relay/rtsp.go); nil when off
 	sealer   *sealer
@@ -136,7 +137,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), done: make(chan struct{})}
+	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), pw: newPasswordGate(), done: make(chan struct{})}
 	s.web = newWebProxy(s, cfg.CameraTimeout)
 	var err error
 	if s.store = cfg.Store; s.store == nil {

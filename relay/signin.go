@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -80,10 +81,20 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	u, err := s.store.GetUserByEmail(r.Context(), strings.ToLower(strings.TrimSpace(r.PostForm.Get("email"))))
-	if err != nil || !checkPassword(u.PasswordHash, r.PostForm.Get("password")) {
+	u, err := s.checkLogin(r, r.PostForm.Get("email"), r.PostForm.Get("password"))
+	var tl *tryLaterError
+	switch {
+	case errors.As(err, &tl):
+		// Not audited: a flood would write a row per refused attempt.
+		setRetryAfter(w, err)
+		s.loginForm(w, r, tl.code, tl.msg, next)
+		return
+	case errors.Is(err, errBadCredential):
 		s.audit(store.AuditEvent{Actor: "anonymous", Action: "user.signin_failed", Target: r.PostForm.Get("email"), Detail: r.RemoteAddr})
 		s.loginForm(w, r, http.StatusUnauthorized, "Wrong email or password.", next)
+		return
+	case err != nil:
+		s.errorPage(w, r, err, "sign-in")
 		return
 	}
 	plain, hash := secret.New(secret.Session)
@@ -164,17 +175,45 @@ func (s *Server) home(w http.ResponseWriter, r *http.Request, u store.User) {
 	renderPage(w, http.StatusOK, page{Title: "nanodems relay", User: u.Email, Tenant: ss.TenantID, Superadmin: u.Superadmin, CSRF: ss.CSRF})
 }
 
-// safeNext keeps a post-sign-in redirect on this relay: a local absolute
-// path, never "//host" or a URL.
+// safeNext keeps a post-sign-in redirect on this relay. It returns the
+// target as http.Redirect will send it, or "" when that is not a local
+// absolute path. The check is on the sent value because Redirect cleans the
+// path first: "/x/../\evil.example/" passes a check of the raw value and
+// goes out as "/\evil.example/", which browsers read as
+// https://evil.example/ (they treat "\" as "/", and drop tabs and newlines
+// before reading a URL). Percent-decoded, it must hold no "\", control
+// character or leading "//" either: a local path never needs them.
 func safeNext(next string) string {
-	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+	if !strings.HasPrefix(next, "/") {
 		return ""
 	}
-	if u, err := url.Parse(next); err != nil || u.Host != "" || u.Scheme != "" {
+	// What Redirect sends: the path cleaned, keeping a trailing slash, and
+	// the query as is.
+	p, query, hasQuery := strings.Cut(next, "?")
+	trailing := strings.HasSuffix(p, "/")
+	sent := path.Clean(p)
+	if trailing && !strings.HasSuffix(sent, "/") {
+		sent += "/"
+	}
+	if hasQuery {
+		sent += "?" + query
+	}
+	decoded, err := url.PathUnescape(sent)
+	if err != nil {
 		return ""
 	}
-	return next
+	for _, v := range []string{sent, decoded} {
+		if strings.HasPrefix(v, "//") || strings.ContainsRune(v, '\\') || strings.ContainsFunc(v, isControl) {
+			return ""
+		}
+	}
+	if u, err := url.Parse(sent); err != nil || u.Host != "" || u.Scheme != "" || u.Opaque != "" {
+		return ""
+	}
+	return sent
 }
+
+func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1

@@ -242,8 +242,9 @@ func (s *Server) handleCAuth(w http.ResponseWriter, r *http.Request) {
 	nonce := make([]byte, 12)
 	rand.Read(nonce)
 	g := grant{Handle: h, User: p.UserID, Tenant: p.TenantID, Exp: s.cfg.Now().Add(time.Minute).Unix(), Nonce: base64.RawURLEncoding.EncodeToString(nonce)}
-	next := r.URL.Query().Get("next")
-	if safeNext(next) == "" {
+	// The cleaned value, which the subdomain's redirect will send.
+	next := safeNext(r.URL.Query().Get("next"))
+	if next == "" {
 		next = "/"
 	}
 	scheme := "https"

@@ -1,0 +1,7 @@
+package relay
+
+// PasswordHashes counts the argon2id hashes s computed to check passwords.
+func PasswordHashes(s *Server) int64 { return s.pw.hashes.Load() }
+
+// PeakPasswordHashing is the most password hashes s ever computed at once.
+func PeakPasswordHashing(s *Server) int { return int(s.pw.peak.Load()) }
