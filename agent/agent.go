@@ -174,7 +174,7 @@ func (a *Agent) session(ctx context.Context) error {
 	}()
 	go func() {
 		defer wg.Done()
-		defer sess.Close() // a dead control stream ends the session
+		defer sess.Close()      // a dead control stream ends the session
 		err := a.readControl(c) // returns only when the stream ends
 		if ctx.Err() != nil {
 			return // shutting down: the stream ends with the session

@@ -11,7 +11,7 @@ import (
 	"github.com/nanodems/connector/rtsp"
 )
 
-// Fuzz targets of the RTSP gateway's parsers (issue 4): every byte a
+// Fuzz targets of the RTSP gateway's parsers: every byte a
 // client or a camera sends goes through them.
 
 var rtspSeeds = []string{

@@ -16,7 +16,7 @@ const HeaderVersion = 1
 // Header flags.
 const (
 	// FlagDedicated asks the agent to carry this tunnel on a dedicated
-	// connection instead of the shared session (issue 6).
+	// connection instead of the shared session.
 	FlagDedicated uint8 = 1 << 0
 	// FlagUDP asks the agent for a UDP relay to the tunnel's host instead
 	// of a TCP connection to host:port: an RTP/RTCP port pair on the LAN

@@ -103,10 +103,8 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 // framer is a destination that writes through a *Stream: the Stream
 // itself, or a type embedding one (the relay's tunnelConn), which thereby
 // gets the promoted method. Copy then reads straight into the Stream's
-// frames. Matching only *Stream sent every byte the relay forwards to an
-// agent through Stream.Write's copy: memmove was 12% of the relay's CPU
-// in the CLI mux throughput profile, and that copy a fifth of it
-// (docs/perf-bench.md).
+// frames, with no copy through Stream.Write (its cost is in
+// docs/perf-bench.md).
 type framer interface {
 	framed() *Stream
 }

@@ -23,13 +23,13 @@ import (
 // drops bytes still unread in a stream's buffer as soon as both ends have
 // sent FIN (stream.tryHalfCloseCleanup → Session.streamClosed →
 // recycleTokens): a reply that arrives just before the peer's FIN was lost
-// whenever the local side had half-closed first (found by the half-close
-// test of issue 2). With the EOF in-band, each side closes the smux stream
+// whenever the local side had half-closed first (found by the
+// relay's half-close test). With the EOF in-band, each side closes the smux stream
 // only after it has read the peer's EOF, so nothing unread can be dropped.
 // The framing costs 3 bytes per 64 KiB and no copy in the copy loop.
 //
 // A third frame type, Move, lets a tunnel leave the shared session for a
-// dedicated connection (issue 6, BEP) with no byte lost or reordered: each
+// dedicated connection (BEP) with no byte lost or reordered: each
 // side, once it has the dedicated connection (Attach), writes Move as its
 // last frame on the shared stream and everything after on the dedicated
 // one; a reader that meets Move goes on reading from the dedicated

@@ -28,11 +28,11 @@ import (
 //   - direct: the tool dials the server itself (kernel loopback only; the
 //     ceiling).
 //   - oslistener: the tool dials an OS listener of the CLI, which dials
-//     the server and joins the two with mux.Pipe: the plain way (a) of
-//     issue 5, the reference for the aim "netstack ≥ 50 % of it".
+//     the server and joins the two with mux.Pipe: `nanodems-tunnel run`'s
+//     listeners, the reference for the aim "netstack ≥ 50 % of it".
 //   - netstack: the tool runs under Exec and dials 127.0.0.2:80, which
 //     goes kernel → TUN → gVisor → Dialer → server, joined by mux.Pipe:
-//     way (c).
+//     `nanodems-tunnel exec`.
 //
 // The netstack client is this process, entering the tool's network
 // namespace on one locked thread (setns), so root is needed.

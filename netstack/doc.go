@@ -1,6 +1,6 @@
 // Package netstack serves the operator's plan addresses (127.0.0.X:port)
-// from a gVisor TCP/IP stack inside the CLI, reached through a TUN device:
-// way (c) of issue 5. A tool connects to 127.0.0.2:554 as if the camera
+// from a gVisor TCP/IP stack inside the CLI, reached through a TUN device
+// (`nanodems-tunnel exec`). A tool connects to 127.0.0.2:554 as if the camera
 // were on the machine; the packets go kernel → TUN → gVisor, and each
 // connection to a plan address is dialed through the CLI's tunnel
 // (Dialer, i.e. cli.Tunnel.DialPlan) and piped with half-close

@@ -16,7 +16,7 @@ import (
 	"github.com/nanodems/connector/demo"
 )
 
-// TestExecThroughRelay is way (c) end to end: an unprivileged tool in its
+// TestExecThroughRelay is `nanodems-tunnel exec` end to end: an unprivileged tool in its
 // own namespaces reaches a plan address, and the bytes go netstack → CLI
 // mux session → relay → agent → echo target, sha256-checked both ways.
 func TestExecThroughRelay(t *testing.T) {

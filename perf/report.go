@@ -380,8 +380,8 @@ func (r *report) figures() []figure {
 }
 
 // missedNotes says, for each target a path misses, why and what would
-// reach it. The reasons are those of the profiles and counters of issue 6
-// (docs/perf-bench.md); the figures are this run's.
+// reach it. The reasons are those of the profiles and counters in
+// docs/perf-bench.md; the figures are this run's.
 func (r *report) missedNotes(p func(string, ...any)) {
 	missed := map[string][]string{} // figure name → paths that miss
 	for _, f := range r.figs {
@@ -619,7 +619,7 @@ func (r *report) write(dir string) error {
 	return os.WriteFile(filepath.Join(dir, "perf.md"), []byte(md), 0o644)
 }
 
-// rtspSection carries the RTSP gateway's headline table (issue 4: gnet
+// rtspSection carries the RTSP gateway's headline table (gnet
 // against goroutine-per-connection, fan-out on and off) into perf.md from
 // perf-rtsp.md in dir, which perf/rtspbench's figures fill: one page has
 // every figure, and the RTSP sweep (~15 minutes) stays out of this
@@ -646,7 +646,7 @@ func rtspSection(dir string) string {
 	}
 	return "\n## RTSP gateway: concurrent 4 Mbit/s viewers\n\n" +
 		"From [perf-rtsp.md](perf-rtsp.md) (`go run ./perf/rtspbench`, its own run; method, raw sweep and findings there). " +
-		"Aim of issue 4: at least 200 viewers.\n\n" + strings.Join(table, "\n") + "\n"
+		"Aim: at least 200 viewers.\n\n" + strings.Join(table, "\n") + "\n"
 }
 
 func (r *report) markdown() string {

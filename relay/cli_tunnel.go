@@ -216,9 +216,9 @@ type cliMuxConn struct {
 }
 
 // cliSessionFresh is how long a mux reuses its session row between stream
-// opens instead of reading it again. Re-reading on every open was 24 % of
-// the relay's CPU per CLI tunnel open (~140 µs of 679 µs, docs/perf.md);
-// nothing is lost by skipping it: a revocation through this relay cuts the
+// opens instead of reading it again: a store read per open is a large
+// share of an open's CPU (docs/perf.md has the figure), and nothing is
+// lost by skipping it: a revocation through this relay cuts the
 // whole mux at once (credConns), expiry is checked against the cached
 // times on every open, and sliding still writes through useCLISession.
 // Only a revocation made directly in a shared database (several relays)

@@ -25,7 +25,7 @@ import (
 	"github.com/nanodems/connector/rtsp"
 )
 
-// The RTSP gateway (issue 4, docs/rtsp.md): rtsp://relay:9554/{handle}/…
+// The RTSP gateway (docs/rtsp.md): rtsp://relay:9554/{handle}/…
 // reaches the camera port behind a handle. Package rtsp speaks the
 // protocol; this file gives it the relay: grants, tenants, tunnels and
 // stored camera logins.

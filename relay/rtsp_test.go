@@ -28,7 +28,7 @@ import (
 	"github.com/nanodems/connector/rtsp/rtsptest"
 )
 
-// End-to-end tests of the RTSP gateway (issue 4, docs/rtsp.md): a real
+// End-to-end tests of the RTSP gateway (docs/rtsp.md): a real
 // RTSP camera (gortsplib, Digest, synthetic H.264) behind a real agent,
 // and real clients (gortsplib, ffmpeg) in front of the relay.
 

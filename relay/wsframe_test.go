@@ -66,8 +66,8 @@ func TestWebSocketBadFramesClosePromptly(t *testing.T) {
 			if code != tc.code {
 				t.Errorf("close status %d %q, want %d", code, reason, tc.code)
 			}
-			// Generous for a loaded 2-core machine; it was 8 s and more
-			// (until the client gave up) for a length past the limit.
+			// Generous for a loaded 2-core machine; an unchecked length
+			// leaves the client waiting until it gives up.
 			if took > 2*time.Second {
 				t.Errorf("close came after %v, want it at once", took)
 			}

@@ -1,4 +1,4 @@
-// Package rtsp is the relay's RTSP gateway (issue 4, docs/rtsp.md):
+// Package rtsp is the relay's RTSP gateway (docs/rtsp.md):
 // rtsp://relay:9554/{handle}/{camera path} reaches the RTSP port of the
 // camera behind a handle, for VLC, ffmpeg, GStreamer, NVRs and VMS
 // software, which all take an rtsp:// URL and nothing else.

@@ -3,7 +3,7 @@
 // it takes.
 //
 // Why: the relay's CPU profile during tunnel opens was a third write and
-// read system calls (docs/perf.md, issue 6). crypto/tls writes every
+// read system calls (docs/perf.md). crypto/tls writes every
 // record with its own Write to the socket: a 64 KiB copy-loop chunk is four
 // records and four system calls, and a batch of smux frames (256 KiB, see
 // third_party/smux) sixteen. Each write on loopback also runs the

@@ -6,7 +6,7 @@
 // sending" (TCP's FIN): the peer reads EOF but may go on writing. A close
 // frame ends both directions. coder/websocket's own NetConn skips empty
 // messages and so cannot carry half-close, which a target that reads to EOF
-// before answering needs (issue 2).
+// before answering needs.
 package wsconn
 
 import (

@@ -1,4 +1,4 @@
-// Command rtspbench measures the RTSP gateway (issue 4, docs/perf-rtsp.md):
+// Command rtspbench measures the RTSP gateway (docs/perf-rtsp.md):
 // concurrent 4 Mbit/s viewers until the CPU saturates, with and without
 // fan-out, on the gnet event loops and on goroutine-per-connection, and
 // the gateway's CPU per Gbit/s delivered.
