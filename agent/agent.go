@@ -37,6 +37,11 @@ type Config struct {
 	// 127.0.0.1, set it.
 	AllowLoopback bool
 	Logger        *slog.Logger
+	// HandshakeTimeout bounds connecting to the relay's agent listener:
+	// the TCP connect and the TLS handshake together. Default 15 s. A
+	// relay (or anything in between) that accepts and never answers
+	// would otherwise hold the agent offline with no error to log.
+	HandshakeTimeout time.Duration
 }
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -67,6 +72,9 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.DedicatedRate == 0 {
 		cfg.DedicatedRate = 8 << 20
+	}
+	if cfg.HandshakeTimeout == 0 {
+		cfg.HandshakeTimeout = 15 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
@@ -203,10 +211,22 @@ func (a *Agent) session(ctx context.Context) error {
 // dialRelay opens a TLS 1.3 connection to the agent listener and writes
 // its preamble: the shared session, or a dedicated connection.
 func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error) {
-	d := net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}
-	conn, err := coalesce.Dial(ctx, &d, "tcp", a.id.RelayAddr, a.id.tlsConfig())
+	hctx, cancel := context.WithTimeout(ctx, a.cfg.HandshakeTimeout)
+	defer cancel()
+	d := net.Dialer{KeepAlive: 30 * time.Second}
+	raw, err := d.DialContext(hctx, "tcp", a.id.RelayAddr)
 	if err != nil {
 		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
+	}
+	cfg := a.id.tlsConfig()
+	cfg.ServerName, _, _ = net.SplitHostPort(a.id.RelayAddr)
+	conn := coalesce.Client(raw, cfg)
+	if err := conn.HandshakeContext(hctx); err != nil {
+		raw.Close()
+		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
+			return nil, fmt.Errorf("dial relay %s: TLS handshake: no answer within %v: %w", a.id.RelayAddr, a.cfg.HandshakeTimeout, err)
+		}
+		return nil, fmt.Errorf("dial relay %s: TLS handshake: %w", a.id.RelayAddr, err)
 	}
 	if _, err := conn.Write(preamble); err != nil {
 		conn.Close()

@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
+
+	"github.com/nanodems/connector/internal/acceptloop"
 )
 
 // listeners are the OS listeners of the plan (way a): one per entry, on
@@ -128,22 +130,9 @@ func (l *listeners) status(ap netip.AddrPort) string {
 // serve accepts connections on one plan address until its listener closes.
 func (l *listeners) serve(b *boundListener, ap netip.AddrPort) {
 	defer l.t.wg.Done()
-	for {
-		c, err := b.ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors and the like: the next accept may
-			// work, and spinning would not help.
-			l.t.log.Warn("accept on "+ap.String(), "err", err)
-			if !sleep(l.t.ctx, 100*time.Millisecond) {
-				return
-			}
-			continue
-		}
+	acceptloop.Serve(l.t.ctx, b.ln, l.t.log.With("listener", ap.String()), func(c net.Conn) {
 		l.t.serveLocal(c, func() { l.t.forward(c, ap) })
-	}
+	})
 }
 
 // closeAll stops every listener (Close).

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nanodems/connector/internal/acceptloop"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -48,20 +49,9 @@ const proxyHandshakeTimeout = 10 * time.Second
 
 func (t *Tunnel) serveProxy(ln net.Listener) {
 	defer t.wg.Done()
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			if errors.Is(err, net.ErrClosed) {
-				return
-			}
-			t.log.Warn("accept on the proxy", "err", err)
-			if !sleep(t.ctx, 100*time.Millisecond) {
-				return
-			}
-			continue
-		}
+	acceptloop.Serve(t.ctx, ln, t.log.With("listener", "proxy"), func(c net.Conn) {
 		t.serveLocal(c, func() { t.serveProxyConn(c) })
-	}
+	})
 }
 
 // serveProxyConn answers one proxy client: SOCKS5 or HTTP CONNECT, then

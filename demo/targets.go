@@ -1,10 +1,13 @@
 package demo
 
 import (
+	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"sync"
 
+	"github.com/nanodems/connector/internal/acceptloop"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -25,18 +28,14 @@ func StartEcho(addr string) (*Echo, error) {
 	e.wg.Add(1)
 	go func() {
 		defer e.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
+		acceptloop.Serve(context.Background(), ln, slog.Default().With("listener", "echo"), func(c net.Conn) {
 			e.wg.Add(1)
 			go func() {
 				defer e.wg.Done()
 				defer c.Close()
 				mux.Copy(c, c, nil)
 			}()
-		}
+		})
 	}()
 	return e, nil
 }

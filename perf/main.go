@@ -359,7 +359,9 @@ func (e *env) up(ctx context.Context) error {
 		return err
 	}
 	data := filepath.Join(e.tmp, "relay")
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--log-level", "warn", "--node", "perf-relay"}
+	// Every tunnel comes from 127.0.0.1: the relay's per-address bound
+	// (a quarter of its open-file limit) is off here.
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -22,6 +23,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/acceptloop"
 )
 
 // proc is one subprocess of the benchmark: relay, agent or echo target.
@@ -418,15 +420,9 @@ func serveForward(spec string) error {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "listening %s\n", ln.Addr())
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go forward(c.(*net.TCPConn), to)
-		}
-	}()
+	go acceptloop.Serve(context.Background(), ln, slog.Default(), func(c net.Conn) {
+		go forward(c.(*net.TCPConn), to)
+	})
 	waitSignal()
 	return ln.Close()
 }

@@ -13,6 +13,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/acceptloop"
 	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/pki"
@@ -22,29 +23,18 @@ import (
 // heartbeatSeconds is the interval agents are told to report at.
 const heartbeatSeconds = 5
 
+// serveAgents accepts agent connections until the listener closes. A
+// failed accept (out of file descriptors, most likely) is waited out: the
+// listener is how every agent comes back, and only a restart would bring
+// it back if it stopped.
 func (s *Server) serveAgents(ln net.Listener) {
-	for {
-		c, err := ln.Accept()
-		if err != nil {
-			select {
-			case <-s.done:
-				return
-			default:
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				time.Sleep(50 * time.Millisecond)
-				continue
-			}
-			s.log.Error("agent listener", "err", err)
-			return
-		}
+	acceptloop.Serve(context.Background(), ln, s.log.With("listener", "agents"), func(c net.Conn) {
 		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			s.serveAgent(c)
 		}()
-	}
+	})
 }
 
 // serveAgent runs one agent connection: mTLS handshake, hello and identity

@@ -28,6 +28,9 @@ import (
 )
 
 func TestMain(m *testing.M) {
+	if spec := os.Getenv(fdChildEnv); spec != "" {
+		os.Exit(runFDChild(spec)) // a relay in a child process (fdlimit_test.go)
+	}
 	goleak.VerifyTestMain(m)
 }
 

@@ -1,8 +1,18 @@
 package relay
 
 import (
+	"time"
+
 	"github.com/nanodems/connector/mux"
 )
+
+// SetAPIIdleTimeout sets the API's keep-alive idle timeout for the relays
+// started until restore is called.
+func SetAPIIdleTimeout(d time.Duration) (restore func()) {
+	old := apiIdleTimeout
+	apiIdleTimeout = d
+	return func() { apiIdleTimeout = old }
+}
 
 // PushAllowlistRaw sends al to every agent of the site as is, bypassing
 // the store: what a confused or compromised relay could send.

@@ -29,7 +29,7 @@ type Config struct {
 	DataDir   string // SQLite database, CA, keys; created 0700
 	AgentAddr string // agent listener, default ":8443"
 	APIAddr   string // HTTPS API, default ":9443"
-	// RTSPAddr is the RTSP gateway's listener (issue 4, docs/rtsp.md),
+	// RTSPAddr is the RTSP gateway's listener (docs/rtsp.md),
 	// default ":9554"; "off" turns the gateway off.
 	RTSPAddr string
 	// PlainHTTP serves the API without TLS. It is refused unless APIAddr is
@@ -63,6 +63,15 @@ type Config struct {
 	Now           func() time.Time
 	Logger        *slog.Logger
 	Store         store.Store // default: SQLite at DataDir/relay.db
+
+	// MaxConnsPerAddr bounds the API connections one client address (an
+	// IPv6 /64) holds open at once; beyond it a new connection is closed
+	// before its handshake. Default: a quarter of the open-file limit
+	// (RLIMIT_NOFILE, raised to its hard limit at Start), so that one
+	// address cannot take the descriptors every agent and operator needs.
+	// <0 turns the bound off. Harnesses that open thousands of tunnels
+	// from 127.0.0.1 raise it.
+	MaxConnsPerAddr int
 }
 
 // Server is a running relay.
@@ -110,7 +119,7 @@ func New(cfg Config) (*Server, error) {
 	if cfg.APIAddr == "" {
 		cfg.APIAddr = ":9443"
 	}
-	if cfg.RTSPAddr == "" { // RTSP gateway (issue 4)
+	if cfg.RTSPAddr == "" {
 		cfg.RTSPAddr = ":9554"
 	}
 	if cfg.CameraTimeout == 0 {
@@ -248,9 +257,36 @@ func (s *Server) AdminKeyFile() string { return s.adminKeyFile }
 // when the API has a certificate from the operator or runs plain HTTP.
 func (s *Server) APIPin() string { return s.apiPin }
 
+// API connection timeouts. Both apply to HTTP only: a WebSocket tunnel
+// is hijacked and has no timeout, and no ReadTimeout is set, since it
+// would cut long uploads and streams through the browser proxy.
+const (
+	// apiHeaderTimeout bounds the TLS handshake and a request's header.
+	apiHeaderTimeout = 10 * time.Second
+	// minConnsPerAddr is the floor of the default per-address bound.
+	minConnsPerAddr = 16
+)
+
+// apiIdleTimeout closes a keep-alive connection that carries no request
+// for this long. Browsers keep idle connections for 115 s (Firefox) to
+// 300 s (Chrome); reopening one costs a handshake, while an idle
+// connection held forever costs a descriptor. A variable for tests.
+var apiIdleTimeout = 2 * time.Minute
+
 // Start opens both listeners and serves until Close.
 func (s *Server) Start() error {
-	var err error
+	nofile, err := raiseFileLimit()
+	if err != nil {
+		s.log.Warn("open-file limit", "err", err)
+	}
+	maxPerAddr := s.cfg.MaxConnsPerAddr
+	if maxPerAddr == 0 {
+		maxPerAddr = max(int(nofile/4), minConnsPerAddr)
+		if nofile == 0 {
+			maxPerAddr = 1024
+		}
+	}
+	s.log.Info("connection limits", "nofile", nofile, "api_max_conns_per_address", maxPerAddr)
 	if s.agentLn, err = net.Listen("tcp", s.cfg.AgentAddr); err != nil {
 		return fmt.Errorf("relay: agent listener: %w", err)
 	}
@@ -258,7 +294,7 @@ func (s *Server) Start() error {
 		s.agentLn.Close()
 		return fmt.Errorf("relay: API listener: %w", err)
 	}
-	if err := s.startRTSP(); err != nil { // RTSP gateway (issue 4, relay/rtsp.go)
+	if err := s.startRTSP(); err != nil { // RTSP gateway (relay/rtsp.go)
 		s.agentLn.Close()
 		s.apiLn.Close()
 		return err
@@ -266,14 +302,21 @@ func (s *Server) Start() error {
 	s.http = &http.Server{
 		Handler:           s.handler(),
 		TLSConfig:         s.apiTLS,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: apiHeaderTimeout,
+		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+	}
+	// One client address holds at most maxPerAddr connections, counted
+	// before any TLS work (relay/conncap.go).
+	var ln net.Listener = s.apiLn
+	if maxPerAddr > 0 {
+		ln = newCapListener(ln, maxPerAddr, s.log)
 	}
 	if s.apiTLS != nil {
 		// Handshakes bounded and done before http.Server sees the
 		// connection (relay/overload.go).
-		s.gate = newHandshakeGate(tls.NewListener(coalesce.Listener(s.apiLn), s.apiTLS), s.log)
+		s.gate = newHandshakeGate(tls.NewListener(coalesce.Listener(ln), s.apiTLS), s.log)
 	}
 	s.wg.Add(2)
 	go func() {
@@ -282,13 +325,15 @@ func (s *Server) Start() error {
 	}()
 	go func() {
 		defer s.wg.Done()
+		// http.Server.Serve waits out failed accepts itself (5 ms doubling
+		// to 1 s), as internal/acceptloop does for the other listeners.
 		var err error
 		if s.apiTLS != nil {
 			// As ServeTLS does, over connections whose writes can be
 			// coalesced once a WebSocket owns them (relay/hijack.go).
 			err = s.http.Serve(s.gate)
 		} else {
-			err = s.http.Serve(s.apiLn)
+			err = s.http.Serve(ln)
 		}
 		if !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("API listener", "err", err)
@@ -354,7 +399,7 @@ func (s *Server) Close() error {
 			cancel()
 			s.http.Close()
 		}
-		s.stopRTSP() // RTSP gateway (issue 4): tears its sessions down while agents are connected
+		s.stopRTSP() // RTSP gateway: tears its sessions down while agents are connected
 		s.agents.closeAll()
 		s.web.tr.CloseIdleConnections()
 		s.wg.Wait()

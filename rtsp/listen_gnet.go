@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"strconv"
 
 	"sync"
 	"sync/atomic"
@@ -55,6 +56,16 @@ type gnetListener struct {
 	booted  chan struct{}
 	stopped chan struct{}
 	runErr  error
+	ready   chan struct{} // closed once address and rebind are known
+	rebind  string        // the address a restarted engine binds
+
+	// emu guards the engine across restarts (run) and close.
+	emu      sync.Mutex
+	eng2     gnet.Engine // the running engine; eng is the first one's
+	running  bool        // eng2 has booted and not yet stopped
+	closing  bool
+	bootOnce sync.Once
+	restarts atomic.Int64
 
 	fmu      sync.Mutex
 	flushers map[gnet.EventLoop]*loopFlusher
@@ -148,7 +159,7 @@ func gnetPoolRelease() {
 }
 
 func listenGnet(g *Gateway) (listener, error) {
-	l := &gnetListener{g: g, booted: make(chan struct{}), stopped: make(chan struct{})}
+	l := &gnetListener{g: g, booted: make(chan struct{}), stopped: make(chan struct{}), ready: make(chan struct{})}
 	loops := g.cfg.Loops
 	if loops <= 0 {
 		loops = runtime.NumCPU()
@@ -163,58 +174,137 @@ func listenGnet(g *Gateway) (listener, error) {
 	if g.cfg.SendBuffer > 0 {
 		opts = append(opts, gnet.WithSocketSendBuffer(g.cfg.SendBuffer))
 	}
+	// A restarted engine binds the port its first one had (cfg.Addr may
+	// say port 0); the address reuse lets it bind while the connections
+	// the last one closed are in TIME_WAIT, as net.Listen does.
+	opts = append(opts, gnet.WithReuseAddr(true))
 	gnetPoolAcquire()
 	g.goFn(func() {
 		defer close(l.stopped)
 		defer gnetPoolRelease()
-		l.runErr = gnet.Run(l, "tcp://"+g.cfg.Addr, opts...)
+		l.run(opts)
 	})
 	select {
 	case <-l.booted:
 	case <-l.stopped:
 		return nil, l.runErr
 	}
-	fd, err := l.eng.Dup()
+	err := l.lookAddr()
+	close(l.ready) // run may restart the engine from here on
 	if err != nil {
 		l.close()
 		return nil, err
-	}
-	defer syscall.Close(fd)
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		l.close()
-		return nil, err
-	}
-	switch a := sa.(type) {
-	case *syscall.SockaddrInet4:
-		l.address = dialable(&net.TCPAddr{IP: a.Addr[:], Port: a.Port})
-	case *syscall.SockaddrInet6:
-		l.address = dialable(&net.TCPAddr{IP: a.Addr[:], Port: a.Port})
-	default:
-		l.address = g.cfg.Addr
 	}
 	return l, nil
 }
 
+// lookAddr reads the address the first engine bound: the one to dial,
+// and the one to bind again on a restart (cfg.Addr may say port 0).
+func (l *gnetListener) lookAddr() error {
+	fd, err := l.eng.Dup()
+	if err != nil {
+		return err
+	}
+	defer syscall.Close(fd)
+	sa, err := syscall.Getsockname(fd)
+	if err != nil {
+		return err
+	}
+	var bound *net.TCPAddr
+	switch a := sa.(type) {
+	case *syscall.SockaddrInet4:
+		bound = &net.TCPAddr{IP: a.Addr[:], Port: a.Port}
+	case *syscall.SockaddrInet6:
+		bound = &net.TCPAddr{IP: a.Addr[:], Port: a.Port}
+	default:
+		l.address, l.rebind = l.g.cfg.Addr, l.g.cfg.Addr
+		return nil
+	}
+	l.address = dialable(bound)
+	host, _, _ := net.SplitHostPort(l.g.cfg.Addr)
+	l.rebind = net.JoinHostPort(host, strconv.Itoa(bound.Port))
+	return nil
+}
+
 func (l *gnetListener) addr() string { return l.address }
+
+// run runs the engine until close, starting it again when it stops on
+// its own. gnet ends its engine on a failed accept other than EAGAIN,
+// EINTR, ECONNRESET and ECONNABORTED: out of file descriptors (EMFILE),
+// the gateway would stop listening for good. A stop that close did not
+// ask for is such a failure (Run returns nil either way). The restart
+// waits as internal/acceptloop does, 5 ms doubling to 1 s, while the
+// listener cannot be bound again (socket(2) fails with EMFILE too). What
+// gnet does not let the gateway keep: the stopped engine closed every
+// connection it served, so viewers reconnect (RTSP players do).
+func (l *gnetListener) run(opts []gnet.Option) {
+	addr := l.g.cfg.Addr
+	var delay time.Duration
+	for {
+		err := gnet.Run(l, "tcp://"+addr, opts...)
+		l.emu.Lock()
+		l.running = false
+		closing := l.closing
+		l.emu.Unlock()
+		if closing {
+			return
+		}
+		select {
+		case <-l.booted:
+		default: // the first start failed: listenGnet reports it
+			l.runErr = err
+			return
+		}
+		<-l.ready
+		addr = l.rebind
+		if err != nil {
+			delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+		} else {
+			delay = 0 // it ran: restart at once
+		}
+		if l.restarts.Add(1) == 1 || err == nil {
+			l.g.log.Warn("rtsp: the gnet engine stopped (a failed accept, most likely out of file descriptors); restarting it", "addr", addr, "err", err)
+		}
+		time.Sleep(delay)
+	}
+}
 
 // close stops the engine, which closes every connection (each then ends
 // through OnClose), and waits for it.
 func (l *gnetListener) close() error {
-	// Engine.Stop polls for the end every 500 ms; start the shutdown and
-	// wait on Run's return instead.
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	l.eng.Stop(ctx)
+	l.emu.Lock()
+	l.closing = true
+	eng, running := l.eng2, l.running
+	l.emu.Unlock()
+	if running {
+		// Engine.Stop polls for the end every 500 ms; start the shutdown
+		// and wait on Run's return instead.
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel()
+		eng.Stop(ctx)
+	}
 	<-l.stopped
 	return nil
 }
 
 func (l *gnetListener) OnBoot(eng gnet.Engine) gnet.Action {
-	l.eng = eng
-	close(l.booted)
+	l.emu.Lock()
+	defer l.emu.Unlock()
+	if l.closing {
+		return gnet.Shutdown // closed while restarting
+	}
+	l.eng2, l.running = eng, true
+	l.bootOnce.Do(func() {
+		l.eng = eng
+		close(l.booted)
+	})
 	return gnet.None
 }
+
+// OnShutdown runs before the engine closes its listener: listenGnet may
+// still be reading the listener (lookAddr) when an engine stops on its
+// own right after its start.
+func (l *gnetListener) OnShutdown(gnet.Engine) { <-l.ready }
 
 // gconn is the event loop's state of one socket.
 type gconn struct {

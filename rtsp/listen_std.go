@@ -2,11 +2,14 @@ package rtsp
 
 import (
 	"bytes"
+	"context"
 	"errors"
 	"io"
 	"net"
 	"sync"
 	"time"
+
+	"github.com/nanodems/connector/internal/acceptloop"
 )
 
 // stdListener is the goroutine-per-connection listener: a reader
@@ -32,24 +35,12 @@ func (l *stdListener) addr() string { return dialable(l.ln.Addr()) }
 func (l *stdListener) close() error { return l.ln.Close() }
 
 func (l *stdListener) accept() {
-	delay := 5 * time.Millisecond
-	for {
-		nc, err := l.ln.Accept()
-		if err != nil {
-			if l.g.closed.Load() || errors.Is(err, net.ErrClosed) {
-				return
-			}
-			// Out of file descriptors, most likely: back off, as net/http does.
-			time.Sleep(delay)
-			delay = min(2*delay, time.Second)
-			continue
-		}
-		delay = 5 * time.Millisecond
+	acceptloop.Serve(context.Background(), l.ln, l.g.log.With("listener", "rtsp"), func(nc net.Conn) {
 		if n := l.g.cfg.SendBuffer; n > 0 {
 			nc.(*net.TCPConn).SetWriteBuffer(n)
 		}
 		l.g.goFn(func() { l.serve(nc) })
-	}
+	})
 }
 
 // serve runs one connection.

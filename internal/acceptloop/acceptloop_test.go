@@ -1,0 +1,187 @@
+package acceptloop
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+// syncBuffer is a log destination read while Serve writes to it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// exhaustFDs lowers the soft open-file limit to the descriptors in use and
+// fills every free number below it, so that the next accept fails with
+// EMFILE. The returned function gives everything back.
+func exhaustFDs(t *testing.T) (restore func()) {
+	t.Helper()
+	var orig syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
+		t.Fatal(err)
+	}
+	ents, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skipf("no /proc/self/fd: %v", err)
+	}
+	lim := syscall.Rlimit{Cur: uint64(len(ents)) + 8, Max: orig.Max}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	var fill []int
+	for {
+		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+		if err != nil {
+			if !errors.Is(err, syscall.EMFILE) {
+				t.Fatalf("filling descriptors: %v", err)
+			}
+			break
+		}
+		fill = append(fill, fd)
+	}
+	return func() {
+		for _, fd := range fill {
+			syscall.Close(fd)
+		}
+		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig)
+	}
+}
+
+// With no descriptor left, Accept fails with EMFILE; Serve must wait it
+// out and accept the waiting connections once descriptors are free again,
+// logging the burst once.
+func TestServeSurvivesEMFILE(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	const clients = 5
+	var conns []net.Conn
+	for range clients {
+		c, err := net.Dial("tcp", ln.Addr().String()) // queued in the backlog
+		if err != nil {
+			t.Fatal(err)
+		}
+		conns = append(conns, c)
+	}
+	defer func() {
+		for _, c := range conns {
+			c.Close()
+		}
+	}()
+
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	accepted := make(chan net.Conn, clients)
+	restore := exhaustFDs(t)
+	done := make(chan error, 1)
+	go func() {
+		done <- Serve(context.Background(), ln, log, func(c net.Conn) { accepted <- c })
+	}()
+
+	// Serve meets EMFILE and must keep going: wait for its warning, then
+	// give it a few backoff rounds.
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(logs.String(), "accept failed") {
+		if time.Now().After(deadline) {
+			restore()
+			t.Fatalf("no accept failure logged; logs:\n%s", logs.String())
+		}
+		select {
+		case err := <-done:
+			restore()
+			t.Fatalf("Serve returned %v while out of descriptors", err)
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	time.Sleep(200 * time.Millisecond)
+	restore()
+
+	for i := range clients {
+		select {
+		case c := <-accepted:
+			c.Close()
+		case err := <-done:
+			t.Fatalf("Serve returned %v after %d of %d connections", err, i, clients)
+		case <-time.After(10 * time.Second):
+			t.Fatalf("only %d of %d connections accepted once descriptors were free", i, clients)
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, "accept failed"); n != 1 {
+		t.Errorf("accept failure logged %d times, want once per burst:\n%s", n, out)
+	}
+	if !strings.Contains(out, "too many open files") || !strings.Contains(out, "accepting again") {
+		t.Errorf("logs lack the cause or the recovery:\n%s", out)
+	}
+	ln.Close()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Serve after close: %v, want nil", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after the listener closed")
+	}
+}
+
+// A cancelled context ends the wait between retries at once.
+func TestServeContextEndsBackoff(t *testing.T) {
+	ln := &failing{Listener: mustListen(t)}
+	defer ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, slog.New(slog.DiscardHandler), func(c net.Conn) { c.Close() }) }()
+	time.Sleep(50 * time.Millisecond)
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("Serve = %v, want context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Serve did not return after its context ended")
+	}
+}
+
+func mustListen(t *testing.T) net.Listener {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
+}
+
+// failing is a listener whose accepts always fail as when out of
+// descriptors.
+type failing struct{ net.Listener }
+
+func (f *failing) Accept() (net.Conn, error) {
+	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
+}
