@@ -119,22 +119,29 @@ func (a *Agent) watchRates(done <-chan struct{}) {
 	}
 }
 
-// moveToDedicated dials a connection of its own for tunnel t and moves the
-// tunnel onto it (mux.Stream.Attach); the relay attaches its end when the
-// connection arrives. Bytes in flight on the shared stream are delivered
-// first, in order.
+// moveToDedicated dials a connection of its own for tunnel t and, once
+// the relay has accepted it, moves the tunnel onto it (mux.Stream.Attach);
+// the relay attaches its end before it answers. Bytes in flight on the
+// shared stream are delivered first, in order. Any failure before the
+// acceptance leaves the tunnel on the shared session.
 func (a *Agent) moveToDedicated(t *liveTunnel) {
 	if !t.moving.CompareAndSwap(false, true) {
 		return
 	}
 	var pre [5]byte
-	pre[0] = mux.PreambleDedicated
+	pre[0] = mux.PreambleDedicatedAcked
 	binary.BigEndian.PutUint32(pre[1:], t.stream.ID())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	conn, err := a.dialRelay(ctx, pre[:])
 	if err != nil {
 		a.log.Warn("dedicated connection failed; tunnel stays on the shared session", "err", err)
+		return
+	}
+	deadline, _ := ctx.Deadline()
+	if err := mux.AwaitAccepted(conn, deadline); err != nil {
+		conn.Close()
+		a.log.Warn("dedicated connection refused; tunnel stays on the shared session", "target", net.JoinHostPort(t.target.Host, strconv.Itoa(int(t.target.Port))), "err", err)
 		return
 	}
 	if err := t.stream.Attach(conn); err != nil {

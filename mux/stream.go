@@ -344,4 +344,36 @@ func (c *Stream) Raw() *smux.Stream { return c.shared }
 const (
 	PreambleSession   byte = 'S' // the shared smux session follows
 	PreambleDedicated byte = 'D' // u32 stream id follows; then that tunnel's frames
+	// PreambleDedicatedAcked is PreambleDedicated for an agent that waits
+	// for the relay's DedicatedAccepted before it moves the tunnel. An
+	// agent that moved first lost the tunnel whenever the relay then
+	// refused the connection (its store read failed, the tunnel or the
+	// session was not found, the connection reached a relay that does not
+	// hold the session): its writes went to a closed connection, its Pipe
+	// cut the device, and the relay's reader waited 30 s for a connection
+	// that was gone. The relay still takes the old preamble, unanswered.
+	PreambleDedicatedAcked byte = 'd'
 )
+
+// DedicatedAccepted is the relay's one-byte answer on a dedicated
+// connection (PreambleDedicatedAcked) that it has found the tunnel and
+// takes the connection: the tunnel's frames follow it. A refusal is the
+// connection's close.
+const DedicatedAccepted byte = 'A'
+
+// AwaitAccepted reads the relay's DedicatedAccepted on c, waiting until
+// deadline. Only after it may the agent Attach c: until then the tunnel
+// stays on the shared session, and a refused connection costs nothing.
+func AwaitAccepted(c net.Conn, deadline time.Time) error {
+	if err := c.SetReadDeadline(deadline); err != nil {
+		return err
+	}
+	var b [1]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil {
+		return fmt.Errorf("relay did not accept the dedicated connection: %w", err)
+	}
+	if b[0] != DedicatedAccepted {
+		return fmt.Errorf("relay answered the dedicated connection with %#x, not its acceptance", b[0])
+	}
+	return c.SetReadDeadline(time.Time{})
+}

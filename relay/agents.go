@@ -57,8 +57,8 @@ func (s *Server) serveAgent(raw net.Conn) {
 	switch pre[0] {
 	case mux.PreambleSession:
 		s.serveSession(tc, raw, cert, log)
-	case mux.PreambleDedicated:
-		if !s.attachDedicated(tc, cert, log) {
+	case mux.PreambleDedicated, mux.PreambleDedicatedAcked:
+		if !s.attachDedicated(tc, cert, pre[0] == mux.PreambleDedicatedAcked, log) {
 			raw.Close()
 		}
 	default:
@@ -69,9 +69,11 @@ func (s *Server) serveAgent(raw net.Conn) {
 
 // attachDedicated takes a dedicated connection for one tunnel: the agent
 // must be the one whose session holds the tunnel, and pass the same
-// identity checks as a hello. It reports whether the connection now
-// belongs to the tunnel.
-func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, log *slog.Logger) bool {
+// identity checks as a hello. With ack, the agent waits for
+// mux.DedicatedAccepted before it moves the tunnel, so every refusal
+// above leaves the tunnel on the shared session. It reports whether the
+// connection now belongs to the tunnel.
+func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, ack bool, log *slog.Logger) bool {
 	cn := cert.Subject.CommonName
 	var id [4]byte
 	if _, err := io.ReadFull(tc, id[:]); err != nil {
@@ -89,6 +91,14 @@ func (s *Server) attachDedicated(tc *coalesce.Conn, cert *x509.Certificate, log 
 	if !ok {
 		log.Info("dedicated connection for a tunnel that is gone", "agent", cn)
 		return false
+	}
+	if ack {
+		// Before Attach: the acceptance is the first byte the agent
+		// reads here, ahead of the tunnel's frames.
+		if _, err := tc.Write([]byte{mux.DedicatedAccepted}); err != nil {
+			log.Info("accepting dedicated connection", "agent", cn, "err", err)
+			return false
+		}
 	}
 	tc.SetDeadline(time.Time{})
 	// Stored before Attach: once attached, the session's end may cut the
