@@ -3,7 +3,6 @@ package relay_test
 import (
 	"context"
 	"errors"
-	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -106,7 +105,7 @@ func TestDedicatedRefusedKeepsTunnel(t *testing.T) {
 	defer c.Close()
 	// A bound well above the transfer's time (about 1 s here) and below
 	// the 30 s a reader waits for a moved peer's connection.
-	c.(net.Conn).SetDeadline(time.Now().Add(20 * time.Second))
+	c.SetDeadline(time.Now().Add(20 * time.Second))
 	st.failing.Store(true)
 	start := time.Now()
 	err = roundTrip(c, 64<<20)

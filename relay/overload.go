@@ -89,8 +89,9 @@ func (g *handshakeGate) acceptLoop() {
 		c, err := g.ln.Accept()
 		if err != nil {
 			<-g.pend
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Temporary() { //nolint:staticcheck // as net/http: EMFILE and the like pass
+			// Anything but a closed listener passes (EMFILE, ECONNABORTED,
+			// …), as in internal/acceptloop.
+			if !errors.Is(err, net.ErrClosed) {
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				g.log.Warn("API accept failed; retrying", "err", err, "in", delay)
 				select {
