@@ -32,6 +32,10 @@ type Options struct {
 	// RTSPCamera adds a synthetic H.264 camera behind the gateway
 	// (Info.RTSPHandle, Info.RTSPURL); `nanodems-demo` turns it on.
 	RTSPCamera bool
+	// CLISession opens a CLI session for the site (Info.CLIToken,
+	// Info.CLICommand); `nanodems-demo` turns it on. Off, tests that count
+	// sessions see only their own.
+	CLISession bool
 	Logger     *slog.Logger
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
 	// CameraTimeout, …) before it starts.
@@ -63,8 +67,8 @@ type Info struct {
 	HTTPHandle     string `json:"http_handle"`
 	BrowserURL     string `json:"browser_url"` // the camera's web UI through the relay
 	ConnectCommand string `json:"connect_command"`
-	CLIToken       string `json:"cli_token"`   // an ops_ CLI session for the demo site
-	CLICommand     string `json:"cli_command"` // nanodems-tunnel run with that session
+	CLIToken       string `json:"cli_token,omitempty"`   // with Options.CLISession: an ops_ CLI session for the demo site
+	CLICommand     string `json:"cli_command,omitempty"` // nanodems-tunnel run with that session
 	RTSPHandle     string `json:"rtsp_handle,omitempty"`
 	RTSPURL        string `json:"rtsp_url,omitempty"` // with Options.RTSPCamera: a player URL with its grant
 }
@@ -188,8 +192,10 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		in.ConnectCommand += " --ca-pin " + in.CAPin
 	}
 	in.ConnectCommand += " " + in.EchoHandle
-	if err := d.openCLISession(ctx); err != nil {
-		return nil, err
+	if o.CLISession {
+		if err := d.openCLISession(ctx); err != nil {
+			return nil, err
+		}
 	}
 	if in.RTSPHandle != "" {
 		if err := d.mintRTSPURL(ctx); err != nil {

@@ -51,6 +51,7 @@ func run(ctx context.Context, args []string) error {
 	}
 	o.Logger = cmdline.Logger(level)
 	o.RTSPCamera = o.RTSPAddr != "off"
+	o.CLISession = true
 	d, err := demo.Start(ctx, o)
 	if err != nil {
 		if errors.Is(err, syscall.EADDRINUSE) {
