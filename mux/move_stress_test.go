@@ -26,6 +26,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -505,29 +506,7 @@ func echoCheck(r *mux.Stream, n int64, seed uint64) error {
 // half-closes when its source ends), as the demo's.
 func echoTarget(tb testing.TB) string {
 	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				mux.Copy(c, c, nil)
-			}()
-		}
-	}()
-	tb.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
+	return testnet.Serve(tb, func(c net.Conn) { mux.Copy(c, c, nil) }).String()
 }
 
 // A dedicated connection the relay refuses (it closes it after the
