@@ -4,49 +4,13 @@ import (
 	"bufio"
 	"errors"
 	"net"
-	"os"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
-)
 
-// exhaustFDs lowers the soft open-file limit to the descriptors in use
-// and fills every free number below it, so that the next accept or
-// socket fails with EMFILE. The returned function gives everything back.
-// The test calling it must not run in parallel with others.
-func exhaustFDs(t *testing.T) (restore func()) {
-	t.Helper()
-	var orig syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	lim := syscall.Rlimit{Cur: uint64(len(ents)) + 8, Max: orig.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	var fill []int
-	for {
-		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
-			if !errors.Is(err, syscall.EMFILE) {
-				t.Fatalf("filling descriptors: %v", err)
-			}
-			break
-		}
-		fill = append(fill, fd)
-	}
-	return func() {
-		for _, fd := range fill {
-			syscall.Close(fd)
-		}
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig)
-	}
-}
+	"github.com/nanodems/connector/internal/testnet"
+)
 
 // answers reports whether the gateway at addr accepts a connection and
 // answers a malformed request (with a 400).
@@ -104,7 +68,7 @@ func TestListenerSurvivesEMFILE(t *testing.T) {
 			sa := &syscall.SockaddrInet4{Port: ap.Port}
 			copy(sa.Addr[:], ap.IP.To4())
 
-			restore := exhaustFDs(t)
+			restore := testnet.ExhaustFDs(t)
 			for _, fd := range socks {
 				if err := syscall.Connect(fd, sa); err != nil {
 					restore()

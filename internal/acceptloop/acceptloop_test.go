@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"go.uber.org/goleak"
+
+	"github.com/nanodems/connector/internal/testnet"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -34,42 +36,6 @@ func (s *syncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-// exhaustFDs lowers the soft open-file limit to the descriptors in use and
-// fills every free number below it, so that the next accept fails with
-// EMFILE. The returned function gives everything back.
-func exhaustFDs(t *testing.T) (restore func()) {
-	t.Helper()
-	var orig syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &orig); err != nil {
-		t.Fatal(err)
-	}
-	ents, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		t.Skipf("no /proc/self/fd: %v", err)
-	}
-	lim := syscall.Rlimit{Cur: uint64(len(ents)) + 8, Max: orig.Max}
-	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
-	}
-	var fill []int
-	for {
-		fd, err := syscall.Open("/dev/null", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
-		if err != nil {
-			if !errors.Is(err, syscall.EMFILE) {
-				t.Fatalf("filling descriptors: %v", err)
-			}
-			break
-		}
-		fill = append(fill, fd)
-	}
-	return func() {
-		for _, fd := range fill {
-			syscall.Close(fd)
-		}
-		syscall.Setrlimit(syscall.RLIMIT_NOFILE, &orig)
-	}
 }
 
 // With no descriptor left, Accept fails with EMFILE; Serve must wait it
@@ -99,7 +65,7 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 	var logs syncBuffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	accepted := make(chan net.Conn, clients)
-	restore := exhaustFDs(t)
+	restore := testnet.ExhaustFDs(t)
 	done := make(chan error, 1)
 	go func() {
 		done <- Serve(context.Background(), ln, log, func(c net.Conn) { accepted <- c })
