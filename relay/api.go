@@ -6,13 +6,16 @@ import (
 	"github.com/nanodems/connector/internal/version"
 )
 
-// routesMux is the relay's HTTP surface. Every route is in docs/api.md.
+// routesMux is the relay's HTTP surface: each route and the part of the
+// operator edge that serves it (edge.go lists the parts). Every route is
+// in docs/api.md.
 func (s *Server) routesMux() http.Handler {
+	auth, mgmt, cli := s.auth, s.mgmt, s.cli
 	m := http.NewServeMux()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
-	m.HandleFunc("POST /api/enroll", s.handleEnroll)
+	m.HandleFunc("POST /api/enroll", s.enroll.handleEnroll)
 	// Browsers ask every origin for /favicon.ico; the relay answers it, so
 	// the request is neither a 404 nor routed to a camera that has none.
 	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
@@ -20,74 +23,60 @@ func (s *Server) routesMux() http.Handler {
 		w.WriteHeader(http.StatusNoContent)
 	})
 
-	m.HandleFunc("POST /api/admin/tenants", s.api(s.createTenant))
-	m.HandleFunc("POST /api/tenants/{tenantId}/users", s.api(s.createUser))
-	m.HandleFunc("POST /api/users/{userId}/tokens", s.api(s.createToken))
-	m.HandleFunc("DELETE /api/users/{userId}/tokens/{tokenId}", s.api(s.revokeToken))
-	m.HandleFunc("POST /api/tenants/{tenantId}/sites", s.api(s.createSite))
-	m.HandleFunc("GET /api/sites/{siteId}", s.api(s.getSite))
-	m.HandleFunc("PATCH /api/sites/{siteId}", s.api(s.patchSite))
-	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", s.api(s.createEnrollmentToken))
-	m.HandleFunc("POST /api/sites/{siteId}/devices", s.api(s.createDevice))
-	m.HandleFunc("GET /api/sites/{siteId}/devices", s.api(s.listDevices))
-	m.HandleFunc("GET /api/devices/{deviceId}", s.api(s.getDevice))
-	m.HandleFunc("PATCH /api/devices/{deviceId}", s.api(s.patchDevice))
-	m.HandleFunc("DELETE /api/devices/{deviceId}", s.api(s.deleteDevice))
-	m.HandleFunc("GET /api/sites/{siteId}/agents", s.api(s.listAgents))
-	m.HandleFunc("POST /api/agents/{agentId}/revoke", s.api(s.revokeAgent))
-	m.HandleFunc("GET /api/audit", s.api(s.listAudit))
+	// The management API (managementAPI), for API credentials.
+	m.HandleFunc("POST /api/admin/tenants", auth.api(mgmt.createTenant))
+	m.HandleFunc("POST /api/tenants/{tenantId}/users", auth.api(mgmt.createUser))
+	m.HandleFunc("POST /api/users/{userId}/tokens", auth.api(mgmt.createToken))
+	m.HandleFunc("DELETE /api/users/{userId}/tokens/{tokenId}", auth.api(mgmt.revokeToken))
+	m.HandleFunc("POST /api/tenants/{tenantId}/sites", auth.api(mgmt.createSite))
+	m.HandleFunc("GET /api/sites/{siteId}", auth.api(mgmt.getSite))
+	m.HandleFunc("PATCH /api/sites/{siteId}", auth.api(mgmt.patchSite))
+	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", auth.api(mgmt.createEnrollmentToken))
+	m.HandleFunc("POST /api/sites/{siteId}/devices", auth.api(mgmt.createDevice))
+	m.HandleFunc("GET /api/sites/{siteId}/devices", auth.api(mgmt.listDevices))
+	m.HandleFunc("GET /api/devices/{deviceId}", auth.api(mgmt.getDevice))
+	m.HandleFunc("PATCH /api/devices/{deviceId}", auth.api(mgmt.patchDevice))
+	m.HandleFunc("DELETE /api/devices/{deviceId}", auth.api(mgmt.deleteDevice))
+	m.HandleFunc("GET /api/sites/{siteId}/agents", auth.api(mgmt.listAgents))
+	m.HandleFunc("POST /api/agents/{agentId}/revoke", auth.api(mgmt.revokeAgent))
+	m.HandleFunc("GET /api/audit", auth.api(mgmt.listAudit))
 
-	m.HandleFunc("GET /api/tunnel/{handle}", s.handleTunnel)
-	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", s.api(s.mintRTSPURL)) // relay/rtsp.go, docs/rtsp.md
+	m.HandleFunc("GET /api/tunnel/{handle}", s.tunnels.handleTunnel)
+	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", auth.api(s.rtspGW.mintRTSPURL)) // docs/rtsp.md
 
-	// The browser side (docs/browser.md).
-	m.HandleFunc("GET /login", s.handleLoginPage)
-	m.HandleFunc("POST /login", s.handleLogin)
-	m.HandleFunc("POST /logout", s.handleLogout)
-	m.HandleFunc("POST /switch-tenant", s.handleSwitchTenant)
-	m.HandleFunc("GET /c-auth", s.handleCAuth)
-	m.HandleFunc("/c/{handle}", s.handleProxy)
-	m.HandleFunc("/c/{handle}/{rest...}", s.handleProxy)
-	m.HandleFunc("/", s.handleRoot)
+	// The browser side (docs/browser.md): signIn, then browserProxy.
+	m.HandleFunc("GET /login", s.signin.handleLoginPage)
+	m.HandleFunc("POST /login", s.signin.handleLogin)
+	m.HandleFunc("POST /logout", s.signin.handleLogout)
+	m.HandleFunc("POST /switch-tenant", s.signin.handleSwitchTenant)
+	m.HandleFunc("GET /c-auth", s.browser.handleCAuth)
+	m.HandleFunc("/c/{handle}", s.browser.handleProxy)
+	m.HandleFunc("/c/{handle}/{rest...}", s.browser.handleProxy)
+	m.HandleFunc("/", s.browser.handleRoot)
 
-	// CLI sessions and the tunnels of nanodems-tunnel run (docs/cli.md).
-	m.HandleFunc("POST /api/cli/sessions", s.cliAPI(s.createCLISession))
-	m.HandleFunc("GET /api/sites/{siteId}/cli-sessions", s.cliAPI(s.listCLISessions))
-	m.HandleFunc("DELETE /api/cli/sessions/{id}", s.cliAPI(s.revokeCLISession))
-	m.HandleFunc("GET /api/cli/sessions/plan", s.handleCLIPlan)
-	m.HandleFunc("GET /api/cli/raw-tunnel/{ip}/{port}", s.handleCLIRawTunnel)
-	m.HandleFunc("GET /api/cli/mux", s.handleCLIMux)
+	// CLI sessions and the tunnels of nanodems-tunnel run (cliEdge,
+	// docs/cli.md).
+	m.HandleFunc("POST /api/cli/sessions", cli.cliAPI(cli.createCLISession))
+	m.HandleFunc("GET /api/sites/{siteId}/cli-sessions", cli.cliAPI(cli.listCLISessions))
+	m.HandleFunc("DELETE /api/cli/sessions/{id}", cli.cliAPI(cli.revokeCLISession))
+	m.HandleFunc("GET /api/cli/sessions/plan", cli.handleCLIPlan)
+	m.HandleFunc("GET /api/cli/raw-tunnel/{ip}/{port}", cli.handleCLIRawTunnel)
+	m.HandleFunc("GET /api/cli/mux", cli.handleCLIMux)
 	return m
 }
 
-// handler dispatches the subdomain mode's hosts to their device and
-// everything else to the routes.
+// handler dispatches the subdomain mode's hosts to their device
+// (browserProxy) and everything else to the routes.
 func (s *Server) handler() http.Handler {
 	routes := s.routesMux()
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if s.overloaded(w, r) {
 			return
 		}
-		if h := s.subdomainHandle(r.Host); h != "" {
-			s.serveSubdomain(w, r, h)
+		if h := s.browser.subdomainHandle(r.Host); h != "" {
+			s.browser.serveSubdomain(w, r, h)
 			return
 		}
 		routes.ServeHTTP(w, r)
 	})
-}
-
-// apiFunc is an authenticated JSON handler; a returned error becomes the
-// response.
-type apiFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
-
-func (s *Server) api(f apiFunc) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		p, err := s.authenticate(r)
-		if err == nil {
-			err = f(w, r, p)
-		}
-		if err != nil {
-			s.writeError(w, r, err)
-		}
-	}
 }

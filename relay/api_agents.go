@@ -1,26 +1,14 @@
 package relay
 
 import (
-	"crypto/x509"
-	"encoding/pem"
-	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"strconv"
-	"strings"
-	"time"
 
-	"github.com/nanodems/connector/mux"
-	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
 )
 
-// agentCertTTL is the life of an agent certificate. Revocation, not
-// expiry, is what removes an agent; expiry bounds a forgotten key.
-const agentCertTTL = 5 * 365 * 24 * time.Hour
-
-func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -58,7 +46,7 @@ func (s *Server) listAgents(w http.ResponseWriter, r *http.Request, p Principal)
 
 // revokeAgent marks the agent revoked and closes its session and all its
 // tunnels at once; its certificate is refused on every later hello.
-func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("agentId")
 	a, err := s.store.GetAgent(r.Context(), id)
 	if err != nil {
@@ -71,13 +59,13 @@ func (s *Server) revokeAgent(w http.ResponseWriter, r *http.Request, p Principal
 	if err := s.store.RevokeAgent(r.Context(), id, s.cfg.Now()); err != nil {
 		return err
 	}
-	kicked, tunnels := s.kick(id)
+	kicked, tunnels := s.agentSide.kick(id)
 	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "agent.revoke", Target: id, Detail: fmt.Sprintf("session closed: %v, tunnels closed: %d", kicked, tunnels)})
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked": true, "disconnected": kicked})
 	return nil
 }
 
-func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) listAudit(w http.ResponseWriter, r *http.Request, p Principal) error {
 	q := r.URL.Query()
 	f := store.AuditFilter{TenantID: q.Get("tenant_id"), Action: q.Get("action")}
 	if !p.Admin {
@@ -100,70 +88,4 @@ func (s *Server) listAudit(w http.ResponseWriter, r *http.Request, p Principal) 
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
-}
-
-// handleEnroll exchanges a one-shot enrollment token and a CSR for an
-// agent certificate whose CN is a new agent id chosen here.
-func (s *Server) handleEnroll(w http.ResponseWriter, r *http.Request) {
-	err := s.enroll(w, r)
-	if err != nil {
-		s.writeError(w, r, err)
-	}
-}
-
-func (s *Server) enroll(w http.ResponseWriter, r *http.Request) error {
-	var in mux.EnrollRequest
-	if err := readJSON(r, &in); err != nil {
-		return err
-	}
-	if !secret.HasPrefix(in.Token, secret.Enrollment) {
-		return fmt.Errorf("%w: invalid enrollment token", errBadCredential)
-	}
-	block, _ := pem.Decode([]byte(in.CSR))
-	if block == nil || block.Type != "CERTIFICATE REQUEST" {
-		return fmt.Errorf("%w: csr is not a PEM certificate request", errBadRequest)
-	}
-	csr, err := x509.ParseCertificateRequest(block.Bytes)
-	if err != nil {
-		return fmt.Errorf("%w: csr: %v", errBadRequest, err)
-	}
-	if err := csr.CheckSignature(); err != nil {
-		return fmt.Errorf("%w: csr signature: %v", errBadRequest, err)
-	}
-	tok, err := s.store.UseEnrollmentToken(r.Context(), secret.Hash(in.Token), s.cfg.Now())
-	switch {
-	case errors.Is(err, store.ErrNotFound):
-		return fmt.Errorf("%w: invalid enrollment token", errBadCredential)
-	case errors.Is(err, store.ErrUsed):
-		return fmt.Errorf("%w: enrollment token already used; mint a new one for the site", errBadCredential)
-	case errors.Is(err, store.ErrExpired):
-		return fmt.Errorf("%w: enrollment token expired; mint a new one for the site", errBadCredential)
-	case err != nil:
-		return err
-	}
-	id := newID("agt_")
-	certPEM, serial, err := s.ca.SignClient(csr, id, agentCertTTL)
-	if err != nil {
-		return err
-	}
-	if err := s.store.CreateAgent(r.Context(), store.Agent{ID: id, SiteID: tok.SiteID, CertSerial: serial, CreatedAt: s.cfg.Now()}); err != nil {
-		return err
-	}
-	s.audit(store.AuditEvent{TenantID: s.tenantOfSite(tok.SiteID), Actor: "agent:" + id, Action: "agent.enroll", Target: id, Detail: "site " + tok.SiteID + " from " + r.RemoteAddr})
-	writeJSON(w, http.StatusOK, mux.EnrollResponse{AgentID: id, SiteID: tok.SiteID, Certificate: string(certPEM), CA: string(s.ca.PEM), AgentAddr: s.publicAgentAddr(r)})
-	return nil
-}
-
-// publicAgentAddr is where enrolled agents dial: the configured address,
-// else the host the agent reached the API at, with the agent port.
-func (s *Server) publicAgentAddr(r *http.Request) string {
-	if s.cfg.PublicAgentAddr != "" {
-		return s.cfg.PublicAgentAddr
-	}
-	_, port, _ := net.SplitHostPort(s.agentLn.Addr().String())
-	host := r.Host
-	if h, _, err := net.SplitHostPort(r.Host); err == nil {
-		host = h
-	}
-	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }

@@ -95,7 +95,7 @@ func (in *deviceInput) apply(d *store.Device) error {
 }
 
 // deviceJSON is a device as the API shows it, with its live handles.
-func (s *Server) deviceJSON(ctx context.Context, d store.Device, version int64) (map[string]any, error) {
+func (s *managementAPI) deviceJSON(ctx context.Context, d store.Device, version int64) (map[string]any, error) {
 	hs, err := s.store.ListHandles(ctx, d.ID)
 	if err != nil {
 		return nil, err
@@ -104,7 +104,7 @@ func (s *Server) deviceJSON(ctx context.Context, d store.Device, version int64) 
 	for _, h := range hs {
 		handles[strconv.Itoa(h.Port)] = h.Handle
 	}
-	creds, err := s.credsFor(ctx, d.ID)
+	creds, err := s.sealer.credsFor(ctx, d.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -120,7 +120,7 @@ func (s *Server) deviceJSON(ctx context.Context, d store.Device, version int64) 
 	return out, nil
 }
 
-func (s *Server) newHandles(tenantID, deviceID string, ports []int) []store.Handle {
+func (s *managementAPI) newHandles(tenantID, deviceID string, ports []int) []store.Handle {
 	hs := make([]store.Handle, len(ports))
 	for i, p := range ports {
 		hs[i] = store.Handle{Handle: handle.New(), TenantID: tenantID, DeviceID: deviceID, Port: p, CreatedAt: s.cfg.Now()}
@@ -142,7 +142,7 @@ func checkTarget(host string, site store.Site) error {
 		errBadRequest, host, kind, site.ID)
 }
 
-func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -170,14 +170,14 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principa
 		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.create", Target: d.ID, Detail: fmt.Sprintf("%s ports %v", d.Host, d.Ports)}},
 	}
 	if setCreds {
-		change.SetCredentials, change.Sealed = true, s.sealCreds(d.ID, c)
+		change.SetCredentials, change.Sealed = true, s.sealer.sealCreds(d.ID, c)
 		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
 	}
 	d, version, err := s.store.ApplyDeviceChange(r.Context(), change)
 	if err != nil {
 		return err
 	}
-	s.afterDeviceChange(r.Context(), site, d.ID)
+	s.agentSide.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)
 	if err != nil {
 		return err
@@ -187,7 +187,7 @@ func (s *Server) createDevice(w http.ResponseWriter, r *http.Request, p Principa
 }
 
 // deviceFor loads a device and its site, checking that p may act on it.
-func (s *Server) deviceFor(r *http.Request, p Principal) (store.Device, store.Site, error) {
+func (s *managementAPI) deviceFor(r *http.Request, p Principal) (store.Device, store.Site, error) {
 	id := r.PathValue("deviceId")
 	d, err := s.store.GetDevice(r.Context(), id)
 	if err != nil {
@@ -197,7 +197,7 @@ func (s *Server) deviceFor(r *http.Request, p Principal) (store.Device, store.Si
 	return d, site, err
 }
 
-func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) getDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
 	d, _, err := s.deviceFor(r, p)
 	if err != nil {
 		return err
@@ -210,7 +210,7 @@ func (s *Server) getDevice(w http.ResponseWriter, r *http.Request, p Principal) 
 	return nil
 }
 
-func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -233,7 +233,7 @@ func (s *Server) listDevices(w http.ResponseWriter, r *http.Request, p Principal
 
 // patchDevice edits a device. New ports get fresh handles, removed ports'
 // handles are revoked, and the site's agents get the new allowlist.
-func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) patchDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
 	d, site, err := s.deviceFor(r, p)
 	if err != nil {
 		return err
@@ -251,7 +251,7 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 	if err := checkTarget(d.Host, site); err != nil {
 		return err
 	}
-	oldCreds, err := s.credsFor(r.Context(), d.ID)
+	oldCreds, err := s.sealer.credsFor(r.Context(), d.ID)
 	if err != nil {
 		return err
 	}
@@ -271,14 +271,14 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.update", Target: d.ID, Detail: fmt.Sprintf("%s ports %v", d.Host, d.Ports)}},
 	}
 	if setCreds {
-		change.SetCredentials, change.Sealed = true, s.sealCreds(d.ID, c)
+		change.SetCredentials, change.Sealed = true, s.sealer.sealCreds(d.ID, c)
 		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
 	}
 	_, version, err := s.store.ApplyDeviceChange(r.Context(), change)
 	if err != nil {
 		return err
 	}
-	s.afterDeviceChange(r.Context(), site, d.ID)
+	s.agentSide.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)
 	if err != nil {
 		return err
@@ -287,7 +287,7 @@ func (s *Server) patchDevice(w http.ResponseWriter, r *http.Request, p Principal
 	return nil
 }
 
-func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) deleteDevice(w http.ResponseWriter, r *http.Request, p Principal) error {
 	d, site, err := s.deviceFor(r, p)
 	if err != nil {
 		return err
@@ -299,19 +299,7 @@ func (s *Server) deleteDevice(w http.ResponseWriter, r *http.Request, p Principa
 	if err != nil {
 		return lookup(err, "device "+d.ID)
 	}
-	s.afterDeviceChange(r.Context(), site, d.ID)
+	s.agentSide.afterDeviceChange(r.Context(), site, d.ID)
 	writeJSON(w, http.StatusOK, map[string]any{"id": d.ID, "deleted": true, "allowlist_version": version})
 	return nil
-}
-
-// afterDeviceChange acts on a device change the store holds: it drops the
-// cached routes and login, cuts the tunnels of revoked handles and pushes
-// the site's allowlist.
-func (s *Server) afterDeviceChange(ctx context.Context, site store.Site, deviceID string) {
-	s.forgetCreds(deviceID)
-	s.invalidateRoutes()
-	s.cutRevoked(ctx)
-	if err := s.pushAllowlist(ctx, site.ID); err != nil {
-		s.log.Error("allowlist push", "site", site.ID, "err", err)
-	}
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/nanodems/connector/relay/store"
 )
 
-func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createTenant(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if !p.Admin {
 		return fmt.Errorf("%w: creating tenants needs the admin key", errForbidden)
 	}
@@ -32,7 +32,7 @@ func (s *Server) createTenant(w http.ResponseWriter, r *http.Request, p Principa
 	return nil
 }
 
-func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createUser(w http.ResponseWriter, r *http.Request, p Principal) error {
 	tenantID := r.PathValue("tenantId")
 	if !p.Admin {
 		return fmt.Errorf("%w: creating users needs the admin key", errForbidden)
@@ -67,7 +67,7 @@ func (s *Server) createUser(w http.ResponseWriter, r *http.Request, p Principal)
 // createToken mints an nt_ API token for a user: by the admin key or by
 // the user themself. The token is bound to the user's tenant and shown
 // only in this response.
-func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	userID := r.PathValue("userId")
 	if !p.Admin && p.UserID != userID {
 		return fmt.Errorf("%w: users mint their own tokens only", errForbidden)
@@ -86,7 +86,7 @@ func (s *Server) createToken(w http.ResponseWriter, r *http.Request, p Principal
 	return nil
 }
 
-func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) revokeToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	userID, tokenID := r.PathValue("userId"), r.PathValue("tokenId")
 	if !p.Admin && p.UserID != userID {
 		return fmt.Errorf("%w: users revoke their own tokens only", errForbidden)
@@ -98,7 +98,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 	if err := s.store.RevokeAPIToken(r.Context(), tokenID, s.cfg.Now()); err != nil {
 		return err
 	}
-	s.tokens.Clear()
+	s.auth.tokens.Clear()
 	// What the token opened (tunnels, /c/ requests) ends with it.
 	closed := credConns.cut(tokenID, errTokenRevoked)
 	s.audit(store.AuditEvent{TenantID: t.TenantID, Actor: p.Actor, Action: "token.revoke", Target: tokenID, Detail: fmt.Sprintf("tunnels closed: %d", closed)})
@@ -107,7 +107,7 @@ func (s *Server) revokeToken(w http.ResponseWriter, r *http.Request, p Principal
 }
 
 // siteFor loads a site and checks that p may act on it.
-func (s *Server) siteFor(r *http.Request, p Principal, siteID string) (store.Site, error) {
+func (s *base) siteFor(r *http.Request, p Principal, siteID string) (store.Site, error) {
 	site, err := s.store.GetSite(r.Context(), siteID)
 	if err != nil {
 		return site, lookup(err, "site "+siteID)
@@ -118,7 +118,7 @@ func (s *Server) siteFor(r *http.Request, p Principal, siteID string) (store.Sit
 	return site, nil
 }
 
-func (s *Server) createSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createSite(w http.ResponseWriter, r *http.Request, p Principal) error {
 	tenantID := r.PathValue("tenantId")
 	if !p.canAccess(tenantID) {
 		return fmt.Errorf("%w: tenant is not yours", errForbidden)
@@ -167,7 +167,7 @@ func siteDetail(site store.Site) string {
 	return site.Name
 }
 
-func (s *Server) getSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) getSite(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -180,7 +180,7 @@ func (s *Server) getSite(w http.ResponseWriter, r *http.Request, p Principal) er
 // targets. Turning allow_loopback off does not touch existing devices: the
 // next create or edit of one that names a local target is refused, and an
 // agent without --allow-loopback refuses to dial it in any case.
-func (s *Server) patchSite(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) patchSite(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -208,7 +208,7 @@ func (s *Server) patchSite(w http.ResponseWriter, r *http.Request, p Principal) 
 	return nil
 }
 
-func (s *Server) createEnrollmentToken(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *managementAPI) createEnrollmentToken(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -224,7 +224,7 @@ func (s *Server) createEnrollmentToken(w http.ResponseWriter, r *http.Request, p
 
 // mintEnrollment creates a one-shot enrollment token for a site and the
 // ready-to-paste command that uses it.
-func (s *Server) mintEnrollment(r *http.Request, siteID string) (map[string]any, error) {
+func (s *managementAPI) mintEnrollment(r *http.Request, siteID string) (map[string]any, error) {
 	plain, hash := secret.New(secret.Enrollment)
 	exp := s.cfg.Now().Add(s.cfg.EnrollTTL)
 	if err := s.store.CreateEnrollmentToken(r.Context(), store.EnrollmentToken{Hash: hash, SiteID: siteID, ExpiresAt: exp, CreatedAt: s.cfg.Now()}); err != nil {
@@ -243,7 +243,7 @@ func (s *Server) mintEnrollment(r *http.Request, siteID string) (map[string]any,
 }
 
 // publicAPIURL is the API URL as the caller reached it.
-func (s *Server) publicAPIURL(r *http.Request) string {
+func (s *base) publicAPIURL(r *http.Request) string {
 	scheme := "https"
 	if r.TLS == nil {
 		scheme = "http"

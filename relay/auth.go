@@ -6,11 +6,26 @@ import (
 	"errors"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
 )
+
+// authenticator finds who is calling and in which tenant: the admin key,
+// an nt_ API token, HTTP Basic email:password (checkLogin, password.go,
+// behind the password gate) and the browser's session cookie. Every part
+// of the edge that serves a person or a program asks it, and gets a
+// Principal. It depends on the store (credentials are stored hashed) and
+// the admin key's hash; CLI sessions (ops_) are the CLI edge's own
+// (cliEdge.cliSession).
+type authenticator struct {
+	base
+	adminKeyHash []byte
+	tokens       sync.Map      // token hash → tokenEntry, cleared on revocation
+	pw           *passwordGate // bounds and rate-limits password checks
+}
 
 // Authentication failures; both answer 401.
 var (
@@ -22,7 +37,7 @@ var (
 // Authorization: Bearer nt_… (a user's API token, pinned to the tenant it
 // was minted in), or HTTP Basic email:password (so a user can mint a first
 // token without an admin).
-func (s *Server) authenticate(r *http.Request) (Principal, error) {
+func (s *authenticator) authenticate(r *http.Request) (Principal, error) {
 	ctx := r.Context()
 	if k := r.Header.Get("X-Admin-Api-Key"); k != "" {
 		if subtle.ConstantTimeCompare(secret.Hash(k), s.adminKeyHash) == 1 {
@@ -46,7 +61,7 @@ func (s *Server) authenticate(r *http.Request) (Principal, error) {
 	return Principal{}, errNoCredential
 }
 
-func (s *Server) authToken(ctx context.Context, tok string) (Principal, error) {
+func (s *authenticator) authToken(ctx context.Context, tok string) (Principal, error) {
 	if !secret.HasPrefix(tok, secret.APIToken) {
 		return Principal{}, errBadCredential
 	}
@@ -78,4 +93,49 @@ const tokenCacheTTL = 10 * time.Second
 type tokenEntry struct {
 	p     Principal
 	until time.Time
+}
+
+// sessionFrom returns the signed-in session of r, if any.
+func (s *authenticator) sessionFrom(r *http.Request) (store.Session, store.User, bool) {
+	c, err := r.Cookie(sessionCookie)
+	if err != nil || !secret.HasPrefix(c.Value, secret.Session) {
+		return store.Session{}, store.User{}, false
+	}
+	ss, err := s.store.GetSession(r.Context(), secret.Hash(c.Value))
+	if err != nil || !s.cfg.Now().Before(ss.ExpiresAt) {
+		return store.Session{}, store.User{}, false
+	}
+	u, err := s.store.GetUser(r.Context(), ss.UserID)
+	if err != nil {
+		return store.Session{}, store.User{}, false
+	}
+	return ss, u, true
+}
+
+// sessionPrincipal is the principal of a signed-in browser, for the proxy
+// and for API calls made from the relay's pages.
+func (s *authenticator) sessionPrincipal(r *http.Request) (Principal, store.Session, bool) {
+	ss, u, ok := s.sessionFrom(r)
+	if !ok {
+		return Principal{}, ss, false
+	}
+	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID, Cred: sessionCred(ss.Hash)}, ss, true
+}
+
+// apiFunc is an authenticated JSON handler; a returned error becomes the
+// response.
+type apiFunc func(w http.ResponseWriter, r *http.Request, p Principal) error
+
+// api serves f to a caller with an API credential (authenticate); an
+// error, of the authentication or of f, is answered as JSON.
+func (s *authenticator) api(f apiFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		p, err := s.authenticate(r)
+		if err == nil {
+			err = f(w, r, p)
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+		}
+	}
 }

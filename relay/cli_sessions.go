@@ -21,6 +21,23 @@ import (
 // for its bind plan and its tunnels. This file holds the management routes
 // and the session checks; cli_tunnel.go the plan and the tunnels.
 
+// cliEdge serves the CLI: managing sessions (POST /api/cli/sessions,
+// GET /api/sites/{siteId}/cli-sessions, DELETE /api/cli/sessions/{id};
+// this file) and what a running nanodems-tunnel uses with its ops_ token
+// (GET /api/cli/sessions/plan, /api/cli/raw-tunnel/{ip}/{port},
+// /api/cli/mux; cli_tunnel.go). It depends on the store (sessions, the
+// plan), the authenticator (who manages sessions), the resolver and the
+// Dialer (a plan address becomes a handle, then a tunnel), and the
+// relay's done channel, which ends the hijacked mux connections.
+type cliEdge struct {
+	base
+	auth   *authenticator
+	dialer Dialer
+	routes resolver
+	apiPin string          // "sha256:…" in the run command, "" when not pinned
+	done   <-chan struct{} // closed when the relay shuts down
+}
+
 const (
 	// cliSlide is how far every use pushes a session's expiry: an operator
 	// who works every week never signs in again ...
@@ -75,11 +92,11 @@ func (e scopeError) Is(target error) bool { return target == errForbidden }
 // token in X-CSRF-Token: the SameSite=Lax cookie alone would let any page
 // of the same site (a camera UI in subdomain mode) mint or revoke sessions.
 // An ops_ token never manages sessions: authenticate accepts only nt_.
-func (s *Server) cliManager(r *http.Request) (Principal, error) {
+func (s *cliEdge) cliManager(r *http.Request) (Principal, error) {
 	if r.Header.Get("X-Admin-Api-Key") != "" || r.Header.Get("Authorization") != "" {
-		return s.authenticate(r)
+		return s.auth.authenticate(r)
 	}
-	p, ss, ok := s.sessionPrincipal(r)
+	p, ss, ok := s.auth.sessionPrincipal(r)
 	if !ok {
 		return Principal{}, errNoCredential
 	}
@@ -90,7 +107,7 @@ func (s *Server) cliManager(r *http.Request) (Principal, error) {
 }
 
 // cliAPI is api with cliManager's authentication.
-func (s *Server) cliAPI(f apiFunc) http.HandlerFunc {
+func (s *cliEdge) cliAPI(f apiFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		p, err := s.cliManager(r)
 		if err == nil {
@@ -105,7 +122,7 @@ func (s *Server) cliAPI(f apiFunc) http.HandlerFunc {
 // createCLISession serves POST /api/cli/sessions: a new ops_ token for the
 // sites in the body, shown only in this answer with the command that
 // uses it.
-func (s *Server) createCLISession(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *cliEdge) createCLISession(w http.ResponseWriter, r *http.Request, p Principal) error {
 	var in struct {
 		SiteIDs []string `json:"site_ids"`
 		Label   string   `json:"label"`
@@ -171,7 +188,7 @@ func cliSessionJSON(c store.CLISession) map[string]any {
 
 // listCLISessions serves GET /api/sites/{siteId}/cli-sessions: the site's
 // "Active sessions", with the connections each has open on this relay.
-func (s *Server) listCLISessions(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *cliEdge) listCLISessions(w http.ResponseWriter, r *http.Request, p Principal) error {
 	site, err := s.siteFor(r, p, r.PathValue("siteId"))
 	if err != nil {
 		return err
@@ -193,7 +210,7 @@ func (s *Server) listCLISessions(w http.ResponseWriter, r *http.Request, p Princ
 // revokeCLISession serves DELETE /api/cli/sessions/{id}: the token stops
 // working, and every connection the session has open here is cut at once,
 // so the running CLI learns on its next request and exits.
-func (s *Server) revokeCLISession(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *cliEdge) revokeCLISession(w http.ResponseWriter, r *http.Request, p Principal) error {
 	id := r.PathValue("id")
 	c, err := s.store.GetCLISession(r.Context(), id)
 	if err != nil {
@@ -218,7 +235,7 @@ func (s *Server) revokeCLISession(w http.ResponseWriter, r *http.Request, p Prin
 
 // cliSession authenticates a CLI by its Bearer ops_ token, checks that the
 // session is live, and counts the request as a use (it slides).
-func (s *Server) cliSession(r *http.Request) (store.CLISession, error) {
+func (s *cliEdge) cliSession(r *http.Request) (store.CLISession, error) {
 	auth := r.Header.Get("Authorization")
 	if auth == "" {
 		return store.CLISession{}, errNoCredential
@@ -241,7 +258,7 @@ func (s *Server) cliSession(r *http.Request) (store.CLISession, error) {
 // its expiry to now+cliSlide (capped) and records the use, writing only
 // when either has moved by cliSlideStep. The store re-checks in the write,
 // so a revocation racing with a use wins.
-func (s *Server) useCLISession(ctx context.Context, c store.CLISession) (store.CLISession, error) {
+func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.CLISession, error) {
 	now := s.cfg.Now()
 	if err := cliLive(c, now); err != nil {
 		return c, err

@@ -38,7 +38,7 @@ type cliPlanEntry struct {
 // the session's sites, at the device's loopback address. The CLI fetches
 // it at start and every refresh_seconds; each fetch is a use that slides
 // the session.
-func (s *Server) handleCLIPlan(w http.ResponseWriter, r *http.Request) {
+func (s *cliEdge) handleCLIPlan(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cliSession(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -57,7 +57,7 @@ func (s *Server) handleCLIPlan(w http.ResponseWriter, r *http.Request) {
 
 // cliPlan lists the live handles of the session's sites, one per device
 // port (the newest, as ResolveLoopback picks), by address and port.
-func (s *Server) cliPlan(ctx context.Context, c store.CLISession) ([]cliPlanEntry, error) {
+func (s *cliEdge) cliPlan(ctx context.Context, c store.CLISession) ([]cliPlanEntry, error) {
 	now := s.cfg.Now()
 	entries := []cliPlanEntry{}
 	for _, siteID := range c.SiteIDs {
@@ -110,7 +110,7 @@ func (s *Server) cliPlan(ctx context.Context, c store.CLISession) ([]cliPlanEntr
 // every device change): once it is revoked, the store is asked again. A
 // handle that still resolves names the same device port, since a loopback
 // address is never given to another device.
-func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, port int, flags uint8, known *sync.Map) (net.Conn, error) {
+func (s *cliEdge) dialCLI(ctx context.Context, c store.CLISession, ip string, port int, flags uint8, known *sync.Map) (net.Conn, error) {
 	refuse := scopeError{ip: ip, port: port}
 	key := net.JoinHostPort(ip, strconv.Itoa(port))
 	var r store.Route
@@ -119,7 +119,7 @@ func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, por
 	}
 	if h, ok := known.Load(key); ok {
 		var err error
-		if r, err = s.resolve(ctx, h.(string)); err != nil {
+		if r, err = s.routes.resolve(ctx, h.(string)); err != nil {
 			known.Delete(key)
 			r = store.Route{}
 		}
@@ -139,7 +139,7 @@ func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, por
 		return nil, refuse
 	}
 	p := Principal{TenantID: c.TenantID, UserID: c.UserID, Actor: "cli:" + c.ID}
-	conn, err := s.Dial(ctx, p, r.Handle, DialOptions{Flags: flags})
+	conn, err := s.dialer.Dial(ctx, p, r.Handle, DialOptions{Flags: flags})
 	if errors.Is(err, ErrUnknownHandle) || errors.Is(err, ErrOtherTenant) {
 		return nil, refuse // revoked between the lookup and the dial
 	}
@@ -150,7 +150,7 @@ func (s *Server) dialCLI(ctx context.Context, c store.CLISession, ip string, por
 // tunnel per WebSocket, the internal/wsconn protocol of /api/tunnel, for
 // simple clients. nanodems-tunnel itself multiplexes (/api/cli/mux). As
 // with /api/tunnel, every refusal is an HTTP status before the upgrade.
-func (s *Server) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
+func (s *cliEdge) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cliSession(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -227,7 +227,7 @@ const cliSessionFresh = time.Second
 
 // session returns the mux's CLI session, checked live and slid as
 // useCLISession does, from the store at most every cliSessionFresh.
-func (m *cliMuxConn) session(ctx context.Context, s *Server, id string) (store.CLISession, error) {
+func (m *cliMuxConn) session(ctx context.Context, s *cliEdge, id string) (store.CLISession, error) {
 	m.mu.Lock()
 	c, at := m.cached, m.cachedAt
 	m.mu.Unlock()
@@ -275,7 +275,7 @@ func (m *cliMuxConn) end(code websocket.StatusCode, reason string) {
 // relay answers with a mux status and then pipes the stream to the device,
 // so a local connection costs one stream open, not a TLS handshake. The
 // session is re-checked (revoked, expired) and slid on every stream open.
-func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
+func (s *cliEdge) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 	c, err := s.cliSession(r)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -317,7 +317,7 @@ func (s *Server) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 // watchCLIMux ends the mux connection when the relay shuts down (hijacked
 // connections are not net/http's to close) and when a periodic re-read of
 // the session finds it revoked or expired without any stream open.
-func (s *Server) watchCLIMux(id string, m *cliMuxConn) {
+func (s *cliEdge) watchCLIMux(id string, m *cliMuxConn) {
 	t := time.NewTicker(cliRecheck)
 	defer t.Stop()
 	for {
@@ -348,7 +348,7 @@ func (s *Server) watchCLIMux(id string, m *cliMuxConn) {
 // keep it for its whole life: handing the copy to a new goroutine took the
 // relay's Go heap+stacks per idle tunnel from 21.9 to 16.6 KiB (K=1000,
 // docs/perf-bench.md).
-func (s *Server) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger, wg *sync.WaitGroup) {
+func (s *cliEdge) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger, wg *sync.WaitGroup) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
 	if err != nil {

@@ -27,14 +27,17 @@ type deviceCreds struct {
 
 // sealer encrypts device logins at rest under a key that lives in the data
 // directory (mode 0600), not in the database: a copy of the database alone
-// does not give away camera passwords.
+// does not give away camera passwords. It opens them for the parts that
+// answer a camera's login (browser proxy, RTSP gateway) and seals them for
+// the API, caching what it opened.
 type sealer struct {
-	aead cipher.AEAD
-	mu   sync.Mutex
-	open map[string]*deviceCreds // device id → opened creds (nil: none)
+	store store.Store
+	aead  cipher.AEAD
+	mu    sync.Mutex
+	open  map[string]*deviceCreds // device id → opened creds (nil: none)
 }
 
-func newSealer(dataDir string) (*sealer, error) {
+func newSealer(dataDir string, st store.Store) (*sealer, error) {
 	path := filepath.Join(dataDir, "device-key")
 	key, err := os.ReadFile(path)
 	if errors.Is(err, os.ErrNotExist) {
@@ -56,7 +59,7 @@ func newSealer(dataDir string) (*sealer, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &sealer{aead: aead, open: map[string]*deviceCreds{}}, nil
+	return &sealer{store: st, aead: aead, open: map[string]*deviceCreds{}}, nil
 }
 
 // seal encrypts c for one device: the device id is additional data, so a
@@ -83,10 +86,10 @@ func (s *sealer) unseal(deviceID string, sealed []byte) (deviceCreds, error) {
 
 // credsFor returns the device's login, or nil when it has none. Opened
 // logins are cached; forgetCreds invalidates.
-func (s *Server) credsFor(ctx context.Context, deviceID string) (*deviceCreds, error) {
-	s.sealer.mu.Lock()
-	c, ok := s.sealer.open[deviceID]
-	s.sealer.mu.Unlock()
+func (s *sealer) credsFor(ctx context.Context, deviceID string) (*deviceCreds, error) {
+	s.mu.Lock()
+	c, ok := s.open[deviceID]
+	s.mu.Unlock()
 	if ok {
 		return c, nil
 	}
@@ -97,31 +100,30 @@ func (s *Server) credsFor(ctx context.Context, deviceID string) (*deviceCreds, e
 	case err != nil:
 		return nil, err
 	default:
-		dc, err := s.sealer.unseal(deviceID, sealed)
+		dc, err := s.unseal(deviceID, sealed)
 		if err != nil {
 			return nil, err
 		}
 		c = &dc
 	}
-	s.sealer.mu.Lock()
-	s.sealer.open[deviceID] = c
-	s.sealer.mu.Unlock()
+	s.mu.Lock()
+	s.open[deviceID] = c
+	s.mu.Unlock()
 	return c, nil
 }
 
 // sealCreds is the stored form of a device's login: nil for none.
-func (s *Server) sealCreds(deviceID string, c *deviceCreds) []byte {
+func (s *sealer) sealCreds(deviceID string, c *deviceCreds) []byte {
 	if c == nil {
 		return nil
 	}
-	return s.sealer.seal(deviceID, *c)
+	return s.seal(deviceID, *c)
 }
 
-// forgetCreds drops what the relay caches of a device's login, after the
+// forgetCreds drops what the sealer caches of a device's login, after the
 // store has a new one (or none).
-func (s *Server) forgetCreds(deviceID string) {
-	s.sealer.mu.Lock()
-	delete(s.sealer.open, deviceID)
-	s.sealer.mu.Unlock()
-	s.web.forgetAuth(deviceID)
+func (s *sealer) forgetCreds(deviceID string) {
+	s.mu.Lock()
+	delete(s.open, deviceID)
+	s.mu.Unlock()
 }

@@ -61,6 +61,19 @@ type Dialer interface {
 
 var _ Dialer = (*Server)(nil)
 
+// A resolver tells where a handle leads: the parts of the edge that show
+// or check a device before they dial it (the browser proxy's camera host,
+// an RTSP URL's tenant, a CLI's remembered address) ask it, so that the
+// route cache and the access check stay in one place.
+type resolver interface {
+	// route is handle h's live route if p may use it (Dial's check).
+	route(ctx context.Context, p Principal, h string) (store.Route, error)
+	// resolve is handle h's live route, whoever asks.
+	resolve(ctx context.Context, h string) (store.Route, error)
+}
+
+var _ resolver = (*Server)(nil)
+
 // Dial opens a tunnel to the device port behind handle h on behalf of p.
 // The returned conn supports CloseWrite (half-close).
 func (s *Server) Dial(ctx context.Context, p Principal, h string, o DialOptions) (net.Conn, error) {

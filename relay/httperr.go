@@ -94,7 +94,7 @@ func lookup(err error, what string) error {
 
 // writeError answers with {"error": "<one line>"} and the mapped status.
 // Internal errors are logged in full and answered without detail.
-func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
+func (s *base) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := HTTPStatus(err)
 	msg := err.Error()
 	if code == http.StatusInternalServerError {

@@ -50,7 +50,7 @@ func renderPage(w http.ResponseWriter, code int, p page) {
 
 // errorPage answers a person with a page that names the problem; the
 // status is the one HTTPStatus gives the error.
-func (s *Server) errorPage(w http.ResponseWriter, r *http.Request, err error, what string) {
+func (s *base) errorPage(w http.ResponseWriter, r *http.Request, err error, what string) {
 	code := HTTPStatus(err)
 	msg := err.Error()
 	if code == http.StatusInternalServerError {

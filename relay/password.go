@@ -153,7 +153,7 @@ func (g *passwordGate) check(ctx context.Context, phc, pw string) (bool, error) 
 // email alike (after the same work), and a *tryLaterError when the client
 // address or the account has failed too often, or every core is busy
 // checking passwords.
-func (s *Server) checkLogin(r *http.Request, email, pw string) (store.User, error) {
+func (s *authenticator) checkLogin(r *http.Request, email, pw string) (store.User, error) {
 	email = strings.ToLower(strings.TrimSpace(email))
 	g := s.pw
 	addr, acct := addrKey(r.RemoteAddr), accountKey(email)

@@ -23,12 +23,16 @@ import (
 )
 
 // webProxy is the browser proxy: one httputil.ReverseProxy for every
-// handle, whose Transport dials through Server.Dial. The Transport pools
+// handle, whose Transport dials through the Dialer. The Transport pools
 // keep-alive connections per handle (the URL host is the handle), so a
-// browser session reuses its tunnels to the camera.
+// browser session reuses its tunnels to the camera. browserProxy (web.go)
+// decides who may use it; the sealer gives it the camera logins it
+// answers challenges with (proxyauth.go).
 type webProxy struct {
-	s      *Server
+	base
 	dialer Dialer
+	routes resolver
+	sealer *sealer
 	rp     *httputil.ReverseProxy
 	tr     *http.Transport
 	auth   *authTransport
@@ -53,8 +57,8 @@ type proxyReq struct {
 // newWebProxy makes the proxy. cameraTimeout bounds the wait for a
 // camera's response header only: a body (MJPEG, a firmware download) may
 // stream for hours.
-func newWebProxy(s *Server, cameraTimeout time.Duration) *webProxy {
-	p := &webProxy{s: s, dialer: s}
+func newWebProxy(b base, dialer Dialer, routes resolver, sl *sealer, cameraTimeout time.Duration) *webProxy {
+	p := &webProxy{base: b, dialer: dialer, routes: routes, sealer: sl}
 	p.tr = &http.Transport{
 		DialContext:           p.dial,
 		DialTLSContext:        p.dialTLS,
@@ -75,7 +79,7 @@ func newWebProxy(s *Server, cameraTimeout time.Duration) *webProxy {
 		// What it logs itself is a stream cut mid-body: the browser left,
 		// or a revocation ended the request (untilRevoked). Routine, so
 		// debug.
-		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		ErrorLog: slog.NewLogLogger(b.log.Handler(), slog.LevelDebug),
 	}
 	return p
 }
@@ -217,18 +221,18 @@ func (p *webProxy) errorHandler(w http.ResponseWriter, r *http.Request, err erro
 	if errors.Is(err, context.Canceled) && r.Context().Err() != nil {
 		if cause := context.Cause(r.Context()); errors.Is(cause, errBadCredential) {
 			// Cut by a revocation (untilRevoked) before the camera answered.
-			p.s.errorPage(w, r, cause, "sign-in")
+			p.errorPage(w, r, cause, "sign-in")
 		}
 		return // otherwise the browser went away
 	}
 	var ne net.Error
 	if errors.As(err, &ne) && ne.Timeout() && !errors.Is(err, ErrTimeout) {
-		err = fmt.Errorf("%w: no answer within %v", ErrTimeout, p.s.cfg.CameraTimeout)
+		err = fmt.Errorf("%w: no answer within %v", ErrTimeout, p.cfg.CameraTimeout)
 	}
 	if HTTPStatus(err) == http.StatusInternalServerError {
 		err = fmt.Errorf("%w: %v", ErrUnreachable, err)
 	}
-	p.s.errorPage(w, r, err, "Device "+req.host)
+	p.errorPage(w, r, err, "Device "+req.host)
 }
 
 // dial opens a tunnel for the Transport through the Dialer, as the
@@ -276,20 +280,20 @@ func (p *webProxy) recordCert(handle string, cs tls.ConnectionState) {
 	sum := sha256.Sum256(leaf.Raw)
 	fp := "sha256:" + hex.EncodeToString(sum[:])
 	ctx := context.Background()
-	now := p.s.cfg.Now()
-	old, err := p.s.store.GetCameraCert(ctx, handle)
+	now := p.cfg.Now()
+	old, err := p.store.GetCameraCert(ctx, handle)
 	tenant := ""
-	if r, rerr := p.s.resolve(ctx, handle); rerr == nil {
+	if r, rerr := p.routes.resolve(ctx, handle); rerr == nil {
 		tenant = r.TenantID
 	}
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		p.s.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_first_seen", Target: handle, Detail: fmt.Sprintf("subject %q fingerprint %s", leaf.Subject.String(), fp)})
-		p.s.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: now, LastSeen: now})
+		p.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_first_seen", Target: handle, Detail: fmt.Sprintf("subject %q fingerprint %s", leaf.Subject.String(), fp)})
+		p.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: now, LastSeen: now})
 	case err == nil && old.Fingerprint != fp:
-		p.s.log.Warn("camera certificate changed", "handle", handle, "old", old.Fingerprint, "new", fp)
-		p.s.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_changed", Target: handle, Detail: fmt.Sprintf("WARNING fingerprint %s → %s, subject %q", old.Fingerprint, fp, leaf.Subject.String())})
-		p.s.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: old.FirstSeen, LastSeen: now})
+		p.log.Warn("camera certificate changed", "handle", handle, "old", old.Fingerprint, "new", fp)
+		p.audit(store.AuditEvent{TenantID: tenant, Actor: "relay", Action: "camera.tls_changed", Target: handle, Detail: fmt.Sprintf("WARNING fingerprint %s → %s, subject %q", old.Fingerprint, fp, leaf.Subject.String())})
+		p.store.PutCameraCert(ctx, store.CameraCert{Handle: handle, Subject: leaf.Subject.String(), Fingerprint: fp, FirstSeen: old.FirstSeen, LastSeen: now})
 	}
 }
 
@@ -337,4 +341,4 @@ func (p *webProxy) probeScheme(ctx context.Context, who Principal, r store.Route
 
 // CloseIdleCameraConns drops the proxy's idle connections to cameras, so
 // the next request dials (and handshakes) anew.
-func (s *Server) CloseIdleCameraConns() { s.web.tr.CloseIdleConnections() }
+func (s *Server) CloseIdleCameraConns() { s.browser.web.tr.CloseIdleConnections() }

@@ -37,7 +37,7 @@ func (t *authTransport) client(deviceID string, c *deviceCreds) *httpauth.Client
 
 func (t *authTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	pr := fromCtx(req.Context())
-	creds, err := t.p.s.credsFor(req.Context(), pr.route.DeviceID)
+	creds, err := t.p.sealer.credsFor(req.Context(), pr.route.DeviceID)
 	if err != nil {
 		return nil, err
 	}

@@ -36,6 +36,20 @@ import (
 // (nd_grant=…). The gateway checks and strips it before the camera sees
 // the request.
 
+// rtspGateway serves the RTSP gateway's listener (Config.RTSPAddr) and
+// POST /api/handles/{handle}/rtsp-url, which mints its URLs. It depends on
+// the relay's grant key (grants are signed with a key derived from it),
+// the resolver (a grant's handle and tenant), the Dialer every camera
+// session goes through, and the sealer (the camera's stored login).
+type rtspGateway struct {
+	base
+	grantKey []byte
+	dialer   Dialer
+	routes   resolver
+	sealer   *sealer
+	rtsp     *rtsp.Gateway // nil until start, and when off
+}
+
 // Bounds of a grant's lifetime: a VMS keeps a camera URL for months, but
 // a URL that never expires is a password that cannot be changed; 30 days
 // makes rotation a routine. Revoking the handle ends every grant for it
@@ -57,13 +71,13 @@ type rtspGrant struct {
 
 // rtspGrantKey derives the key of RTSP grants from the relay's grant key,
 // so a subdomain sign-in grant (web.go) can never be replayed as one.
-func (s *Server) rtspGrantKey() []byte {
+func (s *rtspGateway) rtspGrantKey() []byte {
 	m := hmac.New(sha256.New, s.grantKey)
 	m.Write([]byte("nanodems rtsp grant v1"))
 	return m.Sum(nil)
 }
 
-func (s *Server) signRTSPGrant(g rtspGrant) string {
+func (s *rtspGateway) signRTSPGrant(g rtspGrant) string {
 	g.Kind = "rtsp"
 	b, _ := json.Marshal(g)
 	body := base64.RawURLEncoding.EncodeToString(b)
@@ -78,7 +92,7 @@ var (
 	errGrantExpired   = errors.New("grant expired; mint a new URL")
 )
 
-func (s *Server) verifyRTSPGrant(v string) (rtspGrant, error) {
+func (s *rtspGateway) verifyRTSPGrant(v string) (rtspGrant, error) {
 	var g rtspGrant
 	body, sig, ok := strings.Cut(v, ".")
 	if !ok || len(v) > 2048 {
@@ -103,7 +117,7 @@ func (s *Server) verifyRTSPGrant(v string) (rtspGrant, error) {
 // mintRTSPURL serves POST /api/handles/{handle}/rtsp-url
 // {"path": "/Streaming/Channels/101", "ttl_seconds": 86400}: the URL an
 // operator pastes into VLC or a VMS.
-func (s *Server) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Principal) error {
+func (s *rtspGateway) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Principal) error {
 	if s.rtsp == nil {
 		return fmt.Errorf("%w: the RTSP gateway is off on this relay", errBadRequest)
 	}
@@ -125,7 +139,7 @@ func (s *Server) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Principal
 			return fmt.Errorf("%w: request body: %v", errBadRequest, err)
 		}
 	}
-	route, err := s.resolve(r.Context(), h)
+	route, err := s.routes.resolve(r.Context(), h)
 	if err != nil {
 		return err
 	}
@@ -175,7 +189,7 @@ func rtspPath(p string) (string, error) {
 // rtspHost is the host:port of the gateway in minted URLs: the relay's
 // public name (PublicURL, else the name the API was reached by) and the
 // gateway's port.
-func (s *Server) rtspHost(r *http.Request) string {
+func (s *rtspGateway) rtspHost(r *http.Request) string {
 	host := r.Host
 	if s.cfg.PublicURL != "" {
 		if u, err := url.Parse(s.cfg.PublicURL); err == nil && u.Host != "" {
@@ -191,23 +205,23 @@ func (s *Server) rtspHost(r *http.Request) string {
 
 // RTSPAddr is the gateway's listening address ("" when it is off).
 func (s *Server) RTSPAddr() string {
-	if s.rtsp == nil {
+	if s.rtspGW.rtsp == nil {
 		return ""
 	}
-	return s.rtsp.Addr()
+	return s.rtspGW.rtsp.Addr()
 }
 
 // RTSPStats are the gateway's live counters (sessions, viewers, slow
 // viewers skipped or dropped); nil when the gateway is off.
 func (s *Server) RTSPStats() *rtsp.Stats {
-	if s.rtsp == nil {
+	if s.rtspGW.rtsp == nil {
 		return nil
 	}
-	return s.rtsp.Stats()
+	return s.rtspGW.rtsp.Stats()
 }
 
-// startRTSP starts the gateway unless Config.RTSPAddr is "off".
-func (s *Server) startRTSP() error {
+// start starts the gateway unless Config.RTSPAddr is "off".
+func (s *rtspGateway) start() error {
 	if s.cfg.RTSPAddr == "off" {
 		return nil
 	}
@@ -231,23 +245,23 @@ func (s *Server) startRTSP() error {
 	return nil
 }
 
-// stopRTSP closes the gateway; its camera sessions are torn down while
+// stop closes the gateway; its camera sessions are torn down while
 // the agents are still connected.
-func (s *Server) stopRTSP() {
+func (s *rtspGateway) stop() {
 	if s.rtsp != nil {
 		s.rtsp.Close()
 	}
 }
 
 // rtspBackend is the relay as package rtsp sees it.
-type rtspBackend struct{ s *Server }
+type rtspBackend struct{ s *rtspGateway }
 
 func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Principal, error) {
 	g, err := b.s.verifyRTSPGrant(grant)
 	if err != nil {
 		return rtsp.Principal{}, rtsp.Errorf(401, "%v", err)
 	}
-	route, err := b.s.resolve(ctx, h)
+	route, err := b.s.routes.resolve(ctx, h)
 	if err != nil {
 		return rtsp.Principal{}, rtspError(err)
 	}
@@ -267,11 +281,11 @@ func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Princ
 }
 
 func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.Conn, rtsp.Target, error) {
-	route, err := b.s.resolve(ctx, h)
+	route, err := b.s.routes.resolve(ctx, h)
 	if err != nil {
 		return nil, rtsp.Target{}, rtspError(err)
 	}
-	c, err := b.s.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{})
+	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{})
 	if err != nil {
 		return nil, rtsp.Target{}, rtspError(err)
 	}
@@ -283,7 +297,7 @@ func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.
 // route and allowlist apply as to the camera's RTSP port, and the agent
 // relays datagrams only to and from that camera's address.
 func (b rtspBackend) DialUDP(ctx context.Context, p rtsp.Principal, h string) (rtsp.UDPRelay, error) {
-	c, err := b.s.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Flags: mux.FlagUDP})
+	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Flags: mux.FlagUDP})
 	if err != nil {
 		return nil, rtspError(err)
 	}
@@ -373,11 +387,11 @@ func (u *udpTunnel) writeLocked() error {
 func (u *udpTunnel) Close() error { return u.c.Close() }
 
 func (b rtspBackend) Credentials(ctx context.Context, h string) (string, string, bool) {
-	route, err := b.s.resolve(ctx, h)
+	route, err := b.s.routes.resolve(ctx, h)
 	if err != nil {
 		return "", "", false
 	}
-	c, err := b.s.credsFor(ctx, route.DeviceID)
+	c, err := b.s.sealer.credsFor(ctx, route.DeviceID)
 	if err != nil || c == nil {
 		return "", "", false
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +22,6 @@ import (
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
-	"github.com/nanodems/connector/rtsp"
 )
 
 // Config configures a relay. Zero values take the defaults.
@@ -74,30 +74,38 @@ type Config struct {
 	MaxConnsPerAddr int
 }
 
-// Server is a running relay.
+// Server is a running relay. It holds the agent listener, the registry
+// of agent sessions, Dial and its route cache, the configuration and the
+// lifecycle (New, Start, Close); the operator edge is a set of parts, each
+// depending on Dial (the Dialer), the store and the authenticator, wired
+// together in one place (edge.go) and routed in one table (api.go).
 type Server struct {
-	cfg    Config
-	log    *slog.Logger
-	store  store.Store
+	base   // the configuration, the store, the log
 	ca     *pki.CA
 	apiPin string // "sha256:…" of the API certificate, "" with PlainHTTP
 
 	agentTLS *tls.Config
 	apiTLS   *tls.Config
 
+	// Secrets loaded by New and handed to the parts that use them.
 	adminKeyHash []byte
-	adminKeyFile string // set on the first start only
+	grantKey     []byte  // signs subdomain sign-in grants (and, derived, RTSP grants)
+	sealer       *sealer // device logins, sealed at rest
+	adminKeyFile string  // set on the first start only
 
 	agents *registry
 	routes sync.Map // handle → store.Route, invalidated on change
-	tokens sync.Map // token hash → tokenEntry, cleared on revocation
 	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
-	web      *webProxy
-	pw       *passwordGate // bounds and rate-limits password checks
-	grantKey []byte        // signs subdomain sign-in grants (and, derived, RTSP grants)
-	rtsp     *rtsp.Gateway // RTSP gateway (relay/rtsp.go); nil when off
-	sealer   *sealer
+	// The operator edge (edge.go).
+	auth    *authenticator
+	mgmt    *managementAPI
+	enroll  *enroller
+	signin  *signIn
+	browser *browserProxy
+	tunnels *wsTunnels
+	cli     *cliEdge
+	rtspGW  *rtspGateway
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server
@@ -146,8 +154,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, agents: newRegistry(), pw: newPasswordGate(), done: make(chan struct{})}
-	s.web = newWebProxy(s, cfg.CameraTimeout)
+	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), done: make(chan struct{})}
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
@@ -158,6 +165,7 @@ func New(cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.wireEdge()
 	return s, nil
 }
 
@@ -200,7 +208,7 @@ func (s *Server) initSecrets() error {
 	if err := s.initGrantKey(); err != nil {
 		return err
 	}
-	if s.sealer, err = newSealer(s.cfg.DataDir); err != nil {
+	if s.sealer, err = newSealer(s.cfg.DataDir, s.store); err != nil {
 		return err
 	}
 	return s.initAdminKey()
@@ -294,7 +302,7 @@ func (s *Server) Start() error {
 		s.agentLn.Close()
 		return fmt.Errorf("relay: API listener: %w", err)
 	}
-	if err := s.startRTSP(); err != nil { // RTSP gateway (relay/rtsp.go)
+	if err := s.rtspGW.start(); err != nil { // RTSP gateway (relay/rtsp.go)
 		s.agentLn.Close()
 		s.apiLn.Close()
 		return err
@@ -377,6 +385,20 @@ func (s *Server) APIURL() string {
 // AgentAddr is the agent listener's address.
 func (s *Server) AgentAddr() string { return dialable(s.agentLn.Addr()) }
 
+// publicAgentAddr is where enrolled agents dial: the configured address,
+// else the host the agent reached the API at, with the agent port.
+func (s *Server) publicAgentAddr(r *http.Request) string {
+	if s.cfg.PublicAgentAddr != "" {
+		return s.cfg.PublicAgentAddr
+	}
+	_, port, _ := net.SplitHostPort(s.agentLn.Addr().String())
+	host := r.Host
+	if h, _, err := net.SplitHostPort(r.Host); err == nil {
+		host = h
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port)
+}
+
 // Store is the relay's store (tests, demo).
 func (s *Server) Store() store.Store { return s.store }
 
@@ -399,9 +421,9 @@ func (s *Server) Close() error {
 			cancel()
 			s.http.Close()
 		}
-		s.stopRTSP() // RTSP gateway: tears its sessions down while agents are connected
+		s.rtspGW.stop() // RTSP gateway: tears its sessions down while agents are connected
 		s.agents.closeAll()
-		s.web.tr.CloseIdleConnections()
+		s.browser.web.tr.CloseIdleConnections()
 		s.wg.Wait()
 		err = s.store.Close()
 	})

@@ -14,6 +14,17 @@ import (
 	"github.com/nanodems/connector/relay/store"
 )
 
+// signIn serves a person's sign-in on the relay's own origin: GET and
+// POST /login, POST /logout, POST /switch-tenant (a superadmin acting in
+// another tenant) and the home page. It sets the session cookie the
+// authenticator reads, and depends on the authenticator (passwords,
+// sessions) and the store (sessions live there, so a sign-out holds on
+// every relay).
+type signIn struct {
+	base
+	auth *authenticator
+}
+
 // Cookies the relay sets. The proxy strips all of them from requests to
 // cameras, so a camera never sees a relay session.
 const (
@@ -28,7 +39,9 @@ const sessionTTL = 12 * time.Hour
 
 var errCSRF = errors.New("this form has expired: refresh the page and sign in again")
 
-func (s *Server) cookie(r *http.Request, name, value string, maxAge int, sameSite http.SameSite) *http.Cookie {
+// cookie is a cookie of the relay's own: for the whole origin, never
+// readable by scripts.
+func cookie(r *http.Request, name, value string, maxAge int, sameSite http.SameSite) *http.Cookie {
 	return &http.Cookie{
 		Name: name, Value: value, Path: "/", MaxAge: maxAge,
 		HttpOnly: true,
@@ -38,38 +51,21 @@ func (s *Server) cookie(r *http.Request, name, value string, maxAge int, sameSit
 	}
 }
 
-// sessionFrom returns the signed-in session of r, if any.
-func (s *Server) sessionFrom(r *http.Request) (store.Session, store.User, bool) {
-	c, err := r.Cookie(sessionCookie)
-	if err != nil || !secret.HasPrefix(c.Value, secret.Session) {
-		return store.Session{}, store.User{}, false
-	}
-	ss, err := s.store.GetSession(r.Context(), secret.Hash(c.Value))
-	if err != nil || !s.cfg.Now().Before(ss.ExpiresAt) {
-		return store.Session{}, store.User{}, false
-	}
-	u, err := s.store.GetUser(r.Context(), ss.UserID)
-	if err != nil {
-		return store.Session{}, store.User{}, false
-	}
-	return ss, u, true
-}
-
-func (s *Server) handleLoginPage(w http.ResponseWriter, r *http.Request) {
-	if _, u, ok := s.sessionFrom(r); ok && r.URL.Query().Get("next") == "" {
+func (s *signIn) handleLoginPage(w http.ResponseWriter, r *http.Request) {
+	if _, u, ok := s.auth.sessionFrom(r); ok && r.URL.Query().Get("next") == "" {
 		s.home(w, r, u)
 		return
 	}
 	s.loginForm(w, r, http.StatusOK, "", safeNext(r.URL.Query().Get("next")))
 }
 
-func (s *Server) loginForm(w http.ResponseWriter, r *http.Request, code int, msg, next string) {
+func (s *signIn) loginForm(w http.ResponseWriter, r *http.Request, code int, msg, next string) {
 	tok, _ := secret.New("")
-	http.SetCookie(w, s.cookie(r, loginCSRF, tok, 3600, http.SameSiteStrictMode))
+	http.SetCookie(w, cookie(r, loginCSRF, tok, 3600, http.SameSiteStrictMode))
 	renderPage(w, code, page{Title: "Sign in", Login: true, CSRF: tok, Next: next, Message: msg, IsError: msg != ""})
 }
 
-func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) handleLogin(w http.ResponseWriter, r *http.Request) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
 	if err := r.ParseForm(); err != nil {
 		renderPage(w, http.StatusBadRequest, page{Title: "Bad request", Message: "the form could not be read", IsError: true})
@@ -81,7 +77,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	next := safeNext(r.PostForm.Get("next"))
-	u, err := s.checkLogin(r, r.PostForm.Get("email"), r.PostForm.Get("password"))
+	u, err := s.auth.checkLogin(r, r.PostForm.Get("email"), r.PostForm.Get("password"))
 	var tl *tryLaterError
 	switch {
 	case errors.As(err, &tl):
@@ -105,8 +101,8 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.audit(store.AuditEvent{TenantID: u.TenantID, Actor: "user:" + u.ID, Action: "user.signin", Target: u.ID, Detail: r.RemoteAddr})
-	http.SetCookie(w, s.cookie(r, sessionCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
-	http.SetCookie(w, s.cookie(r, loginCSRF, "", -1, http.SameSiteStrictMode))
+	http.SetCookie(w, cookie(r, sessionCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
+	http.SetCookie(w, cookie(r, loginCSRF, "", -1, http.SameSiteStrictMode))
 	if next == "" {
 		next = "/"
 	}
@@ -115,9 +111,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // withSessionForm checks a signed-in form post: the session and its
 // antiforgery token.
-func (s *Server) withSessionForm(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
+func (s *signIn) withSessionForm(w http.ResponseWriter, r *http.Request) (store.Session, store.User, bool) {
 	r.Body = http.MaxBytesReader(w, r.Body, 64<<10)
-	ss, u, ok := s.sessionFrom(r)
+	ss, u, ok := s.auth.sessionFrom(r)
 	if !ok {
 		http.Redirect(w, r, "/login", http.StatusSeeOther)
 		return ss, u, false
@@ -131,7 +127,7 @@ func (s *Server) withSessionForm(w http.ResponseWriter, r *http.Request) (store.
 
 // handleLogout ends the session server-side: the cookie is worthless from
 // then on, wherever a copy of it went.
-func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) handleLogout(w http.ResponseWriter, r *http.Request) {
 	ss, u, ok := s.withSessionForm(w, r)
 	if !ok {
 		return
@@ -143,12 +139,12 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	// What the session opened (tunnels, /c/ requests) ends with it.
 	closed := credConns.cut(sessionCred(ss.Hash), errSignedOut)
 	s.audit(store.AuditEvent{TenantID: ss.TenantID, Actor: "user:" + u.ID, Action: "user.signout", Target: u.ID, Detail: fmt.Sprintf("tunnels closed: %d", closed)})
-	http.SetCookie(w, s.cookie(r, sessionCookie, "", -1, http.SameSiteLaxMode))
+	http.SetCookie(w, cookie(r, sessionCookie, "", -1, http.SameSiteLaxMode))
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
 // handleSwitchTenant lets a superadmin act in another tenant.
-func (s *Server) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
+func (s *signIn) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
 	ss, u, ok := s.withSessionForm(w, r)
 	if !ok {
 		return
@@ -170,8 +166,8 @@ func (s *Server) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 
-func (s *Server) home(w http.ResponseWriter, r *http.Request, u store.User) {
-	ss, _, _ := s.sessionFrom(r)
+func (s *signIn) home(w http.ResponseWriter, r *http.Request, u store.User) {
+	ss, _, _ := s.auth.sessionFrom(r)
 	renderPage(w, http.StatusOK, page{Title: "nanodems relay", User: u.Email, Tenant: ss.TenantID, Superadmin: u.Superadmin, CSRF: ss.CSRF})
 }
 
@@ -217,14 +213,4 @@ func isControl(r rune) bool { return r < 0x20 || r == 0x7f }
 
 func equal(a, b string) bool {
 	return a != "" && subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1
-}
-
-// sessionPrincipal is the principal of a signed-in browser, for the proxy
-// and for API calls made from the relay's pages.
-func (s *Server) sessionPrincipal(r *http.Request) (Principal, store.Session, bool) {
-	ss, u, ok := s.sessionFrom(r)
-	if !ok {
-		return Principal{}, ss, false
-	}
-	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID, Cred: sessionCred(ss.Hash)}, ss, true
 }

@@ -11,6 +11,17 @@ import (
 	"github.com/nanodems/connector/relay/store"
 )
 
+// wsTunnels serves GET /api/tunnel/{handle}: a raw tunnel to a device
+// port over one WebSocket, for programs (an API credential) and signed-in
+// browsers. It depends on the authenticator, the Dialer it opens the
+// tunnel through, and the resolver (to audit the admin key's use).
+type wsTunnels struct {
+	base
+	auth   *authenticator
+	dialer Dialer
+	routes resolver
+}
+
 // maxMessage bounds one WebSocket message from a client. Clients send at
 // most a copy buffer (64 KiB) per message; 1 MiB leaves room for others
 // while a peer cannot make the relay buffer more.
@@ -20,14 +31,14 @@ const maxMessage = 1 << 20
 // WebSocket, bytes in binary messages, an empty message for half-close
 // (internal/wsconn). Every refusal is answered before the upgrade, with
 // the HTTP status and a one-line reason.
-func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
+func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	// A signed-in browser may open tunnels too; a cross-origin upgrade is
 	// refused (crossOrigin) before the device is dialled, so another site
 	// can neither ride the cookie nor make the agent open a connection.
-	p, _, ok := s.sessionPrincipal(r)
+	p, _, ok := s.auth.sessionPrincipal(r)
 	if !ok {
 		var err error
-		if p, err = s.authenticate(r); err != nil {
+		if p, err = s.auth.authenticate(r); err != nil {
 			s.writeError(w, r, err)
 			return
 		}
@@ -47,14 +58,14 @@ func (s *Server) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		// A bulk transfer asks for its own connection from the start.
 		o.Flags |= mux.FlagDedicated
 	}
-	conn, err := s.Dial(r.Context(), p, h, o)
+	conn, err := s.dialer.Dial(r.Context(), p, h, o)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	if p.Admin {
 		// The admin key crosses tenants; every such tunnel is on record.
-		route, _ := s.resolve(r.Context(), h)
+		route, _ := s.routes.resolve(r.Context(), h)
 		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "tunnel.admin_open", Target: h, Detail: r.RemoteAddr})
 	}
 	ws, err := websocket.Accept(smallHijack{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})

@@ -5,6 +5,7 @@ import (
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -22,13 +23,32 @@ import (
 	"github.com/nanodems/connector/relay/store"
 )
 
+// browserProxy serves a browser's way to a camera: /c/{handle}/… (the
+// device's web UI under a prefix), / (sign-in or home, and the camera
+// JavaScript's absolute paths routed back to their handle), GET /c-auth
+// and, in the subdomain mode, every request to {label}.<apps domain>.
+// It authenticates the caller (the authenticator: session cookie, else an
+// API credential), checks the handle (the resolver, the one access check
+// Dial also makes) and hands the request to webProxy (proxy.go), which
+// dials through the Dialer. Sign-in pages are signIn's.
+type browserProxy struct {
+	base
+	auth      *authenticator
+	routes    resolver
+	web       *webProxy
+	signin    *signIn
+	grantKey  []byte        // signs subdomain sign-in grants
+	apiTLS    *tls.Config   // the API listener's; nil with plain HTTP
+	publicURL func() string // the relay's origin for browsers
+}
+
 // appCookie is the session cookie of the subdomain mode: host-only on
 // {label}.<apps domain>, so each camera origin has its own.
 const appCookie = "nd_app"
 
 // handleProxy serves /c/{handle}/…: the device's web UI, for a signed-in
 // user of the handle's tenant (or an API credential, for scripts).
-func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
+func (s *browserProxy) handleProxy(w http.ResponseWriter, r *http.Request) {
 	h := r.PathValue("handle")
 	if r.PathValue("rest") == "" && !strings.HasSuffix(r.URL.Path, "/") {
 		// Relative links of the camera's root page need the slash.
@@ -51,9 +71,9 @@ func (s *Server) handleProxy(w http.ResponseWriter, r *http.Request) {
 // that camera JavaScript makes outside the prefix (/ISAPI/…, /doc/…) to the
 // handle the browser is using: the Referer's, else the nd_handle cookie's.
 // It routes only; proxyTo still checks the user's right to the handle.
-func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
+func (s *browserProxy) handleRoot(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path == "/" && r.Header.Get("Referer") == "" {
-		s.handleLoginPage(w, r)
+		s.signin.handleLoginPage(w, r)
 		return
 	}
 	h := rewrite.HandleFromReferer(r.Header.Get("Referer"), r.Host)
@@ -64,7 +84,7 @@ func (s *Server) handleRoot(w http.ResponseWriter, r *http.Request) {
 	}
 	if h == "" {
 		if r.URL.Path == "/" {
-			s.handleLoginPage(w, r)
+			s.signin.handleLoginPage(w, r)
 			return
 		}
 		if strings.HasPrefix(r.URL.Path, "/api/") {
@@ -94,7 +114,7 @@ func isUpgrade(r *http.Request) bool {
 }
 
 // proxyTo authorises the request for handle h and proxies it.
-func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path string) {
+func (s *browserProxy) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path string) {
 	p, byHeader, ok := s.webAuth(w, r)
 	if !ok {
 		return
@@ -103,7 +123,7 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
-	route, err := s.route(r.Context(), p, h)
+	route, err := s.routes.route(r.Context(), p, h)
 	if err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
@@ -121,7 +141,7 @@ func (s *Server) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix, path
 // it: revoking the credential cancels the request's context, which ends
 // the camera's response mid-stream (an MJPEG or event stream runs for
 // hours) and closes a WebSocket it upgraded to. done unregisters it.
-func (s *Server) untilRevoked(r *http.Request, p Principal) (_ *http.Request, done func()) {
+func (s *browserProxy) untilRevoked(r *http.Request, p Principal) (_ *http.Request, done func()) {
 	ctx, cancel := context.WithCancelCause(r.Context())
 	remove := credConns.add(p.Cred, cancel)
 	return r.WithContext(ctx), func() {
@@ -135,11 +155,11 @@ func (s *Server) untilRevoked(r *http.Request, p Principal) (_ *http.Request, do
 // byHeader reports that the relay's credential came in the Authorization
 // header, which then must not travel on to the camera: with a session, an
 // Authorization header is the camera's own login and passes.
-func (s *Server) webAuth(w http.ResponseWriter, r *http.Request) (p Principal, byHeader, ok bool) {
-	if p, _, ok := s.sessionPrincipal(r); ok {
+func (s *browserProxy) webAuth(w http.ResponseWriter, r *http.Request) (p Principal, byHeader, ok bool) {
+	if p, _, ok := s.auth.sessionPrincipal(r); ok {
 		return p, false, true
 	}
-	p, err := s.authenticate(r)
+	p, err := s.auth.authenticate(r)
 	if err == nil {
 		return p, true, true
 	}
@@ -154,7 +174,7 @@ func (s *Server) webAuth(w http.ResponseWriter, r *http.Request) (p Principal, b
 // --- subdomain mode ---------------------------------------------------------
 
 // subdomainHandle returns the handle of a request to {label}.<apps domain>.
-func (s *Server) subdomainHandle(host string) string {
+func (s *browserProxy) subdomainHandle(host string) string {
 	if s.cfg.AppsDomain == "" {
 		return ""
 	}
@@ -174,7 +194,7 @@ func (s *Server) subdomainHandle(host string) string {
 
 // serveSubdomain proxies a whole origin to one device port: the camera's
 // absolute paths, cookies and JavaScript work untouched.
-func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string) {
+func (s *browserProxy) serveSubdomain(w http.ResponseWriter, r *http.Request, h string) {
 	if r.URL.Path == "/__nd/auth" {
 		s.acceptGrant(w, r, h)
 		return
@@ -199,7 +219,7 @@ func (s *Server) serveSubdomain(w http.ResponseWriter, r *http.Request, h string
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
-	route, err := s.route(r.Context(), p, h)
+	route, err := s.routes.route(r.Context(), p, h)
 	if err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
@@ -223,18 +243,18 @@ type grant struct {
 
 // handleCAuth (GET /c-auth?handle=&next=) mints a grant for a signed-in
 // user and sends the browser to the handle's subdomain.
-func (s *Server) handleCAuth(w http.ResponseWriter, r *http.Request) {
+func (s *browserProxy) handleCAuth(w http.ResponseWriter, r *http.Request) {
 	if s.cfg.AppsDomain == "" {
 		renderPage(w, http.StatusNotFound, page{Title: "Not found", Message: "subdomain mode is off on this relay", IsError: true})
 		return
 	}
-	p, _, ok := s.sessionPrincipal(r)
+	p, _, ok := s.auth.sessionPrincipal(r)
 	if !ok {
 		http.Redirect(w, r, "/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
 	h := r.URL.Query().Get("handle")
-	if _, err := s.route(r.Context(), p, h); err != nil {
+	if _, err := s.routes.route(r.Context(), p, h); err != nil {
 		s.errorPage(w, r, err, "handle "+h)
 		return
 	}
@@ -259,7 +279,7 @@ func (s *Server) handleCAuth(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, scheme+"://"+host+"/__nd/auth?grant="+url.QueryEscape(s.signGrant(g))+"&next="+url.QueryEscape(next), http.StatusSeeOther)
 }
 
-func (s *Server) signGrant(g grant) string {
+func (s *browserProxy) signGrant(g grant) string {
 	b, _ := json.Marshal(g)
 	body := base64.RawURLEncoding.EncodeToString(b)
 	mac := hmac.New(sha256.New, s.grantKey)
@@ -270,7 +290,7 @@ func (s *Server) signGrant(g grant) string {
 // usedNonces makes a grant one-time within its minute of life.
 var usedNonces sync.Map
 
-func (s *Server) acceptGrant(w http.ResponseWriter, r *http.Request, h string) {
+func (s *browserProxy) acceptGrant(w http.ResponseWriter, r *http.Request, h string) {
 	g, err := s.verifyGrant(r.URL.Query().Get("grant"))
 	if err == nil && g.Handle != h {
 		err = errors.New("grant is for another handle")
@@ -291,7 +311,7 @@ func (s *Server) acceptGrant(w http.ResponseWriter, r *http.Request, h string) {
 		s.errorPage(w, r, err, "sign-in")
 		return
 	}
-	http.SetCookie(w, s.cookie(r, appCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
+	http.SetCookie(w, cookie(r, appCookie, plain, int(sessionTTL/time.Second), http.SameSiteLaxMode))
 	next := safeNext(r.URL.Query().Get("next"))
 	if next == "" {
 		next = "/"
@@ -299,7 +319,7 @@ func (s *Server) acceptGrant(w http.ResponseWriter, r *http.Request, h string) {
 	http.Redirect(w, r, next, http.StatusSeeOther)
 }
 
-func (s *Server) verifyGrant(v string) (grant, error) {
+func (s *browserProxy) verifyGrant(v string) (grant, error) {
 	var g grant
 	body, sig, ok := strings.Cut(v, ".")
 	if !ok {

@@ -1,0 +1,42 @@
+package relay
+
+// The operator edge is every way a person or a program reaches the relay
+// over its HTTPS listener (and the RTSP gateway's own). It is a set of
+// parts, each a small type in its own file that serves some routes and
+// depends on a few things it is given here, never on the Server:
+//
+//	part            serves                                        file
+//	authenticator   (who is calling: admin key, nt_, Basic, cookie) auth.go, password.go
+//	managementAPI   /api/admin/tenants, /api/tenants/…, /api/users/…,
+//	                /api/sites/…, /api/devices/…, /api/agents/…, /api/audit
+//	                                                              api_tenants.go, api_devices.go, api_agents.go
+//	enroller        POST /api/enroll                              enroll.go
+//	signIn          /login, /logout, /switch-tenant               signin.go
+//	browserProxy    /c/{handle}/…, /, /c-auth, subdomain hosts     web.go (webProxy: proxy.go)
+//	wsTunnels       /api/tunnel/{handle}                          tunnel_ws.go
+//	cliEdge         /api/cli/…, /api/sites/{siteId}/cli-sessions  cli_sessions.go, cli_tunnel.go
+//	rtspGateway     the RTSP listener, /api/handles/{handle}/rtsp-url rtsp.go
+//
+// What they share (the configuration, the store, the log, audit and the
+// error answers) is base (base.go). Every part that reaches a device does
+// it through the Dialer (dial.go) and checks a handle through the
+// resolver: both are the Server, and could be anything else that keeps
+// their contract.
+
+// wireEdge makes the parts of the operator edge and gives each what it
+// depends on. It runs once, in New, after the secrets are loaded.
+func (s *Server) wireEdge() {
+	b := s.base
+	s.auth = &authenticator{base: b, adminKeyHash: s.adminKeyHash, pw: newPasswordGate()}
+	s.mgmt = &managementAPI{base: b, auth: s.auth, sealer: s.sealer, agents: s.agents, agentSide: s, apiPin: s.apiPin}
+	s.enroll = &enroller{base: b, ca: s.ca, publicAgentAddr: s.publicAgentAddr}
+	s.signin = &signIn{base: b, auth: s.auth}
+	s.browser = &browserProxy{
+		base: b, auth: s.auth, routes: s, signin: s.signin,
+		web:      newWebProxy(b, s, s, s.sealer, s.cfg.CameraTimeout),
+		grantKey: s.grantKey, apiTLS: s.apiTLS, publicURL: s.publicURL,
+	}
+	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
+	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done}
+	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer}
+}
