@@ -5,17 +5,20 @@ package relay
 // parts, each a small type in its own file that serves some routes and
 // depends on a few things it is given here, never on the Server:
 //
-//	part            serves                                        file
-//	authenticator   (who is calling: admin key, nt_, Basic, cookie) auth.go, password.go
-//	managementAPI   /api/admin/tenants, /api/tenants/…, /api/users/…,
-//	                /api/sites/…, /api/devices/…, /api/agents/…, /api/audit
-//	                                                              api_tenants.go, api_devices.go, api_agents.go
-//	enroller        POST /api/enroll                              enroll.go
-//	signIn          /login, /logout, /switch-tenant               signin.go
-//	browserProxy    /c/{handle}/…, /, /c-auth, subdomain hosts     web.go (webProxy: proxy.go)
-//	wsTunnels       /api/tunnel/{handle}                          tunnel_ws.go
-//	cliEdge         /api/cli/…, /api/sites/{siteId}/cli-sessions  cli_sessions.go, cli_tunnel.go
-//	rtspGateway     the RTSP listener, /api/handles/{handle}/rtsp-url rtsp.go
+//   - authenticator (auth.go, password.go): who is calling, from the admin
+//     key, an nt_ token, Basic or the session cookie; wraps API routes.
+//   - managementAPI (api_tenants.go, api_devices.go, api_agents.go):
+//     /api/admin/tenants, /api/tenants/…, /api/users/…, /api/sites/…,
+//     /api/devices/…, /api/agents/…, /api/audit.
+//   - enroller (enroll.go): POST /api/enroll.
+//   - signIn (signin.go): /login, /logout, /switch-tenant.
+//   - browserProxy (web.go; webProxy in proxy.go): /c/{handle}/…, /,
+//     /c-auth and the subdomain mode's hosts.
+//   - wsTunnels (tunnel_ws.go): /api/tunnel/{handle}.
+//   - cliEdge (cli_sessions.go, cli_tunnel.go): /api/cli/…,
+//     /api/sites/{siteId}/cli-sessions.
+//   - rtspGateway (rtsp.go): the RTSP listener and
+//     /api/handles/{handle}/rtsp-url.
 //
 // What they share (the configuration, the store, the log, audit and the
 // error answers) is base (base.go). Every part that reaches a device does
