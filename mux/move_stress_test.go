@@ -470,7 +470,7 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	s.n += n
 	if s.n >= 64<<10 {
 		s.n = 0
-		time.Sleep(200 * time.Microsecond)
+		time.Sleep(200 * time.Microsecond) // a slow reader: the writer meets a full window
 	}
 	return n, err
 }
@@ -529,7 +529,7 @@ func TestStreamMoveRefusedStaysShared(t *testing.T) {
 	const n = 8 << 20
 	checked := make(chan error, 1)
 	go func() { checked <- echoCheck(r, n, 42) }()
-	time.Sleep(20 * time.Millisecond) // mid-transfer
+	time.Sleep(20 * time.Millisecond) // deliberate: move mid-transfer
 	if err := g.move(a); err == nil {
 		t.Fatal("move succeeded on a relay that refuses every dedicated connection")
 	}
