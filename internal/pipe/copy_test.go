@@ -7,6 +7,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,5 +175,24 @@ func TestCopyAllocs(t *testing.T) {
 	}
 	if allocs != 0 {
 		t.Errorf("%v allocations per 32 KiB chunk, want 0", allocs)
+	}
+}
+
+// A source that is a descriptor but no socket (stdin, a pipe) cannot be
+// peeked; Copy reads it as it is.
+func TestCopyFromOSPipe(t *testing.T) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	data := randomBytes(300 << 10)
+	go func() {
+		w.Write(data)
+		w.Close()
+	}()
+	dst := &closeWriteBuffer{}
+	if n, err := pipe.Copy(dst, r, nil); err != nil || n != int64(len(data)) || !bytes.Equal(dst.Bytes(), data) || dst.closeWrites != 1 {
+		t.Fatalf("Copy from a pipe = %d, %v with %d CloseWrites; want %d bytes and a half-close", n, err, dst.closeWrites, len(data))
 	}
 }

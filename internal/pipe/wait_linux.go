@@ -43,6 +43,8 @@ func (w *socketWaiter) peek(fd uintptr) bool {
 	if err == syscall.EAGAIN || err == syscall.EINTR {
 		return false
 	}
-	w.peekErr = err
+	if err != syscall.ENOTSOCK { // a pipe (stdin) cannot be peeked: its Read waits
+		w.peekErr = err
+	}
 	return true
 }
