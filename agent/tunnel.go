@@ -14,6 +14,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -68,7 +69,7 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 	if h.Flags&mux.FlagDedicated != 0 {
 		go a.moveToDedicated(t)
 	}
-	mux.Pipe(t.stream, conn, &t.out, &t.in)
+	pipe.Join(t.stream, conn, &t.out, &t.in)
 }
 
 // liveTunnel is an open tunnel, kept so an allowlist change can end the

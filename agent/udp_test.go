@@ -3,6 +3,7 @@ package agent
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -156,12 +158,13 @@ func recvFrom(t *testing.T, c *net.UDPConn, fromPort uint16) string {
 
 func waitActive(t *testing.T, a *Agent, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for a.Counters().ActiveStreams != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent has %d active tunnels, want %d", a.Counters().ActiveStreams, n)
+	if err := testwait.Until(10*time.Second, func() error {
+		if got := a.Counters().ActiveStreams; got != n {
+			return fmt.Errorf("agent has %d active tunnels, want %d", got, n)
 		}
-		time.Sleep(5 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -169,23 +172,17 @@ func waitActive(t *testing.T, a *Agent, n int64) {
 // just after its OK status).
 func liveRelay(t *testing.T, a *Agent) *udpRelay {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		var u *udpRelay
+	var u *udpRelay
+	testwait.For(t, 10*time.Second, "a live UDP relay", func() bool {
 		a.live.Range(func(k, _ any) bool {
 			if c, ok := k.(*liveTunnel).conn.(udpRelayConn); ok {
 				u = c.u
 			}
 			return u == nil
 		})
-		if u != nil {
-			return u
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("no live UDP relay")
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+		return u != nil
+	})
+	return u
 }
 
 func TestUDPRelayAllowlist(t *testing.T) {
@@ -280,13 +277,7 @@ func TestUDPRelayLatchesAndIsCut(t *testing.T) {
 	cam := listenUDP(t, "127.0.0.1")
 	r.send(t, mux.UDPChannelRTCP, []byte("lost"))
 	u := liveRelay(t, h.a)
-	deadline := time.Now().Add(10 * time.Second)
-	for u.noPeer.Load() != 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d datagrams without a destination, want 1", u.noPeer.Load())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testwait.For(t, 10*time.Second, "1 datagram without a destination", func() bool { return u.noPeer.Load() == 1 })
 	sendTo(t, cam, r.rtcp, "sr")
 	if _, got := r.recv(t); got != "sr" {
 		t.Fatalf("relay got %q", got)

@@ -129,7 +129,7 @@ func TestSocksTransfersSurviveMoves(t *testing.T) {
 				if i%2 == 0 {
 					err = fetch(c, 4*n, uint64(round*100+i))
 				} else {
-					err = roundTrip(c, n)
+					err = testnet.RoundTrip(c, n)
 				}
 				if err != nil {
 					errs <- fmt.Errorf("connection %d (%s) after %v: %w", i, map[bool]string{true: "download", false: "echo"}[i%2 == 0], time.Since(start).Round(time.Millisecond), err)

@@ -17,6 +17,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/secret"
 )
@@ -722,7 +723,7 @@ func (t *Tunnel) forward(c net.Conn, ap netip.AddrPort) {
 		reset(c)
 		return
 	}
-	mux.Pipe(c, st, nil, nil)
+	pipe.Join(c, st, nil, nil)
 }
 
 // logDialError logs a failed local connection with the relay's reason.

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/acceptloop"
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -83,7 +84,7 @@ func (t *Tunnel) serveProxyConn(c net.Conn) {
 		// the answer; they are the tunnel's first bytes.
 		local = &bufferedConn{Conn: c, r: br}
 	}
-	mux.Pipe(local, st, nil, nil)
+	pipe.Join(local, st, nil, nil)
 }
 
 // bufferedConn reads what a handshake buffered before the connection.
@@ -95,7 +96,7 @@ type bufferedConn struct {
 func (b *bufferedConn) Read(p []byte) (int, error) { return b.r.Read(p) }
 
 func (b *bufferedConn) CloseWrite() error {
-	if cw, ok := b.Conn.(mux.CloseWriter); ok {
+	if cw, ok := b.Conn.(pipe.CloseWriter); ok {
 		return cw.CloseWrite()
 	}
 	return nil

@@ -4,7 +4,7 @@ import (
 	"context"
 	"io"
 
-	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/internal/pipe"
 )
 
 // Stdio joins in and out to the device port behind handle, like nc: the
@@ -18,7 +18,7 @@ func Stdio(ctx context.Context, r Relay, handle string, in io.Reader, out io.Wri
 	defer c.Close()
 	stop := context.AfterFunc(ctx, func() { c.Close() })
 	defer stop()
-	go mux.Copy(c, in, nil) // ends with CloseWrite
+	go pipe.Copy(c, in, nil) // ends with CloseWrite
 	_, err = io.Copy(out, c)
 	return err
 }

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -25,6 +23,8 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 func TestMain(m *testing.M) {
@@ -97,12 +97,13 @@ func (l *logBuffer) String() string {
 // waitLog waits until the log holds s.
 func (l *logBuffer) wait(t testing.TB, s string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for l.count(s) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatalf("no log line %q in:\n%s", s, l)
+	if err := testwait.Until(10*time.Second, func() error {
+		if l.count(s) == 0 {
+			return fmt.Errorf("no log line %q in:\n%s", s, l)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -121,37 +122,6 @@ func open(t testing.TB, d *demo.Demo, token string, opt func(*cli.Options)) (*cl
 	must(t, err)
 	t.Cleanup(func() { tun.Close() })
 	return tun, logs
-}
-
-type closeWriter interface{ CloseWrite() error }
-
-// roundTrip writes n random bytes through c to an echo target while
-// reading the echo, and checks both directions carry the same bytes.
-func roundTrip(c net.Conn, n int64) error {
-	sent := sha256.New()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(c, io.TeeReader(io.LimitReader(rand.Reader, n), sent))
-		if err == nil {
-			err = c.(closeWriter).CloseWrite()
-		}
-		errc <- err
-	}()
-	got := sha256.New()
-	m, err := io.Copy(got, c)
-	if werr := <-errc; werr != nil {
-		return fmt.Errorf("write: %w", werr)
-	}
-	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", m, err)
-	}
-	if m != n {
-		return fmt.Errorf("echoed %d bytes, sent %d", m, n)
-	}
-	if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
-		return errors.New("sha256 of echoed bytes differs from sent bytes")
-	}
-	return nil
 }
 
 // socks5 connects through a SOCKS5 proxy; with domain it sends the host as
@@ -246,25 +216,25 @@ func TestRunServesPlanThreeWays(t *testing.T) {
 		c, err := net.Dial("tcp", addr)
 		must(t, err)
 		defer c.Close()
-		must(t, roundTrip(c, 8<<20))
+		must(t, testnet.RoundTrip(c, 8<<20))
 	})
 	t.Run("SOCKS5 hostname", func(t *testing.T) {
 		c, err := socks5(proxy, "127.0.0.2", echo, true)
 		must(t, err)
 		defer c.Close()
-		must(t, roundTrip(c, 4<<20))
+		must(t, testnet.RoundTrip(c, 4<<20))
 	})
 	t.Run("SOCKS5 IPv4", func(t *testing.T) {
 		c, err := socks5(proxy, "127.0.0.2", echo, false)
 		must(t, err)
 		defer c.Close()
-		must(t, roundTrip(c, 1<<20))
+		must(t, testnet.RoundTrip(c, 1<<20))
 	})
 	t.Run("HTTP CONNECT", func(t *testing.T) {
 		c, err := connect(proxy, addr)
 		must(t, err)
 		defer c.Close()
-		must(t, roundTrip(c, 4<<20))
+		must(t, testnet.RoundTrip(c, 4<<20))
 	})
 	t.Run("DialPlan", func(t *testing.T) {
 		c, err := tun.DialPlan(context.Background(), "127.0.0.2", uint16(echo))
@@ -273,7 +243,7 @@ func TestRunServesPlanThreeWays(t *testing.T) {
 		if c.RemoteAddr().String() != addr {
 			t.Errorf("RemoteAddr %s, want %s", c.RemoteAddr(), addr)
 		}
-		must(t, roundTrip(c, 4<<20))
+		must(t, testnet.RoundTrip(c, 4<<20))
 	})
 	t.Run("unknown addresses", func(t *testing.T) {
 		for range 2 {
@@ -330,7 +300,7 @@ func Test50ConnectionsOneMuxSession(t *testing.T) {
 				return
 			}
 			defer c.Close()
-			if err := roundTrip(c, 256<<10+int64(i)*1031); err != nil {
+			if err := testnet.RoundTrip(c, 256<<10+int64(i)*1031); err != nil {
 				errs <- fmt.Errorf("connection %d: %w", i, err)
 			}
 		})
@@ -383,7 +353,7 @@ func TestRefreshAddsAndRemovesEntries(t *testing.T) {
 	logs.wait(t, "listening on "+addr)
 	c, err := net.Dial("tcp", addr)
 	must(t, err)
-	must(t, roundTrip(c, 1<<20))
+	must(t, testnet.RoundTrip(c, 1<<20))
 	c.Close()
 	if len(tun.Entries()) != 3 || plans.Load() != 2 {
 		t.Errorf("%d entries, %d plans seen; want 3 and 2", len(tun.Entries()), plans.Load())
@@ -417,7 +387,7 @@ func TestBindFailureLoggedOnceAndHeals(t *testing.T) {
 	s := mint(t, d)
 	_, logs := open(t, d, s.Token, func(o *cli.Options) { o.Refresh = 50 * time.Millisecond })
 	logs.wait(t, "cannot bind "+addr+": address already in use")
-	time.Sleep(300 * time.Millisecond) // several refreshes, several retries
+	time.Sleep(300 * time.Millisecond) // deliberate: several 50 ms refreshes retry the bind, and none may log again
 	if n := logs.count("cannot bind " + addr); n != 1 {
 		t.Fatalf("bind failure logged %d times, want once:\n%s", n, logs)
 	}
@@ -449,9 +419,9 @@ func TestPrivilegedPortRetried(t *testing.T) {
 	host, _, _ := net.SplitHostPort(addr)
 	c, err := socks5(tun.ProxyAddr().String(), host, port, true)
 	must(t, err)
-	must(t, roundTrip(c, 1<<20))
+	must(t, testnet.RoundTrip(c, 1<<20))
 	c.Close()
-	time.Sleep(200 * time.Millisecond)
+	time.Sleep(200 * time.Millisecond) // deliberate: several 50 ms refreshes retry the bind, and none may log again
 	if n := logs.count("cannot bind " + addr); n != 1 {
 		t.Fatalf("bind failure logged %d times, want once", n)
 	}
@@ -459,7 +429,7 @@ func TestPrivilegedPortRetried(t *testing.T) {
 	logs.wait(t, "listening on "+addr+" (the earlier bind failure is gone)")
 	c, err = net.Dial("tcp", addr)
 	must(t, err)
-	must(t, roundTrip(c, 1<<20))
+	must(t, testnet.RoundTrip(c, 1<<20))
 	c.Close()
 }
 
@@ -497,26 +467,21 @@ func TestReconnectAfterRelayRestart(t *testing.T) {
 	echo := uint16(d.Echo.Addr().Port)
 	c, err := tun.DialPlan(context.Background(), "127.0.0.2", echo)
 	must(t, err)
-	must(t, roundTrip(c, 1<<20))
+	must(t, testnet.RoundTrip(c, 1<<20))
 	c.Close()
 
 	must(t, d.RestartRelay())
 	must(t, d.WaitAgent(context.Background(), 15*time.Second))
 	logs.wait(t, "lost the relay connection; reconnecting")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
+	if err := testwait.Until(30*time.Second, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
 		c, err = tun.DialPlan(ctx, "127.0.0.2", echo)
-		cancel()
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no tunnel 30 s after the relay came back: %v\n%s", err, logs)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return err
+	}); err != nil {
+		t.Fatalf("no tunnel after the relay came back: %v\n%s", err, logs)
 	}
-	must(t, roundTrip(c, 1<<20))
+	must(t, testnet.RoundTrip(c, 1<<20))
 	c.Close()
 	if n := tun.MuxConnections(); n < 2 {
 		t.Errorf("%d mux connections, want a reconnect", n)
@@ -562,12 +527,14 @@ func TestNoGoroutineLeftBehind(t *testing.T) {
 	use := func(dial func() (net.Conn, error)) {
 		c, err := dial()
 		must(t, err)
-		must(t, roundTrip(c, 10000))
+		must(t, testnet.RoundTrip(c, 10000))
 		c.Close()
 	}
 	for _, dial := range dials {
 		use(dial)
 	}
+	// Deliberate: the warm-up connections' goroutines end a moment after
+	// their Close; a late one caught here is only ignored, never flagged.
 	time.Sleep(100 * time.Millisecond)
 	opts := goleak.IgnoreCurrent()
 	for i := range 30 {

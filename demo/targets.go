@@ -8,7 +8,7 @@ import (
 	"sync"
 
 	"github.com/nanodems/connector/internal/acceptloop"
-	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/internal/pipe"
 )
 
 // Echo is a TCP echo server that honours half-close: when the client stops
@@ -33,7 +33,7 @@ func StartEcho(addr string) (*Echo, error) {
 			go func() {
 				defer e.wg.Done()
 				defer c.Close()
-				mux.Copy(c, c, nil)
+				pipe.Copy(c, c, nil)
 			}()
 		})
 	}()

@@ -12,6 +12,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -130,7 +131,7 @@ func FuzzStreamFrames(f *testing.F) {
 			got, err = io.ReadAll(iotest.OneByteReader(st))
 		case 2: // Copy waits for a frame before it takes a buffer
 			var b bytes.Buffer
-			_, err = mux.Copy(&b, st, nil)
+			_, err = pipe.Copy(&b, st, nil)
 			got = b.Bytes()
 		}
 		st.Close()

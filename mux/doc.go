@@ -6,5 +6,6 @@
 // session). The agent opens the first stream as the control channel
 // (control.go); every tunnel is one more stream, opened by the relay, that
 // starts with a Header, is answered with a Status, and then carries raw
-// bytes both ways with half-close preserved (pipe.go).
+// bytes both ways with half-close preserved (stream.go; the copy loop that
+// moves them is internal/pipe).
 package mux

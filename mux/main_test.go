@@ -7,7 +7,7 @@ import (
 )
 
 // TestMain fails the package if a test leaves a goroutine behind: every
-// session, stream and Pipe a test starts must be gone when it ends.
+// session, stream and pipe.Join a test starts must be gone when it ends.
 func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/mux"
 )
@@ -270,7 +271,7 @@ func stressSize(tunnels, mib, rounds int) (int, int, int) {
 // transfer, some right after one side has half-closed: every byte of every
 // tunnel arrives once and in order (SHA-256 of each direction), and every
 // tunnel ends with a clean EOF both ways. Half the tunnels run through
-// mux.Pipe to a real TCP echo target, as on the agent; the others write
+// pipe.Join to a real TCP echo target, as on the agent; the others write
 // and read independent streams of different lengths at each end.
 func TestStreamMoveStress(t *testing.T) {
 	tunnels, mib, rounds := stressSize(16, 4, 3)
@@ -357,7 +358,7 @@ func TestStreamMoveStress(t *testing.T) {
 						err = s.CloseWrite()
 					}
 				} else {
-					_, err = mux.Copy(s, src, nil) // CloseWrite at the end
+					_, err = pipe.Copy(s, src, nil) // CloseWrite at the end
 				}
 				var sum [32]byte
 				copy(sum[:], h.Sum(nil))
@@ -383,7 +384,7 @@ func TestStreamMoveStress(t *testing.T) {
 				go func() {
 					defer tunnel.Done()
 					var in, out atomic.Uint64
-					if err := mux.Pipe(a, c, &out, &in); err != nil {
+					if err := pipe.Join(a, c, &out, &in); err != nil {
 						errs <- fmt.Errorf("tunnel %d: agent pipe: %w", i, err)
 					}
 				}()
@@ -431,7 +432,7 @@ func seedKey(seed uint64) [32]byte {
 
 // checkWith reads s to EOF and compares with the sender's SHA-256.
 //
-// The reader is mux.Copy (ReadWaiter, pooled frames), io.Copy, or a slow
+// The reader is pipe.Copy (ReadWaiter, pooled frames), io.Copy, or a slow
 // one that reads small pieces and pauses, so the writer meets a full
 // window and blocks, and the move happens under backpressure.
 func checkWith(wg *sync.WaitGroup, errs chan<- error, i int, dir string, s *mux.Stream, want int64, sent <-chan [32]byte, mode uint64) {
@@ -441,7 +442,7 @@ func checkWith(wg *sync.WaitGroup, errs chan<- error, i int, dir string, s *mux.
 	var err error
 	switch mode % 3 {
 	case 0:
-		n, err = mux.Copy(h, s, nil)
+		n, err = pipe.Copy(h, s, nil)
 	case 1:
 		n, err = io.Copy(h, s)
 	default:
@@ -469,7 +470,7 @@ func (s *slowReader) Read(p []byte) (int, error) {
 	s.n += n
 	if s.n >= 64<<10 {
 		s.n = 0
-		time.Sleep(200 * time.Microsecond)
+		time.Sleep(200 * time.Microsecond) // a slow reader: the writer meets a full window
 	}
 	return n, err
 }
@@ -502,11 +503,11 @@ func echoCheck(r *mux.Stream, n int64, seed uint64) error {
 	return nil
 }
 
-// echoTarget is a TCP echo on loopback that honours half-close (mux.Copy
+// echoTarget is a TCP echo on loopback that honours half-close (pipe.Copy
 // half-closes when its source ends), as the demo's.
 func echoTarget(tb testing.TB) string {
 	tb.Helper()
-	return testnet.Serve(tb, func(c net.Conn) { mux.Copy(c, c, nil) }).String()
+	return testnet.Serve(tb, func(c net.Conn) { pipe.Copy(c, c, nil) }).String()
 }
 
 // A dedicated connection the relay refuses (it closes it after the
@@ -524,11 +525,11 @@ func TestStreamMoveRefusedStaysShared(t *testing.T) {
 		t.Fatal(err)
 	}
 	piped := make(chan error, 1)
-	go func() { piped <- mux.Pipe(a, c, nil, nil) }()
+	go func() { piped <- pipe.Join(a, c, nil, nil) }()
 	const n = 8 << 20
 	checked := make(chan error, 1)
 	go func() { checked <- echoCheck(r, n, 42) }()
-	time.Sleep(20 * time.Millisecond) // mid-transfer
+	time.Sleep(20 * time.Millisecond) // deliberate: move mid-transfer
 	if err := g.move(a); err == nil {
 		t.Fatal("move succeeded on a relay that refuses every dedicated connection")
 	}

@@ -61,7 +61,7 @@ func TestStreamMoveToDedicated(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // mid-transfer
+			time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond) // deliberate: attach at a random point mid-transfer
 			first, second := r, a
 			fd, sd := dRelay, dAgent
 			if order == "agent first" {
@@ -70,7 +70,7 @@ func TestStreamMoveToDedicated(t *testing.T) {
 			if err := first.Attach(fd); err != nil {
 				t.Fatal(err)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // deliberate: the first side moves alone for a while
 			if err := second.Attach(sd); err != nil {
 				t.Fatal(err)
 			}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -87,7 +88,7 @@ func (c *countWrites) Write(p []byte) (int, error) {
 // countedSessionPair is sessionPair with the writes of each end counted.
 func countedSessionPair(t *testing.T) (relay, agent *smux.Session, relayW, agentW *countWrites) {
 	t.Helper()
-	c1, c2 := tcpPair(t)
+	c1, c2 := testnet.TCPPair(t)
 	relayW, agentW = &countWrites{Conn: c1}, &countWrites{Conn: c2}
 	relay, err := smux.Client(relayW, mux.Config())
 	if err != nil {

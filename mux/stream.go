@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/xtaci/smux"
 )
 
@@ -217,33 +218,41 @@ func (c *Stream) awaitDedicated() error {
 }
 
 // Write frames p, copying it through a pooled buffer so each chunk goes to
-// smux in one Write (one smux frame). Copy avoids the copy by reading
-// straight into a frame.
+// smux in one Write (one smux frame). pipe.Copy avoids the copy by
+// reading straight into a frame (WriteFrame).
 //
 // After a failed write the buffer is dropped, not pooled: smux's Write
 // returns at a deadline or when the session dies while its send loop may
 // still be reading the frame, so reusing it would race (the race detector
 // caught it in TestRTSPFFmpeg).
 func (c *Stream) Write(p []byte) (int, error) {
-	bp := GetBuf()
+	bp := pipe.GetBuf()
 	buf := *bp
 	written := 0
 	for len(p) > 0 {
 		k := min(len(p), MaxPayload, len(buf)-frameHeader)
 		copy(buf[frameHeader:], p[:k])
-		if err := c.writeFrame(buf[:frameHeader+k]); err != nil {
+		if err := c.WriteFrame(buf[:frameHeader+k]); err != nil {
 			return written, err
 		}
 		written += k
 		p = p[k:]
 	}
-	PutBuf(bp)
+	pipe.PutBuf(bp)
 	return written, nil
 }
 
-// writeFrame fills in the header of a frame whose payload is already at
-// b[frameHeader:] and sends it.
-func (c *Stream) writeFrame(b []byte) error {
+// Stream is a pipe.FrameWriter: pipe.Copy reads straight into the payload
+// of a frame, with no copy through Write.
+var _ pipe.FrameWriter = (*Stream)(nil)
+
+// FrameLayout returns the header length of a data frame and its largest
+// payload (see pipe.FrameWriter).
+func (c *Stream) FrameLayout() (header, maxPayload int) { return frameHeader, MaxPayload }
+
+// WriteFrame fills in the header of a data frame whose payload is already
+// in place after FrameLayout's header, and sends it.
+func (c *Stream) WriteFrame(b []byte) error {
 	b[0] = frameData
 	binary.BigEndian.PutUint16(b[1:], uint16(len(b)-frameHeader))
 	c.wmu.Lock()
@@ -262,7 +271,7 @@ func (c *Stream) writeFrame(b []byte) error {
 }
 
 // WaitRead blocks until payload bytes or the end of the stream are there,
-// without a caller's buffer (see ReadWaiter). It returns io.EOF at the
+// without a caller's buffer (see pipe.ReadWaiter). It returns io.EOF at the
 // peer's EOF frame.
 func (c *Stream) WaitRead() error {
 	return c.nextFrame()

@@ -12,39 +12,15 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/mux"
 )
-
-// tcpPair returns both ends of a loopback TCP connection.
-func tcpPair(tb testing.TB) (*net.TCPConn, *net.TCPConn) {
-	tb.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	defer ln.Close()
-	accepted := make(chan net.Conn, 1)
-	go func() {
-		c, _ := ln.Accept()
-		accepted <- c
-	}()
-	c1, err := net.Dial("tcp", ln.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
-	}
-	c2 := <-accepted
-	if c2 == nil {
-		tb.Fatal("accept failed")
-	}
-	tb.Cleanup(func() { c1.Close(); c2.Close() })
-	return c1.(*net.TCPConn), c2.(*net.TCPConn)
-}
 
 // sessionPair returns the relay (client) and agent (server) ends of an smux
 // session over loopback TCP, configured as in production.
 func sessionPair(tb testing.TB) (relay, agent *smux.Session) {
 	tb.Helper()
-	c1, c2 := tcpPair(tb)
+	c1, c2 := testnet.TCPPair(tb)
 	relay, err := smux.Client(c1, mux.Config())
 	if err != nil {
 		tb.Fatal(err)

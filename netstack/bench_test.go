@@ -18,8 +18,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/internal/testnet"
-	"github.com/nanodems/connector/mux"
 )
 
 // BenchmarkPath compares, in one run, three ways a tool reaches the same
@@ -28,10 +28,10 @@ import (
 //   - direct: the tool dials the server itself (kernel loopback only; the
 //     ceiling).
 //   - oslistener: the tool dials an OS listener of the CLI, which dials
-//     the server and joins the two with mux.Pipe: `nanodems-tunnel run`'s
+//     the server and joins the two with pipe.Join: `nanodems-tunnel run`'s
 //     listeners, the reference for the aim "netstack ≥ 50 % of it".
 //   - netstack: the tool runs under Exec and dials 127.0.0.2:80, which
-//     goes kernel → TUN → gVisor → Dialer → server, joined by mux.Pipe:
+//     goes kernel → TUN → gVisor → Dialer → server, joined by pipe.Join:
 //     `nanodems-tunnel exec`.
 //
 // The netstack client is this process, entering the tool's network
@@ -116,7 +116,7 @@ func osListenerPath(b *testing.B, svc string) func() (net.Conn, error) {
 		if err != nil {
 			return
 		}
-		mux.Pipe(c, up, nil, nil)
+		pipe.Join(c, up, nil, nil)
 	}).String()
 	return func() (net.Conn, error) { return net.Dial("tcp", addr) }
 }

@@ -4,7 +4,7 @@
 // were on the machine; the packets go kernel → TUN → gVisor, and each
 // connection to a plan address is dialed through the CLI's tunnel
 // (Dialer, i.e. cli.Tunnel.DialPlan) and piped with half-close
-// (mux.Pipe). Connections to anything outside the plan are answered with
+// (pipe.Join). Connections to anything outside the plan are answered with
 // RST and logged once: "rejecting unknown loopback 127.0.0.X:Y".
 //
 // Two ways to put the stack in a tool's path, both Linux:

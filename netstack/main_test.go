@@ -4,11 +4,9 @@ package netstack
 
 import (
 	"context"
-	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"os"
 	"path/filepath"
@@ -101,27 +99,8 @@ func echoOnce(addr string, size int) error {
 	if la := c.LocalAddr().(*net.TCPAddr); !la.IP.Equal(net.IPv4(127, 0, 0, 1)) {
 		return fmt.Errorf("%s: local address %s, want 127.0.0.1", addr, la)
 	}
-	data := make([]byte, size)
-	rand.NewChaCha8([32]byte{byte(size), 1}).Read(data)
-	sent := sha256.Sum256(data)
-	werr := make(chan error, 1)
-	go func() {
-		_, err := c.Write(data)
-		if err == nil {
-			err = c.(*net.TCPConn).CloseWrite()
-		}
-		werr <- err
-	}()
-	h := sha256.New()
-	n, err := io.Copy(h, c)
-	if err != nil {
-		return fmt.Errorf("%s: reading the echo: %w", addr, err)
-	}
-	if err := <-werr; err != nil {
-		return fmt.Errorf("%s: sending: %w", addr, err)
-	}
-	if n != int64(size) || [32]byte(h.Sum(nil)) != sent {
-		return fmt.Errorf("%s: echo of %d bytes differs (%d bytes back)", addr, size, n)
+	if err := testnet.RoundTrip(c, int64(size)); err != nil {
+		return fmt.Errorf("%s: %w", addr, err)
 	}
 	return nil
 }

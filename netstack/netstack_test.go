@@ -20,6 +20,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 // nobody is who creates the namespace when the tests run as root (CI), so
@@ -368,16 +370,8 @@ func toolHostTUN() int {
 	mu.Lock()
 	plan = map[netip.AddrPort]bool{netip.MustParseAddrPort("127.0.0.2:80"): true, netip.MustParseAddrPort("127.0.0.4:554"): true}
 	mu.Unlock()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		err := echoOnce("127.0.0.4:554", 64<<10)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			return fail("127.0.0.4:554 after the plan change: %v", err)
-		}
-		time.Sleep(20 * time.Millisecond)
+	if err := testwait.Until(5*time.Second, func() error { return echoOnce("127.0.0.4:554", 64<<10) }); err != nil {
+		return fail("127.0.0.4:554 after the plan change: %v", err)
 	}
 	if s := st.Stats(); s.Accepted != 2 || s.Rejected != 1 {
 		return fail("stats %+v, want 2 accepted, 1 rejected", s)

@@ -19,7 +19,7 @@ import (
 	"gvisor.dev/gvisor/pkg/tcpip/transport/udp"
 	"gvisor.dev/gvisor/pkg/waiter"
 
-	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/internal/pipe"
 )
 
 // Dialer reaches the device port behind a plan address: the CLI's
@@ -96,7 +96,7 @@ type Options struct {
 // Stack is a gVisor TCP/IP stack on a TUN descriptor. Every TCP SYN that
 // arrives is checked against the plan; a plan address is dialed through
 // the Dialer and, once the dial succeeds, the handshake completes and bytes
-// are piped both ways with half-close (mux.Pipe). A SYN to anything else,
+// are piped both ways with half-close (pipe.Join). A SYN to anything else,
 // or one whose dial fails, is answered with RST, as a closed port would.
 type Stack struct {
 	s       *stack.Stack
@@ -268,7 +268,7 @@ func (st *Stack) handle(r *tcp.ForwarderRequest) {
 	st.stats.Accepted++
 	st.mu.Unlock()
 
-	mux.Pipe(c, up, nil, nil)
+	pipe.Join(c, up, nil, nil)
 
 	st.mu.Lock()
 	delete(st.conns, c)
@@ -340,8 +340,8 @@ func (st *Stack) Close() error {
 	return st.release()
 }
 
-// conn is a gonet.TCPConn that mux.Copy can wait on without holding a
-// buffer (mux.ReadWaiter), and that Pipe can cut with a RST (mux.Aborter).
+// conn is a gonet.TCPConn that pipe.Copy can wait on without holding a
+// buffer (pipe.ReadWaiter), and that pipe.Join can cut with a RST (pipe.Aborter).
 // An idle tunnel then pins no 64 KiB copy buffer on the stack side, as on
 // the smux side: the idle cost DESIGN.md asks to know.
 type conn struct {

@@ -198,7 +198,7 @@ func BenchmarkHeadOfLine(b *testing.B) {
 						}
 					}
 				}()
-				time.Sleep(300 * time.Millisecond) // let it reach full rate
+				time.Sleep(300 * time.Millisecond) // deliberate: let it reach full rate
 			}
 			c, err := cli.DialTunnel(ctx, operator(d), d.Info.EchoHandle)
 			if err != nil {

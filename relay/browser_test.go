@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -21,6 +22,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nanodems/connector/demo/camera"
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 const chromiumPath = "/usr/bin/chromium"
@@ -236,18 +238,21 @@ func TestChromiumCameraUI(t *testing.T) {
 	// echoes, MJPEG frames.
 	wantEchoes := []string{"ping-1", "ping-2", "ping-3"}
 	var st camState
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	uiUp := func() bool {
+		return st.Model == camera.Model && slices.Equal(st.WSEchoes, wantEchoes) && cam.MJPEGFrames() >= 3
+	}
+	// Polling stops at the first error the page reports; uiUp decides.
+	_ = testwait.Until(10*time.Second, func() error {
 		run("read window.camState", 5*time.Second, chromedp.Evaluate(`window.camState`, &st))
-		if st.Model == camera.Model && slices.Equal(st.WSEchoes, wantEchoes) && cam.MJPEGFrames() >= 3 {
-			break
+		if uiUp() || len(st.Errors) > 0 {
+			return nil
 		}
-		if len(st.Errors) > 0 || time.Now().After(deadline) {
-			problems, _ := blog.snapshot()
-			t.Fatalf("camera UI did not come up: camState %+v, MJPEG frames sent %d, want model %q and echoes %q and >= 3 frames\nbrowser problems: %q\ncamera 404s: %q",
-				st, cam.MJPEGFrames(), camera.Model, wantEchoes, problems, cam.NotFound())
-		}
-		time.Sleep(100 * time.Millisecond)
+		return errors.New("camera UI not up")
+	})
+	if !uiUp() {
+		problems, _ := blog.snapshot()
+		t.Fatalf("camera UI did not come up: camState %+v, MJPEG frames sent %d, want model %q and echoes %q and >= 3 frames\nbrowser problems: %q\ncamera 404s: %q",
+			st, cam.MJPEGFrames(), camera.Model, wantEchoes, problems, cam.NotFound())
 	}
 	if !st.AppLoaded {
 		t.Errorf("app.js did not run: camState %+v", st)

@@ -19,6 +19,7 @@ import (
 	"github.com/coder/websocket"
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/internal/wsconn"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/store"
@@ -184,7 +185,7 @@ func (s *cliEdge) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 	wc := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
 	defer credConns.add(c.ID, func(reason error) { wc.Abort(reason) })()
 	var up, down atomic.Uint64
-	err = mux.Pipe(wc, conn, &up, &down)
+	err = pipe.Join(wc, conn, &up, &down)
 	s.log.Debug("cli raw tunnel closed", "session", c.ID, "target", net.JoinHostPort(ip, strconv.Itoa(port)), "up", up.Load(), "down", down.Load(), "err", err)
 }
 
@@ -386,7 +387,7 @@ func (s *cliEdge) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log 
 	}
 	wg.Go(func() {
 		var up, down atomic.Uint64
-		err := mux.Pipe(mux.NewStream(st), conn, &up, &down)
+		err := pipe.Join(mux.NewStream(st), conn, &up, &down)
 		log.Debug("cli stream closed", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "up", up.Load(), "down", down.Load(), "err", err)
 	})
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 
@@ -58,17 +59,18 @@ func startReader(name string, r io.Reader) *reader {
 // works end to end.
 func (rd *reader) waitBytes(t *testing.T, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for rd.n.Load() < n {
+	if err := testwait.Until(10*time.Second, func() error {
 		select {
 		case <-rd.done:
 			t.Fatalf("%s ended before it carried %d bytes: %v", rd.name, n, rd.err)
 		default:
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s carried %d bytes in 10 s, want %d", rd.name, rd.n.Load(), n)
+		if got := rd.n.Load(); got < n {
+			return fmt.Errorf("%s carried %d bytes, want %d", rd.name, got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -151,15 +153,16 @@ func TestAgentRevokeCutsDedicatedTunnels(t *testing.T) {
 			}
 		}
 	}()
-	deadline := time.Now().Add(20 * time.Second)
-	for dedicatedTotal(t, d) < 2 {
-		if time.Now().After(deadline) {
-			close(stop)
-			t.Fatalf("no tunnel moved by rate in 20 s (dedicated_total %d)", dedicatedTotal(t, d))
+	err = testwait.Until(20*time.Second, func() error {
+		if n := dedicatedTotal(t, d); n < 2 {
+			return fmt.Errorf("no tunnel moved by rate (dedicated_total %d)", n)
 		}
-		time.Sleep(50 * time.Millisecond)
-	}
+		return nil
+	})
 	close(stop)
+	if err != nil {
+		t.Fatal(err)
+	}
 	must(t, <-wrote)
 
 	var rev struct {
@@ -374,12 +377,13 @@ func openDedicated(t *testing.T, d *demo.Demo, l *agentLink) (net.Conn, *reader)
 	must(t, err)
 	t.Cleanup(func() { c.Close() })
 	rd := echoTunnel(t, "dedicated tunnel", c)
-	deadline := time.Now().Add(10 * time.Second)
-	for l.conns() < 2 || dedicatedTotal(t, d) < 1 {
-		if time.Now().After(deadline) {
-			t.Fatalf("dedicated connection never attached (%d agent connections, dedicated_total %d)", l.conns(), dedicatedTotal(t, d))
+	if err := testwait.Until(10*time.Second, func() error {
+		if c, n := l.conns(), dedicatedTotal(t, d); c < 2 || n < 1 {
+			return fmt.Errorf("dedicated connection never attached (%d agent connections, dedicated_total %d)", c, n)
 		}
-		time.Sleep(20 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	// Bytes after the move cross the dedicated connection.
 	_, err = c.Write([]byte("after the move"))
@@ -412,11 +416,13 @@ func TestAgentSessionLossEndsItsTunnels(t *testing.T) {
 	l.freeze()
 	start := time.Now()
 	l.breakAgentSide(0)
-	for !d.Agent.Connected() || l.conns() < 3 {
-		if time.Since(start) > cutBound {
-			t.Fatalf("agent not back %v after it lost its session (%d connections through the link)", cutBound, l.conns())
+	if err := testwait.Until(cutBound, func() error {
+		if !d.Agent.Connected() || l.conns() < 3 {
+			return fmt.Errorf("agent not back after it lost its session (%d connections through the link)", l.conns())
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 	t.Logf("agent reconnected %v after it lost its session", time.Since(start).Round(time.Millisecond))
 	// The relay took the new session in place of the frozen one, and
@@ -435,12 +441,7 @@ func TestKeepaliveTimeoutCutsDedicatedTunnels(t *testing.T) {
 
 	frozen := time.Now()
 	l.freeze()
-	for agentOnline(t, d) {
-		if time.Since(frozen) > 90*time.Second {
-			t.Fatal("relay still holds a frozen agent's session after 90 s")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, 90*time.Second, "the relay to drop the frozen agent's session", func() bool { return !agentOnline(t, d) })
 	// The API shows the agent offline a poll (and a moment) after the
 	// relay dropped the session; the tunnel, cut first, may end before.
 	dropped := time.Now()

@@ -287,7 +287,7 @@ func TestDeviceCreateSurvivesKill9(t *testing.T) {
 				t.Errorf("child %d: %s", k, l)
 			}
 		}
-		time.Sleep(time.Duration(rand.IntN(5000)) * time.Microsecond)
+		time.Sleep(time.Duration(rand.IntN(5000)) * time.Microsecond) // deliberate: kill the child at a random moment
 		cmd.Process.Kill()
 		go func() {
 			for lines.Scan() {

@@ -3,7 +3,6 @@ package relay_test
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -22,6 +21,8 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay"
 	"github.com/nanodems/connector/relay/store"
@@ -64,34 +65,9 @@ func operator(d *demo.Demo) cli.Relay {
 
 type closeWriter interface{ CloseWrite() error }
 
-// roundTrip writes n random bytes through c to an echo target while
-// reading the echo, and checks that both directions carry the same bytes.
-func roundTrip(c net.Conn, n int64) error {
-	sent := sha256.New()
-	errc := make(chan error, 1)
-	go func() {
-		_, err := io.Copy(c, io.TeeReader(io.LimitReader(rand.Reader, n), sent))
-		if err == nil {
-			err = c.(closeWriter).CloseWrite()
-		}
-		errc <- err
-	}()
-	got := sha256.New()
-	m, err := io.Copy(got, c)
-	if werr := <-errc; werr != nil {
-		return fmt.Errorf("write: %w", werr)
-	}
-	if err != nil {
-		return fmt.Errorf("read after %d bytes: %w", m, err)
-	}
-	if m != n {
-		return fmt.Errorf("echoed %d bytes, sent %d", m, n)
-	}
-	if !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
-		return errors.New("sha256 of echoed bytes differs from sent bytes")
-	}
-	return nil
-}
+// roundTrip is testnet.RoundTrip under the short name the relay's tests
+// use: n random bytes through c to an echo target and back, checked.
+var roundTrip = testnet.RoundTrip
 
 func TestTunnel64MiBChecksum(t *testing.T) {
 	d := startDemo(t)
@@ -160,8 +136,8 @@ func TestHalfClose(t *testing.T) {
 			go func() {
 				defer c.Close()
 				h := sha256.New()
-				n, _ := io.Copy(h, c) // to EOF
-				time.Sleep(20 * time.Millisecond)
+				n, _ := io.Copy(h, c)             // to EOF
+				time.Sleep(20 * time.Millisecond) // deliberate: the answer comes a while after the client's EOF
 				fmt.Fprintf(c, "%d %x\n", n, h.Sum(nil))
 				c.Write(bytes.Repeat([]byte("z"), 1<<20)) // a long answer after EOF
 			}()
@@ -348,17 +324,15 @@ func TestStaleAllowlistPushRefused(t *testing.T) {
 	held := d.Agent.Allowlist().Version()
 	// An older version with no targets: applied, it would cut every device.
 	relay.PushAllowlistRaw(d.Relay, d.Info.SiteID, mux.Allowlist{Version: held - 1})
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if err := testwait.Until(5*time.Second, func() error {
 		var evs []auditEvent
 		must(t, d.API.Do(context.Background(), "GET", "/api/audit?action=allowlist.refused", nil, &evs, demo.Admin(d.Info.AdminKey)))
 		if len(evs) == 1 && strings.Contains(evs[0].Detail, "stale allowlist") {
-			break
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("no allowlist.refused audit event; have %+v", evs)
-		}
-		time.Sleep(20 * time.Millisecond)
+		return fmt.Errorf("no allowlist.refused audit event; have %+v", evs)
+	}); err != nil {
+		t.Fatal(err)
 	}
 	if v := d.Agent.Allowlist().Version(); v != held {
 		t.Fatalf("agent holds v%d after a stale push, want v%d", v, held)
@@ -421,12 +395,13 @@ func TestDeviceChangesPushAllowlist(t *testing.T) {
 
 func waitAllowlist(t *testing.T, d *demo.Demo, version int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for d.Agent.Allowlist().Version() < version {
-		if time.Now().After(deadline) {
-			t.Fatalf("agent holds allowlist v%d, want v%d", d.Agent.Allowlist().Version(), version)
+	if err := testwait.Until(5*time.Second, func() error {
+		if v := d.Agent.Allowlist().Version(); v < version {
+			return fmt.Errorf("agent holds allowlist v%d, want v%d", v, version)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -493,6 +468,8 @@ func TestNoGoroutineLeftBehind(t *testing.T) {
 	must(t, err)
 	must(t, roundTrip(c, 100))
 	c.Close()
+	// Deliberate: the warm-up tunnel's goroutines end a moment after its
+	// Close; a late one caught here is only ignored, never flagged.
 	time.Sleep(100 * time.Millisecond)
 	opts := goleak.IgnoreCurrent()
 	for range 50 {
@@ -514,8 +491,7 @@ func TestHeartbeatCounters(t *testing.T) {
 	const n = 300_000
 	must(t, roundTrip(c, n))
 	c.Close()
-	deadline := time.Now().Add(12 * time.Second)
-	for {
+	if err := testwait.Until(12*time.Second, func() error {
 		var agents []struct {
 			BytesIn       uint64    `json:"bytes_in"`
 			BytesOut      uint64    `json:"bytes_out"`
@@ -527,12 +503,11 @@ func TestHeartbeatCounters(t *testing.T) {
 			if agents[0].Relay != "demo-relay" || agents[0].LastHeartbeat.IsZero() {
 				t.Fatalf("agent row %+v lacks relay or heartbeat time", agents[0])
 			}
-			return
+			return nil
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("heartbeat counters never reached %d bytes: %+v", n, agents)
-		}
-		time.Sleep(200 * time.Millisecond)
+		return fmt.Errorf("heartbeat counters never reached %d bytes: %+v", n, agents)
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 

@@ -25,6 +25,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/relay"
 )
 
@@ -187,12 +188,7 @@ func runAgent(t *testing.T, a *agent.Agent, bound time.Duration) time.Duration {
 	}()
 	t.Cleanup(func() { cancel(); <-done })
 	start := time.Now()
-	for !a.Connected() {
-		if time.Since(start) > bound {
-			t.Fatalf("agent not connected %v after it started", bound)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testwait.For(t, bound, "the agent to connect", a.Connected)
 	return time.Since(start)
 }
 
@@ -283,7 +279,7 @@ func TestAgentListenerSurvivesFDExhaustion(t *testing.T) {
 	if err := tls.Client(p, &tls.Config{InsecureSkipVerify: true}).Handshake(); err == nil {
 		t.Fatal("the agent listener answered a handshake while the relay had no descriptor left")
 	}
-	time.Sleep(500 * time.Millisecond) // the old loop gave up here, at its first failed accept
+	time.Sleep(500 * time.Millisecond) // deliberate: accepts keep failing a while, and the listener must outlast it
 
 	// Free the descriptors.
 	closeAll(idle)
@@ -346,18 +342,19 @@ func TestAPIConnCapPerAddress(t *testing.T) {
 	// A slot given back is taken again.
 	closeAll(idle[:10])
 	idle = idle[10:]
-	deadline := time.Now().Add(10 * time.Second)
-	for n := 0; n < 10; {
-		ic, err := idleAPIConn(c.apiURL, 5*time.Second)
-		if err == nil {
+	retaken := 0
+	if err := testwait.Until(10*time.Second, func() error { // the server sees the closes a little later
+		for retaken < 10 {
+			ic, err := idleAPIConn(c.apiURL, 5*time.Second)
+			if err != nil {
+				return fmt.Errorf("%d of 10 freed slots taken again: %w", retaken, err)
+			}
 			idle = append(idle, ic)
-			n++
-			continue
+			retaken++
 		}
-		if time.Now().After(deadline) { // the server sees the closes a little later
-			t.Fatalf("%d of 10 freed slots taken again: %v", n, err)
-		}
-		time.Sleep(50 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -384,6 +381,6 @@ func TestAPIIdleTimeout(t *testing.T) {
 		t.Fatalf("idle API connection still open %v later (read %d bytes, %v), want closed after %v", time.Since(start).Round(time.Millisecond), n, err, idleFor)
 	}
 	t.Logf("idle API connection closed after %v (idle timeout %v)", time.Since(start).Round(time.Millisecond), idleFor)
-	time.Sleep(idleFor)
+	time.Sleep(idleFor) // deliberate: the tunnel stays idle past the API's idle timeout
 	must(t, roundTrip(tun, 1<<20))
 }

@@ -51,7 +51,7 @@ func newCountingDevice(t *testing.T) *countingDevice {
 // connection the relay might have opened to be counted.
 func (cd *countingDevice) quiet(t *testing.T, what string) {
 	t.Helper()
-	time.Sleep(100 * time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // deliberate: nothing to wait for, only room for a wrong dial to show
 	if c, r := cd.conns.Load(), cd.reqs.Load(); c != 0 || r != 0 {
 		t.Errorf("%s: the device saw %d connections and %d requests, want none (refuse before dialling)", what, c, r)
 	}

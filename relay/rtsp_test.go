@@ -23,6 +23,7 @@ import (
 	"github.com/pion/rtp"
 
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/relay"
 	"github.com/nanodems/connector/rtsp"
 	"github.com/nanodems/connector/rtsp/rtsptest"
@@ -137,12 +138,13 @@ func rtspPullErr(u string, proto gortsplib.Protocol, tunnel gortsplib.Tunnel) (*
 
 func (p *rtspPuller) wait(t *testing.T, n int64, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for p.count.Load() < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("got %d video packets in %v, want %d", p.count.Load(), timeout, n)
+	if err := testwait.Until(timeout, func() error {
+		if got := p.count.Load(); got < n {
+			return fmt.Errorf("got %d video packets, want %d", got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -410,7 +412,7 @@ func pullFor(cam *rtsptest.Camera, d time.Duration, count func() int64) error {
 	deadline := time.Now().Add(d)
 	last, lastMove := count(), time.Now()
 	for time.Now().Before(deadline) {
-		time.Sleep(time.Second)
+		time.Sleep(time.Second) // deliberate: one sample a second for d
 		n := count()
 		if n > last {
 			last, lastMove = n, time.Now()
@@ -604,17 +606,15 @@ func TestRTSPFanOut(t *testing.T) {
 		time.Sleep(100 * time.Millisecond) // faster than real time: 25 frames per 0.1 s
 	}
 	for i, p := range ps {
-		deadline := time.Now().Add(30 * time.Second)
+		timeout := time.After(30 * time.Second) // only catches a hang
 		var got []uint16
-		for len(got) < len(sent) && time.Now().Before(deadline) {
+		for len(got) < len(sent) {
 			select {
 			case s := <-p.seqs:
 				got = append(got, s)
-			case <-time.After(100 * time.Millisecond):
+			case <-timeout:
+				t.Fatalf("viewer %d got %d of %d packets", i, len(got), len(sent))
 			}
-		}
-		if len(got) != len(sent) {
-			t.Fatalf("viewer %d got %d of %d packets", i, len(got), len(sent))
 		}
 		for j := range got {
 			if got[j] != sent[j].SequenceNumber {
@@ -645,7 +645,7 @@ func TestRTSPFanOut(t *testing.T) {
 	var burst int64
 	for range 150 {
 		burst += int64(len(cam.WriteFrames(1)))
-		time.Sleep(5 * time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // pacing: the camera's frame rate
 	}
 	for _, p := range ps[:5] {
 		p.wait(t, burst, 20*time.Second)

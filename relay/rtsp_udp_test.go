@@ -10,6 +10,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5"
 
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/rtsp"
 	"github.com/nanodems/connector/rtsp/rtsptest"
 )
@@ -67,7 +68,7 @@ func TestRTSPUDPOnlyCamera(t *testing.T) {
 					// gortsplib sends receiver reports over UDP only, every
 					// 5 s; a shared session's viewers keep theirs (the
 					// camera has one client, the gateway).
-					waitFor(t, 30*time.Second, "client RTCP at the camera", func() bool { return cam.RTCPReceived() > 0 })
+					testwait.For(t, 30*time.Second, "client RTCP at the camera", func() bool { return cam.RTCPReceived() > 0 })
 				}
 
 				p.c.Close()
@@ -75,11 +76,11 @@ func TestRTSPUDPOnlyCamera(t *testing.T) {
 				if !strings.Contains(cam.Methods(), "TEARDOWN") {
 					t.Fatalf("camera got no TEARDOWN: %s", cam.Methods())
 				}
-				waitFor(t, 10*time.Second, "the agent's tunnels to close", func() bool { return d.Agent.Counters().ActiveStreams == 0 })
+				testwait.For(t, 10*time.Second, "the agent's tunnels to close", func() bool { return d.Agent.Counters().ActiveStreams == 0 })
 				for _, tr := range ports {
 					rtp, rtcp := clientPorts(t, tr)
 					for _, port := range []int{rtp, rtcp} {
-						waitFor(t, 10*time.Second, fmt.Sprintf("agent's UDP port %d to be free", port), func() bool {
+						testwait.For(t, 10*time.Second, fmt.Sprintf("agent's UDP port %d to be free", port), func() bool {
 							c, err := net.ListenUDP("udp4", &net.UDPAddr{Port: port})
 							if err != nil {
 								return false
@@ -123,16 +124,4 @@ func clientPorts(t *testing.T, v string) (int, int) {
 		t.Fatalf("no client_port in %q", v)
 	}
 	return a, b
-}
-
-// waitFor polls cond until it holds; the deadline only catches a hang.
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", d, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

@@ -174,7 +174,7 @@ func TestPasswordFloodBounded(t *testing.T) {
 			if a.err != nil || a.status != 200 {
 				healthErrs = append(healthErrs, fmt.Sprintf("%d %v", a.status, a.err))
 			}
-			time.Sleep(10 * time.Millisecond)
+			time.Sleep(10 * time.Millisecond) // pacing: a health probe every 10 ms
 		}
 	}()
 

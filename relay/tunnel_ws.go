@@ -6,6 +6,7 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/internal/wsconn"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/store"
@@ -84,7 +85,7 @@ func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		// Revoking the credential (token, browser session) cuts the tunnel.
 		defer credConns.add(p.Cred, func(reason error) { c.Abort(reason) })()
 		var up, down atomic.Uint64
-		err := mux.Pipe(c, conn, &up, &down)
+		err := pipe.Join(c, conn, &up, &down)
 		s.log.Debug("tunnel closed", "handle", h, "up", up.Load(), "down", down.Load(), "err", err)
 	}()
 }

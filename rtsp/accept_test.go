@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 // answers reports whether the gateway at addr accepts a connection and
@@ -75,20 +76,12 @@ func TestListenerSurvivesEMFILE(t *testing.T) {
 					t.Fatalf("connect: %v", err)
 				}
 			}
-			time.Sleep(300 * time.Millisecond) // accepts fail meanwhile
+			time.Sleep(300 * time.Millisecond) // deliberate: accepts fail meanwhile, several backoff rounds
 			restore()
 
-			deadline := time.Now().Add(10 * time.Second)
 			start := time.Now()
-			for {
-				err := answers(addr)
-				if err == nil {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatalf("the %s listener does not serve %v after descriptors were freed: %v", mode, time.Since(start).Round(time.Millisecond), err)
-				}
-				time.Sleep(20 * time.Millisecond)
+			if err := testwait.Until(10*time.Second, func() error { return answers(addr) }); err != nil {
+				t.Fatalf("the %s listener does not serve after descriptors were freed: %v", mode, err)
 			}
 			t.Logf("%s: serving again %v after descriptors were freed", mode, time.Since(start).Round(time.Millisecond))
 		})

@@ -1,6 +1,7 @@
 package rtsp
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -8,6 +9,7 @@ import (
 
 	"github.com/bluenviron/gortsplib/v5"
 
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/rtsp/rtsptest"
 )
 
@@ -61,12 +63,13 @@ func TestUDPOnlyCamera(t *testing.T) {
 					if err := cam.WaitSessions(0, 10*time.Second); err != nil {
 						t.Fatal(err)
 					}
-					deadline := time.Now().Add(10 * time.Second)
-					for g.Stats().CameraSessions.Load() != 0 {
-						if time.Now().After(deadline) {
-							t.Fatalf("%d camera connections open", g.Stats().CameraSessions.Load())
+					if err := testwait.Until(10*time.Second, func() error {
+						if n := g.Stats().CameraSessions.Load(); n != 0 {
+							return fmt.Errorf("%d camera connections open", n)
 						}
-						time.Sleep(10 * time.Millisecond)
+						return nil
+					}); err != nil {
+						t.Fatal(err)
 					}
 				})
 			}
@@ -126,15 +129,17 @@ func TestUDPOnlyCameraRTCP(t *testing.T) {
 	// An empty receiver report (RFC 3550 §6.4.2), on the RTCP channel.
 	rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 1}
 	frame := append(AppendFrameHeader(nil, 5, len(rr)), rr...)
-	deadline := time.Now().Add(20 * time.Second)
-	for cam.RTCPReceived() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the camera got no RTCP over UDP")
+	// Sent again on every poll: the camera's UDP port may not be known yet.
+	if err := testwait.Until(20*time.Second, func() error {
+		if cam.RTCPReceived() != 0 {
+			return nil
 		}
 		if _, err := rc.c.Write(frame); err != nil {
-			t.Fatal(err)
+			return fmt.Errorf("%w (writing the report)", err)
 		}
-		time.Sleep(100 * time.Millisecond)
+		return errors.New("the camera got no RTCP over UDP")
+	}); err != nil {
+		t.Fatal(err)
 	}
 	// The camera connection is still fine: a '$' frame there would have
 	// been garbage to a camera with no interleaved session.

@@ -86,7 +86,7 @@ func TestFanOutSlowViewers(t *testing.T) {
 				_, payload, _ := rtpPayload(it.Payload())
 				slowSeqs = append(slowSeqs, binary.BigEndian.Uint16(it.Payload()[2:4]))
 				slowKey = append(slowKey, startsKeyframe("H264", payload))
-				time.Sleep(time.Duration(len(it.Frame)) * time.Second / (200 << 10))
+				time.Sleep(time.Duration(len(it.Frame)) * time.Second / (200 << 10)) // a slow viewer: 200 KiB/s
 			}
 		}()
 
@@ -98,7 +98,7 @@ func TestFanOutSlowViewers(t *testing.T) {
 		start := time.Now()
 		for i := 0; i < 100; i++ { // 4 s of video in ~2 s
 			sent += len(cam.WriteFrames(1))
-			time.Sleep(20 * time.Millisecond)
+			time.Sleep(20 * time.Millisecond) // pacing: the camera's frame rate
 		}
 		for i, p := range fast {
 			if err := p.waitPackets(int64(sent), 20*time.Second); err != nil {
@@ -189,7 +189,7 @@ func TestFanOutEveryPacket(t *testing.T) {
 			for _, p := range cam.WriteFrames(1) {
 				sent = append(sent, p.SequenceNumber)
 			}
-			time.Sleep(5 * time.Millisecond)
+			time.Sleep(5 * time.Millisecond) // pacing: the camera's frame rate
 		}
 		for i, p := range ps {
 			for j, want := range sent {

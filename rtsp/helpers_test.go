@@ -20,6 +20,7 @@ import (
 	"github.com/bluenviron/gortsplib/v5/pkg/format"
 	"github.com/pion/rtp"
 
+	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/rtsp/rtsptest"
 )
 
@@ -322,14 +323,12 @@ func pull(t *testing.T, url string, proto gortsplib.Protocol, tunnel gortsplib.T
 
 // waitPackets waits until the puller has n video packets.
 func (p *puller) waitPackets(n int64, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for p.count.Load() < n {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("got %d video packets, want %d", p.count.Load(), n)
+	return testwait.Until(timeout, func() error {
+		if got := p.count.Load(); got < n {
+			return fmt.Errorf("got %d video packets, want %d", got, n)
 		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return nil
+		return nil
+	})
 }
 
 // rawConn speaks RTSP by hand.

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 // scriptCam is a hand-written RTSP camera whose answers a test scripts:
@@ -123,12 +125,13 @@ func (cam *scriptCam) methods() string {
 
 func (cam *scriptCam) waitMethod(t *testing.T, method string, n int, timeout time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for strings.Count(" "+cam.methods()+" ", " "+method+" ") < n {
-		if time.Now().After(deadline) {
-			t.Fatalf("camera got %s, want %d× %s", cam.methods(), n, method)
+	if err := testwait.Until(timeout, func() error {
+		if got := cam.methods(); strings.Count(" "+got+" ", " "+method+" ") < n {
+			return fmt.Errorf("camera got %s, want %d× %s", got, n, method)
 		}
-		time.Sleep(10 * time.Millisecond)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
 	}
 }
 
@@ -288,19 +291,11 @@ func TestKeepaliveForConvertedSession(t *testing.T) {
 			// interleaved on the RTCP channel.
 			rr := []byte{0x80, 201, 0, 1, 0, 0, 0, 1}
 			udp.WriteToUDP(rr, &net.UDPAddr{IP: from.IP, Port: from.Port + 1})
-			deadline := time.Now().Add(5 * time.Second)
-			for {
+			testwait.For(t, 5*time.Second, "the receiver report at the camera", func() bool {
 				sc.fmu.Lock()
-				got := len(sc.frames) > 0 && sc.frames[0][1] == 1 && string(sc.frames[0][4:]) == string(rr)
-				sc.fmu.Unlock()
-				if got {
-					break
-				}
-				if time.Now().After(deadline) {
-					t.Fatal("receiver report did not reach the camera")
-				}
-				time.Sleep(10 * time.Millisecond)
-			}
+				defer sc.fmu.Unlock()
+				return len(sc.frames) > 0 && sc.frames[0][1] == 1 && string(sc.frames[0][4:]) == string(rr)
+			})
 			// timeout=2: keepalives every second.
 			if getParam == 200 {
 				cam.waitMethod(t, "GET_PARAMETER", 2, 5*time.Second)
@@ -331,19 +326,11 @@ func TestCameraRequestsReachClient(t *testing.T) {
 			t.Fatalf("client got %+v %v", it.Req, err)
 		}
 		rc.c.Write([]byte("RTSP/1.0 200 OK\r\nCSeq: 77\r\n\r\n"))
-		deadline := time.Now().Add(5 * time.Second)
-		for {
+		testwait.For(t, 5*time.Second, "the client's answer at the camera", func() bool {
 			sc.fmu.Lock()
-			n := len(sc.resps)
-			sc.fmu.Unlock()
-			if n == 1 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("client's answer did not reach the camera")
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
+			defer sc.fmu.Unlock()
+			return len(sc.resps) == 1
+		})
 	})
 }
 
@@ -485,7 +472,7 @@ func TestHalfCloseTeardown(t *testing.T) {
 		rc.c.Write([]byte("TEARDOWN " + base + "/live/ RTSP/1.0\r\nCSeq: 9\r\nSession: SESS42\r\n\r\n"))
 		rc.c.(*net.TCPConn).CloseWrite()
 		cam.waitMethod(t, "TEARDOWN", 1, 5*time.Second)
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(200 * time.Millisecond) // deliberate: room for a duplicate TEARDOWN to arrive, which must not
 		if n := strings.Count(cam.methods(), "TEARDOWN"); n != 1 {
 			t.Fatalf("camera got %d TEARDOWNs: %s", n, cam.methods())
 		}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 // TestDemoCommand runs README's first command as built binaries: the demo
@@ -162,20 +164,9 @@ func TestDemoExitsWithParent(t *testing.T) {
 		}
 		return err == nil
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !up() {
-		if time.Now().After(deadline) {
-			t.Fatal("the demo never listened on", apiAddr)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, 30*time.Second, "the demo to listen on "+apiAddr, up)
 	parent.Process.Kill()
 	parent.Wait()
-	deadline = time.Now().Add(15 * time.Second)
-	for up() {
-		if time.Now().After(deadline) {
-			t.Fatal("the demo still listens on", apiAddr, "after its parent was killed")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testwait.For(t, 15*time.Second, "the demo to stop listening on "+apiAddr+" after its parent was killed",
+		func() bool { return !up() })
 }

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	"github.com/coder/websocket"
+
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 // newClient has a cookie jar and does not follow redirects, so the tests
@@ -311,9 +313,9 @@ func TestMJPEG(t *testing.T) {
 	resp.Body.Close()
 
 	// The handler notices the client left and stops counting.
-	waitFor(t, "stream to stop", func() bool {
+	testwait.For(t, 5*time.Second, "the stream to stop", func() bool {
 		n := cam.MJPEGFrames()
-		time.Sleep(3 * tick)
+		time.Sleep(3 * tick) // deliberate: stopped means no frame for three frame intervals
 		return n == cam.MJPEGFrames()
 	})
 	if n := cam.MJPEGFrames(); n < 4 || n > 8 {
@@ -335,15 +337,6 @@ func TestMJPEG(t *testing.T) {
 	}
 	if s := cam.MJPEGStreams(); len(s) != 2 || s[1] != 2 {
 		t.Errorf("streams = %v", s)
-	}
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	for deadline := time.Now().Add(5 * time.Second); !cond(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
 	}
 }
 
@@ -542,7 +535,7 @@ func TestTLSServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer stream.Body.Close()
-	waitFor(t, "first frame", func() bool { return cam.MJPEGFrames() > 0 })
+	testwait.For(t, 5*time.Second, "the first frame", func() bool { return cam.MJPEGFrames() > 0 })
 
 	closed := time.Now()
 	if err := srv.Close(); err != nil {

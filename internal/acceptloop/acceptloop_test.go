@@ -9,13 +9,16 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
@@ -71,23 +74,25 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 		done <- Serve(context.Background(), ln, log, func(c net.Conn) { accepted <- c })
 	}()
 
-	// Serve meets EMFILE and must keep going: wait for its warning, then
-	// give it a few backoff rounds.
-	deadline := time.Now().Add(10 * time.Second)
-	for !strings.Contains(logs.String(), "accept failed") {
-		if time.Now().After(deadline) {
-			restore()
-			t.Fatalf("no accept failure logged; logs:\n%s", logs.String())
+	// Serve meets EMFILE and must keep going: wait for its warning (or its
+	// wrongful return), then give it a few backoff rounds. Descriptors
+	// come back before any failure is reported, so the test can report.
+	err = testwait.Until(10*time.Second, func() error {
+		if len(done) == 0 && !strings.Contains(logs.String(), "accept failed") {
+			return errors.New("no accept failure logged")
 		}
-		select {
-		case err := <-done:
-			restore()
-			t.Fatalf("Serve returned %v while out of descriptors", err)
-		case <-time.After(10 * time.Millisecond):
-		}
+		return nil
+	})
+	if err == nil && len(done) == 0 {
+		time.Sleep(200 * time.Millisecond) // deliberate: several backoff rounds while still out of descriptors
 	}
-	time.Sleep(200 * time.Millisecond)
 	restore()
+	if err != nil {
+		t.Fatalf("%v; logs:\n%s", err, logs.String())
+	}
+	if len(done) > 0 {
+		t.Fatalf("Serve returned %v while out of descriptors", <-done)
+	}
 
 	for i := range clients {
 		select {
@@ -117,37 +122,39 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 	}
 }
 
-// A cancelled context ends the wait between retries at once.
+// A cancelled context ends the wait between retries at once: in a
+// synctest bubble, Serve returns with the fake clock where the cancel left
+// it, with no backoff timer run out.
 func TestServeContextEndsBackoff(t *testing.T) {
-	ln := &failing{Listener: mustListen(t)}
-	defer ln.Close()
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- Serve(ctx, ln, slog.New(slog.DiscardHandler), func(c net.Conn) { c.Close() }) }()
-	time.Sleep(50 * time.Millisecond)
-	cancel()
-	select {
-	case err := <-done:
-		if !errors.Is(err, context.Canceled) {
+	synctest.Test(t, func(t *testing.T) {
+		ln := &failing{}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- Serve(ctx, ln, slog.New(slog.DiscardHandler), func(c net.Conn) { c.Close() }) }()
+		time.Sleep(50 * time.Millisecond) // fake time: several failed accepts and backoffs
+		synctest.Wait()                   // Serve is asleep in a backoff
+		if n := ln.accepts.Load(); n < 2 {
+			t.Fatalf("%d accepts in 50 ms of backoff from 5 ms, want several", n)
+		}
+		cancelled := time.Now()
+		cancel()
+		if err := <-done; !errors.Is(err, context.Canceled) {
 			t.Fatalf("Serve = %v, want context.Canceled", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("Serve did not return after its context ended")
-	}
-}
-
-func mustListen(t *testing.T) net.Listener {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ln
+		if waited := time.Since(cancelled); waited != 0 {
+			t.Fatalf("Serve returned %v after the cancel, want at once (no timer)", waited)
+		}
+	})
 }
 
 // failing is a listener whose accepts always fail as when out of
 // descriptors.
-type failing struct{ net.Listener }
+type failing struct{ accepts atomic.Int32 }
 
 func (f *failing) Accept() (net.Conn, error) {
+	f.accepts.Add(1)
 	return nil, &net.OpError{Op: "accept", Net: "tcp", Err: os.NewSyscallError("accept4", syscall.EMFILE)}
 }
+
+func (f *failing) Close() error   { return nil }
+func (f *failing) Addr() net.Addr { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }

@@ -81,7 +81,7 @@ func (c *Conn) Read(p []byte) (int, error) {
 }
 
 // WaitRead blocks until a message has begun (or the stream ended) without
-// a caller's buffer, so mux.Copy holds no buffer for an idle tunnel.
+// a caller's buffer, so pipe.Copy holds no buffer for an idle tunnel.
 func (c *Conn) WaitRead() error {
 	if c.readEOF {
 		return io.EOF
@@ -123,7 +123,7 @@ func (c *Conn) WaitRead() error {
 
 // refuse closes the WebSocket at once with the status of a frame the
 // reader refused (CheckClientFrames), so the peer learns the real cause
-// and whoever closes next (mux.Pipe's Abort, 1011) finds it closed.
+// and whoever closes next (pipe.Join's Abort, 1011) finds it closed.
 func (c *Conn) refuse(err error) error {
 	var fe *FrameError
 	if errors.As(err, &fe) {
