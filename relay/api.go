@@ -36,6 +36,8 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/sites/{siteId}/agents", s.api(s.listAgents))
 	m.HandleFunc("POST /api/agents/{agentId}/revoke", s.api(s.revokeAgent))
 	m.HandleFunc("GET /api/audit", s.api(s.listAudit))
+	m.HandleFunc("GET /api/downloads", s.handleDownloadList) // relay/downloads.go: no sign-in
+	m.HandleFunc("GET /downloads/{file}", s.handleDownload)
 
 	m.HandleFunc("GET /api/tunnel/{handle}", s.handleTunnel)
 	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", s.api(s.mintRTSPURL)) // relay/rtsp.go, docs/rtsp.md

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nanodems/connector/internal/atomicfile"
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/dist"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
@@ -72,6 +73,10 @@ type Config struct {
 	// <0 turns the bound off. Harnesses that open thousands of tunnels
 	// from 127.0.0.1 raise it.
 	MaxConnsPerAddr int
+
+	// DownloadsDir holds the binaries the relay offers at /downloads/
+	// (nanodems-dist fills it; relay/downloads.go). Empty: none.
+	DownloadsDir string
 }
 
 // Server is a running relay.
@@ -98,6 +103,8 @@ type Server struct {
 	grantKey []byte        // signs subdomain sign-in grants (and, derived, RTSP grants)
 	rtsp     *rtsp.Gateway // RTSP gateway (relay/rtsp.go); nil when off
 	sealer   *sealer
+	// downloads is Config.DownloadsDir's catalog; nil without one.
+	downloads *dist.Catalog
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server
@@ -157,6 +164,12 @@ func New(cfg Config) (*Server, error) {
 	if err := s.initSecrets(); err != nil {
 		s.store.Close()
 		return nil, err
+	}
+	if cfg.DownloadsDir != "" {
+		if s.downloads, err = dist.OpenCatalog(cfg.DownloadsDir); err != nil {
+			s.store.Close()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
 	}
 	return s, nil
 }
@@ -403,6 +416,9 @@ func (s *Server) Close() error {
 		s.agents.closeAll()
 		s.web.tr.CloseIdleConnections()
 		s.wg.Wait()
+		if s.downloads != nil {
+			s.downloads.Close()
+		}
 		err = s.store.Close()
 	})
 	return err
