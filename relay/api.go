@@ -8,7 +8,7 @@ import (
 
 // routesMux is the relay's HTTP surface. Every route is in docs/api.md.
 func (s *Server) routesMux() http.Handler {
-	m := http.NewServeMux()
+	m := newRouteTable()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
