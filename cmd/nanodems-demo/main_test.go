@@ -90,6 +90,7 @@ func checkCommandLines(t *testing.T, bin string) {
 		"nanodems-agent":  {"enroll", "run"},
 		"nanodems-tunnel": {"run", "exec", "tun", "connect"},
 		"nanodems-demo":   {"run"},
+		"nanodems-dist":   {"build"},
 	} {
 		for _, arg := range []string{"help", "--help"} {
 			out, err := exec.Command(filepath.Join(bin, prog), arg).CombinedOutput()
