@@ -6,6 +6,7 @@ package demo
 
 import (
 	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -36,7 +37,16 @@ type Options struct {
 	// Info.CLICommand); `nanodems-demo` turns it on. Off, tests that count
 	// sessions see only their own.
 	CLISession bool
-	Logger     *slog.Logger
+	// DownloadsDir, when set, is filled with nanodems-tunnel and
+	// nanodems-agent for this machine's platform and served by the relay
+	// (/downloads/, /api/downloads), so the installers work in the demo.
+	// The binaries are built in the background after the start, and again
+	// at every start (the go command relinks only what changed, so a
+	// directory kept between starts makes the next one quick); Demo.Downloads
+	// tells when they are ready. Without the go command on PATH the demo
+	// says so and offers no downloads.
+	DownloadsDir string
+	Logger       *slog.Logger
 	// Relay adjusts the relay's configuration (tests: AppsDomain,
 	// CameraTimeout, …) before it starts.
 	Relay func(*relay.Config)
@@ -44,16 +54,21 @@ type Options struct {
 	Agent func(*agent.Config)
 }
 
-// The demo's sign-in and the stand-in camera's own login.
+// The demo user's email (its password is new at every start:
+// Info.UserPassword) and the stand-in camera's own login.
 const (
-	OperatorEmail    = "operator@demo.invalid"
-	OperatorPassword = "demo-password-123"
-	CameraUser       = "admin"
-	CameraPassword   = "demo-camera-1"
+	OperatorEmail  = "operator@demo.invalid"
+	CameraUser     = "admin"
+	CameraPassword = "demo-camera-1"
 )
 
 // Info is what an operator needs to use the demo.
 type Info struct {
+	// ConsoleURL, UserEmail and UserPassword sign an operator in to the
+	// console; the password is random, made at this start.
+	ConsoleURL     string `json:"console_url"`
+	UserEmail      string `json:"user_email"`
+	UserPassword   string `json:"user_password"`
 	RelayURL       string `json:"relay_url"`
 	CAPin          string `json:"ca_pin,omitempty"`
 	AdminKey       string `json:"admin_key"`
@@ -71,6 +86,9 @@ type Info struct {
 	CLICommand     string `json:"cli_command,omitempty"` // nanodems-tunnel run with that session
 	RTSPHandle     string `json:"rtsp_handle,omitempty"`
 	RTSPURL        string `json:"rtsp_url,omitempty"` // with Options.RTSPCamera: a player URL with its grant
+	// DownloadsURL lists the demo's downloads (with Options.DownloadsDir
+	// and the go command).
+	DownloadsURL string `json:"downloads_url,omitempty"`
 }
 
 // Demo is a running installation.
@@ -86,6 +104,7 @@ type Demo struct {
 	Info       Info
 
 	camera    *camera.Server
+	downloads downloadBuild
 	cancel    context.CancelFunc
 	agentDone chan struct{} // closed when Agent.Run returns
 	agentErr  error         // what it returned
@@ -119,6 +138,9 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 		DataDir: filepath.Join(o.DataDir, "relay"), APIAddr: o.APIAddr, AgentAddr: o.AgentAddr, RTSPAddr: o.RTSPAddr,
 		PlainHTTP: o.PlainHTTP, NodeName: "demo-relay", Logger: o.Logger,
 	}
+	if o.DownloadsDir != "" {
+		d.relayCfg.DownloadsDir = d.prepareDownloads(o.DownloadsDir, o.Logger)
+	}
 	if o.Relay != nil {
 		o.Relay(&d.relayCfg)
 	}
@@ -139,6 +161,7 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if err := d.provision(ctx); err != nil {
 		return nil, err
 	}
+	d.buildDownloads(o.Logger)
 
 	if d.Echo, err = StartEcho("127.0.0.1:0"); err != nil {
 		return nil, err
@@ -186,6 +209,10 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if err := d.WaitAgent(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}
+	in.ConsoleURL = in.RelayURL + "/"
+	if d.downloads.dir != "" {
+		in.DownloadsURL = in.RelayURL + "/api/downloads"
+	}
 	in.BrowserURL = in.RelayURL + "/c/" + in.HTTPHandle + "/"
 	in.ConnectCommand = fmt.Sprintf("echo hello | go run ./cmd/nanodems-tunnel connect --relay %s --token %s", in.RelayURL, in.Token)
 	if in.CAPin != "" {
@@ -215,7 +242,8 @@ func (d *Demo) provision(ctx context.Context) error {
 	if err := d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Demo tenant"}, &t, admin); err != nil {
 		return fmt.Errorf("demo: create tenant: %w", err)
 	}
-	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/users", map[string]string{"email": OperatorEmail, "password": OperatorPassword}, &u, admin); err != nil {
+	in.UserEmail, in.UserPassword = OperatorEmail, "demo-"+rand.Text()[:16]
+	if err := d.API.Do(ctx, "POST", "/api/tenants/"+t.ID+"/users", map[string]string{"email": in.UserEmail, "password": in.UserPassword}, &u, admin); err != nil {
 		return fmt.Errorf("demo: create user: %w", err)
 	}
 	if err := d.API.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin); err != nil {
@@ -276,6 +304,7 @@ func (d *Demo) WaitAgent(ctx context.Context, timeout time.Duration) error {
 // Close stops the agent, the relay and the targets, and removes a
 // temporary data directory.
 func (d *Demo) Close() {
+	d.downloads.stop()
 	if d.cancel != nil {
 		d.cancel()
 		<-d.agentDone

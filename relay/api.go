@@ -11,7 +11,7 @@ import (
 // in docs/api.md.
 func (s *Server) routesMux() http.Handler {
 	auth, mgmt, cli := s.auth, s.mgmt, s.cli
-	m := http.NewServeMux()
+	m := newRouteTable()
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
@@ -40,6 +40,10 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/sites/{siteId}/agents", auth.api(mgmt.listAgents))
 	m.HandleFunc("POST /api/agents/{agentId}/revoke", auth.api(mgmt.revokeAgent))
 	m.HandleFunc("GET /api/audit", auth.api(mgmt.listAudit))
+
+	// The downloads (downloadsPart): no sign-in.
+	m.HandleFunc("GET /api/downloads", s.dl.handleDownloadList)
+	m.HandleFunc("GET /downloads/{file}", s.dl.handleDownload)
 
 	m.HandleFunc("GET /api/tunnel/{handle}", s.tunnels.handleTunnel)
 	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", auth.api(s.rtspGW.mintRTSPURL)) // docs/rtsp.md

@@ -162,7 +162,7 @@ func BenchmarkPageProxy(b *testing.B) {
 	page, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
 	m := csrfRe.FindSubmatch(page)
-	resp, err = c.PostForm(d.Info.RelayURL+"/login", url.Values{"csrf": {string(m[1])}, "email": {demo.OperatorEmail}, "password": {demo.OperatorPassword}})
+	resp, err = c.PostForm(d.Info.RelayURL+"/login", url.Values{"csrf": {string(m[1])}, "email": {demo.OperatorEmail}, "password": {d.Info.UserPassword}})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -211,7 +211,7 @@ func TestChromiumCameraUI(t *testing.T) {
 	}
 	run("relay sign-in", 10*time.Second,
 		chromedp.SendKeys(`input[name=email]`, "operator@demo.invalid", chromedp.ByQuery),
-		chromedp.SendKeys(`input[name=password]`, "demo-password-123", chromedp.ByQuery),
+		chromedp.SendKeys(`input[name=password]`, d.Info.UserPassword, chromedp.ByQuery),
 		chromedp.Click(`#signin`, chromedp.ByQuery),
 		// Back to the camera, which redirects to its login page.
 		chromedp.WaitVisible(`form#login input[name=user]`, chromedp.ByQuery),

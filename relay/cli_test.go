@@ -149,7 +149,7 @@ func TestCLISessionAPI(t *testing.T) {
 
 	t.Run("signed-in browser needs its CSRF token", func(t *testing.T) {
 		c := browser(t, d)
-		signIn(t, d, c, demo.OperatorEmail, demo.OperatorPassword)
+		signIn(t, d, c, demo.OperatorEmail, d.Info.UserPassword)
 		_, home := get(t, c, d.Info.RelayURL+"/")
 		m := csrfRe.FindStringSubmatch(home)
 		if m == nil {
@@ -182,7 +182,7 @@ func TestCLISessionAPI(t *testing.T) {
 		// Basic authentication mints too (a first session without a token).
 		var s2 cliSession
 		must(t, d.API.Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{d.Info.SiteID}, "label": "second"}, &s2,
-			func(r *http.Request) { r.SetBasicAuth(demo.OperatorEmail, demo.OperatorPassword) }))
+			func(r *http.Request) { r.SetBasicAuth(demo.OperatorEmail, d.Info.UserPassword) }))
 		var list []map[string]any
 		must(t, d.API.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID+"/cli-sessions", nil, &list, demo.Bearer(d.Info.Token)))
 		if len(list) != 3 || list[0]["id"] != s2.ID || list[2]["id"] != s.ID {

@@ -554,9 +554,9 @@ func TestTokenRevokeCutsItsTunnels(t *testing.T) {
 func TestSignOutCutsItsTunnels(t *testing.T) {
 	d := startDemo(t)
 	c := browser(t, d)
-	signIn(t, d, c, demo.OperatorEmail, demo.OperatorPassword)
+	signIn(t, d, c, demo.OperatorEmail, d.Info.UserPassword)
 	otherBrowser := browser(t, d)
-	signIn(t, d, otherBrowser, demo.OperatorEmail, demo.OperatorPassword)
+	signIn(t, d, otherBrowser, demo.OperatorEmail, d.Info.UserPassword)
 
 	ws, _, err := websocket.Dial(context.Background(), wsURL(d, "/api/tunnel/"+d.Info.EchoHandle), &websocket.DialOptions{HTTPClient: c})
 	must(t, err)

@@ -1,5 +1,7 @@
 package relay
 
+import "github.com/nanodems/connector/internal/dist"
+
 // The operator edge is every way a person or a program reaches the relay
 // over its HTTPS listener (and the RTSP gateway's own). It is a set of
 // parts, each a small type in its own file that serves some routes and
@@ -19,6 +21,7 @@ package relay
 //     /api/sites/{siteId}/cli-sessions.
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
+//   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
 //
 // What they share (the configuration, the store, the log, audit and the
 // error answers) is base (base.go). Every part that reaches a device does
@@ -28,7 +31,7 @@ package relay
 
 // wireEdge makes the parts of the operator edge and gives each what it
 // depends on. It runs once, in New, after the secrets are loaded.
-func (s *Server) wireEdge() {
+func (s *Server) wireEdge(catalog *dist.Catalog) {
 	b := s.base
 	s.auth = &authenticator{base: b, adminKeyHash: s.adminKeyHash, pw: newPasswordGate()}
 	s.mgmt = &managementAPI{base: b, auth: s.auth, sealer: s.sealer, agents: s.agents, agentSide: s, apiPin: s.apiPin}
@@ -42,4 +45,5 @@ func (s *Server) wireEdge() {
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
 	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done}
 	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer}
+	s.dl = &downloadsPart{base: b, catalog: catalog}
 }

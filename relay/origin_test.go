@@ -62,7 +62,7 @@ func (cd *countingDevice) quiet(t *testing.T, what string) {
 func sessionCookie(t *testing.T, d *demo.Demo) string {
 	t.Helper()
 	c := browser(t, d)
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	u, _ := url.Parse(d.Info.RelayURL + "/")
 	var parts []string
 	for _, ck := range c.Jar.Cookies(u) {
@@ -138,7 +138,7 @@ func TestCrossSiteUnsafeMethodsRefused(t *testing.T) {
 		{"POST", "Sec-Fetch-Site: same-site\r\nOrigin: https://" + u.Host},
 	}
 	for _, tc := range refused {
-		for _, cred := range []string{cookie, "Authorization: Basic " + basicAuth("operator@demo.invalid", "demo-password-123")} {
+		for _, cred := range []string{cookie, "Authorization: Basic " + basicAuth("operator@demo.invalid", d.Info.UserPassword)} {
 			status, _, page := rawRequest(t, u.Host, tc.method+" /c/"+h+"/form HTTP/1.1\r\n"+host+cred+"\r\n"+tc.extra+form, "a=b")
 			if status != http.StatusForbidden || !strings.Contains(page, "cross-origin") {
 				t.Errorf("%s with %q, %.20s…: %d, want 403 naming the cross-origin request", tc.method, tc.extra, cred, status)

@@ -148,7 +148,7 @@ func TestBrowserProxyCameraUI(t *testing.T) {
 	if loc := resp.Header.Get("Location"); resp.StatusCode != http.StatusSeeOther || loc != "/login?next="+url.QueryEscape(prefix+"/") {
 		t.Fatalf("anonymous: %d Location %q", resp.StatusCode, loc)
 	}
-	resp = signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	resp = signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	if resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("sign-in: %d", resp.StatusCode)
 	}
@@ -324,7 +324,7 @@ func TestBrowserProxyChallengePassesThrough(t *testing.T) {
 	d := startDemo(t)
 	_, _, h, _ := camDevice(t, d, camera.Options{Username: camUser, Password: camPass}, false)
 	c := browser(t, d)
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	// deviceInfo needs the camera's own session first.
 	req, _ := http.NewRequest("POST", d.Info.RelayURL+"/c/"+h+"/ISAPI/Security/sessionLogin", strings.NewReader("user="+camUser+"&pass="+camPass))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
@@ -341,7 +341,7 @@ func TestBrowserProxyErrors(t *testing.T) {
 	d := startDemo(t, func(c *relay.Config) { c.CameraTimeout = 500 * time.Millisecond })
 	ctx := context.Background()
 	c := browser(t, d)
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 
 	// A camera that accepts and never answers.
 	silent, err := net.Listen("tcp", "127.0.0.1:0")
@@ -407,7 +407,7 @@ func TestBrowserProxyErrors(t *testing.T) {
 func TestSignOutEndsSessionServerSide(t *testing.T) {
 	d := startDemo(t)
 	c := browser(t, d)
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	u, _ := url.Parse(d.Info.RelayURL)
 	stolen := c.Jar.Cookies(u)
 	resp, page := get(t, c, d.Info.RelayURL+"/")
@@ -435,7 +435,7 @@ func TestHTTPSCameraCertificateAudited(t *testing.T) {
 	_, port, _ := net.SplitHostPort(srv.Addr)
 	h := addDevice(t, d, atoi(port))
 	c := browser(t, d)
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	resp, _ := get(t, c, d.Info.RelayURL+"/c/"+h+"/doc/page/login.asp")
 	if resp.StatusCode != 200 {
 		t.Fatalf("https camera page: %d", resp.StatusCode)
@@ -483,7 +483,7 @@ func TestProxyDoesNotForwardRelayCredentials(t *testing.T) {
 	h := addDevice(t, d, ln.Addr().(*net.TCPAddr).Port)
 	c := operator(d).HTTPClient()
 	for _, set := range []func(*http.Request){
-		func(r *http.Request) { r.SetBasicAuth("Operator@Demo.invalid", "demo-password-123") },
+		func(r *http.Request) { r.SetBasicAuth("Operator@Demo.invalid", d.Info.UserPassword) },
 		func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+d.Info.Token) },
 	} {
 		req, _ := http.NewRequest("GET", d.Info.RelayURL+"/c/"+h+"/x", nil)

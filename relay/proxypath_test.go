@@ -156,7 +156,7 @@ func subdomainSession(t *testing.T, d *demo.Demo, h, appsDomain string) string {
 		return (&net.Dialer{}).DialContext(ctx, network, addr)
 	}
 	c.Transport = tr
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	resp, _ := get(t, c, d.Info.RelayURL+"/c-auth?handle="+url.QueryEscape(h)+"&next=%2F")
 	grantURL := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusSeeOther {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nanodems/connector/internal/atomicfile"
 	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/dist"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
@@ -72,6 +73,10 @@ type Config struct {
 	// <0 turns the bound off. Harnesses that open thousands of tunnels
 	// from 127.0.0.1 raise it.
 	MaxConnsPerAddr int
+
+	// DownloadsDir holds the binaries the relay offers at /downloads/
+	// (nanodems-dist fills it; relay/downloads.go). Empty: none.
+	DownloadsDir string
 }
 
 // Server is a running relay. It holds the agent listener, the registry
@@ -106,6 +111,7 @@ type Server struct {
 	tunnels *wsTunnels
 	cli     *cliEdge
 	rtspGW  *rtspGateway
+	dl      *downloadsPart
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server
@@ -165,7 +171,14 @@ func New(cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
-	s.wireEdge()
+	var catalog *dist.Catalog
+	if cfg.DownloadsDir != "" {
+		if catalog, err = dist.OpenCatalog(cfg.DownloadsDir); err != nil {
+			s.store.Close()
+			return nil, fmt.Errorf("relay: %w", err)
+		}
+	}
+	s.wireEdge(catalog)
 	return s, nil
 }
 
@@ -425,6 +438,7 @@ func (s *Server) Close() error {
 		s.agents.closeAll()
 		s.browser.web.tr.CloseIdleConnections()
 		s.wg.Wait()
+		s.dl.close()
 		err = s.store.Close()
 	})
 	return err

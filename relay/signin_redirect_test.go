@@ -79,7 +79,7 @@ func TestSigninRedirectStaysLocal(t *testing.T) {
 	}
 	for _, next := range append(slices.Collect(maps.Keys(good)), evil...) {
 		// The sign-in form.
-		a := postLogin(d, c, demo.OperatorEmail, demo.OperatorPassword, next)
+		a := postLogin(d, c, demo.OperatorEmail, d.Info.UserPassword, next)
 		if a.status != http.StatusSeeOther {
 			t.Fatalf("sign-in, next %q: %d %q", next, a.status, a.body)
 		}

@@ -298,7 +298,7 @@ func TestSigninLockout(t *testing.T) {
 	t.Run("per address", func(t *testing.T) {
 		a := fromAddr(t, d, "127.0.6.1")
 		for range 5 { // successes are not counted
-			wantAnswer(t, "right password", basicCall(d, a, demo.OperatorEmail, demo.OperatorPassword), 200, "", "")
+			wantAnswer(t, "right password", basicCall(d, a, demo.OperatorEmail, d.Info.UserPassword), 200, "", "")
 		}
 		// 20 failures, each against another (unknown) account, so only the
 		// address limit can trip.
@@ -307,14 +307,14 @@ func TestSigninLockout(t *testing.T) {
 		}
 		hashes := relay.PasswordHashes(d.Relay)
 		wantAnswer(t, "21st failure", basicCall(d, a, "nobody-x@demo.invalid", "wrong"), 429, "3", `"error": "too many failed sign-ins from this address; try again in 3 s"`)
-		wantAnswer(t, "right password, address locked", basicCall(d, a, demo.OperatorEmail, demo.OperatorPassword), 429, "3", "from this address")
-		wantAnswer(t, "sign-in form, address locked", postLogin(d, a, demo.OperatorEmail, demo.OperatorPassword, ""), 429, "3", "too many failed sign-ins from this address; try again in 3 s")
+		wantAnswer(t, "right password, address locked", basicCall(d, a, demo.OperatorEmail, d.Info.UserPassword), 429, "3", "from this address")
+		wantAnswer(t, "sign-in form, address locked", postLogin(d, a, demo.OperatorEmail, d.Info.UserPassword, ""), 429, "3", "too many failed sign-ins from this address; try again in 3 s")
 		if n := relay.PasswordHashes(d.Relay) - hashes; n != 0 {
 			t.Errorf("refused attempts computed %d hashes", n)
 		}
 		wantAnswer(t, "another address", basicCall(d, fromAddr(t, d, "127.0.6.2"), "nobody-y@demo.invalid", "wrong"), 401, "", "invalid or revoked credential")
 		clk.advance(3 * time.Second)
-		wantAnswer(t, "after Retry-After", basicCall(d, a, demo.OperatorEmail, demo.OperatorPassword), 200, "", "")
+		wantAnswer(t, "after Retry-After", basicCall(d, a, demo.OperatorEmail, d.Info.UserPassword), 200, "", "")
 		wantAnswer(t, "one failure regained", basicCall(d, a, "nobody-z@demo.invalid", "wrong"), 401, "", "invalid or revoked credential")
 		wantAnswer(t, "and spent", basicCall(d, a, "nobody-z@demo.invalid", "wrong"), 429, "3", "from this address")
 	})
@@ -330,11 +330,11 @@ func TestSigninLockout(t *testing.T) {
 			wantAnswer(t, fmt.Sprintf("failure %d", i+1), basicCall(d, fromAddr(t, d, fmt.Sprintf("127.0.7.%d", i+1)), email, "wrong"), 401, "", "invalid or revoked credential")
 		}
 		wantAnswer(t, "11th failure", basicCall(d, fromAddr(t, d, "127.0.7.50"), demo.OperatorEmail, "wrong"), 429, "30", `"error": "too many failed sign-ins for this account; try again in 30 s"`)
-		wantAnswer(t, "right password, account locked", basicCall(d, fromAddr(t, d, "127.0.7.51"), demo.OperatorEmail, demo.OperatorPassword), 429, "30", "for this account")
-		wantAnswer(t, "sign-in form, account locked", postLogin(d, fromAddr(t, d, "127.0.7.52"), demo.OperatorEmail, demo.OperatorPassword, ""), 429, "30", "too many failed sign-ins for this account")
+		wantAnswer(t, "right password, account locked", basicCall(d, fromAddr(t, d, "127.0.7.51"), demo.OperatorEmail, d.Info.UserPassword), 429, "30", "for this account")
+		wantAnswer(t, "sign-in form, account locked", postLogin(d, fromAddr(t, d, "127.0.7.52"), demo.OperatorEmail, d.Info.UserPassword, ""), 429, "30", "too many failed sign-ins for this account")
 		wantAnswer(t, "another account", basicCall(d, fromAddr(t, d, "127.0.7.53"), "nobody@demo.invalid", "wrong"), 401, "", "invalid or revoked credential")
 		clk.advance(30 * time.Second)
-		wantAnswer(t, "after Retry-After", postLogin(d, fromAddr(t, d, "127.0.7.54"), demo.OperatorEmail, demo.OperatorPassword, ""), 303, "", "")
+		wantAnswer(t, "after Retry-After", postLogin(d, fromAddr(t, d, "127.0.7.54"), demo.OperatorEmail, d.Info.UserPassword, ""), 303, "", "")
 	})
 }
 

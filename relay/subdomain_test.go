@@ -41,7 +41,7 @@ func TestSubdomainMode(t *testing.T) {
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(loc, d.Info.RelayURL+"/c-auth?handle="+h) {
 		t.Fatalf("anonymous subdomain request: %d Location %q", resp.StatusCode, loc)
 	}
-	signIn(t, d, c, "operator@demo.invalid", "demo-password-123")
+	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	resp, _ = get(t, c, loc)
 	grantURL := resp.Header.Get("Location")
 	if resp.StatusCode != http.StatusSeeOther || !strings.HasPrefix(grantURL, origin+"/__nd/auth?grant=") {

@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/nanodems/connector/demo"
@@ -42,6 +43,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.APIAddr, "api-addr", "127.0.0.1:9443", "operator API listener")
 	fs.StringVar(&o.AgentAddr, "agent-addr", "127.0.0.1:8443", "agent listener")
 	fs.StringVar(&o.RTSPAddr, "rtsp-addr", "127.0.0.1:9554", `RTSP gateway listener ("off" disables it)`)
+	fs.StringVar(&o.DownloadsDir, "downloads-dir", defaultDownloadsDir(), `where the demo builds nanodems-tunnel and nanodems-agent for this machine, served at /downloads/ ("off": none)`)
 	level := cmdline.LogLevel(fs, slog.LevelWarn)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
@@ -50,6 +52,9 @@ func run(ctx context.Context, args []string) error {
 		return cmdline.Usagef("takes no arguments, got %q", fs.Args())
 	}
 	o.Logger = cmdline.Logger(level)
+	if o.DownloadsDir == "off" {
+		o.DownloadsDir = ""
+	}
 	o.RTSPCamera = o.RTSPAddr != "off"
 	o.CLISession = true
 	d, err := demo.Start(ctx, o)
@@ -72,19 +77,22 @@ func run(ctx context.Context, args []string) error {
 func printInfo(w io.Writer, in demo.Info) {
 	fmt.Fprintf(w, `nanodems demo is running (Ctrl-C stops it)
 
+  console        %s
+  email          %s
+  password       %s
+
   relay API      %s
   API key pin    %s
   admin key      %s
   tenant / site  %s / %s
   API token      %s
   agent          %s (connected)
-
+%s
   stand-in camera web UI    handle %s
   TCP echo target           handle %s
 
 Open the camera's web UI through the relay (accept the self-signed
-certificate; sign in as %s / %s, then log in to the
-camera as %s / %s):
+certificate; sign in as above, then log in to the camera as %s / %s):
 
   %s
 
@@ -96,8 +104,26 @@ Open a CLI session: every device of the site on 127.0.0.X:port
 (docs/cli.md; add --socks 127.0.0.1:1080 where binds are not allowed):
 
   %s
-%s`, in.RelayURL, in.CAPin, in.AdminKey, in.TenantID, in.SiteID, in.Token, in.AgentID, in.HTTPHandle, in.EchoHandle,
-		demo.OperatorEmail, demo.OperatorPassword, demo.CameraUser, demo.CameraPassword, in.BrowserURL, in.ConnectCommand, in.CLICommand, rtspHint(in))
+%s`, in.ConsoleURL, in.UserEmail, in.UserPassword, in.RelayURL, in.CAPin, in.AdminKey, in.TenantID, in.SiteID, in.Token, in.AgentID, downloadsLine(in), in.HTTPHandle, in.EchoHandle,
+		demo.CameraUser, demo.CameraPassword, in.BrowserURL, in.ConnectCommand, in.CLICommand, rtspHint(in))
+}
+
+// downloadsLine points at the demo's downloads, when it offers any.
+func downloadsLine(in demo.Info) string {
+	if in.DownloadsURL == "" {
+		return ""
+	}
+	return "  downloads      " + in.DownloadsURL + " (nanodems-tunnel and nanodems-agent for this machine, building in the background)\n"
+}
+
+// defaultDownloadsDir is a directory that outlives the demo's temporary
+// state, so that a second start finds its binaries built.
+func defaultDownloadsDir() string {
+	dir, err := os.UserCacheDir()
+	if err != nil {
+		dir = os.TempDir()
+	}
+	return filepath.Join(dir, "nanodems-demo", "downloads")
 }
 
 // rtspHint tells how to play the demo's RTSP camera, when there is one.

@@ -30,7 +30,7 @@ func TestDemoCommand(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	demo := exec.CommandContext(ctx, filepath.Join(bin, "nanodems-demo"), "--json", "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0", "--rtsp-addr", "127.0.0.1:0")
+	demo := exec.CommandContext(ctx, filepath.Join(bin, "nanodems-demo"), "--json", "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0", "--rtsp-addr", "127.0.0.1:0", "--downloads-dir", "off")
 	demo.Stderr = os.Stderr
 	out, err := demo.StdoutPipe()
 	if err != nil {
@@ -51,11 +51,15 @@ func TestDemoCommand(t *testing.T) {
 	if err := json.Unmarshal([]byte(line), &info); err != nil {
 		t.Fatalf("demo output is not one JSON object: %v\n%s", err, line)
 	}
-	for _, k := range []string{"relay_url", "admin_key", "tenant_id", "site_id", "token", "echo_handle", "rtsp_handle", "rtsp_url", "cli_token", "cli_command"} {
+	for _, k := range []string{"console_url", "user_email", "user_password", "relay_url", "admin_key", "tenant_id", "site_id", "token", "echo_handle", "rtsp_handle", "rtsp_url", "cli_token", "cli_command"} {
 		if info[k] == "" {
 			t.Errorf("demo JSON lacks %q", k)
 		}
 	}
+	if info["downloads_url"] != "" {
+		t.Errorf("demo with --downloads-dir off offers downloads at %s", info["downloads_url"])
+	}
+	checkConsoleSignIn(t, info)
 	cmdline := strings.Replace(info["connect_command"], "go run ./cmd/nanodems-tunnel", filepath.Join(bin, "nanodems-tunnel"), 1)
 	got, err := exec.CommandContext(ctx, "bash", "-c", cmdline).CombinedOutput()
 	if err != nil || string(got) != "hello\n" {
@@ -88,6 +92,7 @@ func checkCommandLines(t *testing.T, bin string) {
 		"nanodems-agent":  {"enroll", "run"},
 		"nanodems-tunnel": {"run", "exec", "tun", "connect"},
 		"nanodems-demo":   {"run"},
+		"nanodems-dist":   {"build"},
 	} {
 		for _, arg := range []string{"help", "--help"} {
 			out, err := exec.Command(filepath.Join(bin, prog), arg).CombinedOutput()

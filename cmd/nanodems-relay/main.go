@@ -48,6 +48,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the relay's origin as browsers reach it (subdomain mode sign-in), e.g. https://relay.example.com")
 	fs.DurationVar(&cfg.CameraTimeout, "camera-timeout", 0, "how long a camera may take to answer a proxied request before 504 (default 30s)")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "API connections one client address may hold open (default: a quarter of the open-file limit; -1: no bound)")
+	fs.StringVar(&cfg.DownloadsDir, "downloads-dir", "", "serve the binaries in this directory at /downloads/ (fill it with: go run ./cmd/nanodems-dist -out DIR)")
 	level := cmdline.LogLevel(fs, slog.LevelInfo)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err

@@ -1,0 +1,398 @@
+package relay_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// A credential of tenant B's user.
+type isoCred string
+
+const (
+	credToken  isoCred = "nt_ token"
+	credBasic  isoCred = "password (Basic)"
+	credCookie isoCred = "session cookie"
+	credOps    isoCred = "ops_ CLI session"
+)
+
+var allCreds = []isoCred{credToken, credBasic, credCookie, credOps}
+
+// isoFixture is two tenants on one relay: A (the demo's) with one of
+// everything, and B, whose user makes every request of the matrix.
+type isoFixture struct {
+	d *demo.Demo
+	// Tenant A's ids.
+	tenant, user, token, site, device, agent, handle, cli, loopback string
+	port                                                            int
+	// Tenant B.
+	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
+	bBrowser                                                      *http.Client
+}
+
+// isoRoute is one route of the relay and how to aim it at tenant A.
+type isoRoute struct {
+	pattern string // exactly as registered in routesMux
+	// skip says why the route takes no id of a tenant; such a route is
+	// listed so that the table stays complete, and not requested.
+	skip string
+	// paths are the route's paths with tenant A's ids (several when the
+	// route takes more than one id, mixing A's and B's).
+	paths func(f *isoFixture) []string
+	body  string // JSON body (or form body when form is set)
+	form  bool
+	ws    bool // a WebSocket route: requests carry a valid upgrade
+	// accepts are the credentials the route takes: with them the answer
+	// must be 403 or 404. Any other credential may also get 401 or a
+	// redirect to the sign-in page, never a 2xx or 5xx.
+	accepts []isoCred
+	// check replaces the 403/404 rule for routes that answer B with B's
+	// own data: it must show nothing of A.
+	check func(t *testing.T, f *isoFixture, status int, body string)
+}
+
+func paths(ps ...string) func(*isoFixture) []string {
+	return func(f *isoFixture) []string {
+		out := make([]string, len(ps))
+		for i, p := range ps {
+			out[i] = f.expand(p)
+		}
+		return out
+	}
+}
+
+// expand fills {tenant}, {user}, … with tenant A's ids and {bUser} with
+// B's.
+func (f *isoFixture) expand(p string) string {
+	return strings.NewReplacer(
+		"{tenant}", f.tenant, "{user}", f.user, "{token}", f.token, "{site}", f.site, "{device}", f.device,
+		"{agent}", f.agent, "{handle}", f.handle, "{cli}", f.cli, "{ip}", f.loopback, "{port}", strconv.Itoa(f.port),
+		"{bUser}", f.bUser, "{bSite}", f.bSite,
+	).Replace(p)
+}
+
+var (
+	apiCreds  = []isoCred{credToken, credBasic}
+	webCreds  = []isoCred{credToken, credBasic, credCookie}
+	noTenancy = "takes no id of a tenant"
+)
+
+// isolationRoutes is every route of routesMux. A route added there must
+// get a row here (TestTenantIsolation fails until it has one): one line
+// with its pattern, the path with tenant A's ids, a body if it takes
+// one, and the credentials it accepts.
+var isolationRoutes = []isoRoute{
+	{pattern: "GET /healthz", skip: noTenancy},
+	{pattern: "POST /api/enroll", skip: "its only credential is the one-shot et_ token in the body, bound to a site (enroll_test.go)"},
+	{pattern: "GET /favicon.ico", skip: noTenancy},
+	{pattern: "POST /api/admin/tenants", paths: paths("/api/admin/tenants"), body: `{"name":"by B"}`, accepts: apiCreds},
+	{pattern: "POST /api/tenants/{tenantId}/users", paths: paths("/api/tenants/{tenant}/users"), body: `{"email":"intruder@b.invalid","password":"intruder-password-1"}`, accepts: apiCreds},
+	{pattern: "POST /api/users/{userId}/tokens", paths: paths("/api/users/{user}/tokens"), accepts: apiCreds},
+	{pattern: "DELETE /api/users/{userId}/tokens/{tokenId}", paths: paths("/api/users/{user}/tokens/{token}", "/api/users/{bUser}/tokens/{token}"), accepts: apiCreds},
+	{pattern: "POST /api/tenants/{tenantId}/sites", paths: paths("/api/tenants/{tenant}/sites"), body: `{"name":"by B"}`, accepts: apiCreds},
+	{pattern: "GET /api/sites/{siteId}", paths: paths("/api/sites/{site}"), accepts: apiCreds},
+	{pattern: "PATCH /api/sites/{siteId}", paths: paths("/api/sites/{site}"), body: `{"name":"renamed by B"}`, accepts: apiCreds},
+	{pattern: "POST /api/sites/{siteId}/enrollment-tokens", paths: paths("/api/sites/{site}/enrollment-tokens"), accepts: apiCreds},
+	{pattern: "POST /api/sites/{siteId}/devices", paths: paths("/api/sites/{site}/devices"), body: `{"host":"10.9.9.9","ports":[80]}`, accepts: apiCreds},
+	{pattern: "GET /api/sites/{siteId}/devices", paths: paths("/api/sites/{site}/devices"), accepts: apiCreds},
+	{pattern: "GET /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), accepts: apiCreds},
+	{pattern: "PATCH /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), body: `{"label":"renamed by B","ports":[1]}`, accepts: apiCreds},
+	{pattern: "DELETE /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), accepts: apiCreds},
+	{pattern: "GET /api/sites/{siteId}/agents", paths: paths("/api/sites/{site}/agents"), accepts: apiCreds},
+	{pattern: "POST /api/agents/{agentId}/revoke", paths: paths("/api/agents/{agent}/revoke"), accepts: apiCreds},
+	{pattern: "GET /api/audit", paths: paths("/api/audit?tenant_id={tenant}", "/api/audit"), accepts: apiCreds, check: onlyOwnAudit},
+	{pattern: "GET /api/downloads", skip: "public: the binaries are the same for every tenant"},
+	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
+	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: webCreds},
+	{pattern: "POST /api/handles/{handle}/rtsp-url", paths: paths("/api/handles/{handle}/rtsp-url"), accepts: apiCreds},
+	{pattern: "GET /login", skip: noTenancy},
+	{pattern: "POST /login", skip: "signs in by email and password; signin_test.go"},
+	{pattern: "POST /logout", skip: "ends the caller's own session only"},
+	{pattern: "POST /switch-tenant", paths: paths("/switch-tenant"), body: "tenant_id={tenant}", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "GET /c-auth", paths: paths("/c-auth?handle={handle}&next=/"), accepts: []isoCred{credCookie}},
+	{pattern: "/c/{handle}", paths: paths("/c/{handle}"), accepts: webCreds},
+	{pattern: "/c/{handle}/{rest...}", paths: paths("/c/{handle}/", "/c/{handle}/index.html"), body: `x=1`, accepts: webCreds},
+	{pattern: "/", skip: "the catch-all: a page that names no object, or a 404"},
+	{pattern: "POST /api/cli/sessions", paths: paths("/api/cli/sessions"), body: `{"site_ids":["{site}"]}`, accepts: webCreds},
+	{pattern: "GET /api/sites/{siteId}/cli-sessions", paths: paths("/api/sites/{site}/cli-sessions"), accepts: webCreds},
+	{pattern: "DELETE /api/cli/sessions/{id}", paths: paths("/api/cli/sessions/{cli}"), accepts: webCreds},
+	{pattern: "GET /api/cli/sessions/plan", paths: paths("/api/cli/sessions/plan"), accepts: []isoCred{credOps}, check: planWithoutA},
+	{pattern: "GET /api/cli/raw-tunnel/{ip}/{port}", paths: paths("/api/cli/raw-tunnel/{ip}/{port}"), ws: true, accepts: []isoCred{credOps}},
+	{pattern: "GET /api/cli/mux", skip: "the ids travel in its streams' headers, checked per stream (TestCLIMuxStatuses)"},
+}
+
+// TestTenantIsolation runs every route of the relay with tenant A's ids
+// and each of tenant B's credentials, for every method the route
+// serves: the answer is 403 or 404 (never a 2xx, 3xx into A's data, or
+// 5xx), and tenant A's objects in the store are as they were.
+func TestTenantIsolation(t *testing.T) {
+	d := startDemo(t, func(c *relay.Config) { c.AppsDomain = "apps.invalid" })
+	f := newIsoFixture(t, d)
+
+	registered := relay.RoutePatterns(d.Relay)
+	listed := map[string]bool{}
+	for _, r := range isolationRoutes {
+		if listed[r.pattern] {
+			t.Errorf("route %q is in the table twice", r.pattern)
+		}
+		listed[r.pattern] = true
+		if !slices.Contains(registered, r.pattern) {
+			t.Errorf("route %q is in the table but not registered: remove or fix its row", r.pattern)
+		}
+	}
+	for _, p := range registered {
+		if !listed[p] {
+			t.Errorf("route %q is registered but not in isolationRoutes: add a row (its path with tenant A's ids, its body, its credentials)", p)
+		}
+	}
+
+	before := f.snapshot(t)
+	for _, r := range isolationRoutes {
+		if r.skip != "" {
+			continue
+		}
+		method, _, ok := strings.Cut(r.pattern, " ")
+		methods := []string{method}
+		if !ok {
+			methods = []string{"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"}
+		} else if method == "GET" {
+			methods = append(methods, "HEAD") // a GET pattern serves HEAD too
+		}
+		for _, m := range methods {
+			for _, p := range r.paths(f) {
+				for _, c := range allCreds {
+					status, body := f.do(t, c, m, p, f.expand(r.body), r.form, r.ws)
+					what := fmt.Sprintf("%s %s by B's %s", m, p, c)
+					accepted := slices.Contains(r.accepts, c)
+					// The router's own redirect of /c/{handle} to
+					// /c/{handle}/, and the sign-in page, show nothing.
+					harmless := status/100 == 3 && (strings.HasPrefix(body, "/login") || body == p+"/")
+					switch {
+					case r.check != nil && accepted && m == "HEAD":
+						if status != 200 || body != "" {
+							t.Errorf("%s: %d %s", what, status, oneLine(body))
+						}
+					case r.check != nil && accepted:
+						r.check(t, f, status, body)
+					case status < 200 || status/100 == 2 || status >= 500:
+						t.Errorf("%s: %d %s", what, status, oneLine(body))
+					case harmless:
+					case accepted && status != 403 && status != 404:
+						t.Errorf("%s: %d %s; want 403 or 404", what, status, oneLine(body))
+					case status/100 == 3:
+						t.Errorf("%s: redirect to %s; want a refusal or the sign-in page", what, body)
+					}
+				}
+			}
+		}
+		if after := f.snapshot(t); after != before {
+			t.Fatalf("after %s, tenant A's state changed:\nbefore %s\nafter  %s", r.pattern, before, after)
+		}
+	}
+}
+
+// newIsoFixture mints tenant A's remaining ids and makes tenant B: a
+// user with a password, an nt_ token, a signed-in browser with its
+// antiforgery token, a site with a device, and an ops_ CLI session.
+func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
+	ctx, admin := context.Background(), demo.Admin(d.Info.AdminKey)
+	f := &isoFixture{d: d, tenant: d.Info.TenantID, user: d.Info.UserID, site: d.Info.SiteID, device: d.Info.DeviceID, agent: d.Info.AgentID, handle: d.Info.HTTPHandle}
+	var tok struct{ ID string }
+	must(t, d.API.Do(ctx, "POST", "/api/users/"+f.user+"/tokens", nil, &tok, admin))
+	f.token = tok.ID
+	f.cli = mintCLI(t, d).ID
+	var dev struct {
+		LoopbackIP string `json:"loopback_ip"`
+		Ports      []int  `json:"ports"`
+	}
+	must(t, d.API.Do(ctx, "GET", "/api/devices/"+f.device, nil, &dev, admin))
+	f.loopback, f.port = dev.LoopbackIP, dev.Ports[0]
+
+	var ten, usr, btok, site struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	must(t, d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Tenant B"}, &ten, admin))
+	f.bTenant, f.bEmail, f.bPassword = ten.ID, "b@b.invalid", "tenant-b-password-1"
+	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/users", map[string]string{"email": f.bEmail, "password": f.bPassword}, &usr, admin))
+	f.bUser = usr.ID
+	must(t, d.API.Do(ctx, "POST", "/api/users/"+usr.ID+"/tokens", nil, &btok, admin))
+	f.bToken = btok.Token
+	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/sites", map[string]any{"name": "B site", "allow_loopback": true}, &site, demo.Bearer(f.bToken)))
+	f.bSite = site.ID
+	must(t, d.API.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{f.port}}, nil, demo.Bearer(f.bToken)))
+	var ops struct {
+		Token string `json:"token"`
+	}
+	must(t, d.API.Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{site.ID}}, &ops, demo.Bearer(f.bToken)))
+	f.bOps = ops.Token
+
+	f.bBrowser = browser(t, d)
+	if resp := signIn(t, d, f.bBrowser, f.bEmail, f.bPassword); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("B's sign-in: %d", resp.StatusCode)
+	}
+	_, home := get(t, f.bBrowser, d.Info.RelayURL+"/")
+	m := csrfRe.FindStringSubmatch(home)
+	if m == nil || !strings.Contains(home, f.bEmail) {
+		t.Fatalf("B's home page has no csrf field or does not name B:\n%s", home)
+	}
+	f.bCSRF = m[1]
+
+	// B's credentials work on B's own objects: the refusals below are
+	// about tenancy, not bad credentials.
+	for _, c := range []isoCred{credToken, credBasic} {
+		if status, body := f.do(t, c, "GET", "/api/sites/"+f.bSite, "", false, false); status != 200 {
+			t.Fatalf("B's %s on B's site: %d %s", c, status, body)
+		}
+	}
+	if status, body := f.do(t, credCookie, "GET", "/api/sites/"+f.bSite+"/cli-sessions", "", false, false); status != 200 {
+		t.Fatalf("B's session cookie on B's CLI sessions: %d %s", status, body)
+	}
+	if status, body := f.do(t, credOps, "GET", "/api/cli/sessions/plan", "", false, false); status != 200 || !strings.Contains(body, f.bSite) {
+		t.Fatalf("B's ops_ session's plan: %d %s", status, body)
+	}
+	return f
+}
+
+// do sends one request as B with credential c. A redirect's answer is
+// its Location.
+func (f *isoFixture) do(t *testing.T, c isoCred, method, path, body string, form, ws bool) (int, string) {
+	t.Helper()
+	var rd io.Reader
+	if body != "" && method != "GET" && method != "HEAD" {
+		if form && c == credCookie {
+			body += "&csrf=" + url.QueryEscape(f.bCSRF)
+		}
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequest(method, f.d.Info.RelayURL+path, rd)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	if ws {
+		req.Header.Set("Connection", "Upgrade")
+		req.Header.Set("Upgrade", "websocket")
+		req.Header.Set("Sec-WebSocket-Version", "13")
+		req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	}
+	client := f.d.API.Client
+	switch c {
+	case credToken:
+		req.Header.Set("Authorization", "Bearer "+f.bToken)
+	case credBasic:
+		req.SetBasicAuth(f.bEmail, f.bPassword)
+	case credOps:
+		req.Header.Set("Authorization", "Bearer "+f.bOps)
+	case credCookie:
+		// As the console's own scripts send it: same origin, with the
+		// session's antiforgery token.
+		client = f.bBrowser
+		req.Header.Set("X-CSRF-Token", f.bCSRF)
+		req.Header.Set("Origin", f.d.Info.RelayURL)
+	}
+	noRedirect := *client
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if resp.StatusCode/100 == 3 {
+		return resp.StatusCode, resp.Header.Get("Location")
+	}
+	return resp.StatusCode, string(b)
+}
+
+// snapshot is tenant A's objects as the store holds them, and the number
+// of audit records: what no request of B may change.
+func (f *isoFixture) snapshot(t *testing.T) string {
+	t.Helper()
+	ctx, st := context.Background(), f.d.Relay.Store()
+	var b strings.Builder
+	ten, err := st.GetTenant(ctx, f.tenant)
+	must(t, err)
+	u, err := st.GetUser(ctx, f.user)
+	must(t, err)
+	tok, err := st.GetAPIToken(ctx, f.token)
+	must(t, err)
+	site, err := st.GetSite(ctx, f.site)
+	must(t, err)
+	fmt.Fprintf(&b, "tenant %s %q; user %s %s %s %v; token %s revoked %v; site %s %q v%d loopback %v",
+		ten.ID, ten.Name, u.ID, u.TenantID, u.Email, u.Superadmin, tok.ID, tok.RevokedAt != nil, site.ID, site.Name, site.AllowlistVersion, site.AllowLoopback)
+	devs, err := st.ListDevices(ctx, f.site)
+	must(t, err)
+	for _, d := range devs {
+		fmt.Fprintf(&b, "; device %s %s %v %q %s", d.ID, d.Host, d.Ports, d.Label, d.LoopbackIP)
+		hs, err := st.ListHandles(ctx, d.ID)
+		must(t, err)
+		for _, h := range hs {
+			fmt.Fprintf(&b, " handle %s:%d", h.Handle, h.Port)
+		}
+		creds, _ := st.GetDeviceCredentials(ctx, d.ID)
+		fmt.Fprintf(&b, " login %d bytes", len(creds))
+	}
+	agents, err := st.ListAgents(ctx, f.site)
+	must(t, err)
+	for _, a := range agents {
+		fmt.Fprintf(&b, "; agent %s revoked %v", a.ID, a.RevokedAt != nil)
+	}
+	cs, err := st.GetCLISession(ctx, f.cli)
+	must(t, err)
+	fmt.Fprintf(&b, "; cli %s revoked %v", cs.ID, cs.RevokedAt != nil)
+	all, err := st.ListAudit(ctx, store.AuditFilter{Limit: 100000})
+	must(t, err)
+	fmt.Fprintf(&b, "; %d audit records", len(all))
+	if !f.d.Agent.Connected() {
+		b.WriteString("; agent disconnected")
+	}
+	return b.String()
+}
+
+// onlyOwnAudit: B's audit list, even asked for A's tenant, holds only
+// B's records.
+func onlyOwnAudit(t *testing.T, f *isoFixture, status int, body string) {
+	t.Helper()
+	var events []struct {
+		TenantID string `json:"tenant_id"`
+	}
+	if status != 200 || json.Unmarshal([]byte(body), &events) != nil || len(events) == 0 {
+		t.Errorf("B's audit list: %d %s", status, oneLine(body))
+		return
+	}
+	for _, e := range events {
+		if e.TenantID != f.bTenant {
+			t.Errorf("B's audit list holds a record of tenant %q", e.TenantID)
+		}
+	}
+}
+
+// planWithoutA: B's CLI plan lists B's devices only.
+func planWithoutA(t *testing.T, f *isoFixture, status int, body string) {
+	t.Helper()
+	if status != 200 || !strings.Contains(body, f.bSite) || strings.Contains(body, f.site) || strings.Contains(body, f.handle) || strings.Contains(body, f.device) {
+		t.Errorf("B's CLI plan: %d %s", status, oneLine(body))
+	}
+}
+
+func oneLine(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > 200 {
+		s = s[:200] + "…"
+	}
+	return s
+}
