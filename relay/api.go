@@ -29,7 +29,12 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("PATCH /api/sites/{siteId}", s.api(s.patchSite))
 	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", s.api(s.createEnrollmentToken))
 	m.HandleFunc("POST /api/sites/{siteId}/devices", s.api(s.createDevice))
-	m.HandleFunc("GET /api/sites/{siteId}/devices", s.api(s.listDevices))
+	m.HandleFunc("GET /api/sites/{siteId}/devices", s.api(s.listDevices)) // paged lists: relay/api_lists.go
+	m.HandleFunc("GET /api/tenants/{tenantId}/sites", s.api(s.listSites))
+	m.HandleFunc("GET /api/tenants/{tenantId}/users", s.api(s.listUsers))
+	m.HandleFunc("GET /api/users/{userId}/tokens", s.api(s.listUserTokens))
+	m.HandleFunc("GET /api/sites/{siteId}/handles", s.api(s.listSiteHandles))
+	m.HandleFunc("POST /api/devices/{deviceId}/ports/{port}/handle", s.api(s.ensureHandle)) // relay/api_handles.go
 	m.HandleFunc("GET /api/devices/{deviceId}", s.api(s.getDevice))
 	m.HandleFunc("PATCH /api/devices/{deviceId}", s.api(s.patchDevice))
 	m.HandleFunc("DELETE /api/devices/{deviceId}", s.api(s.deleteDevice))
@@ -57,6 +62,9 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/cli/sessions/plan", s.handleCLIPlan)
 	m.HandleFunc("GET /api/cli/raw-tunnel/{ip}/{port}", s.handleCLIRawTunnel)
 	m.HandleFunc("GET /api/cli/mux", s.handleCLIMux)
+
+	// The operator console's pages (relay/console.go).
+	s.mountConsole(m)
 	return m
 }
 

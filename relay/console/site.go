@@ -1,0 +1,72 @@
+package console
+
+import (
+	"net/http"
+	"net/url"
+	"strings"
+)
+
+// enrollment is the answer of site creation and of a new enrollment token:
+// a one-shot token and the command that uses it.
+type enrollment struct {
+	ID        string `json:"id"`
+	Token     string `json:"enrollment_token"`
+	ExpiresAt string `json:"enrollment_expires_at"`
+	Command   string `json:"enroll_command"`
+}
+
+// siteExtras is what a form adds to the site page it answers with.
+type siteExtras struct {
+	Enrollment *enrollment // shown once
+	Flash      string
+	Edit       *portsForm // the ✏ popup, open (with its error)
+	Add        *deviceForm
+	Delete     *Device // the delete confirmation, open
+}
+
+type siteView struct {
+	Site    Site
+	Devices []Device
+	More    string
+	siteExtras
+}
+
+// sitePage (GET /sites/{siteId}) is a site: its enrollment command, its
+// devices and their port pills.
+func (h *Handler) sitePage(w http.ResponseWriter, r *http.Request, c *call) error {
+	return h.showSite(w, r, c, r.PathValue("siteId"), siteExtras{})
+}
+
+// showSite renders the site page, with what a form adds to it.
+func (h *Handler) showSite(w http.ResponseWriter, r *http.Request, c *call, siteID string, x siteExtras) error {
+	return h.showSiteStatus(w, r, c, http.StatusOK, siteID, x)
+}
+
+func (h *Handler) showSiteStatus(w http.ResponseWriter, r *http.Request, c *call, status int, siteID string, x siteExtras) error {
+	v := siteView{siteExtras: x}
+	if err := c.Call("GET", "/api/sites/"+url.PathEscape(siteID), nil, &v.Site); err != nil {
+		return err
+	}
+	var page devicePage
+	if err := c.Call("GET", "/api/sites/"+url.PathEscape(siteID)+"/devices?limit=1000&cursor="+url.QueryEscape(r.URL.Query().Get("cursor")), nil, &page); err != nil {
+		return err
+	}
+	v.Devices, v.More = page.Items, page.Next
+	return h.renderFlash(w, r, c, status, "site", "sites", v, x.Flash)
+}
+
+// fieldReason is the API's reason without its "bad request: " lead.
+func fieldReason(reason string) string {
+	return strings.TrimPrefix(reason, "bad request: ")
+}
+
+// newEnrollment (POST /sites/{siteId}/enrollment) mints a fresh one-shot
+// enrollment token and shows the site page with its command.
+func (h *Handler) newEnrollment(w http.ResponseWriter, r *http.Request, c *call) error {
+	siteID := r.PathValue("siteId")
+	var e enrollment
+	if err := c.Call("POST", "/api/sites/"+url.PathEscape(siteID)+"/enrollment-tokens", nil, &e); err != nil {
+		return err
+	}
+	return h.showSite(w, r, c, siteID, siteExtras{Enrollment: &e})
+}
