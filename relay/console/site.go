@@ -2,6 +2,7 @@ package console
 
 import (
 	"net/http"
+	"strconv"
 	"net/url"
 	"strings"
 )
@@ -22,6 +23,7 @@ type siteExtras struct {
 	Edit       *portsForm // the ✏ popup, open (with its error)
 	Add        *deviceForm
 	Delete     *Device // the delete confirmation, open
+	RTSPURL    string  // an RTSP pill's URL, without the script
 }
 
 type siteView struct {
@@ -33,8 +35,37 @@ type siteView struct {
 
 // sitePage (GET /sites/{siteId}) is a site: its enrollment command, its
 // devices and their port pills.
+// Without the script, ✏ and Delete are links to ?edit= and ?delete=,
+// which render the page with that popup open.
 func (h *Handler) sitePage(w http.ResponseWriter, r *http.Request, c *call) error {
-	return h.showSite(w, r, c, r.PathValue("siteId"), siteExtras{})
+	var x siteExtras
+	q := r.URL.Query()
+	for _, id := range []string{q.Get("edit"), q.Get("delete")} {
+		if id == "" {
+			continue
+		}
+		var d Device
+		if err := c.Call("GET", "/api/devices/"+url.PathEscape(id), nil, &d); err != nil {
+			return err
+		}
+		if d.SiteID != r.PathValue("siteId") {
+			return errNotFound
+		}
+		if q.Get("edit") != "" {
+			x.Edit = &portsForm{Device: d, Ports: joinPorts(d.Ports)}
+		} else {
+			x.Delete = &d
+		}
+	}
+	return h.showSite(w, r, c, r.PathValue("siteId"), x)
+}
+
+func joinPorts(ps []int) string {
+	s := make([]string, len(ps))
+	for i, p := range ps {
+		s[i] = strconv.Itoa(p)
+	}
+	return strings.Join(s, ", ")
 }
 
 // showSite renders the site page, with what a form adds to it.

@@ -23,7 +23,8 @@
     t._timer = setTimeout(function () { t.hidden = true; }, 6000);
   }
 
-  function copyText(text, what) {
+  // copyText copies text and says so; show adds the text to the message.
+  function copyText(text, what, show) {
     function fallback() {
       var ta = document.createElement("textarea");
       ta.value = text;
@@ -34,7 +35,7 @@
       ta.remove();
       return ok;
     }
-    var done = function () { toast("Copied " + what + " to the clipboard."); };
+    var done = function () { toast("Copied " + what + " to the clipboard" + (show ? ": " + text : ".")); };
     if (navigator.clipboard && window.isSecureContext) {
       return navigator.clipboard.writeText(text).then(done, function () {
         if (fallback()) done(); else toast(what + ": " + text);
@@ -53,12 +54,36 @@
     var f = d.querySelector("[autofocus], input:not([type=hidden]), button");
     if (f) f.focus();
   }
+  // fill points a shared dialog at the row its opener belongs to:
+  // data-action is its form's action, data-value-NAME the value of its
+  // field NAME, data-text-NAME the text of its [data-slot=NAME].
+  function fill(d, opener) {
+    var form = d.querySelector("form");
+    Array.prototype.forEach.call(opener.attributes, function (a) {
+      if (a.name === "data-action" && form) {
+        form.setAttribute("action", a.value);
+      } else if (a.name.indexOf("data-value-") === 0 && form) {
+        var f = form.elements[a.name.slice(11)];
+        if (f) {
+          f.value = a.value;
+          f.removeAttribute("aria-invalid");
+        }
+      } else if (a.name.indexOf("data-text-") === 0) {
+        d.querySelectorAll('[data-slot="' + a.name.slice(10) + '"]').forEach(function (el) { el.textContent = a.value; });
+      }
+    });
+    if (opener.hasAttribute("data-action")) {
+      d.querySelectorAll("[data-error]").forEach(function (el) { el.remove(); });
+    }
+  }
+
   document.addEventListener("click", function (ev) {
     var opener = ev.target.closest("[data-dialog]");
     if (opener) {
       var d = document.getElementById(opener.getAttribute("data-dialog"));
       if (d && d.showModal) {
         ev.preventDefault();
+        fill(d, opener);
         openDialog(d);
       }
       return;
@@ -94,9 +119,7 @@
         return body;
       });
     }).then(function (body) {
-      var out = f.parentElement.querySelector("[data-rtsp-url]");
-      if (out) out.textContent = body.url;
-      return copyText(body.url, "the RTSP URL");
+      return copyText(body.url, "the RTSP URL", true);
     }).catch(function (e) { toast("RTSP URL: " + e.message); });
   });
 
