@@ -2,8 +2,8 @@ package console
 
 import (
 	"net/http"
-	"strconv"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
