@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"slices"
 	"net/url"
+	"slices"
 	"strings"
 	"testing"
 
@@ -197,5 +197,43 @@ func TestConsoleTenantIsolation(t *testing.T) {
 	var page struct{ Items []struct{ ID string } }
 	if err := d.API.Do(context.Background(), "GET", "/api/tenants/"+b.ID+"/sites", nil, &page, demo.Bearer(tok.Token)); err != nil || len(page.Items) != 1 || page.Items[0].ID != b.SiteID {
 		t.Errorf("tenant B's own sites: %v %+v", err, page.Items)
+	}
+}
+
+// Every console form refuses bad input with the field and the reason,
+// status 400, and stores nothing.
+func TestConsoleBadInput(t *testing.T) {
+	d := startDemo(t)
+	c := signIn(t, d, demo.OperatorEmail, demo.OperatorPassword)
+	before := siteDevices(t, d, d.Info.SiteID)
+	site := "/sites/" + d.Info.SiteID
+	dev := "/devices/" + d.Info.DeviceID
+	for _, tc := range []struct {
+		path   string
+		form   url.Values
+		reason string // shown at the field
+	}{
+		{"/sites", url.Values{"name": {"  "}}, "name is required"},
+		{site + "/devices", url.Values{"host": {""}, "ports": {"80"}}, "host: enter the device&#39;s LAN address"},
+		{site + "/devices", url.Values{"host": {"a/b"}, "ports": {"80"}}, "host &#34;a/b&#34; is not a host name or IP address"},
+		{site + "/devices", url.Values{"host": {"192.0.2.1"}, "ports": {""}}, "ports: list at least one port"},
+		{site + "/devices", url.Values{"host": {"192.0.2.1"}, "ports": {"http"}}, "ports: &#34;http&#34; is not a port number"},
+		{site + "/devices", url.Values{"host": {"192.0.2.1"}, "ports": {"0"}}, "port 0 is out of range"},
+		{site + "/devices", url.Values{"host": {"192.0.2.1"}, "ports": {"80,80"}}, "port 80 is listed twice"},
+		{site + "/devices", url.Values{"host": {"192.0.2.1"}, "ports": {"80"}, "password": {"x"}}, "a password needs a username"},
+		{dev + "/ports", url.Values{"ports": {""}}, "ports: list at least one port"},
+		{dev + "/ports", url.Values{"ports": {"80; x"}}, "ports: &#34;x&#34; is not a port number"},
+		{dev + "/ports", url.Values{"ports": {"65536"}}, "port 65536 is out of range"},
+		{dev + "/open/9", nil, "port &#34;9&#34; is not one of device"},
+		{dev + "/rtsp/abc", nil, "port &#34;abc&#34; is not one of device"},
+	} {
+		st, body := c.post(tc.path, tc.form)
+		if st != http.StatusBadRequest || !strings.Contains(body, tc.reason) {
+			t.Errorf("POST %s %v: %d, want 400 with %q", tc.path, tc.form, st, tc.reason)
+		}
+	}
+	after := siteDevices(t, d, d.Info.SiteID)
+	if len(after) != len(before) || !slices.Equal(after[0].Ports, before[0].Ports) {
+		t.Errorf("refused forms changed the devices: %+v → %+v", before, after)
 	}
 }

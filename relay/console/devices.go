@@ -143,7 +143,13 @@ func (h *Handler) addDevice(w http.ResponseWriter, r *http.Request, c *call) err
 		return refuse("ports", err.Error())
 	}
 	body := map[string]any{"host": f.Host, "ports": ports, "label": f.Label, "manufacturer": f.Manufacturer, "model": f.Model}
-	if pw := r.PostForm.Get("password"); f.Username != "" || pw != "" {
+	pw := r.PostForm.Get("password")
+	if pw != "" && f.Username == "" {
+		// The API reads an empty username as "no login": say so rather
+		// than drop the password.
+		return refuse("username", "username: a password needs a username")
+	}
+	if f.Username != "" {
 		body["username"], body["password"] = f.Username, pw
 	}
 	var d struct {
