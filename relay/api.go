@@ -33,7 +33,12 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("PATCH /api/sites/{siteId}", auth.api(mgmt.patchSite))
 	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", auth.api(mgmt.createEnrollmentToken))
 	m.HandleFunc("POST /api/sites/{siteId}/devices", auth.api(mgmt.createDevice))
-	m.HandleFunc("GET /api/sites/{siteId}/devices", auth.api(mgmt.listDevices))
+	m.HandleFunc("GET /api/sites/{siteId}/devices", auth.api(mgmt.listDevices)) // paged lists: relay/api_lists.go
+	m.HandleFunc("GET /api/tenants/{tenantId}/sites", auth.api(mgmt.listSites))
+	m.HandleFunc("GET /api/tenants/{tenantId}/users", auth.api(mgmt.listUsers))
+	m.HandleFunc("GET /api/users/{userId}/tokens", auth.api(mgmt.listUserTokens))
+	m.HandleFunc("GET /api/sites/{siteId}/handles", auth.api(mgmt.listSiteHandles))
+	m.HandleFunc("POST /api/devices/{deviceId}/ports/{port}/handle", auth.api(mgmt.ensureHandle)) // relay/api_handles.go
 	m.HandleFunc("GET /api/devices/{deviceId}", auth.api(mgmt.getDevice))
 	m.HandleFunc("PATCH /api/devices/{deviceId}", auth.api(mgmt.patchDevice))
 	m.HandleFunc("DELETE /api/devices/{deviceId}", auth.api(mgmt.deleteDevice))
@@ -66,6 +71,9 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/cli/sessions/plan", cli.handleCLIPlan)
 	m.HandleFunc("GET /api/cli/raw-tunnel/{ip}/{port}", cli.handleCLIRawTunnel)
 	m.HandleFunc("GET /api/cli/mux", cli.handleCLIMux)
+
+	// The operator console's pages (relay/console.go).
+	s.mountConsole(m)
 	return m
 }
 

@@ -210,27 +210,6 @@ func (s *managementAPI) getDevice(w http.ResponseWriter, r *http.Request, p Prin
 	return nil
 }
 
-func (s *managementAPI) listDevices(w http.ResponseWriter, r *http.Request, p Principal) error {
-	site, err := s.siteFor(r, p, r.PathValue("siteId"))
-	if err != nil {
-		return err
-	}
-	devs, err := s.store.ListDevices(r.Context(), site.ID)
-	if err != nil {
-		return err
-	}
-	out := make([]map[string]any, 0, len(devs))
-	for _, d := range devs {
-		j, err := s.deviceJSON(r.Context(), d, 0)
-		if err != nil {
-			return err
-		}
-		out = append(out, j)
-	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
-}
-
 // patchDevice edits a device. New ports get fresh handles, removed ports'
 // handles are revoked, and the site's agents get the new allowlist.
 func (s *managementAPI) patchDevice(w http.ResponseWriter, r *http.Request, p Principal) error {

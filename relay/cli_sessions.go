@@ -93,6 +93,9 @@ func (e scopeError) Is(target error) bool { return target == errForbidden }
 // of the same site (a camera UI in subdomain mode) mint or revoke sessions.
 // An ops_ token never manages sessions: authenticate accepts only nt_.
 func (s *cliEdge) cliManager(r *http.Request) (Principal, error) {
+	if p, ok := consolePrincipal(r); ok {
+		return p, nil
+	}
 	if r.Header.Get("X-Admin-Api-Key") != "" || r.Header.Get("Authorization") != "" {
 		return s.auth.authenticate(r)
 	}

@@ -53,7 +53,9 @@ func snapshot(t *testing.T, d *demo.Demo, siteID string) siteState {
 	var site apiSite
 	must(t, d.API.Do(ctx, "GET", "/api/sites/"+siteID, nil, &site, admin))
 	st.version = site.AllowlistVersion
-	must(t, d.API.Do(ctx, "GET", "/api/sites/"+siteID+"/devices", nil, &st.devices, admin))
+	var page struct{ Items []apiDevice }
+	must(t, d.API.Do(ctx, "GET", "/api/sites/"+siteID+"/devices", nil, &page, admin))
+	st.devices = page.Items
 	for _, action := range []string{"device.create", "device.update", "device.credentials"} {
 		var evs []auditEvent
 		must(t, d.API.Do(ctx, "GET", "/api/audit?limit=1000&action="+action, nil, &evs, admin))
@@ -138,10 +140,10 @@ func TestDeviceLocalTargetsNeedSiteSetting(t *testing.T) {
 		err := d.API.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": host, "ports": []int{80}}, nil, tok)
 		wantBadRequest(t, err, `set "allow_loopback" on the site`)
 	}
-	var devs []apiDevice
+	var devs struct{ Items []apiDevice }
 	must(t, d.API.Do(ctx, "GET", "/api/sites/"+site.ID+"/devices", nil, &devs, tok))
-	if len(devs) != 0 {
-		t.Fatalf("refused hosts stored %d devices", len(devs))
+	if len(devs.Items) != 0 {
+		t.Fatalf("refused hosts stored %d devices", len(devs.Items))
 	}
 
 	var dev apiDevice

@@ -111,6 +111,11 @@ var isolationRoutes = []isoRoute{
 	{pattern: "DELETE /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), accepts: apiCreds},
 	{pattern: "GET /api/sites/{siteId}/agents", paths: paths("/api/sites/{site}/agents"), accepts: apiCreds},
 	{pattern: "POST /api/agents/{agentId}/revoke", paths: paths("/api/agents/{agent}/revoke"), accepts: apiCreds},
+	{pattern: "GET /api/tenants/{tenantId}/sites", paths: paths("/api/tenants/{tenant}/sites", "/api/tenants/{tenant}/sites?limit=1000"), accepts: apiCreds},
+	{pattern: "GET /api/tenants/{tenantId}/users", paths: paths("/api/tenants/{tenant}/users"), accepts: apiCreds},
+	{pattern: "GET /api/users/{userId}/tokens", paths: paths("/api/users/{user}/tokens"), accepts: apiCreds},
+	{pattern: "GET /api/sites/{siteId}/handles", paths: paths("/api/sites/{site}/handles"), accepts: apiCreds},
+	{pattern: "POST /api/devices/{deviceId}/ports/{port}/handle", paths: paths("/api/devices/{device}/ports/{port}/handle", "/api/devices/{device}/ports/554/handle"), accepts: apiCreds},
 	{pattern: "GET /api/audit", paths: paths("/api/audit?tenant_id={tenant}", "/api/audit"), accepts: apiCreds, check: onlyOwnAudit},
 	{pattern: "GET /api/downloads", skip: "public: the binaries are the same for every tenant"},
 	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
@@ -124,6 +129,18 @@ var isolationRoutes = []isoRoute{
 	{pattern: "/c/{handle}", paths: paths("/c/{handle}"), accepts: webCreds},
 	{pattern: "/c/{handle}/{rest...}", paths: paths("/c/{handle}/", "/c/{handle}/index.html"), body: `x=1`, accepts: webCreds},
 	{pattern: "/", skip: "the catch-all: a page that names no object, or a 404"},
+	// The console's pages (relay/console): a session cookie and, on a
+	// form, its antiforgery token; every other credential is sent to sign in.
+	{pattern: "GET /console/static/{file}", skip: "the console's stylesheet and script, the same for everyone"},
+	{pattern: "GET /sites", paths: paths("/sites", "/sites?after={site}"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
+	{pattern: "POST /sites", paths: paths("/sites"), body: "name=by+B", form: true, accepts: []isoCred{credCookie}, check: showsNothingOfA},
+	{pattern: "GET /sites/{siteId}", paths: paths("/sites/{site}"), accepts: []isoCred{credCookie}},
+	{pattern: "POST /sites/{siteId}/enrollment", paths: paths("/sites/{site}/enrollment"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /sites/{siteId}/devices", paths: paths("/sites/{site}/devices"), body: "host=10.9.9.9&ports=80", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /devices/{deviceId}/ports", paths: paths("/devices/{device}/ports"), body: "ports=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /devices/{deviceId}/delete", paths: paths("/devices/{device}/delete"), body: "confirm=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /devices/{deviceId}/open/{port}", paths: paths("/devices/{device}/open/{port}"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /devices/{deviceId}/rtsp/{port}", paths: paths("/devices/{device}/rtsp/{port}"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /api/cli/sessions", paths: paths("/api/cli/sessions"), body: `{"site_ids":["{site}"]}`, accepts: webCreds},
 	{pattern: "GET /api/sites/{siteId}/cli-sessions", paths: paths("/api/sites/{site}/cli-sessions"), accepts: webCreds},
 	{pattern: "DELETE /api/cli/sessions/{id}", paths: paths("/api/cli/sessions/{cli}"), accepts: webCreds},
@@ -242,7 +259,7 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	if resp := signIn(t, d, f.bBrowser, f.bEmail, f.bPassword); resp.StatusCode != http.StatusSeeOther {
 		t.Fatalf("B's sign-in: %d", resp.StatusCode)
 	}
-	_, home := get(t, f.bBrowser, d.Info.RelayURL+"/")
+	_, home := get(t, f.bBrowser, d.Info.RelayURL+"/sites")
 	m := csrfRe.FindStringSubmatch(home)
 	if m == nil || !strings.Contains(home, f.bEmail) {
 		t.Fatalf("B's home page has no csrf field or does not name B:\n%s", home)
@@ -319,7 +336,7 @@ func (f *isoFixture) do(t *testing.T, c isoCred, method, path, body string, form
 }
 
 // snapshot is tenant A's objects as the store holds them, and the number
-// of audit records: what no request of B may change.
+// of audit records that are not B's own: what no request of B may change.
 func (f *isoFixture) snapshot(t *testing.T) string {
 	t.Helper()
 	ctx, st := context.Background(), f.d.Relay.Store()
@@ -354,9 +371,18 @@ func (f *isoFixture) snapshot(t *testing.T) string {
 	cs, err := st.GetCLISession(ctx, f.cli)
 	must(t, err)
 	fmt.Fprintf(&b, "; cli %s revoked %v", cs.ID, cs.RevokedAt != nil)
+	// A's audit records, and the records of no tenant (the admin's).
+	aAudit, err := st.ListAudit(ctx, store.AuditFilter{TenantID: f.tenant, Limit: 100000})
+	must(t, err)
 	all, err := st.ListAudit(ctx, store.AuditFilter{Limit: 100000})
 	must(t, err)
-	fmt.Fprintf(&b, "; %d audit records", len(all))
+	var bAudit int
+	for _, e := range all {
+		if e.TenantID == f.bTenant {
+			bAudit++
+		}
+	}
+	fmt.Fprintf(&b, "; %d audit records of A, %d of neither", len(aAudit), len(all)-len(aAudit)-bAudit)
 	if !f.d.Agent.Connected() {
 		b.WriteString("; agent disconnected")
 	}
@@ -377,6 +403,20 @@ func onlyOwnAudit(t *testing.T, f *isoFixture, status int, body string) {
 	for _, e := range events {
 		if e.TenantID != f.bTenant {
 			t.Errorf("B's audit list holds a record of tenant %q", e.TenantID)
+		}
+	}
+}
+
+// showsNothingOfA: a console page B may see (its own sites, a site it
+// just created) names none of A's objects.
+func showsNothingOfA(t *testing.T, f *isoFixture, status int, body string) {
+	t.Helper()
+	if status != 200 || !strings.Contains(body, f.bEmail) {
+		t.Errorf("B's console page: %d %s", status, oneLine(body))
+	}
+	for _, id := range []string{f.tenant, f.site, f.device, f.handle, f.agent, "Demo tenant"} {
+		if strings.Contains(body, id) {
+			t.Errorf("B's console page names A's %q: %s", id, oneLine(body))
 		}
 	}
 }

@@ -67,7 +67,7 @@ func (s *base) errorPage(w http.ResponseWriter, r *http.Request, err error, what
 	case code == http.StatusBadGateway:
 		msg = what + " could not be reached: " + msg
 	case code == http.StatusServiceUnavailable:
-		msg = what + ": the site's agent is reconnecting; try again in a few seconds"
+		msg = what + ": agent reconnecting: the site's agent is offline; try again in a few seconds"
 	}
 	renderPage(w, code, page{Title: title, Message: msg, IsError: true, Retry: r.URL.RequestURI()})
 }

@@ -72,11 +72,12 @@ func (s *browserProxy) handleProxy(w http.ResponseWriter, r *http.Request) {
 // handle the browser is using: the Referer's, else the nd_handle cookie's.
 // It routes only; proxyTo still checks the user's right to the handle.
 func (s *browserProxy) handleRoot(w http.ResponseWriter, r *http.Request) {
-	if r.URL.Path == "/" && r.Header.Get("Referer") == "" {
+	h := rewrite.HandleFromReferer(r.Header.Get("Referer"), r.Host)
+	if r.URL.Path == "/" && h == "" {
+		// The relay's own root, not a camera's: sign-in, or the console.
 		s.signin.handleLoginPage(w, r)
 		return
 	}
-	h := rewrite.HandleFromReferer(r.Header.Get("Referer"), r.Host)
 	if h == "" {
 		if c, err := r.Cookie(handleCookie); err == nil {
 			h = c.Value

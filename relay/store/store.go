@@ -285,4 +285,16 @@ type Store interface {
 	// ResolveLoopback maps a CLI's (loopback ip, port) to the route of the
 	// live handle of that device port; ErrNotFound if none.
 	ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error)
+
+	// Lists for the API and the console (relay/store/lists.go). Paged
+	// ones return the cursor of the next page, "" after the last;
+	// ErrBadCursor for a cursor they did not hand out.
+	ListTenants(ctx context.Context) ([]Tenant, error)
+	ListSites(ctx context.Context, tenantID string, p Page) ([]Site, string, error)
+	ListUsers(ctx context.Context, tenantID string, p Page) ([]User, string, error)
+	ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error)
+	ListDevicesPage(ctx context.Context, siteID string, p Page) ([]Device, string, error)
+	ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error)
+	// CountDevices is the number of devices of each site (absent: 0).
+	CountDevices(ctx context.Context, siteIDs []string) (map[string]int, error)
 }
