@@ -150,7 +150,7 @@ func TestCLISessionAPI(t *testing.T) {
 	t.Run("signed-in browser needs its CSRF token", func(t *testing.T) {
 		c := browser(t, d)
 		signIn(t, d, c, demo.OperatorEmail, d.Info.UserPassword)
-		_, home := get(t, c, d.Info.RelayURL+"/")
+		_, home := get(t, c, d.Info.RelayURL+"/sites")
 		m := csrfRe.FindStringSubmatch(home)
 		if m == nil {
 			t.Fatalf("home page has no csrf field:\n%s", home)

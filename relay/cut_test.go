@@ -576,7 +576,7 @@ func TestSignOutCutsItsTunnels(t *testing.T) {
 			session = ck.Value
 		}
 	}
-	resp, page := get(t, c, d.Info.RelayURL+"/")
+	resp, page := get(t, c, d.Info.RelayURL+"/sites")
 	m := csrfRe.FindStringSubmatch(page)
 	if resp.StatusCode != 200 || m == nil || session == "" {
 		t.Fatalf("home page: %d (session cookie %v)", resp.StatusCode, session != "")

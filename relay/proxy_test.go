@@ -392,7 +392,7 @@ func TestBrowserProxyErrors(t *testing.T) {
 	must(t, err)
 	b, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 400 || !strings.Contains(string(b), "refresh the page and sign in again") {
+	if resp.StatusCode != 400 || !strings.Contains(string(b), "Antiforgery token mismatch. Hard-refresh the page") {
 		t.Errorf("csrf mismatch: %d %q", resp.StatusCode, b)
 	}
 
@@ -410,7 +410,7 @@ func TestSignOutEndsSessionServerSide(t *testing.T) {
 	signIn(t, d, c, "operator@demo.invalid", d.Info.UserPassword)
 	u, _ := url.Parse(d.Info.RelayURL)
 	stolen := c.Jar.Cookies(u)
-	resp, page := get(t, c, d.Info.RelayURL+"/")
+	resp, page := get(t, c, d.Info.RelayURL+"/sites")
 	m := csrfRe.FindStringSubmatch(page)
 	if resp.StatusCode != 200 || m == nil {
 		t.Fatalf("home page: %d", resp.StatusCode)
