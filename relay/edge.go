@@ -22,6 +22,8 @@ import "github.com/nanodems/connector/internal/dist"
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
 //   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
+//   - consoleBackend (console.go): the console's pages (relay/console),
+//     mounted by routesMux, calling the API routes in-process.
 //
 // What they share (the configuration, the store, the log, audit and the
 // error answers) is base (base.go). Every part that reaches a device does
