@@ -23,6 +23,7 @@ func TestControlRoundTrip(t *testing.T) {
 		{mux.MsgHeartbeat, &mux.Heartbeat{BytesIn: 1 << 40, BytesOut: 3, ActiveStreams: 2, TunnelsTotal: 9}},
 		{mux.MsgAllowlist, &mux.Allowlist{Version: 3, Targets: []mux.Target{{Host: "10.0.0.7", Port: 554}, {Host: "cam", Port: 80}}}},
 		{mux.MsgAllowlistAck, &mux.AllowlistAck{Version: 3, Accepted: true, Held: 3}},
+		{mux.MsgGoAway, &mux.GoAway{Reason: "relay draining"}},
 	}
 	// All messages back to back on one stream, as on the control channel.
 	var b bytes.Buffer
