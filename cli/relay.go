@@ -13,14 +13,17 @@ import (
 
 	"github.com/coder/websocket"
 
-	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/pin"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 
 // Relay says how to reach a relay's API.
 type Relay struct {
-	URL   string // https://host:port (http only for loopback relays)
+	URL string // https://host:port (http only for loopback relays)
+	// URLs are further relays of the same installation. A CLI session and
+	// a tunnel race them with URL, every address of every one (Happy
+	// Eyeballs), and reconnect to whichever answers (relays.go).
+	URLs  []string
 	Token string // nt_… API token, sent as Authorization: Bearer
 	// Pin is the "sha256:<hex>" public-key pin of a relay whose API
 	// certificate is self-signed; empty trusts the system roots.
@@ -46,23 +49,22 @@ func (r Relay) HTTPClient() *http.Client {
 
 // wsHTTPClient is an http.Client for WebSocket upgrades only: its
 // connections pass each frame to TLS in one Write (wsconn.CoalesceFrames),
-// which cut a 64 KiB message from 17 TLS records to 4. Plain API requests
-// use HTTPClient.
+// which cut a 64 KiB message from 17 TLS records to 4. Each connection
+// races every relay of r (relays.go). Plain API requests use HTTPClient.
 func (r Relay) wsHTTPClient() *http.Client {
-	cfg := r.TLSConfig()
-	var nd net.Dialer
+	plain, secure := r.raceDial(false), r.raceDial(true)
 	tr := &http.Transport{
-		TLSClientConfig:   cfg,
+		TLSClientConfig:   r.TLSConfig(),
 		ForceAttemptHTTP2: false,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := nd.DialContext(ctx, network, addr)
+			c, err := plain(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
 			return wsconn.CoalesceFrames(c), nil
 		},
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := coalesce.Dial(ctx, &nd, network, addr, cfg)
+			c, err := secure(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
