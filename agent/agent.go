@@ -59,9 +59,10 @@ type Agent struct {
 	active   atomic.Int64
 	tunnels  atomic.Uint64
 
-	sessions atomic.Int32 // sessions up: two while one moves to another relay
-	live     sync.Map     // *liveTunnel → struct{}
-	own      ownAddrs     // the host's interface addresses, for checkAddr
+	sessions atomic.Int32           // sessions up: two while one moves to another relay
+	relay    atomic.Pointer[string] // the node of the newest session
+	live     sync.Map               // *liveTunnel → struct{}
+	own      ownAddrs               // the host's interface addresses, for checkAddr
 }
 
 // ErrRefused is wrapped when the relay refuses this agent for good
@@ -101,6 +102,15 @@ func (a *Agent) ID() string { return a.id.AgentID }
 
 // Allowlist is the list the agent enforces.
 func (a *Agent) Allowlist() *Allowlist { return a.allow }
+
+// Relay is the relay node the agent's newest session is connected to
+// (its hello answer's name), "" before the first.
+func (a *Agent) Relay() string {
+	if p := a.relay.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
 
 // Connected reports whether a session is up.
 func (a *Agent) Connected() bool { return a.sessions.Load() > 0 }

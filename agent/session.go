@@ -89,6 +89,8 @@ func (a *Agent) session(ctx context.Context, avoid netip.AddrPort, bg *sync.Wait
 		return at, false, err
 	}
 	a.log.Info("connected", "relay", at.String(), "node", ack.Relay, "allowlist_version", a.allow.Version())
+	node := ack.Relay
+	a.relay.Store(&node)
 
 	goaway := make(chan string, 1)
 	var once sync.Once

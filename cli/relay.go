@@ -8,12 +8,14 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/coder/websocket"
 
 	"github.com/nanodems/connector/internal/pin"
+	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 
@@ -23,8 +25,11 @@ type Relay struct {
 	// URLs are further relays of the same installation. A CLI session and
 	// a tunnel race them with URL, every address of every one (Happy
 	// Eyeballs), and reconnect to whichever answers (relays.go).
-	URLs  []string
-	Token string // nt_… API token, sent as Authorization: Bearer
+	URLs []string
+	// Dialer races the relays' addresses; nil takes the defaults (tests
+	// set the stagger or a resolver of their own).
+	Dialer *relaydial.Dialer
+	Token  string // nt_… API token, sent as Authorization: Bearer
 	// Pin is the "sha256:<hex>" public-key pin of a relay whose API
 	// certificate is self-signed; empty trusts the system roots.
 	Pin string
@@ -51,8 +56,8 @@ func (r Relay) HTTPClient() *http.Client {
 // connections pass each frame to TLS in one Write (wsconn.CoalesceFrames),
 // which cut a 64 KiB message from 17 TLS records to 4. Each connection
 // races every relay of r (relays.go). Plain API requests use HTTPClient.
-func (r Relay) wsHTTPClient() *http.Client {
-	plain, secure := r.raceDial(false), r.raceDial(true)
+func (r Relay) wsHTTPClient(onWin func(netip.AddrPort)) *http.Client {
+	plain, secure := r.raceDial(false, onWin), r.raceDial(true, onWin)
 	tr := &http.Transport{
 		TLSClientConfig:   r.TLSConfig(),
 		ForceAttemptHTTP2: false,
@@ -104,7 +109,7 @@ func DialDedicated(ctx context.Context, r Relay, handle string) (net.Conn, error
 }
 
 func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, query string) (net.Conn, error) {
-	client := r.wsHTTPClient()
+	client := r.wsHTTPClient(nil)
 	// A refusal leaves its connection idle in the pool; the upgraded one
 	// is hijacked and unaffected.
 	defer client.CloseIdleConnections()

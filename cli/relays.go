@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
@@ -46,10 +47,14 @@ func (r Relay) targets() ([]string, error) {
 // (Happy Eyeballs, internal/relaydial): with TLS (the pinned key, or the
 // system roots with the name of the relay reached) when secure, plain
 // TCP otherwise. Requests keep URL's host in their Host header: the
-// relays of one installation answer the same.
-func (r Relay) raceDial(secure bool) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// relays of one installation answer the same. onWin, if set, learns the
+// address that won each race.
+func (r Relay) raceDial(secure bool, onWin func(netip.AddrPort)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	targets, terr := r.targets()
-	var d relaydial.Dialer
+	d := r.Dialer
+	if d == nil {
+		d = &relaydial.Dialer{}
+	}
 	var hs relaydial.Handshake
 	if secure {
 		hs = func(ctx context.Context, raw net.Conn, target string) (net.Conn, error) {
@@ -70,6 +75,9 @@ func (r Relay) raceDial(secure bool) func(ctx context.Context, network, addr str
 		if err != nil {
 			return nil, err
 		}
+		if onWin != nil {
+			onWin(c.Addr)
+		}
 		return c.Conn, nil
 	}
 }
@@ -78,8 +86,8 @@ func (r Relay) raceDial(secure bool) func(ctx context.Context, network, addr str
 // fetches of a CLI session, which must reach whichever relay is up.
 func (r Relay) raceHTTPClient() *http.Client {
 	tr := &http.Transport{ForceAttemptHTTP2: false, Proxy: nil}
-	tr.DialContext = r.raceDial(false)
-	tr.DialTLSContext = r.raceDial(true)
+	tr.DialContext = r.raceDial(false, nil)
+	tr.DialTLSContext = r.raceDial(true, nil)
 	return &http.Client{Transport: tr}
 }
 

@@ -109,6 +109,8 @@ type Tunnel struct {
 	cmu   sync.Mutex
 	conns map[net.Conn]struct{} // local connections being served
 
+	relayAt atomic.Pointer[netip.AddrPort] // the address the last mux connection reached
+
 	umu     sync.Mutex
 	unknown map[netip.AddrPort]bool // unknown addresses already logged
 }
@@ -149,10 +151,11 @@ func Open(ctx context.Context, o Options) (*Tunnel, error) {
 		o.Logger = slog.Default()
 	}
 	t := &Tunnel{
-		o: o, log: o.Logger, client: o.Relay.raceHTTPClient(), ws: o.Relay.wsHTTPClient(),
+		o: o, log: o.Logger, client: o.Relay.raceHTTPClient(),
 		changed: make(chan struct{}), done: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, unknown: map[netip.AddrPort]bool{},
 	}
+	t.ws = o.Relay.wsHTTPClient(func(a netip.AddrPort) { t.relayAt.Store(&a) })
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	p, err := fetchPlan(ctx, t.client, o.Relay)
 	if err != nil {
@@ -278,6 +281,15 @@ func (t *Tunnel) ProxyAddr() net.Addr {
 		return nil
 	}
 	return t.proxy.Addr()
+}
+
+// RelayAddr is the address of the relay the mux connection reached last
+// (several relays are raced), invalid before the first.
+func (t *Tunnel) RelayAddr() netip.AddrPort {
+	if p := t.relayAt.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
 }
 
 // MuxConnections is how many mux connections the tunnel has made: one,
@@ -494,9 +506,9 @@ func (t *Tunnel) keep(first chan<- error) {
 			continue
 		}
 		if failing {
-			t.log.Info("reconnected to the relay", "relay", t.o.Relay.list())
+			t.log.Info("reconnected to the relay", "relay", t.RelayAddr().String())
 		} else {
-			t.log.Debug("connected to the relay", "relay", t.o.Relay.list())
+			t.log.Debug("connected to the relay", "relay", t.RelayAddr().String())
 		}
 		failing = false
 		dead := broken(sess)
@@ -596,7 +608,7 @@ func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 // session r.Token over its own WebSocket (/api/cli/raw-tunnel/{ip}/{port}):
 // the simple protocol, for clients that do not multiplex.
 func DialRawTunnel(ctx context.Context, r Relay, ip string, port uint16) (net.Conn, error) {
-	c := r.wsHTTPClient()
+	c := r.wsHTTPClient(nil)
 	defer c.CloseIdleConnections()
 	path := "/api/cli/raw-tunnel/" + url.PathEscape(ip) + "/" + portString(port)
 	return dialWebSocket(ctx, c, r, path, "", nil, path)
