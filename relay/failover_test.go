@@ -265,6 +265,7 @@ type gate struct {
 	mu     sync.Mutex
 	to     string // "" while dead
 	held   []net.Conn
+	n      int // connections accepted
 	wg     sync.WaitGroup
 	closed bool
 }
@@ -283,6 +284,13 @@ func startGate(t *testing.T, ip string) *gate {
 }
 
 func (g *gate) addr() string { return g.ln.Addr().String() }
+
+// accepted counts the connections the gate took.
+func (g *gate) accepted() int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.n
+}
 
 // open makes the gate forward new connections to addr.
 func (g *gate) open(addr string) {
@@ -306,6 +314,7 @@ func (g *gate) serve() {
 			return
 		}
 		g.held = append(g.held, c)
+		g.n++
 		g.mu.Unlock()
 		if to == "" {
 			continue // silent: held until the client gives up or stop
@@ -376,4 +385,54 @@ func TestFailoverFirstRelayDead(t *testing.T) {
 	if got := tun.RelayAddr().String(); got != apiGate.addr() {
 		t.Errorf("CLI session on %v, want the first relay %s", got, apiGate.addr())
 	}
+}
+
+// Enrollment with several relays goes to the first that answers, keeps
+// every relay's agent listener, and stops at a relay that answers with a
+// refusal: the token is good once, and is not offered to the next.
+func TestEnrollSeveralRelays(t *testing.T) {
+	d := startDemo(t)
+	dead := "https://" + closedPort(t, "127.0.0.5")
+	_, agentPort, _ := net.SplitHostPort(d.Relay.AgentAddr())
+	o := agent.EnrollOptions{RelayURL: dead, RelayURLs: []string{d.Info.RelayURL}, Token: mintEnrollment(t, d), Pin: d.Info.CAPin, Dir: t.TempDir()}
+	id, err := agent.Enroll(context.Background(), o)
+	must(t, err)
+	want := []string{d.Relay.AgentAddr(), net.JoinHostPort("127.0.0.5", agentPort)}
+	if id.RelayURL != d.Info.RelayURL || strings.Join(id.RelayAddrs, ",") != strings.Join(want, ",") || id.RelayAddr != want[0] {
+		t.Fatalf("enrolled with %s, agent listeners %v (%s); want %s, %v", id.RelayURL, id.RelayAddrs, id.RelayAddr, d.Info.RelayURL, want)
+	}
+	if len(id.RelayURLs) != 2 {
+		t.Errorf("relay URLs kept: %v", id.RelayURLs)
+	}
+
+	// The same token again: the first relay answers (already used), and
+	// the second, which would answer the same, is not asked.
+	other := startGate(t, "127.0.0.6")
+	o.RelayURL, o.RelayURLs, o.Dir = d.Info.RelayURL, []string{"https://" + other.addr()}, t.TempDir()
+	_, err = agent.Enroll(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "already used") {
+		t.Fatalf("second enrollment: %v, want 'already used'", err)
+	}
+	if other.accepted() != 0 {
+		t.Errorf("the second relay was asked after the first refused")
+	}
+
+	// No relay answers: one sentence naming each.
+	o.RelayURL, o.RelayURLs, o.Dir = dead, []string{"https://" + closedPort(t, "127.0.0.6")}, t.TempDir()
+	_, err = agent.Enroll(context.Background(), o)
+	if err == nil || !strings.Contains(err.Error(), "no relay answered; tried "+dead) || strings.Count(err.Error(), "connection refused") != 2 {
+		t.Fatalf("enrollment with no relay up: %v", err)
+	}
+}
+
+// closedPort is an address on ip where nothing listens.
+func closedPort(t *testing.T, ip string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", ip+":0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := ln.Addr().String()
+	ln.Close()
+	return a
 }
