@@ -59,7 +59,6 @@ func (r Relay) HTTPClient() *http.Client {
 func (r Relay) wsHTTPClient(onWin func(netip.AddrPort)) *http.Client {
 	plain, secure := r.raceDial(false, onWin), r.raceDial(true, onWin)
 	tr := &http.Transport{
-		TLSClientConfig:   r.TLSConfig(),
 		ForceAttemptHTTP2: false,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			c, err := plain(ctx, network, addr)
