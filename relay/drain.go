@@ -18,7 +18,8 @@ const drainPoll = 50 * time.Millisecond
 //
 //  1. /healthz/ready answers 503, so a load balancer stops sending;
 //  2. the agent and API listeners close: no new agent sessions, no new
-//     operator connections; requests in flight finish;
+//     operator connections; requests in flight finish; the RTSP gateway
+//     answers new sessions 503 (rtspBackend.Authorize);
 //  3. every connected agent is told to move (mux.MsgGoAway): it connects
 //     to another relay at once and keeps this session for the tunnels it
 //     still carries; CLI mux connections are closed as soon as they carry

@@ -44,6 +44,6 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 	}
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
 	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh}
-	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer}
+	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
 }

@@ -198,6 +198,7 @@ func TestDrainMovesAgentAndFinishesTunnel(t *testing.T) {
 	if r := relay.ReadyReason(a); r != "" {
 		t.Fatalf("relay A not ready before the drain: %s", r)
 	}
+	rtspURL := mintRTSP(t, d, demo.Bearer(d.Info.Token), d.Info.EchoHandle, "/live", 120)
 
 	// A tunnel through A, half its bytes through before the drain.
 	c, err := cli.DialTunnel(context.Background(), operator(d), d.Info.EchoHandle)
@@ -227,6 +228,11 @@ func TestDrainMovesAgentAndFinishesTunnel(t *testing.T) {
 			conn.Close()
 			t.Errorf("relay A still accepts on %s while draining", addr)
 		}
+	}
+	// The RTSP gateway's listener stays until Close; it turns new
+	// sessions away.
+	if code, hdr := rtspRequest(t, a.RTSPAddr(), "DESCRIBE", rtspURL); code != 503 || !strings.Contains(hdr.Get("X-Nanodems-Error"), "draining") {
+		t.Errorf("RTSP DESCRIBE while draining: %d %q, want 503 draining", code, hdr.Get("X-Nanodems-Error"))
 	}
 	select {
 	case err := <-drained:
