@@ -16,6 +16,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,7 +28,11 @@ import (
 // EnrollOptions says where and how to enroll.
 type EnrollOptions struct {
 	RelayURL string // the relay's API, https://host:port (http only on loopback)
-	Token    string // the site's one-shot enrollment token
+	// RelayURLs are further relays of the same installation. Enrollment
+	// goes to the first that answers; the agent then keeps every one's
+	// agent listener (same port as the enrolling relay's) and races them.
+	RelayURLs []string
+	Token     string // the site's one-shot enrollment token
 	// Pin is the relay API certificate's "sha256:<hex>" public-key pin. The
 	// relay's self-signed certificate can only be trusted this way; with a
 	// certificate from a public CA, leave it empty.
@@ -38,12 +43,15 @@ type EnrollOptions struct {
 // Enroll makes a key on this machine, sends a CSR with the token, and stores
 // the certificate the relay returns. The key never leaves dir.
 func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
-	u, err := url.Parse(o.RelayURL)
-	if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-		return nil, fmt.Errorf("agent: relay URL %q is not http(s)://host:port", o.RelayURL)
-	}
-	if u.Scheme == "http" && !isLoopback(u.Hostname()) {
-		return nil, fmt.Errorf("agent: refusing to send an enrollment token over plain HTTP to %s; use https", u.Host)
+	urls := append([]string{o.RelayURL}, o.RelayURLs...)
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return nil, fmt.Errorf("agent: relay URL %q is not http(s)://host:port", raw)
+		}
+		if u.Scheme == "http" && !isLoopback(u.Hostname()) {
+			return nil, fmt.Errorf("agent: refusing to send an enrollment token over plain HTTP to %s; use https", u.Host)
+		}
 	}
 	if err := os.MkdirAll(o.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("agent: state directory: %w", err)
@@ -60,15 +68,30 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
 		Token: o.Token,
 		CSR:   string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER})),
 	})
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(o.RelayURL, "/")+"/api/enroll", bytes.NewReader(body))
-	if err != nil {
-		return nil, err
-	}
-	req.Header.Set("Content-Type", "application/json")
 	client := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: pin.TLSConfig(o.Pin)}}
-	resp, err := client.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("agent: enroll at %s: %w", u.Host, err)
+	defer client.CloseIdleConnections()
+	// The token is good once: only a relay that could not be reached
+	// (no answer at all) passes it on to the next URL.
+	var resp *http.Response
+	var used string
+	var unreachable []string
+	for _, relayURL := range urls {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, strings.TrimRight(relayURL, "/")+"/api/enroll", bytes.NewReader(body))
+		if err != nil {
+			return nil, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		if resp, err = client.Do(req); err == nil {
+			used = relayURL
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("agent: enroll: %w", ctx.Err())
+		}
+		unreachable = append(unreachable, fmt.Sprintf("%s (%v)", relayURL, err))
+	}
+	if resp == nil {
+		return nil, fmt.Errorf("agent: enroll: no relay answered; tried %s", strings.Join(unreachable, ", "))
 	}
 	defer resp.Body.Close()
 	rb, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
@@ -88,7 +111,11 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
 	if err != nil {
 		return nil, err
 	}
-	id := Identity{AgentID: er.AgentID, SiteID: er.SiteID, RelayAddr: er.AgentAddr, RelayURL: o.RelayURL}
+	id := Identity{AgentID: er.AgentID, SiteID: er.SiteID, RelayAddr: er.AgentAddr, RelayURL: used}
+	if len(urls) > 1 {
+		id.RelayURLs = urls
+		id.RelayAddrs = agentAddrs(er.AgentAddr, urls)
+	}
 	idJSON, _ := json.MarshalIndent(id, "", "  ")
 	for _, f := range []struct {
 		name string
@@ -108,6 +135,28 @@ func Enroll(ctx context.Context, o EnrollOptions) (*Identity, error) {
 	// list must not survive into the new identity.
 	os.Remove(filepath.Join(o.Dir, allowlistFile))
 	return LoadIdentity(o.Dir)
+}
+
+// agentAddrs is the enrolling relay's agent listener first, then that of
+// every other relay URL: its host, with the enrolling relay's agent port
+// (the relays of one installation are identical).
+func agentAddrs(enrolled string, urls []string) []string {
+	out := []string{enrolled}
+	_, port, err := net.SplitHostPort(enrolled)
+	if err != nil {
+		return out
+	}
+	for _, raw := range urls {
+		u, err := url.Parse(raw)
+		if err != nil {
+			continue
+		}
+		a := net.JoinHostPort(u.Hostname(), port)
+		if !slices.Contains(out, a) {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 func isLoopback(host string) bool {

@@ -15,6 +15,8 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
+	m.HandleFunc("GET /healthz/live", s.handleLive)   // relay/health.go
+	m.HandleFunc("GET /healthz/ready", s.handleReady) // 503 while draining or the database is away
 	m.HandleFunc("POST /api/enroll", s.enroll.handleEnroll)
 	// Browsers ask every origin for /favicon.ico; the relay answers it, so
 	// the request is neither a 404 nor routed to a camera that has none.

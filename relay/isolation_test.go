@@ -94,6 +94,8 @@ var (
 // one, and the credentials it accepts.
 var isolationRoutes = []isoRoute{
 	{pattern: "GET /healthz", skip: noTenancy},
+	{pattern: "GET /healthz/live", skip: noTenancy},
+	{pattern: "GET /healthz/ready", skip: noTenancy},
 	{pattern: "POST /api/enroll", skip: "its only credential is the one-shot et_ token in the body, bound to a site (enroll_test.go)"},
 	{pattern: "GET /favicon.ico", skip: noTenancy},
 	{pattern: "POST /api/admin/tenants", paths: paths("/api/admin/tenants"), body: `{"name":"by B"}`, accepts: apiCreds},
