@@ -159,4 +159,3 @@ func renderInstaller(kind installerKind, p installerParams) ([]byte, error) {
 	}
 	return out, nil
 }
-
