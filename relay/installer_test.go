@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -21,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/demo"
 	"github.com/nanodems/connector/internal/dist"
 	"github.com/nanodems/connector/internal/testwait"
@@ -311,4 +313,87 @@ func tamperingProxy(t *testing.T, d *demo.Demo) *httptest.Server {
 	srv.StartTLS()
 	t.Cleanup(srv.Close)
 	return srv
+}
+
+// TestInstallerWindows: the .cmd installer is a batch file (CRLF) made for
+// the site: it holds the relay's URL, its pin in both forms, a fresh
+// enrollment token that enrolls an agent of that site, the download of the
+// Windows agent with the pin, the check against SHA256SUMS, and the
+// service registration.
+func TestInstallerWindows(t *testing.T) {
+	d := startDemo(t)
+	siteID := newSite(t, d, "Windows site")
+	s := installer(t, d, siteID, "windows")
+	if strings.Count(s, "\r\n") != strings.Count(s, "\n") {
+		t.Error("not every line ends in CRLF")
+	}
+	hexPin, _ := strings.CutPrefix(d.Info.CAPin, "sha256:")
+	sum, err := hex.DecodeString(hexPin)
+	if err != nil || len(sum) != 32 {
+		t.Fatalf("demo pin %q", d.Info.CAPin)
+	}
+	for _, want := range []string{
+		"@echo off\r\n",
+		`set "RELAY_URL=` + d.Info.RelayURL + `"`,
+		`set "CA_PIN=` + d.Info.CAPin + `"`,
+		`set "CURL_PIN=sha256//` + base64.StdEncoding.EncodeToString(sum) + `"`,
+		`-k --pinnedpubkey %CURL_PIN%`,
+		`"%RELAY_URL%/downloads/SHA256SUMS"`,
+		`set "FILE=nanodems-agent-windows-amd64.exe"`,
+		`Get-FileHash -Algorithm SHA256`,
+		`|| goto :badsum`,
+		`enroll --relay "%RELAY_URL%" --token "%ENROLL_TOKEN%" --ca-pin "%CA_PIN%" --data-dir "%STATE%"`,
+		`if not exist "%STATE%\agent.json" goto :enroll`,
+		`service install --binary "%BIN%" --data-dir "%STATE%"`,
+		`sc.exe start %SERVICE%`,
+	} {
+		if !strings.Contains(s, want) {
+			t.Errorf(".cmd lacks %q", want)
+		}
+	}
+	m := regexp.MustCompile(`set "ENROLL_TOKEN=(et_[A-Za-z0-9_-]{43})"`).FindStringSubmatch(s)
+	if m == nil {
+		t.Fatal(".cmd holds no enrollment token")
+	}
+	// The token is the site's, and fresh at every download.
+	if again := installer(t, d, siteID, "windows"); strings.Contains(again, m[1]) {
+		t.Error("two downloads hold the same token")
+	}
+	id, err := agent.Enroll(context.Background(), agent.EnrollOptions{RelayURL: d.Info.RelayURL, Token: m[1], Pin: d.Info.CAPin, Dir: t.TempDir()})
+	if err != nil || id.SiteID != siteID {
+		t.Fatalf("enroll with the .cmd's token: %v %+v", err, id)
+	}
+}
+
+// TestInstallerRefusals: an unknown installer and a Host the script could
+// not quote are refused with a reason, before any token is minted.
+func TestInstallerRefusals(t *testing.T) {
+	d := startDemo(t)
+	post := func(path, host string) (int, string) {
+		req, _ := http.NewRequest("POST", d.Info.RelayURL+path, nil)
+		req.Header.Set("X-Admin-Api-Key", d.Info.AdminKey)
+		if host != "" {
+			req.Host = host
+		}
+		resp, err := d.API.Client.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if st, body := post("/api/sites/"+d.Info.SiteID+"/installers/macos", ""); st != 404 || !strings.Contains(body, `installer \"macos\" (there are linux and windows) not found`) {
+		t.Errorf("unknown installer: %d %s", st, body)
+	}
+	if st, body := post("/api/sites/"+d.Info.SiteID+"/installers/linux", "relay';rm -rf /;'"); st != 400 || !strings.Contains(body, "cannot go into an installer") {
+		t.Errorf("unquotable host: %d %s", st, body)
+	}
+	if st, _ := post("/api/sites/site_nonexistent/installers/linux", ""); st != 404 {
+		t.Errorf("unknown site: %d", st)
+	}
+	var evs []claimAudit
+	if err := d.API.Do(context.Background(), "GET", "/api/audit?action=site.installer", nil, &evs, demo.Admin(d.Info.AdminKey)); err != nil || len(evs) != 0 {
+		t.Fatalf("refused installers were made: %v %+v", err, evs)
+	}
 }
