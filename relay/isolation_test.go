@@ -138,6 +138,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "POST /sites", paths: paths("/sites"), body: "name=by+B", form: true, accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "GET /sites/{siteId}", paths: paths("/sites/{site}"), accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/enrollment", paths: paths("/sites/{site}/enrollment"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /sites/{siteId}/installers/{os}", paths: paths("/sites/{site}/installers/linux", "/sites/{site}/installers/windows"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/devices", paths: paths("/sites/{site}/devices"), body: "host=10.9.9.9&ports=80", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/ports", paths: paths("/devices/{device}/ports"), body: "ports=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/delete", paths: paths("/devices/{device}/delete"), body: "confirm=1", form: true, accepts: []isoCred{credCookie}},

@@ -96,6 +96,7 @@ func (h *Handler) routes() []route {
 		{"POST /sites", h.form(h.createSite)},
 		{"GET /sites/{siteId}", h.page(h.sitePage)},
 		{"POST /sites/{siteId}/enrollment", h.form(h.newEnrollment)},
+		{"POST /sites/{siteId}/installers/{os}", h.form(h.installer)},
 		{"POST /sites/{siteId}/devices", h.form(h.addDevice)},
 		{"POST /devices/{deviceId}/ports", h.form(h.editPorts)},
 		{"POST /devices/{deviceId}/delete", h.form(h.deleteDevice)},
