@@ -256,6 +256,28 @@ func TestInstallerLinux(t *testing.T) {
 	if as := siteAgents(t, d, siteID); len(as) != 1 {
 		t.Fatalf("the failed installs enrolled agents: %+v", as)
 	}
+
+	t.Run("claim with the binary", func(t *testing.T) {
+		// nanodems-agent claim, the installed program, against a device
+		// registered with its serial; then the same serial again.
+		if err := d.API.Do(context.Background(), "POST", "/api/sites/"+siteID+"/devices", map[string]any{"host": "10.0.0.64", "ports": []int{80}, "serial": "CAM-0064"}, nil, demo.Admin(d.Info.AdminKey)); err != nil {
+			t.Fatal(err)
+		}
+		claim := func() (string, error) {
+			out, err := exec.Command(bin, "claim", "--relay", d.Info.RelayURL, "--serial", "CAM-0064", "--ca-pin", d.Info.CAPin, "--data-dir", t.TempDir()).CombinedOutput()
+			return string(out), err
+		}
+		if out, err := claim(); err != nil || !strings.Contains(out, `claimed device serial CAM-0064 as agent agt_`) {
+			t.Fatalf("claim: %v\n%s", err, out)
+		}
+		if as := siteAgents(t, d, siteID); len(as) != 2 {
+			t.Fatalf("after the claim the site has agents %+v", as)
+		}
+		out, err := claim()
+		if err == nil || !strings.Contains(out, `relay refused claim (409): serial "CAM-0064" was already claimed`) {
+			t.Fatalf("second claim: %v\n%s", err, out)
+		}
+	})
 }
 
 func assertNothingInstalled(t *testing.T, root string) {
