@@ -202,6 +202,7 @@ func TestInstallerLinux(t *testing.T) {
 	agentCmd := exec.CommandContext(ctx, bin, "run", "--data-dir", state)
 	var agentLog bytes.Buffer
 	agentCmd.Stdout, agentCmd.Stderr = &agentLog, &agentLog
+	started := time.Now()
 	if err := agentCmd.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -210,6 +211,7 @@ func TestInstallerLinux(t *testing.T) {
 		as := siteAgents(t, d, siteID)
 		return len(as) == 1 && as[0].ID == id.AgentID && as[0].Online
 	})
+	t.Logf("the installed agent was online %v after its start", time.Since(started).Round(time.Millisecond))
 
 	// A second run, with a fresh installer: an update, not a second agent.
 	out, err = runInstaller(t, installer(t, d, siteID, "linux"), root)
@@ -257,6 +259,23 @@ func TestInstallerLinux(t *testing.T) {
 		t.Fatalf("the failed installs enrolled agents: %+v", as)
 	}
 
+	t.Run("reenroll", func(t *testing.T) {
+		// Asked to, a run enrolls a new agent in place of the old identity.
+		out, err := runInstaller(t, installer(t, d, siteID, "linux"), root, "--reenroll")
+		if err != nil {
+			t.Fatalf("--reenroll: %v\n%s", err, out)
+		}
+		var again struct {
+			AgentID string `json:"agent_id"`
+		}
+		b, err := os.ReadFile(filepath.Join(state, "agent.json"))
+		if err != nil || json.Unmarshal(b, &again) != nil || again.AgentID == id.AgentID || again.AgentID == "" {
+			t.Fatalf("identity after --reenroll: %s (%v); want a new agent", b, err)
+		}
+		if as := siteAgents(t, d, siteID); len(as) != 2 {
+			t.Fatalf("after --reenroll the site has agents %+v; want 2", as)
+		}
+	})
 	t.Run("claim with the binary", func(t *testing.T) {
 		// nanodems-agent claim, the installed program, against a device
 		// registered with its serial; then the same serial again.
@@ -270,7 +289,7 @@ func TestInstallerLinux(t *testing.T) {
 		if out, err := claim(); err != nil || !strings.Contains(out, `claimed device serial CAM-0064 as agent agt_`) {
 			t.Fatalf("claim: %v\n%s", err, out)
 		}
-		if as := siteAgents(t, d, siteID); len(as) != 2 {
+		if as := siteAgents(t, d, siteID); len(as) != 3 {
 			t.Fatalf("after the claim the site has agents %+v", as)
 		}
 		out, err := claim()
