@@ -51,17 +51,25 @@ func (s *claimer) handleClaim(w http.ResponseWriter, r *http.Request) {
 func (s *claimer) claim(w http.ResponseWriter, r *http.Request) error {
 	now := s.cfg.Now()
 	key := addrKey(r.RemoteAddr)
-	wait, _ := s.fails.take(now, key)
+	// A locked address is refused before anything is read, and without
+	// an audit record: the record of its last failure says it.
+	wait, last := s.fails.take(now, key)
 	if wait > 0 {
-		s.audit(store.AuditEvent{Actor: "relay", Action: "agent.claim_refused", Target: r.RemoteAddr, Detail: "too many failed claims from this address"})
 		return &tryLaterError{code: http.StatusTooManyRequests, after: wait, msg: "too many failed claims from this address; try again later"}
 	}
 	var in mux.ClaimRequest
 	if err := readJSON(r, &in); err != nil {
 		return err
 	}
-	if in.Serial == "" || len(in.Serial) > maxSerial {
-		return fmt.Errorf("%w: serial must be 1 to %d characters", errBadRequest, maxSerial)
+	if in.Serial == "" {
+		return fmt.Errorf("%w: serial is missing", errBadRequest)
+	}
+	if _, err := (&deviceInput{Serial: &in.Serial}).serial(); err != nil {
+		return err
+	}
+	limited := ""
+	if last {
+		limited = "; further claims from this address are limited"
 	}
 	csr, err := parseAgentCSR(in.CSR)
 	if err != nil {
@@ -75,11 +83,11 @@ func (s *claimer) claim(w http.ResponseWriter, r *http.Request) error {
 	ds, err := s.store.ClaimDeviceSerial(r.Context(), in.Serial, store.Agent{ID: id, CertSerial: certSerial, CreatedAt: now})
 	switch {
 	case errors.Is(err, store.ErrNotFound):
-		s.audit(store.AuditEvent{Actor: "relay", Action: "agent.claim_refused", Target: in.Serial, Detail: "unknown serial, from " + r.RemoteAddr})
+		s.audit(store.AuditEvent{Actor: "relay", Action: "agent.claim_refused", Target: in.Serial, Detail: "unknown serial, from " + r.RemoteAddr + limited})
 		return &lookupError{msg: fmt.Sprintf("no unclaimed device is registered with serial %q", in.Serial), err: err}
 	case errors.Is(err, store.ErrUsed):
 		s.audit(store.AuditEvent{TenantID: s.tenantOfSite(ds.SiteID), Actor: "relay", Action: "agent.claim_refused", Target: ds.DeviceID,
-			Detail: fmt.Sprintf("serial %q already claimed by agent %s, from %s", in.Serial, ds.AgentID, r.RemoteAddr)})
+			Detail: fmt.Sprintf("serial %q already claimed by agent %s, from %s%s", in.Serial, ds.AgentID, r.RemoteAddr, limited)})
 		return &lookupError{msg: fmt.Sprintf("serial %q was already claimed; an operator re-registers the device to claim it again", in.Serial), err: store.ErrConflict}
 	case err != nil:
 		s.fails.refund(now, key)

@@ -3,7 +3,12 @@ package relay_test
 import (
 	"bytes"
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"io"
 	"net/http"
@@ -168,21 +173,32 @@ func TestClaim(t *testing.T) {
 		t.Fatalf("patch of a claimed serial: %v", err)
 	}
 
-	// Failed claims from one address: 10 in a burst (two are spent), then
-	// 429 with Retry-After.
-	var got int
+	// Failed claims from one address: 10 in a burst (two are spent),
+	// then 429 with Retry-After. The failure that locks the address says
+	// so in the audit; the 429s write nothing.
+	key, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	csrDER, _ := x509.CreateCertificateRequest(rand.Reader, &x509.CertificateRequest{}, key)
+	csr := string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE REQUEST", Bytes: csrDER}))
+	statuses := map[int]int{}
 	var retry string
-	for i := 0; i < 12 && got != http.StatusTooManyRequests; i++ {
-		body, _ := json.Marshal(map[string]string{"serial": "GUESS-" + string(rune('A'+i)), "csr": "x"})
+	for i := 0; i < 12; i++ {
+		body, _ := json.Marshal(map[string]string{"serial": "GUESS-" + string(rune('A'+i)), "csr": csr})
 		resp, err := d.API.Client.Post(d.Info.RelayURL+"/api/claim", "application/json", bytes.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
-		got, retry = resp.StatusCode, resp.Header.Get("Retry-After")
+		statuses[resp.StatusCode]++
+		if resp.StatusCode == http.StatusTooManyRequests {
+			retry = resp.Header.Get("Retry-After")
+		}
 	}
-	if got != http.StatusTooManyRequests || retry == "" {
-		t.Fatalf("after a dozen failed claims: %d (Retry-After %q); want 429 with Retry-After", got, retry)
+	if statuses[http.StatusNotFound] != 8 || statuses[http.StatusTooManyRequests] != 4 || retry == "" {
+		t.Fatalf("a dozen guesses after two failures: %v (Retry-After %q); want 8 × 404, then 429 with Retry-After", statuses, retry)
+	}
+	ev = auditOf(t, d, "agent.claim_refused")
+	if len(ev) != 10 || !strings.HasSuffix(ev[0].Detail, "; further claims from this address are limited") || strings.Contains(ev[1].Detail, "limited") {
+		t.Fatalf("audit after the guesses: %d records, newest %+v", len(ev), ev[0])
 	}
 }
