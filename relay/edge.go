@@ -22,6 +22,8 @@ import "github.com/nanodems/connector/internal/dist"
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
 //   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
+//   - consoleBackend (console.go): the console's pages (relay/console),
+//     mounted by routesMux, calling the API routes in-process.
 //   - claimer (claim.go): POST /api/claim, embedded agents.
 //   - installers (installer.go): /api/sites/{siteId}/installers/{os},
 //     the per-site Linux and Windows installers.
