@@ -113,6 +113,8 @@ type Server struct {
 	cli     *cliEdge
 	rtspGW  *rtspGateway
 	dl      *downloadsPart
+	claim   *claimer
+	install *installers
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server

@@ -27,8 +27,10 @@ func main() {
 		Commands: []cmdline.Command{
 			{Name: "enroll", Args: "--relay URL[,URL…] --token et_… [--ca-pin sha256:…] [--data-dir DIR]", Summary: "exchange a site's enrollment token for this agent's certificate", Run: enroll},
 			{Name: "run", Args: "[--data-dir DIR]", Summary: "keep the session to the relay open (until stopped)", Run: run},
+			{Name: "claim", Args: "--relay URL --serial S [--ca-pin sha256:…] [--data-dir DIR]", Summary: "enroll an agent running on the device itself, by the device's registered serial", Run: claim},
+			{Name: "service", Args: "install|uninstall|status [--data-dir DIR] [--binary PATH] [--root DIR]", Summary: "register the agent as a system service (systemd unit, Windows service)", Run: service},
 		},
-		Footer: "Environment: NANODEMS_AGENT_DIR (--data-dir), NANODEMS_CA_PIN (--ca-pin).",
+		Footer: "Environment: NANODEMS_AGENT_DIR (--data-dir), NANODEMS_CA_PIN (--ca-pin), NANODEMS_ROOT (service --root).",
 	}
 	os.Exit(prog.Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -100,5 +102,6 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	// As a Windows service, the service control manager's Stop ends ctx.
+	return agent.RunService(ctx, a.Run)
 }
