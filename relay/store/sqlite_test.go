@@ -302,7 +302,9 @@ func testUseEnrollmentToken(t *testing.T, s *sqlStore) {
 	wantErr(t, err, ErrExpired)
 }
 
-func TestUseEnrollmentTokenConcurrent(t *testing.T) { forEachStore(t, testUseEnrollmentTokenConcurrent) }
+func TestUseEnrollmentTokenConcurrent(t *testing.T) {
+	forEachStore(t, testUseEnrollmentTokenConcurrent)
+}
 
 func testUseEnrollmentTokenConcurrent(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
@@ -490,7 +492,9 @@ func TestLoopbackIP(t *testing.T) {
 	}
 }
 
-func TestLoopbackRolloverAndExhaustion(t *testing.T) { forEachStore(t, testLoopbackRolloverAndExhaustion) }
+func TestLoopbackRolloverAndExhaustion(t *testing.T) {
+	forEachStore(t, testLoopbackRolloverAndExhaustion)
+}
 
 func testLoopbackRolloverAndExhaustion(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
