@@ -5,8 +5,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
@@ -126,8 +129,8 @@ func TestRelayOnPostgres(t *testing.T) {
 // change made on B reaches the agent held by A; a device deleted on B
 // cuts A's tunnel to it; an API token revoked by another relay process
 // (a write straight to the database) cuts the token's tunnel on A and is
-// refused there at once, its cached lookup dropped; an agent revoked on B
-// is kicked by A, which holds it.
+// refused there at once, its cached lookup dropped; so does a CLI
+// session's mux; an agent revoked on B is kicked by A, which holds it.
 func TestRelaysShareChanges(t *testing.T) {
 	d := startPGDemo(t)
 	_, apiB := startPeer(t, d)
@@ -179,6 +182,21 @@ func TestRelaysShareChanges(t *testing.T) {
 	// The lookup A cached for the token is gone with it.
 	wantRelayError(t, dialErr(ctx, r, d.Info.EchoHandle), 401, "invalid or revoked credential")
 
+	// A CLI session revoked by another relay process ends its mux on A.
+	cs := mintCLI(t, d.Demo)
+	m := dialMux(t, d.Demo, cs.Token)
+	st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
+	must(t, err)
+	defer st.Close()
+	start = time.Now()
+	must(t, other.RevokeCLISession(ctx, cs.ID, time.Now()))
+	select {
+	case <-m.dead:
+		t.Logf("CLI mux on A closed %v after its session was revoked elsewhere", time.Since(start).Round(time.Millisecond))
+	case <-time.After(cutBound):
+		t.Fatal("CLI mux on A still open after its session was revoked elsewhere")
+	}
+
 	// An agent revoked on B is kicked by A, which holds it.
 	c, err = cli.DialTunnel(ctx, operator(d.Demo), d.Info.EchoHandle)
 	must(t, err)
@@ -203,4 +221,47 @@ func dialErr(ctx context.Context, r cli.Relay, handle string) error {
 		return fmt.Errorf("dial of %s succeeded", handle)
 	}
 	return err
+}
+
+// A resync (what a relay does when its notification connection was lost
+// and changes may have been missed) checks everything the relay holds
+// against the database: a token and an agent revoked by writes that sent
+// no change are cut and kicked once the resync runs.
+func TestRelayResyncChecksWhatItHolds(t *testing.T) {
+	d := startPGDemo(t)
+	ctx := context.Background()
+	id, tok := mintToken(t, d.Demo)
+	r := cli.Relay{URL: d.Info.RelayURL, Token: tok, Pin: d.Info.CAPin}
+	c, err := cli.DialTunnel(ctx, r, d.Info.EchoHandle)
+	must(t, err)
+	defer c.Close()
+	rd := echoTunnel(t, "tunnel with a token revoked unannounced", c)
+
+	// Revocations written as plain SQL: no change is sent.
+	db, err := pgx.Connect(ctx, d.dsn)
+	must(t, err)
+	defer db.Close(ctx)
+	now := time.Now().UnixMicro()
+	_, err = db.Exec(ctx, `UPDATE api_tokens SET revoked_at = $1 WHERE id = $2`, now, id)
+	must(t, err)
+	rd.wantOpen(t)
+
+	other, err := store.OpenPostgres(ctx, d.dsn, store.PostgresOptions{Log: quietLogger()})
+	must(t, err)
+	defer other.Close()
+	start := time.Now()
+	must(t, other.Notify(ctx, store.Change{Kind: store.ChangeResync}))
+	rd.wantCut(t, start)
+	if rd.err == nil || !strings.Contains(rd.err.Error(), "API token revoked") {
+		t.Errorf("tunnel ended with %v, want the token's revocation", rd.err)
+	}
+
+	_, err = db.Exec(ctx, `UPDATE agents SET revoked_at = $1 WHERE id = $2`, now, d.Info.AgentID)
+	must(t, err)
+	must(t, other.Notify(ctx, store.Change{Kind: store.ChangeResync}))
+	select {
+	case <-d.AgentExited():
+	case <-time.After(cutBound):
+		t.Fatal("agent revoked in the database still running after the resync")
+	}
 }
