@@ -15,13 +15,13 @@ func (s *sqlStore) GetSetting(ctx context.Context, key string) (string, error) {
 
 // SetSetting creates or replaces key.
 func (s *sqlStore) SetSetting(ctx context.Context, key, value string) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO settings (key, value) VALUES (?, ?)
+	_, err := s.exec(ctx, `INSERT INTO settings (key, value) VALUES (?, ?)
 		ON CONFLICT (key) DO UPDATE SET value = excluded.value`, key, value)
 	return wrapf(err, "set setting %s", key)
 }
 
 func (s *sqlStore) CreateTenant(ctx context.Context, t Tenant) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`,
+	_, err := s.exec(ctx, `INSERT INTO tenants (id, name, created_at) VALUES (?, ?, ?)`,
 		t.ID, t.Name, ts(t.CreatedAt))
 	return wrapf(err, "create tenant %s", t.ID)
 }
@@ -41,7 +41,7 @@ func (s *sqlStore) GetTenant(ctx context.Context, id string) (Tenant, error) {
 // CreateUser stores u. Emails are compared exactly; callers normalize
 // them. A duplicate id or email is ErrConflict.
 func (s *sqlStore) CreateUser(ctx context.Context, u User) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO users (id, tenant_id, email, password_hash, superadmin, created_at)
+	_, err := s.exec(ctx, `INSERT INTO users (id, tenant_id, email, password_hash, superadmin, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		u.ID, nullStr(u.TenantID), u.Email, u.PasswordHash, u.Superadmin, ts(u.CreatedAt))
 	return wrapf(err, "create user %s", u.ID)
@@ -70,7 +70,7 @@ func (s *sqlStore) GetUserByEmail(ctx context.Context, email string) (User, erro
 }
 
 func (s *sqlStore) CreateAPIToken(ctx context.Context, t APIToken) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO api_tokens (id, user_id, tenant_id, hash, created_at, revoked_at)
+	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, hash, created_at, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		t.ID, t.UserID, nullStr(t.TenantID), t.Hash, ts(t.CreatedAt), nullTS(t.RevokedAt))
 	return wrapf(err, "create api token %s", t.ID)
@@ -106,6 +106,6 @@ func (s *sqlStore) getAPIToken(ctx context.Context, col string, key any) (APITok
 // RevokeAPIToken marks the token revoked. Revoking it again keeps the
 // first time.
 func (s *sqlStore) RevokeAPIToken(ctx context.Context, id string, at time.Time) error {
-	err := s.execOne(ctx, &Change{Kind: ChangeTokenRevoked, ID: id}, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+	err := s.execOneChange(ctx, Change{Kind: ChangeTokenRevoked, ID: id}, `UPDATE api_tokens SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
 	return wrapf(err, "revoke api token %s", id)
 }

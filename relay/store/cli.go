@@ -34,7 +34,7 @@ func (s *sqlStore) CreateCLISession(ctx context.Context, c CLISession) error {
 	if err != nil {
 		return wrapf(err, "create cli session %s", c.ID)
 	}
-	_, err = s.exec(ctx, nil, `INSERT INTO cli_sessions
+	_, err = s.exec(ctx, `INSERT INTO cli_sessions
 		(id, hash, tenant_id, user_id, site_ids, label, created_at, expires_at, hard_cap_at, last_used_at, revoked_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.Hash, c.TenantID, nullStr(c.UserID), string(sites), c.Label,
@@ -130,7 +130,7 @@ func (s *sqlStore) TouchCLISession(ctx context.Context, id string, now, expires 
 // RevokeCLISession marks the session revoked. Revoking it again keeps the
 // first time.
 func (s *sqlStore) RevokeCLISession(ctx context.Context, id string, at time.Time) error {
-	err := s.execOne(ctx, &Change{Kind: ChangeCLISessionRevoked, ID: id}, `UPDATE cli_sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+	err := s.execOneChange(ctx, Change{Kind: ChangeCLISessionRevoked, ID: id}, `UPDATE cli_sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
 	return wrapf(err, "revoke cli session %s", id)
 }
 

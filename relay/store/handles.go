@@ -87,13 +87,13 @@ func (s *sqlStore) ResolveHandle(ctx context.Context, handle string) (Route, err
 
 // PinHandle records the agent that serves the handle.
 func (s *sqlStore) PinHandle(ctx context.Context, handle, agentID string) error {
-	err := s.execOne(ctx, nil, `UPDATE handles SET agent_id = ? WHERE handle = ?`, agentID, handle)
+	err := s.execOne(ctx, `UPDATE handles SET agent_id = ? WHERE handle = ?`, agentID, handle)
 	return wrapf(err, "pin handle %s", handle)
 }
 
 // RevokeHandle marks the handle revoked. Revoking it again keeps the
 // first time.
 func (s *sqlStore) RevokeHandle(ctx context.Context, handle string, at time.Time) error {
-	err := s.execOne(ctx, &Change{Kind: ChangeHandleRevoked, ID: handle}, `UPDATE handles SET revoked_at = COALESCE(revoked_at, ?) WHERE handle = ?`, ts(at), handle)
+	err := s.execOneChange(ctx, Change{Kind: ChangeHandleRevoked, ID: handle}, `UPDATE handles SET revoked_at = COALESCE(revoked_at, ?) WHERE handle = ?`, ts(at), handle)
 	return wrapf(err, "revoke handle %s", handle)
 }

@@ -8,7 +8,7 @@ import (
 )
 
 func (s *sqlStore) CreateSite(ctx context.Context, site Site) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO sites (id, tenant_id, name, allowlist_version, allow_loopback, created_at)
+	_, err := s.exec(ctx, `INSERT INTO sites (id, tenant_id, name, allowlist_version, allow_loopback, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		site.ID, site.TenantID, site.Name, site.AllowlistVersion, site.AllowLoopback, ts(site.CreatedAt))
 	return wrapf(err, "create site %s", site.ID)
@@ -31,7 +31,7 @@ func (s *sqlStore) GetSite(ctx context.Context, id string) (Site, error) {
 // allowlist version and creation time are kept. An unknown site is
 // ErrNotFound.
 func (s *sqlStore) UpdateSite(ctx context.Context, site Site) error {
-	err := s.execOne(ctx, &Change{Kind: ChangeSite, ID: site.ID, TenantID: site.TenantID}, `UPDATE sites SET name = ?, allow_loopback = ? WHERE id = ?`,
+	err := s.execOneChange(ctx, Change{Kind: ChangeSite, ID: site.ID, TenantID: site.TenantID}, `UPDATE sites SET name = ?, allow_loopback = ? WHERE id = ?`,
 		site.Name, site.AllowLoopback, site.ID)
 	return wrapf(err, "update site %s", site.ID)
 }
@@ -48,7 +48,7 @@ func bumpSite(ctx context.Context, tx *txn, siteID string) (tenantID string, ver
 }
 
 func (s *sqlStore) CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO enrollment_tokens (hash, site_id, expires_at, used_at, created_at)
+	_, err := s.exec(ctx, `INSERT INTO enrollment_tokens (hash, site_id, expires_at, used_at, created_at)
 		VALUES (?, ?, ?, ?, ?)`,
 		t.Hash, t.SiteID, ts(t.ExpiresAt), nullTS(t.UsedAt), ts(t.CreatedAt))
 	return wrapf(err, "create enrollment token for site %s", t.SiteID)
@@ -86,7 +86,7 @@ func (s *sqlStore) UseEnrollmentToken(ctx context.Context, hash []byte, now time
 }
 
 func (s *sqlStore) CreateAgent(ctx context.Context, a Agent) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO agents (id, site_id, cert_serial, revoked_at, created_at)
+	_, err := s.exec(ctx, `INSERT INTO agents (id, site_id, cert_serial, revoked_at, created_at)
 		VALUES (?, ?, ?, ?, ?)`,
 		a.ID, a.SiteID, a.CertSerial, nullTS(a.RevokedAt), ts(a.CreatedAt))
 	return wrapf(err, "create agent %s", a.ID)
@@ -121,6 +121,6 @@ func (s *sqlStore) ListAgents(ctx context.Context, siteID string) ([]Agent, erro
 // RevokeAgent marks the agent revoked. Revoking it again keeps the first
 // time.
 func (s *sqlStore) RevokeAgent(ctx context.Context, id string, at time.Time) error {
-	err := s.execOne(ctx, &Change{Kind: ChangeAgentRevoked, ID: id}, `UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+	err := s.execOneChange(ctx, Change{Kind: ChangeAgentRevoked, ID: id}, `UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
 	return wrapf(err, "revoke agent %s", id)
 }

@@ -137,8 +137,18 @@ func retryable(err error) bool {
 }
 
 // exec runs one statement as a write transaction and reports whether it
-// changed a row. If it did and c is not nil, *c is noted as a change.
-func (s *sqlStore) exec(ctx context.Context, c *Change, query string, args ...any) (changed bool, err error) {
+// changed a row.
+func (s *sqlStore) exec(ctx context.Context, query string, args ...any) (changed bool, err error) {
+	return s.execWith(ctx, nil, query, args...)
+}
+
+// execChange is exec that, if a row changed, sends c with the write
+// (changes.go).
+func (s *sqlStore) execChange(ctx context.Context, c Change, query string, args ...any) (changed bool, err error) {
+	return s.execWith(ctx, &c, query, args...)
+}
+
+func (s *sqlStore) execWith(ctx context.Context, c *Change, query string, args ...any) (changed bool, err error) {
 	err = s.write(ctx, func(tx *txn) error {
 		res, err := tx.ExecContext(ctx, query, args...)
 		if err != nil {
@@ -159,8 +169,17 @@ func (s *sqlStore) exec(ctx context.Context, c *Change, query string, args ...an
 
 // execOne is exec for statements that must hit exactly one row, such as
 // revocations by id: an unknown id is ErrNotFound.
-func (s *sqlStore) execOne(ctx context.Context, c *Change, query string, args ...any) error {
-	changed, err := s.exec(ctx, c, query, args...)
+func (s *sqlStore) execOne(ctx context.Context, query string, args ...any) error {
+	return one(s.exec(ctx, query, args...))
+}
+
+// execOneChange is execOne that sends c with the write.
+func (s *sqlStore) execOneChange(ctx context.Context, c Change, query string, args ...any) error {
+	return one(s.execChange(ctx, c, query, args...))
+}
+
+// one is ErrNotFound for a statement that changed no row.
+func one(changed bool, err error) error {
 	if err == nil && !changed {
 		err = ErrNotFound
 	}

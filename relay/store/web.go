@@ -8,7 +8,7 @@ import (
 )
 
 func (s *sqlStore) CreateSession(ctx context.Context, ss Session) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO sessions (hash, user_id, tenant_id, csrf, created_at, expires_at)
+	_, err := s.exec(ctx, `INSERT INTO sessions (hash, user_id, tenant_id, csrf, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		ss.Hash, ss.UserID, nullStr(ss.TenantID), ss.CSRF, ts(ss.CreatedAt), ts(ss.ExpiresAt))
 	return wrapf(err, "create session")
@@ -30,13 +30,13 @@ func (s *sqlStore) GetSession(ctx context.Context, hash []byte) (Session, error)
 }
 
 func (s *sqlStore) SetSessionTenant(ctx context.Context, hash []byte, tenantID string) error {
-	return wrapf(s.execOne(ctx, nil, `UPDATE sessions SET tenant_id = ? WHERE hash = ?`, nullStr(tenantID), hash), "set session tenant")
+	return wrapf(s.execOne(ctx, `UPDATE sessions SET tenant_id = ? WHERE hash = ?`, nullStr(tenantID), hash), "set session tenant")
 }
 
 // DeleteSession ends a session; deleting an unknown one is not an error
 // (sign-out is idempotent).
 func (s *sqlStore) DeleteSession(ctx context.Context, hash []byte) error {
-	_, err := s.exec(ctx, &Change{Kind: ChangeSessionEnded, ID: hex.EncodeToString(hash)}, `DELETE FROM sessions WHERE hash = ?`, hash)
+	_, err := s.execChange(ctx, Change{Kind: ChangeSessionEnded, ID: hex.EncodeToString(hash)}, `DELETE FROM sessions WHERE hash = ?`, hash)
 	return wrapf(err, "delete session")
 }
 
@@ -88,7 +88,7 @@ func (s *sqlStore) GetCameraCert(ctx context.Context, handle string) (CameraCert
 
 // PutCameraCert records the certificate now seen behind a handle.
 func (s *sqlStore) PutCameraCert(ctx context.Context, c CameraCert) error {
-	_, err := s.exec(ctx, nil, `INSERT INTO camera_certs (handle, subject, fingerprint, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
+	_, err := s.exec(ctx, `INSERT INTO camera_certs (handle, subject, fingerprint, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (handle) DO UPDATE SET subject = excluded.subject, fingerprint = excluded.fingerprint, last_seen = excluded.last_seen`,
 		c.Handle, c.Subject, c.Fingerprint, ts(c.FirstSeen), ts(c.LastSeen))
 	return wrapf(err, "put camera cert of %s", c.Handle)
