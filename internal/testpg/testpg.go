@@ -1,5 +1,5 @@
 // Package testpg runs a real PostgreSQL for tests: the server of Debian's
-// postgresql package (its initdb and pg_ctl), in a temporary directory, on
+// postgresql package (its initdb and postgres), in a temporary directory, on
 // a free loopback port, as an unprivileged user. A test binary starts one
 // server, on first use, and every test gets a fresh database of its own,
 // so tests neither see each other's rows nor pay for a server each.
@@ -18,17 +18,19 @@ import (
 	"os/exec"
 	"os/user"
 	"path/filepath"
+	"runtime"
 	"sort"
 	"strconv"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 )
 
-// ErrNotInstalled is Start's error where no initdb and pg_ctl are found.
+// ErrNotInstalled is Start's error where no initdb and postgres are found.
 var ErrNotInstalled = errors.New("PostgreSQL is not installed (Debian package postgresql: /usr/lib/postgresql/*/bin/initdb)")
 
 // Server is a running PostgreSQL.
@@ -38,6 +40,9 @@ type Server struct {
 	port int
 	cred *syscall.Credential // who runs the server; nil: this process's user
 	dbs  atomic.Int64
+
+	cmd    *exec.Cmd
+	exited chan struct{} // closed when the server has exited
 }
 
 // Start initialises a cluster in a new temporary directory and starts it.
@@ -74,14 +79,79 @@ func Start() (*Server, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	opts := fmt.Sprintf("-c listen_addresses=127.0.0.1 -p %d -k %s -c fsync=off -c synchronous_commit=off "+
-		"-c full_page_writes=off -c max_connections=300 -c shared_buffers=32MB", s.port, s.dir)
-	if err := s.run("pg_ctl", "-D", s.data(), "-l", filepath.Join(s.dir, "log"), "-w", "-o", opts, "start"); err != nil {
-		log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+	if err := s.start(); err != nil {
 		os.RemoveAll(dir)
-		return nil, fmt.Errorf("%w\n%s", err, log)
+		return nil, err
 	}
 	return s, nil
+}
+
+// startTimeout bounds the wait for a starting server to accept
+// connections; it keeps a broken installation from hanging the tests.
+const startTimeout = 60 * time.Second
+
+// start runs the postmaster as a child of this process, not daemonized by
+// pg_ctl: if the test binary dies (a panic, go test's timeout) the kernel
+// sends the server SIGINT, PostgreSQL's fast shutdown, so no server
+// outlives its tests.
+func (s *Server) start() error {
+	logf, err := os.Create(filepath.Join(s.dir, "log"))
+	if err != nil {
+		return err
+	}
+	defer logf.Close()
+	cmd := exec.Command(filepath.Join(s.bin, "postgres"), "-D", s.data(),
+		"-c", "listen_addresses=127.0.0.1", "-p", strconv.Itoa(s.port), "-k", s.dir,
+		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
+		"-c", "max_connections=300", "-c", "shared_buffers=32MB")
+	cmd.Dir = s.dir
+	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=" + s.dir}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
+	// Pdeathsig follows the thread that forks; keep it alive meanwhile.
+	runtime.LockOSThread()
+	err = cmd.Start()
+	runtime.UnlockOSThread()
+	if err != nil {
+		return fmt.Errorf("testpg: postgres: %w", err)
+	}
+	s.cmd, s.exited = cmd, make(chan struct{})
+	go func() {
+		cmd.Wait()
+		close(s.exited)
+	}()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c, err := pgx.Connect(ctx, s.DSN("postgres"))
+		cancel()
+		if err == nil {
+			c.Close(context.Background())
+			return nil
+		}
+		select {
+		case <-s.exited:
+			log, _ := os.ReadFile(filepath.Join(s.dir, "log"))
+			return fmt.Errorf("testpg: postgres exited while starting: %s", log)
+		case <-time.After(50 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			s.stop()
+			return fmt.Errorf("testpg: postgres did not accept connections within %v: %w", startTimeout, err)
+		}
+	}
+}
+
+// stop asks the server for a fast shutdown (it ends open sessions) and
+// waits for it to exit, killing it if it does not.
+func (s *Server) stop() {
+	s.cmd.Process.Signal(syscall.SIGINT)
+	select {
+	case <-s.exited:
+	case <-time.After(startTimeout):
+		s.cmd.Process.Kill()
+		<-s.exited
+	}
 }
 
 func (s *Server) data() string { return filepath.Join(s.dir, "data") }
@@ -103,9 +173,8 @@ func (s *Server) run(name string, args ...string) error {
 // Stop stops the server (fast shutdown: open sessions are ended) and
 // removes its directory.
 func (s *Server) Stop() error {
-	err := s.run("pg_ctl", "-D", s.data(), "-m", "fast", "-w", "stop")
-	os.RemoveAll(s.dir)
-	return err
+	s.stop()
+	return os.RemoveAll(s.dir)
 }
 
 // DSN is the address of database db.
@@ -164,12 +233,12 @@ func Stop() {
 }
 
 // binDir is the newest /usr/lib/postgresql/<version>/bin with initdb and
-// pg_ctl.
+// postgres.
 func binDir() (string, error) {
 	dirs, _ := filepath.Glob("/usr/lib/postgresql/*/bin")
 	sort.Slice(dirs, func(i, j int) bool { return version(dirs[i]) > version(dirs[j]) })
 	for _, d := range dirs {
-		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "pg_ctl")) {
+		if isExec(filepath.Join(d, "initdb")) && isExec(filepath.Join(d, "postgres")) {
 			return d, nil
 		}
 	}
