@@ -125,64 +125,36 @@ func TestRelayOnPostgres(t *testing.T) {
 	wantAudit(t, d.Demo, "agent.revoke", d.Info.AgentID)
 }
 
-// Two relays on one database act on each other's changes: an allowlist
-// change made on B reaches the agent held by A; a device deleted on B
-// cuts A's tunnel to it; an API token revoked by another relay process
-// (a write straight to the database) cuts the token's tunnel on A and is
-// refused there at once, its cached lookup dropped; so does a CLI
-// session's mux; an agent revoked on B is kicked by A, which holds it.
+// Relays on one database act on each other's changes. An API token and a
+// CLI session revoked by another relay process (writes straight to the
+// database, through a store of their own) end what they opened on A,
+// and A refuses the token at once, its cached lookup dropped. Then, with
+// a second relay B running: an allowlist change made on B reaches the
+// agent held by A; a device deleted on B cuts A's tunnel to it; an agent
+// revoked on B is kicked by A, which holds it.
 func TestRelaysShareChanges(t *testing.T) {
 	d := startPGDemo(t)
-	_, apiB := startPeer(t, d)
 	ctx := context.Background()
 	admin := demo.Admin(d.Info.AdminKey)
-	var site struct {
-		AllowlistVersion int64 `json:"allowlist_version"`
-	}
-	must(t, apiB.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID, nil, &site, admin))
-
-	// An allowlist change on B reaches A's agent.
-	var dev struct {
-		ID      string            `json:"id"`
-		Handles map[string]string `json:"handles"`
-	}
-	port := d.Echo.Addr().Port
-	start := time.Now()
-	must(t, apiB.Do(ctx, "POST", "/api/sites/"+d.Info.SiteID+"/devices",
-		map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "added on B"}, &dev, admin))
-	waitAllowlist(t, d.Demo, site.AllowlistVersion+1)
-	t.Logf("allowlist v%d on A's agent %v after the change on B", site.AllowlistVersion+1, time.Since(start).Round(time.Millisecond))
-	h := dev.Handles[fmt.Sprint(port)]
-
-	// A device deleted on B cuts A's tunnel to it.
-	c, err := cli.DialTunnel(ctx, operator(d.Demo), h)
-	must(t, err)
-	defer c.Close()
-	rd := echoTunnel(t, "tunnel on A to a device deleted on B", c)
-	start = time.Now()
-	must(t, apiB.Do(ctx, "DELETE", "/api/devices/"+dev.ID, nil, nil, admin))
-	rd.wantCut(t, start)
-	wantRelayError(t, dialErr(ctx, operator(d.Demo), h), 404, "unknown or revoked handle")
-
-	// A token revoked by another relay process: written to the database
-	// by a store of its own, so nothing in this process but the change
-	// feed tells A.
-	id, tok := mintToken(t, d.Demo)
-	r := cli.Relay{URL: d.Info.RelayURL, Token: tok, Pin: d.Info.CAPin}
-	c, err = cli.DialTunnel(ctx, r, d.Info.EchoHandle)
-	must(t, err)
-	defer c.Close()
-	rd = echoTunnel(t, "tunnel on A with a token revoked elsewhere", c)
 	other, err := store.OpenPostgres(ctx, d.dsn, store.PostgresOptions{Log: quietLogger()})
 	must(t, err)
 	defer other.Close()
-	start = time.Now()
+
+	// Before B starts: the index of credential uses (credConns) is shared
+	// by every relay Server of a process, so with B running, B's cut
+	// would end A's tunnels too and prove nothing about A.
+	id, tok := mintToken(t, d.Demo)
+	r := cli.Relay{URL: d.Info.RelayURL, Token: tok, Pin: d.Info.CAPin}
+	c, err := cli.DialTunnel(ctx, r, d.Info.EchoHandle)
+	must(t, err)
+	defer c.Close()
+	rd := echoTunnel(t, "tunnel on A with a token revoked elsewhere", c)
+	start := time.Now()
 	must(t, other.RevokeAPIToken(ctx, id, time.Now()))
 	rd.wantCut(t, start)
-	// The lookup A cached for the token is gone with it.
+	// A drops its cached lookup of the token before it cuts.
 	wantRelayError(t, dialErr(ctx, r, d.Info.EchoHandle), 401, "invalid or revoked credential")
 
-	// A CLI session revoked by another relay process ends its mux on A.
 	cs := mintCLI(t, d.Demo)
 	m := dialMux(t, d.Demo, cs.Token)
 	st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
@@ -196,6 +168,35 @@ func TestRelaysShareChanges(t *testing.T) {
 	case <-time.After(cutBound):
 		t.Fatal("CLI mux on A still open after its session was revoked elsewhere")
 	}
+
+	_, apiB := startPeer(t, d)
+	var site struct {
+		AllowlistVersion int64 `json:"allowlist_version"`
+	}
+	must(t, apiB.Do(ctx, "GET", "/api/sites/"+d.Info.SiteID, nil, &site, admin))
+
+	// An allowlist change on B reaches A's agent.
+	var dev struct {
+		ID      string            `json:"id"`
+		Handles map[string]string `json:"handles"`
+	}
+	port := d.Echo.Addr().Port
+	start = time.Now()
+	must(t, apiB.Do(ctx, "POST", "/api/sites/"+d.Info.SiteID+"/devices",
+		map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "added on B"}, &dev, admin))
+	waitAllowlist(t, d.Demo, site.AllowlistVersion+1)
+	t.Logf("allowlist v%d on A's agent %v after the change on B", site.AllowlistVersion+1, time.Since(start).Round(time.Millisecond))
+	h := dev.Handles[fmt.Sprint(port)]
+
+	// A device deleted on B cuts A's tunnel to it.
+	c, err = cli.DialTunnel(ctx, operator(d.Demo), h)
+	must(t, err)
+	defer c.Close()
+	rd = echoTunnel(t, "tunnel on A to a device deleted on B", c)
+	start = time.Now()
+	must(t, apiB.Do(ctx, "DELETE", "/api/devices/"+dev.ID, nil, nil, admin))
+	rd.wantCut(t, start)
+	wantRelayError(t, dialErr(ctx, operator(d.Demo), h), 404, "unknown or revoked handle")
 
 	// An agent revoked on B is kicked by A, which holds it.
 	c, err = cli.DialTunnel(ctx, operator(d.Demo), d.Info.EchoHandle)
