@@ -89,8 +89,9 @@ func (s *authenticator) authToken(ctx context.Context, tok string) (Principal, e
 
 // tokenCacheTTL bounds how long a valid token's lookup is reused: a tunnel
 // open then costs no database read. Revocation clears the cache at once,
-// so it is not a window for revoked tokens; it only bounds staleness if
-// another relay of the installation revokes.
+// on this relay and, through the store's change feed, on every other relay
+// of the installation (relay/changes.go), so it is not a window for
+// revoked tokens; it only bounds staleness should a change be lost.
 const tokenCacheTTL = 10 * time.Second
 
 type tokenEntry struct {

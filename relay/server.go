@@ -348,10 +348,18 @@ func (s *Server) Start() error {
 		// connection (relay/overload.go).
 		s.gate = newHandshakeGate(tls.NewListener(coalesce.Listener(ln), s.apiTLS), s.log)
 	}
-	s.wg.Add(2)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.serveAgents(s.agentLn)
+	}()
+	go func() {
+		defer s.wg.Done()
+		// Other relays' changes on a shared database (relay/changes.go);
+		// the subscription ends with ctx when the relay closes.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s.followChanges(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()

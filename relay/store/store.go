@@ -3,7 +3,8 @@
 //
 // One Store interface serves every backend. The default is embedded SQLite
 // (pure Go, no cgo) in the relay's data directory, so one command starts a
-// working relay. The per-byte path never touches the store: the relay caches
+// working relay; relays that run as one share a PostgreSQL database
+// (Postgres), with the same queries and the same migrations. The per-byte path never touches the store: the relay caches
 // handle routes in memory and invalidates them on change.
 package store
 
@@ -305,4 +306,11 @@ type Store interface {
 	ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error)
 	// CountDevices is the number of devices of each site (absent: 0).
 	CountDevices(ctx context.Context, siteIDs []string) (map[string]int, error)
+
+	// Changes made through other stores on the same database
+	// (relay/store/changes.go): the writes that revoke or change what
+	// relays cache send one in their transaction; Notify sends one no
+	// write made. Changes delivers them until ctx ends.
+	Notify(ctx context.Context, c Change) error
+	Changes(ctx context.Context) <-chan Change
 }
