@@ -83,6 +83,11 @@ func (s *authenticator) authToken(ctx context.Context, tok string) (Principal, e
 		return Principal{}, err
 	}
 	p := Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID, Cred: t.ID}
+	// "Last used" is recorded on a store lookup, so at most once per
+	// token per tokenCacheTTL: a busy token costs no write per call.
+	if err := s.store.TouchAPIToken(ctx, t.ID, s.cfg.Now()); err != nil {
+		s.log.Warn("recording a token's use", "token", t.ID, "err", err)
+	}
 	s.tokens.Store(key, tokenEntry{p: p, until: s.cfg.Now().Add(tokenCacheTTL)})
 	return p, nil
 }

@@ -111,6 +111,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "DELETE /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), accepts: apiCreds},
 	{pattern: "GET /api/sites/{siteId}/agents", paths: paths("/api/sites/{site}/agents"), accepts: apiCreds},
 	{pattern: "POST /api/agents/{agentId}/revoke", paths: paths("/api/agents/{agent}/revoke"), accepts: apiCreds},
+	{pattern: "GET /api/agents", paths: paths("/api/agents?tenant_id={tenant}"), accepts: apiCreds},
 	{pattern: "GET /api/tenants/{tenantId}/sites", paths: paths("/api/tenants/{tenant}/sites", "/api/tenants/{tenant}/sites?limit=1000"), accepts: apiCreds},
 	{pattern: "GET /api/tenants/{tenantId}/users", paths: paths("/api/tenants/{tenant}/users"), accepts: apiCreds},
 	{pattern: "GET /api/users/{userId}/tokens", paths: paths("/api/users/{user}/tokens"), accepts: apiCreds},
