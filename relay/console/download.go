@@ -59,7 +59,6 @@ func (h *Handler) downloadPage(w http.ResponseWriter, r *http.Request, c *call) 
 	}
 	var v downloadView
 	missing := map[string]bool{}
-	var missPlats []string
 	for _, prog := range downloadPrograms {
 		p := downloadProgram{Name: prog}
 		for _, plat := range downloadPlatforms {
@@ -67,13 +66,16 @@ func (h *Handler) downloadPage(w http.ResponseWriter, r *http.Request, c *call) 
 			p.Rows = append(p.Rows, downloadRow{Platform: plat, File: f})
 			if f == nil {
 				p.Missing = append(p.Missing, plat)
-				if !missing[plat] {
-					missing[plat] = true
-					missPlats = append(missPlats, plat)
-				}
+				missing[plat] = true
 			}
 		}
 		v.Programs = append(v.Programs, p)
+	}
+	var missPlats []string
+	for _, plat := range downloadPlatforms {
+		if missing[plat] {
+			missPlats = append(missPlats, plat)
+		}
 	}
 	if len(missPlats) > 0 {
 		v.Build = fmt.Sprintf("go run ./cmd/nanodems-dist -out DOWNLOADS_DIR -platforms %s", strings.Join(missPlats, ","))
