@@ -162,7 +162,7 @@ func TestAgentsAPIPages(t *testing.T) {
 		t.Errorf("listed %d agents, want the demo's and 7 more: %v", len(seen), seen)
 	}
 	for path, want := range map[string]int{
-		"/api/agents":                     400, // the admin key names its tenant
+		"/api/agents":                      400, // the admin key names its tenant
 		"/api/agents?tenant_id=ten_nosuch": 404,
 		"/api/agents?tenant_id=" + d.Info.TenantID + "&limit=0":      400,
 		"/api/agents?tenant_id=" + d.Info.TenantID + "&cursor=bogus": 400,
