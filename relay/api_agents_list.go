@@ -33,21 +33,44 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return listErr(err)
 	}
-	// Each site of the page is read once.
-	sites := map[string]store.Site{}
+	names, err := s.siteNames(r, t.ID, agents)
+	if err != nil {
+		return err
+	}
 	items := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		site, ok := sites[a.SiteID]
-		if !ok {
-			if site, err = s.store.GetSite(r.Context(), a.SiteID); err != nil {
-				return fmt.Errorf("site %s of agent %s: %w", a.SiteID, a.ID, err)
-			}
-			sites[a.SiteID] = site
-		}
 		j := s.agentJSON(a)
-		j["site_name"] = site.Name
+		j["site_name"] = names[a.SiteID]
 		items = append(items, j)
 	}
 	writePage(w, items, next)
 	return nil
+}
+
+// siteNames names the sites of agents, reading the tenant's sites a page
+// of 1,000 at a time until every one is found: one query for a tenant
+// with up to 1,000 sites, rather than one per site.
+func (s *managementAPI) siteNames(r *http.Request, tenantID string, agents []store.Agent) (map[string]string, error) {
+	want := map[string]bool{}
+	for _, a := range agents {
+		want[a.SiteID] = true
+	}
+	names := make(map[string]string, len(want))
+	pg := store.Page{Limit: store.MaxPageLimit}
+	for len(names) < len(want) {
+		sites, next, err := s.store.ListSites(r.Context(), tenantID, pg)
+		if err != nil {
+			return nil, err
+		}
+		for _, site := range sites {
+			if want[site.ID] {
+				names[site.ID] = site.Name
+			}
+		}
+		if next == "" {
+			break
+		}
+		pg.Cursor = next
+	}
+	return names, nil
 }
