@@ -107,7 +107,7 @@ func (h *Handler) agentsPage(w http.ResponseWriter, r *http.Request, c *call) er
 	}
 	if id := r.URL.Query().Get("revoke"); id != "" {
 		for i := range v.Rows {
-			if v.Rows[i].ID == id {
+			if v.Rows[i].ID == id && v.Rows[i].Revocable {
 				v.Revoke = &v.Rows[i]
 			}
 		}

@@ -78,7 +78,7 @@ func TestConsoleAgents(t *testing.T) {
 	b.Shot("agents")
 
 	b.Run("revoke",
-		chromedp.Click(row+` button.danger`, chromedp.ByQuery),
+		chromedp.Click(row+` [data-dialog="revoke-agent"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#confirm-revoke-agent`, chromedp.ByQuery))
 	b.Shot("agents-revoke")
 	b.Run("confirm", chromedp.Click(`#confirm-revoke-agent`, chromedp.ByQuery), chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
@@ -108,8 +108,24 @@ func TestConsoleAgents(t *testing.T) {
 		t.Errorf("stored agent %+v %v", a, err)
 	}
 
+	// Without the script, Revoke is a link to the confirmation.
+	a2 := store.Agent{ID: "agt_second", SiteID: d.Info.SiteID, CertSerial: "2", CreatedAt: time.Now()}
+	if err := d.Relay.Store().CreateAgent(ctx, a2); err != nil {
+		t.Fatal(err)
+	}
+	ca := signIn(t, d, d.Info.UserEmail, d.Info.UserPassword)
+	if st, body := ca.do("GET", "/agents?revoke=agt_second", nil, nil); st != 200 || !strings.Contains(body, `<dialog id="revoke-agent" open`) || !strings.Contains(body, `action="/agents/agt_second/revoke"`) {
+		t.Errorf("GET /agents?revoke=: %d", st)
+	}
+	if st, _ := ca.do("GET", "/agents?revoke="+d.Info.AgentID, nil, nil); st != http.StatusNotFound {
+		t.Errorf("the confirmation of an agent already revoked: %d, want 404", st)
+	}
+
 	// Another tenant's agent, and no agent at all.
 	c := signIn(t, d, other.Email, other.Password)
+	if st, _ := c.do("GET", "/agents?revoke="+d.Info.AgentID, nil, nil); st != http.StatusNotFound {
+		t.Errorf("tenant B opens the confirmation for A's agent: %d, want 404", st)
+	}
 	if st, _ := c.post("/agents/"+d.Info.AgentID+"/revoke", nil); st != http.StatusForbidden {
 		t.Errorf("tenant B revokes A's agent: %d, want 403", st)
 	}
