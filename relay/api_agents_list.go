@@ -17,7 +17,7 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 	tenantID := r.URL.Query().Get("tenant_id")
 	if tenantID == "" {
 		if p.TenantID == "" {
-			return fmt.Errorf("%w: tenant_id is required with the admin key", errBadRequest)
+			return fmt.Errorf("%w: tenant_id is required", errBadRequest)
 		}
 		tenantID = p.TenantID
 	}

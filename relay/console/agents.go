@@ -92,6 +92,9 @@ type agentsView struct {
 // time, with its live state on this relay. Asked for JSON (the page's
 // script, every 5 s), it answers the rows only.
 func (h *Handler) agentsPage(w http.ResponseWriter, r *http.Request, c *call) error {
+	if c.Who.TenantID == "" {
+		return errNoTenant
+	}
 	cur := r.URL.Query().Get("cursor")
 	var page agentPage
 	path := fmt.Sprintf("/api/agents?limit=%d&cursor=%s", agentsPerPage, url.QueryEscape(cur))

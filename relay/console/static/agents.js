@@ -18,6 +18,8 @@
   }
 
   function apply(body) {
+    var old = document.getElementById("agents-note");
+    if (old && old.textContent.indexOf("Refresh failed") === 0) old.remove();
     var seen = {};
     body.rows.forEach(function (r) {
       seen[r.id] = true;
