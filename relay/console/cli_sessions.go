@@ -46,6 +46,9 @@ type cliForm struct {
 	Label   string
 	Error   string
 	Created *newCLISession // the one-shot dialog
+	// Tunnels are the relay's nanodems-tunnel downloads, linked from the
+	// dialog.
+	Tunnels []DownloadFile
 }
 
 // Checked says whether site id is picked.
@@ -98,6 +101,15 @@ func (h *Handler) createCLISession(w http.ResponseWriter, r *http.Request, c *ca
 		return err
 	default:
 		f.Created = &created
+		var files []DownloadFile
+		if err := c.Call("GET", "/api/downloads", nil, &files); err != nil {
+			return err
+		}
+		for _, df := range files {
+			if df.Program == "nanodems-tunnel" {
+				f.Tunnels = append(f.Tunnels, df)
+			}
+		}
 	}
 	return h.render(w, r, c, status, "cli-sessions", "cli", f)
 }

@@ -85,6 +85,13 @@ func TestConsoleDownload(t *testing.T) {
 	if got := row("nanodems-agent", "darwin/arm64"); !strings.Contains(got, "not built") {
 		t.Errorf("a missing build shows %q", got)
 	}
+	// The CLI session dialog links this relay's nanodems-tunnel builds.
+	b.Run("CLI session", chromedp.Navigate(d.Info.RelayURL+"/cli-sessions?site="+d.Info.SiteID), chromedp.WaitVisible(`#open-cli-session`, chromedp.ByQuery),
+		chromedp.Click(`#open-cli-session`, chromedp.ByQuery), chromedp.WaitVisible(`#cli-downloads`, chromedp.ByQuery))
+	if got := b.Text(`#cli-downloads`); got != "Get nanodems-tunnel: linux/amd64 · windows/amd64" {
+		t.Errorf("the dialog's downloads: %q", got)
+	}
+	b.Run("back", chromedp.Navigate(d.Info.RelayURL+"/download"), chromedp.WaitVisible(`#dl-build-command`, chromedp.ByQuery))
 	if got := b.Text(`#dl-build-command`); got != "go run ./cmd/nanodems-dist -out DOWNLOADS_DIR -platforms linux/amd64,linux/arm64,darwin/arm64,darwin/amd64,windows/amd64" {
 		t.Errorf("build command %q", got)
 	}
