@@ -151,7 +151,7 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 	}
 	raw.SetDeadline(time.Time{})
 
-	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
+	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), version: hello.Version, connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
 	a.allowlistHeld.Store(hello.AllowlistVersion)
 	if err := a.send(mux.MsgHelloAck, mux.HelloAck{OK: true, Relay: s.cfg.NodeName, HeartbeatSeconds: heartbeatSeconds}); err != nil {
 		return
@@ -231,7 +231,9 @@ func (s *Server) readControl(a *agentSession) error {
 			if err := mux.Decode(body, &hb); err != nil {
 				return err
 			}
-			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: s.cfg.Now()})
+			now := s.cfg.Now()
+			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: now})
+			a.today.add(now, hb.BytesIn+hb.BytesOut)
 		case mux.MsgAllowlistAck:
 			var ack mux.AllowlistAck
 			if err := mux.Decode(body, &ack); err != nil {

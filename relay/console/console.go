@@ -103,6 +103,16 @@ func (h *Handler) routes() []route {
 		{"POST /devices/{deviceId}/delete", h.form(h.deleteDevice)},
 		{"POST /devices/{deviceId}/open/{port}", h.form(h.openPort)},
 		{"POST /devices/{deviceId}/rtsp/{port}", h.form(h.rtspURL)},
+		{"GET /cli-sessions", h.page(h.cliSessionsPage)},
+		{"POST /cli-sessions", h.form(h.createCLISession)},
+		{"POST /cli-sessions/{sessionId}/revoke", h.form(h.revokeCLISession)},
+		{"GET /download", h.page(h.downloadPage)},
+		{"GET /account/tokens", h.page(h.tokensPage)},
+		{"POST /account/tokens", h.form(h.createToken)},
+		{"POST /account/tokens/{tokenId}/revoke", h.form(h.revokeToken)},
+		{"GET /agents", h.page(h.agentsPage)},
+		{"POST /agents/{agentId}/revoke", h.form(h.revokeAgent)},
+		{"GET /audit", h.page(h.auditPage)},
 	}
 }
 

@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"time"
 )
 
@@ -70,9 +69,9 @@ func (s *sqlStore) GetUserByEmail(ctx context.Context, email string) (User, erro
 }
 
 func (s *sqlStore) CreateAPIToken(ctx context.Context, t APIToken) error {
-	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, hash, created_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?)`,
-		t.ID, t.UserID, nullStr(t.TenantID), t.Hash, ts(t.CreatedAt), nullTS(t.RevokedAt))
+	_, err := s.exec(ctx, `INSERT INTO api_tokens (id, user_id, tenant_id, hash, label, created_at, revoked_at)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.ID, t.UserID, nullStr(t.TenantID), t.Hash, t.Label, ts(t.CreatedAt), nullTS(t.RevokedAt))
 	return wrapf(err, "create api token %s", t.ID)
 }
 
@@ -89,18 +88,19 @@ func (s *sqlStore) GetAPIToken(ctx context.Context, id string) (APIToken, error)
 
 // getAPIToken looks a token up by one of its unique columns.
 func (s *sqlStore) getAPIToken(ctx context.Context, col string, key any) (APIToken, error) {
-	var t APIToken
-	var created int64
-	var revoked sql.Null[int64]
-	err := s.db.QueryRowContext(ctx, `SELECT id, user_id, COALESCE(tenant_id, ''), hash, created_at, revoked_at
-		FROM api_tokens WHERE `+col+` = ?`, key).
-		Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &created, &revoked)
+	t, err := scanAPIToken(s.db.QueryRowContext(ctx, `SELECT `+apiTokenCols+` FROM api_tokens WHERE `+col+` = ?`, key))
 	if err != nil {
 		return APIToken{}, wrapf(err, "get api token by %s", col)
 	}
-	t.CreatedAt = fromTS(created)
-	t.RevokedAt = ptrTS(revoked)
 	return t, nil
+}
+
+// TouchAPIToken records a use of the token at at. The relay calls it
+// when it looks the token up in the store, which its cache bounds to one
+// write per token every few seconds.
+func (s *sqlStore) TouchAPIToken(ctx context.Context, id string, at time.Time) error {
+	_, err := s.exec(ctx, `UPDATE api_tokens SET last_used_at = CASE WHEN last_used_at IS NULL OR last_used_at < ? THEN ? ELSE last_used_at END WHERE id = ?`, ts(at), ts(at), id)
+	return wrapf(err, "touch api token %s", id)
 }
 
 // RevokeAPIToken marks the token revoked. Revoking it again keeps the

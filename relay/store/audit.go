@@ -36,6 +36,15 @@ func (s *sqlStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, 
 	if f.Action != "" {
 		where, args = append(where, "action = ?"), append(args, f.Action)
 	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, ts(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, ts(f.Until))
+	}
+	if f.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, f.Before)
+	}
 	q := `SELECT id, at, tenant_id, actor, action, target, detail FROM audit_events`
 	if len(where) > 0 {
 		q += ` WHERE ` + strings.Join(where, " AND ")

@@ -127,12 +127,15 @@ func (s *sqlStore) ListUsers(ctx context.Context, tenantID string, p Page) ([]Us
 	return users, next, wrapf(err, "list users of tenant %s", tenantID)
 }
 
+// apiTokenCols are the columns scanAPIToken reads.
+const apiTokenCols = `id, user_id, COALESCE(tenant_id, ''), hash, label, created_at, revoked_at, last_used_at`
+
 func scanAPIToken(r rowScanner) (APIToken, error) {
 	var t APIToken
 	var created int64
-	var revoked sql.Null[int64]
-	err := r.Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &created, &revoked)
-	t.CreatedAt, t.RevokedAt = fromTS(created), ptrTS(revoked)
+	var revoked, used sql.Null[int64]
+	err := r.Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &t.Label, &created, &revoked, &used)
+	t.CreatedAt, t.RevokedAt, t.LastUsedAt = fromTS(created), ptrTS(revoked), ptrTS(used)
 	return t, err
 }
 
@@ -140,9 +143,16 @@ func scanAPIToken(r rowScanner) (APIToken, error) {
 // ones included, oldest first.
 func (s *sqlStore) ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error) {
 	toks, next, err := pageOf(ctx, s.db, p, scanAPIToken, func(v APIToken) (int64, string) { return ts(v.CreatedAt), v.ID },
-		`SELECT id, user_id, COALESCE(tenant_id, ''), hash, created_at, revoked_at FROM api_tokens
-		WHERE user_id = ? AND `+afterCursor, userID)
+		`SELECT `+apiTokenCols+` FROM api_tokens WHERE user_id = ? AND `+afterCursor, userID)
 	return toks, next, wrapf(err, "list api tokens of user %s", userID)
+}
+
+// ListTenantAgents returns one page of the agents of all the tenant's
+// sites, revoked ones included, oldest first.
+func (s *sqlStore) ListTenantAgents(ctx context.Context, tenantID string, p Page) ([]Agent, string, error) {
+	as, next, err := pageOf(ctx, s.db, p, scanAgent, func(v Agent) (int64, string) { return ts(v.CreatedAt), v.ID },
+		`SELECT `+agentCols+` FROM agents WHERE site_id IN (SELECT id FROM sites WHERE tenant_id = ?) AND `+afterCursor, tenantID)
+	return as, next, wrapf(err, "list agents of tenant %s", tenantID)
 }
 
 // ListDevicesPage returns one page of the site's devices, oldest first.

@@ -163,8 +163,12 @@ type APIToken struct {
 	UserID    string
 	TenantID  string
 	Hash      []byte
+	Label     string // the owner's name for it, e.g. "CI pipeline"
 	CreatedAt time.Time
 	RevokedAt *time.Time
+	// LastUsedAt is when the relay last looked the token up for a call
+	// (TouchAPIToken); nil if never.
+	LastUsedAt *time.Time
 }
 
 // AuditEvent is one append-only audit record.
@@ -183,6 +187,11 @@ type AuditFilter struct {
 	TenantID string // empty: all tenants
 	Action   string // empty: all actions
 	Limit    int    // <= 0: 100
+	// Since and Until bound At (Since <= At < Until); zero: unbounded.
+	Since, Until time.Time
+	// Before pages back: only events with an ID below it (0: from the
+	// newest). The next page is Before = the last ID of this one.
+	Before int64
 }
 
 // Session is a signed-in browser session. Only the SHA-256 of its cookie
@@ -225,6 +234,8 @@ type Store interface {
 	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
 	GetAPIToken(ctx context.Context, id string) (APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string, at time.Time) error
+	// TouchAPIToken records a use of the token (its LastUsedAt).
+	TouchAPIToken(ctx context.Context, id string, at time.Time) error
 
 	CreateSite(ctx context.Context, s Site) error
 	GetSite(ctx context.Context, id string) (Site, error)
@@ -302,6 +313,8 @@ type Store interface {
 	ListSites(ctx context.Context, tenantID string, p Page) ([]Site, string, error)
 	ListUsers(ctx context.Context, tenantID string, p Page) ([]User, string, error)
 	ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error)
+	// ListTenantAgents pages the agents of every site of the tenant.
+	ListTenantAgents(ctx context.Context, tenantID string, p Page) ([]Agent, string, error)
 	ListDevicesPage(ctx context.Context, siteID string, p Page) ([]Device, string, error)
 	ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error)
 	// CountDevices is the number of devices of each site (absent: 0).
