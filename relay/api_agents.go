@@ -37,6 +37,12 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 				j["bytes_out"] = hb.BytesOut
 				j["agent_active_streams"] = hb.ActiveStreams
 			}
+		} else if l, ok := s.agentSide.presence(r.Context(), a.ID); ok && a.RevokedAt == nil {
+			// Held by another relay of the fleet: what its lease says,
+			// as of the agent's last heartbeat there.
+			j["online"] = true
+			j["relay"] = l.RelayNode
+			j["active_streams"] = l.Active
 		}
 		out = append(out, j)
 	}
