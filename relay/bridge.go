@@ -176,7 +176,8 @@ func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o
 	if !ok {
 		deadline = time.Now().Add(openTimeout)
 	}
-	timer := time.AfterFunc(time.Until(deadline), cancel)
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(time.Until(deadline), func() { timedOut.Store(true); cancel() })
 	stop := context.AfterFunc(ctx, cancel)
 	fail := func(err error) (*bridgeConn, error) {
 		timer.Stop()
@@ -185,7 +186,7 @@ func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}
-		if sctx.Err() != nil {
+		if timedOut.Load() {
 			return nil, fmt.Errorf("%w: relay %s did not answer in time", ErrTimeout, l.RelayNode)
 		}
 		return nil, err

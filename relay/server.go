@@ -118,8 +118,8 @@ type Server struct {
 	// crashed makes Close behave as a crash for presence and locks: no
 	// lease deleted, no lock released (tests of expiry).
 	crashed atomic.Bool
-	routes sync.Map // handle → store.Route, invalidated on change
-	live   sync.Map // *tunnelConn → struct{}: open tunnels
+	routes  sync.Map // handle → store.Route, invalidated on change
+	live    sync.Map // *tunnelConn → struct{}: open tunnels
 
 	// The operator edge (edge.go).
 	auth    *authenticator
@@ -133,11 +133,11 @@ type Server struct {
 	dl      *downloadsPart
 
 	agentLn, apiLn, debugLn, peerLn net.Listener
-	http                    *http.Server
-	gate                    *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
-	wg                      sync.WaitGroup
-	closeOnce               sync.Once
-	done                    chan struct{}
+	http                            *http.Server
+	gate                            *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
+	wg                              sync.WaitGroup
+	closeOnce                       sync.Once
+	done                            chan struct{}
 }
 
 // New opens (or initialises) the relay's state in cfg.DataDir. It does not

@@ -1,0 +1,339 @@
+package relay_test
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"errors"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/bluenviron/gortsplib/v5"
+
+	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/relay/store"
+	"github.com/nanodems/connector/rtsp/rtsptest"
+)
+
+// fleet is one installation served by several relays: r1 is the demo's,
+// the others share its data directory (Agent CA, internal CA, API
+// certificate, sealing key) and its SQLite database file, each with a
+// store of its own on that file, as separate processes would have.
+type fleet struct {
+	d      *demo.Demo
+	dir    string
+	relays []*relay.Server
+}
+
+func startFleet(t *testing.T, n int) *fleet {
+	t.Helper()
+	root := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := demo.Start(ctx, demo.Options{DataDir: root, Logger: quietLogger(), Relay: func(c *relay.Config) {
+		c.PeerAddr, c.NodeName = "127.0.0.1:0", "r1"
+	}})
+	must(t, err)
+	t.Cleanup(d.Close)
+	f := &fleet{d: d, dir: filepath.Join(root, "relay"), relays: []*relay.Server{d.Relay}}
+	for i := 2; i <= n; i++ {
+		f.relays = append(f.relays, f.startRelay(t, "r"+strconv.Itoa(i)))
+	}
+	return f
+}
+
+func (f *fleet) startRelay(t *testing.T, node string) *relay.Server {
+	t.Helper()
+	s, err := relay.New(relay.Config{
+		DataDir: f.dir, APIAddr: "127.0.0.1:0", AgentAddr: "127.0.0.1:0", RTSPAddr: "127.0.0.1:0",
+		PeerAddr: "127.0.0.1:0", NodeName: node, Logger: quietLogger(),
+	})
+	must(t, err)
+	if err := s.Start(); err != nil {
+		s.Close()
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+// via is the demo as seen through relay s: the same tenant, user, token
+// and handles, another relay's API.
+func (f *fleet) via(t *testing.T, s *relay.Server) *demo.Demo {
+	d := &demo.Demo{Relay: s, API: demo.NewAPI(s.APIURL(), f.d.Info.CAPin), Info: f.d.Info}
+	d.Info.RelayURL = s.APIURL()
+	t.Cleanup(d.API.Client.CloseIdleConnections)
+	return d
+}
+
+// fleetAgent is an agent of the fleet's tenant that runs until stop.
+type fleetAgent struct {
+	*agent.Agent
+	stop func()
+}
+
+// startAgent enrolls an agent into siteID and runs it against relay s,
+// returning once it holds the site's allowlist.
+func (f *fleet) startAgent(t *testing.T, s *relay.Server, siteID string) *fleetAgent {
+	t.Helper()
+	ctx := context.Background()
+	var tok struct {
+		EnrollmentToken string `json:"enrollment_token"`
+	}
+	must(t, f.d.API.Do(ctx, "POST", "/api/sites/"+siteID+"/enrollment-tokens", nil, &tok, demo.Admin(f.d.Info.AdminKey)))
+	dir := t.TempDir()
+	_, err := agent.Enroll(ctx, agent.EnrollOptions{RelayURL: s.APIURL(), Token: tok.EnrollmentToken, Pin: f.d.Info.CAPin, Dir: dir})
+	must(t, err)
+	a, err := agent.New(agent.Config{Dir: dir, Logger: quietLogger(), AllowLoopback: true, RelayAddr: s.AgentAddr()})
+	must(t, err)
+	actx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.Run(actx)
+	}()
+	fa := &fleetAgent{Agent: a, stop: sync.OnceFunc(func() { cancel(); <-done })}
+	t.Cleanup(fa.stop)
+	f.waitAllowlist(t, fa, siteID)
+	return fa
+}
+
+func (f *fleet) waitAllowlist(t *testing.T, a *fleetAgent, siteID string) {
+	t.Helper()
+	site, err := f.d.Relay.Store().GetSite(context.Background(), siteID)
+	must(t, err)
+	testwait.For(t, 10*time.Second, "agent connected with the site's allowlist", func() bool {
+		return a.Connected() && a.Allowlist().Version() >= site.AllowlistVersion
+	})
+}
+
+// echoDevice adds a device on siteID whose one port is the demo's echo
+// target, and returns its handle and loopback address.
+func (f *fleet) echoDevice(t *testing.T, siteID string) (handle, loopback string) {
+	t.Helper()
+	port := f.d.Echo.Addr().Port
+	var dev struct {
+		Handles    map[string]string `json:"handles"`
+		LoopbackIP string            `json:"loopback_ip"`
+	}
+	must(t, f.d.API.Do(context.Background(), "POST", "/api/sites/"+siteID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "echo"}, &dev, demo.Bearer(f.d.Info.Token)))
+	return dev.Handles[strconv.Itoa(port)], dev.LoopbackIP
+}
+
+type agentRow struct {
+	ID            string `json:"id"`
+	Online        bool   `json:"online"`
+	Relay         string `json:"relay"`
+	ActiveStreams int64  `json:"active_streams"`
+}
+
+func agentsOf(t *testing.T, d *demo.Demo, siteID string) map[string]agentRow {
+	t.Helper()
+	var rows []agentRow
+	must(t, d.API.Do(context.Background(), "GET", "/api/sites/"+siteID+"/agents", nil, &rows, demo.Bearer(d.Info.Token)))
+	out := map[string]agentRow{}
+	for _, r := range rows {
+		out[r.ID] = r
+	}
+	return out
+}
+
+// TestFleetBridge: three relays on one database; the demo site's agent on
+// r1, a second site's agent on r2. Every access path reaches a handle from
+// a relay that does not hold its agent, through BridgeTunnel, with 64 MiB
+// checked both ways and half-close intact; the refusals cross the bridge
+// as they are; the agents list names the right relay on every relay; a
+// relay closed deletes its leases.
+func TestFleetBridge(t *testing.T) {
+	f := startFleet(t, 3)
+	r1, r2, r3 := f.relays[0], f.relays[1], f.relays[2]
+	ctx := context.Background()
+	siteB := addSite(t, f.d)
+	echoB, _ := f.echoDevice(t, siteB)
+	cam, camHandle := rtspCamera(t, f.d, rtsptest.Options{User: rtspUser, Pass: rtspPass}, true)
+	b := f.startAgent(t, r2, siteB)
+	via2, via3 := f.via(t, r2), f.via(t, r3)
+
+	t.Run("websocket tunnel", func(t *testing.T) {
+		// r2 → r1's agent, and r1 → r2's agent: both roles of the bridge.
+		for _, tc := range []struct {
+			name   string
+			d      *demo.Demo
+			handle string
+		}{{"r2 to agent on r1", via2, f.d.Info.EchoHandle}, {"r1 to agent on r2", f.d, echoB}} {
+			c, err := cli.DialTunnel(ctx, operator(tc.d), tc.handle)
+			must(t, err)
+			if err := roundTrip(c, 64<<20); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			c.Close()
+		}
+		if st := r2.BridgeStats(); st.Opens == 0 || st.Bytes < 2*64<<20 {
+			t.Fatalf("r2 bridge counters %+v, want an open and 128 MiB", st)
+		}
+	})
+	t.Run("CLI mux", func(t *testing.T) {
+		s := mintCLI(t, f.d)
+		m := dialMux(t, via3, s.Token)
+		st, err := m.open("127.0.0.2", uint16(f.d.Echo.Addr().Port))
+		must(t, err)
+		must(t, roundTrip(mux.NewStream(st), 64<<20))
+	})
+	t.Run("browser proxy", func(t *testing.T) {
+		// The camera's page through r3 is the page through r1, byte for byte.
+		get := func(d *demo.Demo) [32]byte {
+			req, _ := http.NewRequest("GET", d.Info.RelayURL+"/c/"+d.Info.HTTPHandle+"/", nil)
+			req.Header.Set("Authorization", "Bearer "+d.Info.Token)
+			resp, err := d.API.Client.Do(req)
+			must(t, err)
+			defer resp.Body.Close()
+			body, err := io.ReadAll(resp.Body)
+			must(t, err)
+			if resp.StatusCode != 200 || len(body) == 0 {
+				t.Fatalf("GET via %s: %d, %d bytes", d.Info.RelayURL, resp.StatusCode, len(body))
+			}
+			return sha256.Sum256(body)
+		}
+		before := r3.BridgeStats().Opens
+		if get(via3) != get(f.d) {
+			t.Fatal("the camera's page differs through r3")
+		}
+		if r3.BridgeStats().Opens == before {
+			t.Fatal("r3 served the page without a bridge")
+		}
+	})
+	t.Run("RTSP", func(t *testing.T) {
+		for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP} {
+			p := rtspPull(t, mintRTSP(t, via2, demo.Bearer(f.d.Info.Token), camHandle, "/fleet", 0), proto, gortsplib.TunnelNone)
+			p.wait(t, 30, 10*time.Second)
+			p.c.Close()
+		}
+		must(t, cam.WaitSessions(0, 5*time.Second))
+	})
+	t.Run("refusals cross the bridge", func(t *testing.T) {
+		h := "h-" + "QQQQQQQQQQQQQQQQQQQQQA"
+		must(t, r1.Store().InsertHandle(ctx, store.Handle{Handle: h, TenantID: f.d.Info.TenantID, DeviceID: f.d.Info.DeviceID, Port: 9, CreatedAt: time.Now()}))
+		wantRefusal(t, operator(via2), h, 403, "target not in allowlist")
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		must(t, err)
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		refused := addDevice(t, f.d, port)
+		wantRefusal(t, operator(via2), refused, 502, "connection refused")
+		if r2.BridgeStats().Failures == 0 || r1.BridgeStats().Failures == 0 {
+			t.Fatalf("failures r1 %+v r2 %+v, want counted on both", r1.BridgeStats(), r2.BridgeStats())
+		}
+	})
+	t.Run("agents list names the holding relay", func(t *testing.T) {
+		for _, d := range []*demo.Demo{f.d, via2, via3} {
+			if row := agentsOf(t, d, f.d.Info.SiteID)[f.d.Info.AgentID]; !row.Online || row.Relay != "r1" {
+				t.Fatalf("via %s: demo agent %+v, want online on r1", d.Info.RelayURL, row)
+			}
+			if row := agentsOf(t, d, siteB)[b.ID()]; !row.Online || row.Relay != "r2" {
+				t.Fatalf("via %s: agent b %+v, want online on r2", d.Info.RelayURL, row)
+			}
+		}
+	})
+	t.Run("closed relay deletes its leases", func(t *testing.T) {
+		must(t, r2.Close())
+		_, err := r1.Store().LookupLease(ctx, b.ID(), time.Now())
+		wantErrIs(t, err, store.ErrNotFound)
+		b.stop() // it would come back on r2's address otherwise
+		wantRefusal(t, operator(f.d), echoB, 503, "agent reconnecting")
+		if row := agentsOf(t, via3, siteB)[b.ID()]; row.Online {
+			t.Fatalf("agent b %+v, want offline", row)
+		}
+	})
+}
+
+// TestFleetCrashedRelayLeasesExpire: a relay that dies without deleting
+// its leases is named until they expire; after that no reader uses them.
+func TestFleetCrashedRelayLeasesExpire(t *testing.T) {
+	f := startFleet(t, 2)
+	r1, r2 := f.relays[0], f.relays[1]
+	ctx := context.Background()
+	siteB := addSite(t, f.d)
+	echoB, _ := f.echoDevice(t, siteB)
+	b := f.startAgent(t, r2, siteB)
+	relay.Crash(r2)
+	must(t, r2.Close())
+	b.stop()
+	l, err := r1.Store().LookupLease(ctx, b.ID(), time.Now())
+	must(t, err) // still there: nobody deleted it
+	if l.RelayNode != "r2" {
+		t.Fatalf("lease %+v, want r2's", l)
+	}
+	// r1 bridges to the dead relay and fails as for an offline agent.
+	wantRefusal(t, operator(f.d), echoB, 503, "agent reconnecting")
+	_, err = r1.Store().LookupLease(ctx, b.ID(), l.ExpiresAt)
+	wantErrIs(t, err, store.ErrNotFound)
+	// Reaped, the row is gone: not found even at a time it was live.
+	n, err := r1.Store().ReapLeases(ctx, l.ExpiresAt)
+	must(t, err)
+	if n < 1 {
+		t.Fatalf("reaped %d leases, want r2's at least", n)
+	}
+	_, err = r1.Store().LookupLease(ctx, b.ID(), l.ExpiresAt.Add(-time.Minute))
+	wantErrIs(t, err, store.ErrNotFound)
+}
+
+// TestFleetPeerCertificates: the peer listener takes only relay leaves of
+// the internal CA, and the agent listener only agent certificates of the
+// Agent CA.
+func TestFleetPeerCertificates(t *testing.T) {
+	f := startFleet(t, 2)
+	r1, r2 := f.relays[0], f.relays[1]
+	relayLeaf, internalCA := relay.PeerTLS(r2)
+	agentDir := filepath.Join(filepath.Dir(f.dir), "agent")
+	agentCert, err := tls.LoadX509KeyPair(filepath.Join(agentDir, "agent.pem"), filepath.Join(agentDir, "agent-key.pem"))
+	must(t, err)
+
+	// handshake dials addr with cert and reads: the server's first bytes
+	// when it took the certificate, its alert when it did not (TLS 1.3
+	// checks the client's certificate after the client's handshake ends).
+	handshake := func(addr string, cert tls.Certificate, cfg *tls.Config) error {
+		cfg.Certificates = []tls.Certificate{cert}
+		cfg.MinVersion = tls.VersionTLS13
+		c, err := tls.Dial("tcp", addr, cfg)
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		c.SetReadDeadline(time.Now().Add(10 * time.Second))
+		var b [1]byte
+		_, err = c.Read(b[:])
+		return err
+	}
+	peer := func() *tls.Config {
+		return &tls.Config{RootCAs: internalCA, ServerName: "127.0.0.1", NextProtos: []string{"h2"}}
+	}
+	// A relay's leaf is taken (the server's HTTP/2 settings come back).
+	must(t, handshake(r1.PeerAddr(), relayLeaf, peer()))
+	// An agent's is refused.
+	if err := handshake(r1.PeerAddr(), agentCert, peer()); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("agent certificate at the peer listener: %v, want a certificate refusal", err)
+	}
+	// A relay's leaf at the agent listener is refused.
+	if err := handshake(r1.AgentAddr(), relayLeaf, &tls.Config{InsecureSkipVerify: true}); err == nil || !strings.Contains(err.Error(), "certificate") {
+		t.Fatalf("relay certificate at the agent listener: %v, want a certificate refusal", err)
+	}
+}
+
+func wantErrIs(t *testing.T, err, target error) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Fatalf("err = %v, want %v", err, target)
+	}
+}
