@@ -81,6 +81,7 @@ func (f *fleet) via(t *testing.T, s *relay.Server) *demo.Demo {
 // fleetAgent is an agent of the fleet's tenant that runs until stop.
 type fleetAgent struct {
 	*agent.Agent
+	dir  string
 	stop func()
 }
 
@@ -88,23 +89,28 @@ type fleetAgent struct {
 // returning once it holds the site's allowlist.
 func (f *fleet) startAgent(t *testing.T, s *relay.Server, siteID string) *fleetAgent {
 	t.Helper()
-	ctx := context.Background()
 	var tok struct {
 		EnrollmentToken string `json:"enrollment_token"`
 	}
-	must(t, f.d.API.Do(ctx, "POST", "/api/sites/"+siteID+"/enrollment-tokens", nil, &tok, demo.Admin(f.d.Info.AdminKey)))
+	must(t, f.d.API.Do(context.Background(), "POST", "/api/sites/"+siteID+"/enrollment-tokens", nil, &tok, demo.Admin(f.d.Info.AdminKey)))
 	dir := t.TempDir()
-	_, err := agent.Enroll(ctx, agent.EnrollOptions{RelayURL: s.APIURL(), Token: tok.EnrollmentToken, Pin: f.d.Info.CAPin, Dir: dir})
+	_, err := agent.Enroll(context.Background(), agent.EnrollOptions{RelayURL: s.APIURL(), Token: tok.EnrollmentToken, Pin: f.d.Info.CAPin, Dir: dir})
 	must(t, err)
+	return f.runAgent(t, dir, s, siteID)
+}
+
+// runAgent runs the agent enrolled in dir against relay s.
+func (f *fleet) runAgent(t *testing.T, dir string, s *relay.Server, siteID string) *fleetAgent {
+	t.Helper()
 	a, err := agent.New(agent.Config{Dir: dir, Logger: quietLogger(), AllowLoopback: true, RelayAddr: s.AgentAddr()})
 	must(t, err)
-	actx, cancel := context.WithCancel(ctx)
+	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		a.Run(actx)
+		a.Run(ctx)
 	}()
-	fa := &fleetAgent{Agent: a, stop: sync.OnceFunc(func() { cancel(); <-done })}
+	fa := &fleetAgent{Agent: a, dir: dir, stop: sync.OnceFunc(func() { cancel(); <-done })}
 	t.Cleanup(fa.stop)
 	f.waitAllowlist(t, fa, siteID)
 	return fa
@@ -336,4 +342,207 @@ func wantErrIs(t *testing.T, err, target error) {
 	if !errors.Is(err, target) {
 		t.Fatalf("err = %v, want %v", err, target)
 	}
+}
+
+// TestFleetSiteAgents: a site with two agents (spec 002 §4). Both get the
+// allowlist at once; a handle is pinned to the agent that served it first
+// (the least loaded, ties by id) and stays pinned while that agent is
+// online, on whichever relay; while it is not, the least-loaded online
+// agent of the site serves it, on whichever relay, without re-pinning.
+func TestFleetSiteAgents(t *testing.T) {
+	f := startFleet(t, 2)
+	r1, r2 := f.relays[0], f.relays[1]
+	via2 := f.via(t, r2)
+	ctx := context.Background()
+	site := addSite(t, f.d)
+	x := f.startAgent(t, r1, site)
+	y := f.startAgent(t, r1, site)
+
+	// A device added now reaches both agents of the site.
+	h, _ := f.echoDevice(t, site)
+	f.waitAllowlist(t, x, site)
+	f.waitAllowlist(t, y, site)
+
+	pinned, other := x, y
+	if y.ID() < x.ID() {
+		pinned, other = y, x
+	}
+	route := func() string {
+		r, err := r1.Store().ResolveHandle(ctx, h)
+		must(t, err)
+		return r.AgentID
+	}
+	// open dials h through d, checks a round trip, and reports which agent
+	// serves the tunnel by its active streams on the relay that holds it.
+	open := func(d *demo.Demo) net.Conn {
+		t.Helper()
+		c, err := cli.DialTunnel(ctx, operator(d), h)
+		must(t, err)
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	active := func(d *demo.Demo, a *fleetAgent) int64 {
+		return agentsOf(t, d, site)[a.ID()].ActiveStreams
+	}
+	// closeAndSettle closes c and waits until a serves want tunnels.
+	closeAndSettle := func(c net.Conn, d *demo.Demo, a *fleetAgent, want int64) {
+		t.Helper()
+		c.Close()
+		testwait.For(t, 5*time.Second, "tunnel closed at the relay", func() bool { return active(d, a) == want })
+	}
+
+	c := open(f.d)
+	if got := route(); got != pinned.ID() {
+		t.Fatalf("pinned to %s, want %s (both idle: the smaller id)", got, pinned.ID())
+	}
+	if active(f.d, pinned) != 1 || active(f.d, other) != 0 {
+		t.Fatal("the first tunnel is not on the pinned agent")
+	}
+	// The pinned agent stays the one, however loaded.
+	c2 := open(f.d)
+	if active(f.d, pinned) != 2 {
+		t.Fatal("the second tunnel left the pinned agent")
+	}
+	closeAndSettle(c2, f.d, pinned, 1)
+	closeAndSettle(c, f.d, pinned, 0)
+
+	// Pinned agent offline: the other one serves, and the pin stays.
+	pinned.stop()
+	c = open(f.d)
+	if active(f.d, other) != 1 {
+		t.Fatal("the stand-in agent does not serve the tunnel")
+	}
+	must(t, roundTrip(c, 1<<20))
+	if got := route(); got != pinned.ID() {
+		t.Fatalf("re-pinned to %s, want the pin on %s kept", got, pinned.ID())
+	}
+	closeAndSettle(c, f.d, other, 0)
+
+	// The pinned agent back, on r2: r1 bridges to it although the other
+	// agent is r1's own.
+	pinned = f.runAgent(t, pinned.dir, r2, site)
+	before := r1.BridgeStats().Opens
+	c = open(f.d)
+	if r1.BridgeStats().Opens != before+1 || active(via2, pinned) != 1 {
+		t.Fatalf("r1 did not bridge to the pinned agent on r2 (bridge %+v)", r1.BridgeStats())
+	}
+	must(t, roundTrip(c, 1<<20))
+	closeAndSettle(c, via2, pinned, 0)
+
+	// Pinned agent offline again: r2, which has no agent of the site now,
+	// bridges to the least-loaded online one, on r1.
+	pinned.stop()
+	before = r2.BridgeStats().Opens
+	c = open(via2)
+	if r2.BridgeStats().Opens != before+1 || active(f.d, other) != 1 {
+		t.Fatalf("r2 did not bridge to the stand-in agent on r1 (bridge %+v)", r2.BridgeStats())
+	}
+	must(t, roundTrip(c, 1<<20))
+	if got := route(); got != pinned.ID() {
+		t.Fatalf("re-pinned to %s, want the pin on %s kept", got, pinned.ID())
+	}
+}
+
+// TestFleetLockedJob: two relays run the same job under one TTL lock: one
+// runs it each tick, never both; when the holder closes the other takes
+// over at its next tick, and when a holder crashes (no release) the
+// other takes over once the TTL has passed.
+func TestFleetLockedJob(t *testing.T) {
+	dir := t.TempDir()
+	start := func(node string) *relay.Server {
+		s, err := relay.New(relay.Config{DataDir: dir, APIAddr: "127.0.0.1:0", AgentAddr: "127.0.0.1:0", RTSPAddr: "off", NodeName: node, Logger: quietLogger()})
+		must(t, err)
+		must(t, s.Start())
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	var mu sync.Mutex
+	var runs []jobRun
+	job := func(node string) func() {
+		return func() {
+			mu.Lock()
+			runs = append(runs, jobRun{node, time.Now()})
+			mu.Unlock()
+		}
+	}
+	snapshot := func() []jobRun {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]jobRun(nil), runs...)
+	}
+	countOf := func(node string) int {
+		n := 0
+		for _, r := range snapshot() {
+			if r.node == node {
+				n++
+			}
+		}
+		return n
+	}
+	const every, ttl = 50 * time.Millisecond, 400 * time.Millisecond
+	nodes := map[string]*relay.Server{}
+	for _, n := range []string{"a", "b"} {
+		nodes[n] = start(n)
+	}
+	for n, s := range nodes {
+		relay.RunLocked(s, "test-job", every, ttl, job(n))
+	}
+	testwait.For(t, 10*time.Second, "20 runs", func() bool { return len(snapshot()) >= 20 })
+	holder := snapshot()[0].node
+	if countOf(holder) != len(snapshot()) {
+		t.Fatalf("runs %v: both relays ran the job", snapshot())
+	}
+	next := map[string]string{"a": "b", "b": "a"}[holder]
+
+	// The holder closes, releasing the lock: the other takes over.
+	closed := time.Now()
+	must(t, nodes[holder].Close())
+	testwait.For(t, 10*time.Second, "takeover after a close", func() bool { return countOf(next) > 0 })
+	t.Logf("takeover after close: %v", firstRun(snapshot(), next).Sub(closed))
+	if last := lastRun(snapshot(), holder); last.After(firstRun(snapshot(), next)) {
+		t.Fatal("the closed holder ran after the other took over")
+	}
+
+	// A third relay joins; the holder crashes, keeping the lock: the third
+	// takes over only once the TTL has passed.
+	c := start("c")
+	relay.RunLocked(c, "test-job", every, ttl, job("c"))
+	testwait.For(t, 10*time.Second, "5 more runs on "+next, func() bool { return countOf(next) >= 5 })
+	if countOf("c") != 0 {
+		t.Fatal("the new relay ran the job while the holder lives")
+	}
+	relay.Crash(nodes[next])
+	must(t, nodes[next].Close())
+	lastNext := lastRun(snapshot(), next)
+	testwait.For(t, 10*time.Second, "takeover after a crash", func() bool { return countOf("c") > 0 })
+	gap := firstRun(snapshot(), "c").Sub(lastNext)
+	t.Logf("takeover after crash: %v after the last run (TTL %v)", gap, ttl)
+	if gap < ttl-every {
+		t.Fatalf("taken over %v after the crashed holder's last run, before its TTL %v passed", gap, ttl)
+	}
+}
+
+// jobRun is one run of a locked job: which relay, when.
+type jobRun struct {
+	node string
+	at   time.Time
+}
+
+func firstRun(runs []jobRun, node string) time.Time {
+	for _, r := range runs {
+		if r.node == node {
+			return r.at
+		}
+	}
+	return time.Time{}
+}
+
+func lastRun(runs []jobRun, node string) time.Time {
+	var last time.Time
+	for _, r := range runs {
+		if r.node == node {
+			last = r.at
+		}
+	}
+	return last
 }
