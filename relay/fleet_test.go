@@ -5,9 +5,11 @@ import (
 	"crypto/sha256"
 	"crypto/tls"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -20,6 +22,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay"
@@ -545,4 +548,70 @@ func lastRun(runs []jobRun, node string) time.Time {
 		}
 	}
 	return last
+}
+
+// TestFleetBridgeConn: the conn Dial returns through a bridge behaves as a
+// local tunnel's: the device answers after the caller's half-close, a
+// read deadline times a Read out and can be lifted, and a tunnel cut at
+// the holding relay (its agent gone) fails the caller's Read instead of
+// ending it.
+func TestFleetBridgeConn(t *testing.T) {
+	f := startFleet(t, 2)
+	r2 := f.relays[1]
+	ctx := context.Background()
+	// A device that reads to EOF, then answers with the count, then ends.
+	counter := testnet.Serve(t, func(c net.Conn) {
+		n, _ := io.Copy(io.Discard, c)
+		fmt.Fprintf(c, "got %d bytes", n)
+	})
+	h := addDevice(t, f.d, counter.Port)
+	admin := relay.Principal{Admin: true, Actor: "test"}
+
+	c, err := r2.Dial(ctx, admin, h, relay.DialOptions{})
+	must(t, err)
+	if st := r2.BridgeStats(); st.Open != 1 {
+		t.Fatalf("bridges open on r2: %+v, want 1", st)
+	}
+	_, err = c.Write(make([]byte, 300000))
+	must(t, err)
+	must(t, c.(closeWriter).CloseWrite())
+	got, err := io.ReadAll(c)
+	must(t, err)
+	if string(got) != "got 300000 bytes" {
+		t.Fatalf("answer %q after the half-close", got)
+	}
+	c.Close()
+
+	// A read deadline: a Read times out, and reads again once lifted.
+	c, err = r2.Dial(ctx, admin, f.d.Info.EchoHandle, relay.DialOptions{})
+	must(t, err)
+	defer c.Close()
+	must(t, c.SetReadDeadline(time.Now().Add(-time.Second)))
+	var b [16]byte
+	if _, err := c.Read(b[:]); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read past its deadline: %v", err)
+	}
+	must(t, c.SetReadDeadline(time.Time{}))
+	_, err = c.Write([]byte("ping"))
+	must(t, err)
+	_, err = io.ReadFull(c, b[:4])
+	must(t, err)
+	if string(b[:4]) != "ping" {
+		t.Fatalf("echo %q", b[:4])
+	}
+
+	// The agent's session on r1 ends: the tunnel is cut, and the caller
+	// on r2 sees an error, not a clean end.
+	must(t, f.d.API.Do(ctx, "POST", "/api/agents/"+f.d.Info.AgentID+"/revoke", nil, nil, demo.Admin(f.d.Info.AdminKey)))
+	must(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = c.Read(b[:])
+	if err == nil || err == io.EOF || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("read of a cut tunnel: %v, want the cut", err)
+	}
+	r1 := f.relays[0]
+	testwait.For(t, 5*time.Second, "bridge ended on r1", func() bool { return r1.BridgeStats().Open == 0 })
+	c.Close()
+	if st := r2.BridgeStats(); st.Open != 0 {
+		t.Fatalf("bridges open on r2 after Close: %+v", st)
+	}
 }
