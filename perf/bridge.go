@@ -107,7 +107,7 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 			return fmt.Errorf("%s round trip: %w", path, err)
 		}
 		slices.Sort(f.rtt.Samples)
-		if f.opens, err = opens(ctx, e.dial[path], c.openPar, c.openDur, 0, nopMeter{}); err != nil {
+		if f.opens, err = opens(ctx, e.dial[path], c.openPar, c.openDur, 1<<30, nopMeter{}); err != nil {
 			return fmt.Errorf("%s opens: %w", path, err)
 		}
 		slices.Sort(f.opens.Latency.Samples)

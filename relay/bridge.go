@@ -62,6 +62,10 @@ var (
 	bridgeConnWindow   int32 = 16 << 20
 )
 
+// bridgeBufferSize is the size of the HTTP/2 connection's read and write
+// buffers: a 64 KiB tunnel write goes out in one socket write, not two.
+const bridgeBufferSize = 128 << 10
+
 // newBridge makes the peer side's TLS from the internal CA; it does not
 // listen yet.
 func newBridge(s *Server, ca *pki.CA, hosts []string) (*bridge, error) {
@@ -91,7 +95,9 @@ func (b *bridge) start(ln net.Listener) {
 	b.ln = ln
 	b.srv = grpc.NewServer(
 		grpc.Creds(credentials.NewTLS(b.serverTLS)),
-		grpc.ForceServerCodec(bridgeCodec{}),
+		grpc.ForceServerCodecV2(bridgeCodec{}),
+		grpc.WriteBufferSize(bridgeBufferSize),
+		grpc.ReadBufferSize(bridgeBufferSize),
 		grpc.InitialWindowSize(bridgeStreamWindow),
 		grpc.InitialConnWindowSize(bridgeConnWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
@@ -137,7 +143,9 @@ func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 	tc.ServerName = host
 	cc, err := grpc.NewClient("passthrough:///"+endpoint,
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
-		grpc.WithDefaultCallOptions(grpc.ForceCodec(bridgeCodec{})),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bridgeCodec{})),
+		grpc.WithWriteBufferSize(bridgeBufferSize),
+		grpc.WithReadBufferSize(bridgeBufferSize),
 		grpc.WithInitialWindowSize(bridgeStreamWindow),
 		grpc.WithInitialConnWindowSize(bridgeConnWindow),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),

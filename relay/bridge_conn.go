@@ -9,6 +9,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"google.golang.org/grpc/mem"
 )
 
 // msgStream is the part of a gRPC stream, client or server side, that a
@@ -36,10 +38,10 @@ type bridgeConn struct {
 	bytes         *atomic.Uint64 // counts both directions, may be nil
 	status        string         // the OK status's reason (a UDP relay's ports)
 
-	data    chan []byte   // data frames from the receive loop; closed at eof, abort or error
-	rerr    error         // why data was closed; read after it is
-	rpcDone chan struct{} // closed when the receive loop ends
-	pending []byte
+	data    chan *mem.Reader // data frames from the receive loop; closed at eof, abort or error
+	rerr    error            // why data was closed; read after it is
+	rpcDone chan struct{}    // closed when the receive loop ends
+	pending *mem.Reader      // the frame Read is in, nil between frames
 
 	rdMu      sync.Mutex
 	rdTime    time.Time
@@ -61,7 +63,7 @@ const bridgeChunk = 256 << 10
 func newBridgeConn(st msgStream, client bool, end func(), local, remote net.Addr, bytes *atomic.Uint64) *bridgeConn {
 	c := &bridgeConn{
 		st: st, client: client, end: end, local: local, remote: remote, bytes: bytes,
-		data: make(chan []byte, 4), rpcDone: make(chan struct{}),
+		data: make(chan *mem.Reader, 4), rpcDone: make(chan struct{}),
 		rdChanged: make(chan struct{}), closed: make(chan struct{}),
 	}
 	go c.receive()
@@ -91,10 +93,18 @@ func (c *bridgeConn) receive() {
 		}
 		switch {
 		case !open:
+			if f.data != nil {
+				f.data.Close()
+			}
 		case f.kind == frameData:
+			if f.data.Remaining() == 0 {
+				f.data.Close()
+				continue
+			}
 			select {
-			case c.data <- f.body:
+			case c.data <- f.data:
 			case <-c.closed:
+				f.data.Close()
 				finish(net.ErrClosed)
 			}
 		case f.kind == frameEOF:
@@ -109,7 +119,7 @@ func (c *bridgeConn) receive() {
 }
 
 func (c *bridgeConn) Read(p []byte) (int, error) {
-	for len(c.pending) == 0 {
+	for c.pending == nil {
 		c.rdMu.Lock()
 		dl, changed := c.rdTime, c.rdChanged
 		c.rdMu.Unlock()
@@ -129,9 +139,6 @@ func (c *bridgeConn) Read(p []byte) (int, error) {
 				return 0, c.rerr
 			}
 			c.pending = b
-			if c.bytes != nil {
-				c.bytes.Add(uint64(len(b)))
-			}
 		case <-c.closed:
 			return 0, net.ErrClosed
 		case <-expired:
@@ -139,8 +146,14 @@ func (c *bridgeConn) Read(p []byte) (int, error) {
 		case <-changed:
 		}
 	}
-	n := copy(p, c.pending)
-	c.pending = c.pending[n:]
+	n, _ := c.pending.Read(p)
+	if c.pending.Remaining() == 0 {
+		c.pending.Close()
+		c.pending = nil
+	}
+	if c.bytes != nil {
+		c.bytes.Add(uint64(n))
+	}
 	return n, nil
 }
 

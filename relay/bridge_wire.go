@@ -3,9 +3,11 @@ package relay
 import (
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/mem"
 
 	"github.com/nanodems/connector/mux"
 )
@@ -37,7 +39,10 @@ func bridgeServiceDesc(h grpc.StreamHandler) *grpc.ServiceDesc {
 // or an abort (a cut, so the other side's Read fails rather than ends).
 type frame struct {
 	kind byte
-	body []byte
+	body []byte // outgoing frames, and incoming frames but data
+	// data is an incoming data frame's payload, in gRPC's own buffers
+	// until it is read: no copy between the HTTP/2 frames and Read.
+	data *mem.Reader
 }
 
 const (
@@ -48,35 +53,47 @@ const (
 	frameStatus byte = 's' // body: status code byte, then the reason
 )
 
-// bridgeCodec marshals frames as kind byte + body. Both directions copy:
-// gRPC may still hold a marshalled buffer after SendMsg returns, and
-// reuses the buffer it hands to Unmarshal.
+// bridgeCodec marshals frames as kind byte + body, in gRPC's pooled
+// buffers. Marshal copies the body: gRPC writes it after SendMsg has
+// returned, when the caller may reuse it. Unmarshal keeps a reference to
+// a data frame's buffers instead of copying them; Read frees them.
 type bridgeCodec struct{}
 
 func (bridgeCodec) Name() string { return "nanodems-frame" }
 
-func (bridgeCodec) Marshal(v any) ([]byte, error) {
+func (bridgeCodec) Marshal(v any) (mem.BufferSlice, error) {
 	f, ok := v.(*frame)
 	if !ok {
 		return nil, fmt.Errorf("bridge codec: cannot marshal %T", v)
 	}
-	b := make([]byte, 1+len(f.body))
-	b[0] = f.kind
-	copy(b[1:], f.body)
-	return b, nil
+	pool := mem.DefaultBufferPool()
+	b := pool.Get(1 + len(f.body))
+	(*b)[0] = f.kind
+	copy((*b)[1:], f.body)
+	return mem.BufferSlice{mem.NewBuffer(b, pool)}, nil
 }
 
-func (bridgeCodec) Unmarshal(data []byte, v any) error {
+func (bridgeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*frame)
 	if !ok {
 		return fmt.Errorf("bridge codec: cannot unmarshal into %T", v)
 	}
-	if len(data) == 0 {
+	data.Ref() // ours until read; gRPC frees its own reference
+	r := data.Reader()
+	kind, err := r.ReadByte()
+	if err != nil {
+		r.Close()
 		return errors.New("bridge codec: empty frame")
 	}
-	f.kind = data[0]
-	f.body = append(f.body[:0], data[1:]...)
-	return nil
+	f.kind = kind
+	if kind == frameData {
+		f.data = r
+		return nil
+	}
+	f.body = make([]byte, r.Remaining())
+	_, err = io.ReadFull(r, f.body)
+	r.Close()
+	return err
 }
 
 // bridgeOpen is what the calling relay asks for: the handle it resolved
