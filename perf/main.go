@@ -92,6 +92,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
+	tlsFwdSpec := flag.String("serve-tls-forward", "", "internal: terminate TLS on LISTEN and forward over a new TLS connection to TARGET (LISTEN>TARGET): one extra TLS leg, the yardstick of the bridge figure")
 	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
 	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
 	flag.Parse()
@@ -106,6 +107,13 @@ func main() {
 	if *fwdSpec != "" {
 		if err := serveForward(*fwdSpec); err != nil {
 			fmt.Fprintln(os.Stderr, "perf forward:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *tlsFwdSpec != "" {
+		if err := serveTLSForward(*tlsFwdSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "perf TLS forward:", err)
 			os.Exit(1)
 		}
 		return
