@@ -93,16 +93,18 @@ func newBridge(s *Server, ca *pki.CA, hosts []string) (*bridge, error) {
 // start serves BridgeTunnel on ln.
 func (b *bridge) start(ln net.Listener) {
 	b.ln = ln
-	b.srv = grpc.NewServer(
+	opts := []grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(b.serverTLS)),
 		grpc.ForceServerCodecV2(bridgeCodec{}),
 		grpc.WriteBufferSize(bridgeBufferSize),
 		grpc.ReadBufferSize(bridgeBufferSize),
-		grpc.InitialWindowSize(bridgeStreamWindow),
-		grpc.InitialConnWindowSize(bridgeConnWindow),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
-	)
+	}
+	if bridgeStreamWindow > 0 {
+		opts = append(opts, grpc.InitialWindowSize(bridgeStreamWindow), grpc.InitialConnWindowSize(bridgeConnWindow))
+	}
+	b.srv = grpc.NewServer(opts...)
 	b.srv.RegisterService(bridgeServiceDesc(b.serveTunnel), nil)
 	b.served.Add(1)
 	go func() {
@@ -141,15 +143,17 @@ func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 	}
 	tc := b.clientTLS.Clone()
 	tc.ServerName = host
-	cc, err := grpc.NewClient("passthrough:///"+endpoint,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bridgeCodec{})),
 		grpc.WithWriteBufferSize(bridgeBufferSize),
 		grpc.WithReadBufferSize(bridgeBufferSize),
-		grpc.WithInitialWindowSize(bridgeStreamWindow),
-		grpc.WithInitialConnWindowSize(bridgeConnWindow),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
-	)
+	}
+	if bridgeStreamWindow > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(bridgeStreamWindow), grpc.WithInitialConnWindowSize(bridgeConnWindow))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+endpoint, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("peer %s: %w", endpoint, err)
 	}

@@ -40,3 +40,12 @@ func Crash(s *Server) { s.crashed.Store(true) }
 func PeerTLS(s *Server) (tls.Certificate, *x509.CertPool) {
 	return s.bridge.clientTLS.Certificates[0], s.bridge.clientTLS.RootCAs
 }
+
+// SetBridgeWindows sets the HTTP/2 windows of the bridges opened and
+// served by relays started until restore is called; 0 leaves gRPC's
+// defaults (64 KiB grown by its BDP estimator).
+func SetBridgeWindows(stream, conn int32) (restore func()) {
+	os, oc := bridgeStreamWindow, bridgeConnWindow
+	bridgeStreamWindow, bridgeConnWindow = stream, conn
+	return func() { bridgeStreamWindow, bridgeConnWindow = os, oc }
+}

@@ -40,7 +40,7 @@ type fleet struct {
 	relays []*relay.Server
 }
 
-func startFleet(t *testing.T, n int) *fleet {
+func startFleet(t testing.TB, n int) *fleet {
 	t.Helper()
 	root := t.TempDir()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -48,7 +48,9 @@ func startFleet(t *testing.T, n int) *fleet {
 	d, err := demo.Start(ctx, demo.Options{DataDir: root, Logger: quietLogger(), Relay: func(c *relay.Config) {
 		c.PeerAddr, c.NodeName = "127.0.0.1:0", "r1"
 	}})
-	must(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(d.Close)
 	f := &fleet{d: d, dir: filepath.Join(root, "relay"), relays: []*relay.Server{d.Relay}}
 	for i := 2; i <= n; i++ {
@@ -57,13 +59,15 @@ func startFleet(t *testing.T, n int) *fleet {
 	return f
 }
 
-func (f *fleet) startRelay(t *testing.T, node string) *relay.Server {
+func (f *fleet) startRelay(t testing.TB, node string) *relay.Server {
 	t.Helper()
 	s, err := relay.New(relay.Config{
 		DataDir: f.dir, APIAddr: "127.0.0.1:0", AgentAddr: "127.0.0.1:0", RTSPAddr: "127.0.0.1:0",
 		PeerAddr: "127.0.0.1:0", NodeName: node, Logger: quietLogger(),
 	})
-	must(t, err)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := s.Start(); err != nil {
 		s.Close()
 		t.Fatal(err)
