@@ -147,8 +147,12 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 		return fmt.Sprintf("%.2f", x/y)
 	}
 	w("# Performance: a tunnel through a bridge hop\n\n")
-	w("Written by `go run ./perf -bridge` (perf/bridge.go); %s, GOMAXPROCS %d, %d MiB per throughput run, best of %d, %d round trips, opens for %v with %d openers; the run took %v.\n\n",
-		time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), c.totalMiB, c.repeats, c.rttSamples, c.openDur, c.openPar, elapsed.Round(time.Second))
+	cmd := "go run ./perf -bridge"
+	if c.quick {
+		cmd += " -quick"
+	}
+	w("Written by `%s` (perf/bridge.go); %s, GOMAXPROCS %d, %d MiB per throughput run, best of %d, %d round trips, opens for %v with %d openers; the run took %v.\n\n",
+		cmd, time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), c.totalMiB, c.repeats, c.rttSamples, c.openDur, c.openPar, elapsed.Round(time.Second))
 	w("Three paths, each a WebSocket tunnel (`cli.DialTunnel`) to the same echo target through the same agent, measured in the same run, interleaved, on one machine (every process on 127.0.0.1, sharing its cores):\n\n")
 	w("- **local**: WebSocket/TLS to relay 1, which holds the agent; smux/TLS to the agent; TCP to echo.\n")
 	w("- **bridged**: WebSocket/TLS to relay 2 (same database and data directory); BridgeTunnel, a gRPC stream on one pooled HTTP/2 mTLS connection, to relay 1; smux/TLS to the agent; TCP to echo.\n")
@@ -161,7 +165,7 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	tp("throughput, 8 tunnels (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp8.MBps() })
 	tp("tunnel opens per second (open, 1 B round trip, close)", func(f *bridgeFigures) float64 { return f.opens.perSec() })
 	lat := func(name string, get func(*bridgeFigures) time.Duration) {
-		w("| %s | %.0f | %.0f | %.0f | +%.0f µs | +%.0f µs |\n", name, us(get(local)), us(get(bridged)), us(get(tlsHop)), us(get(bridged)-get(local)), us(get(tlsHop)-get(local)))
+		w("| %s | %.0f | %.0f | %.0f | %+.0f µs | %+.0f µs |\n", name, us(get(local)), us(get(bridged)), us(get(tlsHop)), us(get(bridged)-get(local)), us(get(tlsHop)-get(local)))
 	}
 	lat("64 B round trip p50 (µs)", func(f *bridgeFigures) time.Duration { return f.rtt.pct(50) })
 	lat("64 B round trip p99 (µs)", func(f *bridgeFigures) time.Duration { return f.rtt.pct(99) })
