@@ -43,6 +43,7 @@ type bridgeConn struct {
 	rpcDone chan struct{}    // closed when the receive loop ends
 	pending *mem.Reader      // the frame Read is in, nil between frames
 
+	rmu       sync.Mutex // one Read at a time: pending is Read's
 	rdMu      sync.Mutex
 	rdTime    time.Time
 	rdChanged chan struct{}
@@ -119,31 +120,11 @@ func (c *bridgeConn) receive() {
 }
 
 func (c *bridgeConn) Read(p []byte) (int, error) {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	for c.pending == nil {
-		c.rdMu.Lock()
-		dl, changed := c.rdTime, c.rdChanged
-		c.rdMu.Unlock()
-		var expired <-chan time.Time
-		if !dl.IsZero() {
-			d := time.Until(dl)
-			if d <= 0 {
-				return 0, os.ErrDeadlineExceeded
-			}
-			t := time.NewTimer(d)
-			defer t.Stop()
-			expired = t.C
-		}
-		select {
-		case b, ok := <-c.data:
-			if !ok {
-				return 0, c.rerr
-			}
-			c.pending = b
-		case <-c.closed:
-			return 0, net.ErrClosed
-		case <-expired:
-			return 0, os.ErrDeadlineExceeded
-		case <-changed:
+		if err := c.next(); err != nil {
+			return 0, err
 		}
 	}
 	n, _ := c.pending.Read(p)
@@ -155,6 +136,39 @@ func (c *bridgeConn) Read(p []byte) (int, error) {
 		c.bytes.Add(uint64(n))
 	}
 	return n, nil
+}
+
+// next waits for the next data frame, the end of the stream, the read
+// deadline, or a change of the deadline (then pending stays nil and Read
+// waits again under the new one).
+func (c *bridgeConn) next() error {
+	c.rdMu.Lock()
+	dl, changed := c.rdTime, c.rdChanged
+	c.rdMu.Unlock()
+	var expired <-chan time.Time
+	if !dl.IsZero() {
+		d := time.Until(dl)
+		if d <= 0 {
+			return os.ErrDeadlineExceeded
+		}
+		t := time.NewTimer(d)
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case b, ok := <-c.data:
+		if !ok {
+			return c.rerr
+		}
+		c.pending = b
+		return nil
+	case <-c.closed:
+		return net.ErrClosed
+	case <-expired:
+		return os.ErrDeadlineExceeded
+	case <-changed:
+		return nil
+	}
 }
 
 func (c *bridgeConn) Write(p []byte) (int, error) {
