@@ -556,9 +556,10 @@ func lastRun(runs []jobRun, node string) time.Time {
 
 // TestFleetBridgeConn: the conn Dial returns through a bridge behaves as a
 // local tunnel's: the device answers after the caller's half-close, a
-// read deadline times a Read out and can be lifted, and a tunnel cut at
-// the holding relay (its agent gone) fails the caller's Read instead of
-// ending it.
+// tunnel asked for as dedicated moves to its own connection at the
+// holding relay, a read deadline times a Read out and can be lifted, and
+// a tunnel cut at the holding relay (its agent gone) fails the caller's
+// Read instead of ending it.
 func TestFleetBridgeConn(t *testing.T) {
 	f := startFleet(t, 2)
 	r2 := f.relays[1]
@@ -585,6 +586,20 @@ func TestFleetBridgeConn(t *testing.T) {
 		t.Fatalf("answer %q after the half-close", got)
 	}
 	c.Close()
+
+	// Asked for as dedicated, the tunnel moves to its own connection
+	// between r1 and the agent; the bridge carries it as before.
+	c, err = r2.Dial(ctx, admin, f.d.Info.EchoHandle, relay.DialOptions{Flags: mux.FlagDedicated})
+	must(t, err)
+	must(t, roundTrip(c, 8<<20))
+	c.Close()
+	var rows []struct {
+		Dedicated int64 `json:"dedicated_total"`
+	}
+	must(t, f.d.API.Do(ctx, "GET", "/api/sites/"+f.d.Info.SiteID+"/agents", nil, &rows, demo.Admin(f.d.Info.AdminKey)))
+	if len(rows) != 1 || rows[0].Dedicated != 1 {
+		t.Fatalf("agents %+v, want one dedicated connection at r1", rows)
+	}
 
 	// A read deadline: a Read times out, and reads again once lifted.
 	c, err = r2.Dial(ctx, admin, f.d.Info.EchoHandle, relay.DialOptions{})
