@@ -17,6 +17,12 @@ const (
 	MsgHeartbeat    MsgType = 3 // agent → relay, every 5 s
 	MsgAllowlist    MsgType = 4 // relay → agent
 	MsgAllowlistAck MsgType = 5 // agent → relay
+	// MsgGoAway (relay → agent) asks the agent to connect again, to
+	// another relay when it knows one, because this one is draining. The
+	// agent keeps the session for the tunnels it carries until the relay
+	// closes it. An agent that predates the message takes it for a bad
+	// one and ends the session, which reconnects it all the same.
+	MsgGoAway MsgType = 6
 )
 
 // MaxControlLen bounds one control message body. The largest message is an
@@ -74,6 +80,11 @@ type AllowlistAck struct {
 	Reason   string `json:"reason,omitempty"`
 }
 
+// GoAway is the body of MsgGoAway.
+type GoAway struct {
+	Reason string `json:"reason,omitempty"` // for the agent's log
+}
+
 // WriteMessage writes one control message: type u8 | len u32 | JSON body.
 func WriteMessage(w io.Writer, t MsgType, v any) error {
 	body, err := json.Marshal(v)
@@ -97,7 +108,7 @@ func ReadMessage(r io.Reader) (MsgType, []byte, error) {
 		return 0, nil, err // io.EOF between messages is a clean close
 	}
 	t := MsgType(fixed[0])
-	if t < MsgHello || t > MsgAllowlistAck {
+	if t < MsgHello || t > MsgGoAway {
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrBadControl, t)
 	}
 	n := binary.BigEndian.Uint32(fixed[1:])

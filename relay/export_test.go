@@ -49,3 +49,8 @@ func SetBridgeWindows(stream, conn int32) (restore func()) {
 	bridgeStreamWindow, bridgeConnWindow = stream, conn
 	return func() { bridgeStreamWindow, bridgeConnWindow = os, oc }
 }
+
+// ReadyReason is why /healthz/ready would answer 503 now, "" when it
+// would answer 200: while the relay drains, its API listener is closed
+// and the answer can only be read here.
+func ReadyReason(s *Server) string { return s.notReady(context.Background()) }

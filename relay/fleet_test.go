@@ -109,7 +109,7 @@ func (f *fleet) startAgent(t *testing.T, s *relay.Server, siteID string) *fleetA
 // runAgent runs the agent enrolled in dir against relay s.
 func (f *fleet) runAgent(t *testing.T, dir string, s *relay.Server, siteID string) *fleetAgent {
 	t.Helper()
-	a, err := agent.New(agent.Config{Dir: dir, Logger: quietLogger(), AllowLoopback: true, RelayAddr: s.AgentAddr()})
+	a, err := agent.New(agent.Config{Dir: dir, Logger: quietLogger(), AllowLoopback: true, RelayAddrs: []string{s.AgentAddr()}})
 	must(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
