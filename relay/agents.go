@@ -159,6 +159,8 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 	if old := s.agents.add(a); old != nil {
 		old.sess.Close()
 	}
+	s.putLease(a)
+	defer s.dropLease(a) // after remove: runs last
 	defer s.agents.remove(a)
 	// Runs first: however the session ends, its tunnels end with it, those
 	// on dedicated connections included.
@@ -234,6 +236,7 @@ func (s *Server) readControl(a *agentSession) error {
 			now := s.cfg.Now()
 			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: now})
 			a.today.add(now, hb.BytesIn+hb.BytesOut)
+			s.putLease(a)
 		case mux.MsgAllowlistAck:
 			var ack mux.AllowlistAck
 			if err := mux.Decode(body, &ack); err != nil {

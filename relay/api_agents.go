@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -19,7 +20,7 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 	}
 	out := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		out = append(out, s.agentJSON(a))
+		out = append(out, s.agentJSON(r.Context(), a))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -27,7 +28,7 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 
 // agentJSON is an agent as the API shows it: its record, and what this
 // relay knows live of its session when it is connected here.
-func (s *managementAPI) agentJSON(a store.Agent) map[string]any {
+func (s *managementAPI) agentJSON(ctx context.Context, a store.Agent) map[string]any {
 	j := map[string]any{"id": a.ID, "site_id": a.SiteID, "created_at": a.CreatedAt, "revoked": a.RevokedAt != nil, "online": false}
 	if a.RevokedAt != nil {
 		j["revoked_at"] = a.RevokedAt
@@ -48,6 +49,12 @@ func (s *managementAPI) agentJSON(a store.Agent) map[string]any {
 			j["bytes_out"] = hb.BytesOut
 			j["agent_active_streams"] = hb.ActiveStreams
 		}
+	} else if l, ok := s.agentSide.presence(ctx, a.ID); ok && a.RevokedAt == nil {
+		// Held by another relay of the fleet: what its lease says, as of
+		// the agent's last heartbeat there.
+		j["online"] = true
+		j["relay"] = l.RelayNode
+		j["active_streams"] = l.Active
 	}
 	return j
 }

@@ -39,7 +39,7 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 	}
 	items := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		j := s.agentJSON(a)
+		j := s.agentJSON(r.Context(), a)
 		j["site_name"] = names[a.SiteID]
 		items = append(items, j)
 	}

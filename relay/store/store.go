@@ -326,4 +326,17 @@ type Store interface {
 	// write made. Changes delivers them until ctx ends.
 	Notify(ctx context.Context, c Change) error
 	Changes(ctx context.Context) <-chan Change
+
+	// Presence leases (relay/store/presence.go): which relay holds which
+	// agent. Readers get only leases live at now.
+	PutLease(ctx context.Context, l Lease) error
+	DeleteLease(ctx context.Context, agentID, relayNode string) error
+	LookupLease(ctx context.Context, agentID string, now time.Time) (Lease, error)
+	ListSiteLeases(ctx context.Context, siteID string, now time.Time) ([]Lease, error)
+	ReapLeases(ctx context.Context, now time.Time) (int, error)
+
+	// TTL locks (relay/store/locks.go) for jobs that run on one relay.
+	TryLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	RenewLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	ReleaseLock(ctx context.Context, name, holder string) error
 }
