@@ -1,7 +1,6 @@
 package relay
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -18,17 +17,35 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 	if err != nil {
 		return err
 	}
+	leases, err := s.store.ListSiteLeases(r.Context(), site.ID, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	held := s.heldElsewhere(leases)
 	out := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		out = append(out, s.agentJSON(r.Context(), a))
+		out = append(out, s.agentJSON(a, held))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
-// agentJSON is an agent as the API shows it: its record, and what this
-// relay knows live of its session when it is connected here.
-func (s *managementAPI) agentJSON(ctx context.Context, a store.Agent) map[string]any {
+// heldElsewhere are the live leases of other relays, by agent id: the
+// agents this relay does not hold but another relay of the fleet does.
+func (s *managementAPI) heldElsewhere(leases []store.Lease) map[string]store.Lease {
+	held := make(map[string]store.Lease, len(leases))
+	for _, l := range leases {
+		if l.RelayNode != s.cfg.NodeName {
+			held[l.AgentID] = l
+		}
+	}
+	return held
+}
+
+// agentJSON is an agent as the API shows it: its record, what this relay
+// knows live of its session when it is connected here, and otherwise
+// which relay holds it (held: heldElsewhere, read once per list).
+func (s *managementAPI) agentJSON(a store.Agent, held map[string]store.Lease) map[string]any {
 	j := map[string]any{"id": a.ID, "site_id": a.SiteID, "created_at": a.CreatedAt, "revoked": a.RevokedAt != nil, "online": false}
 	if a.RevokedAt != nil {
 		j["revoked_at"] = a.RevokedAt
@@ -49,7 +66,7 @@ func (s *managementAPI) agentJSON(ctx context.Context, a store.Agent) map[string
 			j["bytes_out"] = hb.BytesOut
 			j["agent_active_streams"] = hb.ActiveStreams
 		}
-	} else if l, ok := s.agentSide.presence(ctx, a.ID); ok && a.RevokedAt == nil {
+	} else if l, ok := held[a.ID]; ok && a.RevokedAt == nil {
 		// Held by another relay of the fleet: what its lease says, as of
 		// the agent's last heartbeat there.
 		j["online"] = true

@@ -37,9 +37,14 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
+	leases, err := s.store.ListTenantLeases(r.Context(), t.ID, s.cfg.Now())
+	if err != nil {
+		return err
+	}
+	held := s.heldElsewhere(leases)
 	items := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		j := s.agentJSON(r.Context(), a)
+		j := s.agentJSON(a, held)
 		j["site_name"] = names[a.SiteID]
 		items = append(items, j)
 	}

@@ -101,15 +101,6 @@ func (s *Server) leastLoaded(ctx context.Context, siteID string) (*agentSession,
 	return nil, remote
 }
 
-// presence is the live lease of an agent that another relay holds.
-func (s *Server) presence(ctx context.Context, agentID string) (store.Lease, bool) {
-	l, err := s.store.LookupLease(ctx, agentID, s.cfg.Now())
-	if err != nil || l.RelayNode == s.cfg.NodeName {
-		return l, false
-	}
-	return l, true
-}
-
 // reapLeases deletes expired leases; run by one relay at a time.
 func (s *Server) reapLeases(ctx context.Context) {
 	n, err := s.store.ReapLeases(ctx, s.cfg.Now())

@@ -53,6 +53,15 @@ func (s *sqlStore) ListSiteLeases(ctx context.Context, siteID string, now time.T
 	return out, wrapf(err, "list leases of site %s", siteID)
 }
 
+// ListTenantLeases returns the live leases of the agents of all the
+// tenant's sites, by agent id: what a tenant-wide agents list needs in one
+// query.
+func (s *sqlStore) ListTenantLeases(ctx context.Context, tenantID string, now time.Time) ([]Lease, error) {
+	out, err := queryAll(ctx, s.db, scanLease, `SELECT agent_id, site_id, relay_node, endpoint, active, expires_at
+		FROM agent_leases WHERE site_id IN (SELECT id FROM sites WHERE tenant_id = ?) AND expires_at > ? ORDER BY agent_id`, tenantID, ts(now))
+	return out, wrapf(err, "list leases of tenant %s", tenantID)
+}
+
 // ReapLeases deletes the leases expired at now and returns how many.
 func (s *sqlStore) ReapLeases(ctx context.Context, now time.Time) (int, error) {
 	var n int64

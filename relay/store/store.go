@@ -333,6 +333,7 @@ type Store interface {
 	DeleteLease(ctx context.Context, agentID, relayNode string) error
 	LookupLease(ctx context.Context, agentID string, now time.Time) (Lease, error)
 	ListSiteLeases(ctx context.Context, siteID string, now time.Time) ([]Lease, error)
+	ListTenantLeases(ctx context.Context, tenantID string, now time.Time) ([]Lease, error)
 	ReapLeases(ctx context.Context, now time.Time) (int, error)
 
 	// TTL locks (relay/store/locks.go) for jobs that run on one relay.
