@@ -42,6 +42,10 @@ type Config struct {
 	// relay (or anything in between) that accepts and never answers
 	// would otherwise hold the agent offline with no error to log.
 	HandshakeTimeout time.Duration
+	// OnLAN runs fn where the agent reaches its LAN: the sockets (and the
+	// interface list) of discovery, probes and tunnel dials are made
+	// inside it. Nil runs fn as is; a test runs it in a network namespace.
+	OnLAN func(fn func() error) error
 }
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -170,6 +174,8 @@ func (a *Agent) session(ctx context.Context) error {
 	defer a.connected.Store(false)
 
 	c := &controlConn{s: ctrl}
+	c.runs.done = sess.CloseChan()
+	defer c.runs.wg.Wait() // LAN runs end with the session (lanrun.go)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {
@@ -239,7 +245,7 @@ func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error
 func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
 	ctrl.SetDeadline(time.Now().Add(15 * time.Second))
 	defer ctrl.SetDeadline(time.Time{})
-	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: version.Get().String(), AllowlistVersion: a.allow.Version()})
+	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: version.Get().String(), AllowlistVersion: a.allow.Version(), Features: []string{mux.FeatureLANRuns}})
 	if err != nil {
 		return mux.HelloAck{}, fmt.Errorf("send hello: %w", err)
 	}
@@ -269,8 +275,9 @@ func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
 // controlConn serialises writes to the control stream: heartbeats and
 // allowlist acks come from different goroutines.
 type controlConn struct {
-	mu sync.Mutex
-	s  *smux.Stream
+	mu   sync.Mutex
+	s    *smux.Stream
+	runs lanRuns
 }
 
 func (c *controlConn) send(t mux.MsgType, v any) error {
@@ -337,6 +344,8 @@ func (a *Agent) readControl(c *controlConn) error {
 			if err := c.send(mux.MsgAllowlistAck, ack); err != nil {
 				return err
 			}
+		case mux.MsgDiscover, mux.MsgProbe:
+			a.startRun(c, t, body) // lanrun.go
 		default:
 			a.log.Warn("ignoring control message", "type", t)
 		}
