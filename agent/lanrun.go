@@ -61,7 +61,7 @@ func (a *Agent) startRun(c *controlConn, t mux.MsgType, body []byte) {
 			case <-ctx.Done():
 			}
 		}()
-		rep := newReporter(c, runID)
+		rep := newReporter(c.send, runID)
 		var err error
 		if t == mux.MsgDiscover {
 			a.log.Info("discovery", "run", runID)
@@ -84,7 +84,7 @@ const reportEvery = 250 * time.Millisecond
 
 // reporter batches a run's findings into RunResult messages.
 type reporter struct {
-	c     *controlConn
+	send  func(mux.MsgType, any) error // the control stream's
 	runID string
 
 	mu          sync.Mutex
@@ -97,8 +97,8 @@ type reporter struct {
 	wg   sync.WaitGroup
 }
 
-func newReporter(c *controlConn, runID string) *reporter {
-	r := &reporter{c: c, runID: runID, stop: make(chan struct{})}
+func newReporter(send func(mux.MsgType, any) error, runID string) *reporter {
+	r := &reporter{send: send, runID: runID, stop: make(chan struct{})}
 	r.wg.Add(1)
 	go func() {
 		defer r.wg.Done()
@@ -144,7 +144,7 @@ func (r *reporter) flush() {
 	msg := mux.RunResult{RunID: r.runID, Found: r.pending, Done: r.done, Total: r.total}
 	r.pending, r.dirty = nil, false
 	r.mu.Unlock()
-	r.c.send(mux.MsgRunResult, msg) // a failed send: the session is ending
+	r.send(mux.MsgRunResult, msg) // a failed send: the session is ending
 }
 
 // finish sends what is left and the run's RunDone.
@@ -159,5 +159,5 @@ func (r *reporter) finish(err error) {
 	if err != nil {
 		d.Error = err.Error()
 	}
-	r.c.send(mux.MsgRunDone, d)
+	r.send(mux.MsgRunDone, d)
 }

@@ -44,7 +44,7 @@ func Parse(s string) (Range, error) {
 	case strings.Contains(s, "/"):
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
-			return Range{}, fmt.Errorf("CIDR %q: %v", s, err)
+			return Range{}, fmt.Errorf("%q is not a CIDR a.b.c.d/n", s)
 		}
 		if !p.Addr().Is4() {
 			return Range{}, fmt.Errorf("CIDR %q: only IPv4 ranges can be probed", s)
