@@ -16,28 +16,17 @@ import (
 	"github.com/nanodems/connector/mux"
 )
 
-// lanFixture is a site in network namespaces: the agent's namespace has
-// lan0 (10.98.0.1/24) to the cameras' namespace (cam0, 10.98.0.2–.11)
-// and exit0 (192.0.2.1/24, a public network, default route) to an
-// "internet" namespace, so a packet that leaves the LAN has a way out and
-// is counted there.
+// lanFixture is a netns.Site and an agent that looks at its LAN from
+// the site's agent namespace.
 type lanFixture struct {
-	agentNS, camNS, netNS *netns.NS
-	a                     *Agent
+	agentNS, camNS *netns.NS
+	a              *Agent
 }
 
 func newLANFixture(t *testing.T) *lanFixture {
 	netns.Skip(t)
-	f := &lanFixture{agentNS: netns.New(t), camNS: netns.New(t), netNS: netns.New(t)}
-	var cams []string
-	for i := 2; i <= 11; i++ {
-		cams = append(cams, "10.98.0."+strconv.Itoa(i)+"/24")
-	}
-	netns.Link(t, f.agentNS, "lan0", []string{"10.98.0.1/24"}, f.camNS, "cam0", cams)
-	netns.Link(t, f.agentNS, "exit0", []string{"192.0.2.1/24"}, f.netNS, "wan0", []string{"192.0.2.2/24"})
-	f.agentNS.IP(t, "route", "add", "default", "via", "192.0.2.2")
-	f.a = &Agent{cfg: Config{OnLAN: f.agentNS.Do}, log: slog.New(slog.DiscardHandler)}
-	return f
+	site := netns.NewSite(t, 10)
+	return &lanFixture{agentNS: site.Agent, camNS: site.Cams, a: &Agent{cfg: Config{OnLAN: site.Agent.Do}, log: slog.New(slog.DiscardHandler)}}
 }
 
 // run collects what a run reports.
@@ -152,7 +141,7 @@ func TestProbeInNamespace(t *testing.T) {
 	exitTX, _ := f.agentNS.Packets(t, "exit0")
 	var l runLog
 	rep := newReporter(l.send, "p")
-	err := f.a.probe(context.Background(), mux.ProbeRequest{RunID: "p", Range: "10.98.0.0/24", TimeoutMillis: 300}, rep)
+	err := f.a.probe(context.Background(), mux.ProbeRequest{RunID: "p", Range: "10.98.0.0/24", TimeoutMillis: 1000}, rep)
 	rep.finish(err)
 	if err != nil {
 		t.Fatal(err)

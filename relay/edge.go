@@ -22,6 +22,8 @@ import "github.com/nanodems/connector/internal/dist"
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
 //   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
+//   - lanScans (api_discover.go): discoveries and probes run by a site's
+//     agent, /api/sites/{siteId}/discoveries, …/probes, …/runs/{runId}.
 //
 // What they share (the configuration, the store, the log, audit and the
 // error answers) is base (base.go). Every part that reaches a device does
@@ -46,4 +48,5 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done}
 	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
+	s.scans = &lanScans{base: b, auth: s.auth, runner: s}
 }

@@ -30,6 +30,9 @@ type agentSession struct {
 	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
+	// version and features are the agent's, from its hello.
+	version  string
+	features []string
 }
 
 type heartbeat struct {

@@ -99,6 +99,7 @@ type Server struct {
 	adminKeyFile string  // set on the first start only
 
 	agents *registry
+	runs   *lanRuns // discoveries and probes (lanruns.go)
 	routes sync.Map // handle → store.Route, invalidated on change
 	live   sync.Map // *tunnelConn → struct{}: open tunnels
 
@@ -112,6 +113,7 @@ type Server struct {
 	cli     *cliEdge
 	rtspGW  *rtspGateway
 	dl      *downloadsPart
+	scans   *lanScans
 
 	agentLn, apiLn, debugLn net.Listener
 	http                    *http.Server
@@ -160,7 +162,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
-	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), done: make(chan struct{})}
+	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), runs: newLANRuns(), done: make(chan struct{})}
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
