@@ -26,7 +26,7 @@ type lanScans struct {
 
 // lanRunner is what lanScans asks of the agent side: the Server.
 type lanRunner interface {
-	startLANRun(ctx context.Context, site store.Site, r *lanRun) error
+	startLANRun(ctx context.Context, site store.Site, r lanRun) (lanRun, error)
 	lanRun(siteID, id string) (lanRun, bool)
 }
 
@@ -57,11 +57,11 @@ func (s *lanScans) startDiscovery(w http.ResponseWriter, r *http.Request, p Prin
 	if b, _ := io.ReadAll(io.LimitReader(r.Body, 1<<10)); len(b) > 0 && !json.Valid(b) {
 		return fmt.Errorf("%w: request body is not JSON", errBadRequest)
 	}
-	run := &lanRun{Kind: runDiscovery, Actor: p.Actor}
-	if err := s.runner.startLANRun(r.Context(), site, run); err != nil {
+	run, err := s.runner.startLANRun(r.Context(), site, lanRun{Kind: runDiscovery, Actor: p.Actor})
+	if err != nil {
 		return err
 	}
-	return s.writeRun(w, r, http.StatusAccepted, site, *run)
+	return s.writeRun(w, r, http.StatusAccepted, site, run)
 }
 
 // startProbe (POST /api/sites/{siteId}/probes) asks an agent of the site
@@ -92,11 +92,11 @@ func (s *lanScans) startProbe(w http.ResponseWriter, r *http.Request, p Principa
 			return fmt.Errorf("%w: port %d is out of range", errBadRequest, port)
 		}
 	}
-	run := &lanRun{Kind: runProbe, Range: rng.String(), Ports: ports, Actor: p.Actor}
-	if err := s.runner.startLANRun(r.Context(), site, run); err != nil {
+	run, err := s.runner.startLANRun(r.Context(), site, lanRun{Kind: runProbe, Range: rng.String(), Ports: ports, Actor: p.Actor})
+	if err != nil {
 		return err
 	}
-	return s.writeRun(w, r, http.StatusAccepted, site, *run)
+	return s.writeRun(w, r, http.StatusAccepted, site, run)
 }
 
 // getRun (GET /api/sites/{siteId}/runs/{runId}) is a run so far.

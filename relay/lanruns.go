@@ -148,9 +148,10 @@ func (e *errAgentTooOld) Error() string        { return e.msg }
 func (e *errAgentTooOld) Is(target error) bool { return target == store.ErrConflict }
 
 // startLANRun asks an agent of site that knows LAN runs to run r (its
-// kind, range and ports set) and registers it. The request goes out
-// only once the run is registered, so no result is lost.
-func (s *Server) startLANRun(ctx context.Context, site store.Site, r *lanRun) error {
+// kind, range, ports and actor set), registers it and returns it as
+// started. The request goes out only once the run is registered, so no
+// result is lost.
+func (s *Server) startLANRun(ctx context.Context, site store.Site, r lanRun) (lanRun, error) {
 	var agent *agentSession
 	var old []string
 	for _, a := range s.agents.site(site.ID) {
@@ -163,16 +164,17 @@ func (s *Server) startLANRun(ctx context.Context, site store.Site, r *lanRun) er
 		}
 	}
 	if agent == nil && len(old) > 0 {
-		return &errAgentTooOld{fmt.Sprintf("the agent of site %s is too old to discover or probe: %v; update nanodems-agent", site.ID, old)}
+		return r, &errAgentTooOld{fmt.Sprintf("the agent of site %s is too old to discover or probe: %v; update nanodems-agent", site.ID, old)}
 	}
 	if agent == nil {
-		return fmt.Errorf("%w: no agent of site %s is online to run a %s", ErrAgentOffline, site.ID, r.Kind)
+		return r, fmt.Errorf("%w: no agent of site %s is online to run a %s", ErrAgentOffline, site.ID, r.Kind)
 	}
 	now := s.cfg.Now()
 	r.ID, r.SiteID, r.TenantID, r.AgentID = newID("run_"), site.ID, site.TenantID, agent.id
 	r.Started, r.State = now, "running"
-	if err := s.runs.add(r, now); err != nil {
-		return err
+	kept := r // from here on, the agent's messages update the registered copy
+	if err := s.runs.add(&kept, now); err != nil {
+		return r, err
 	}
 	var err error
 	if r.Kind == runDiscovery {
@@ -182,14 +184,14 @@ func (s *Server) startLANRun(ctx context.Context, site store.Site, r *lanRun) er
 	}
 	if err != nil {
 		s.runs.update(agent.id, r.ID, func(r *lanRun) { r.State, r.Error, r.Ended = "failed", "could not reach the agent: "+err.Error(), now })
-		return fmt.Errorf("%w: sending the %s to agent %s: %v", ErrAgentOffline, r.Kind, agent.id, err)
+		return r, fmt.Errorf("%w: sending the %s to agent %s: %v", ErrAgentOffline, r.Kind, agent.id, err)
 	}
 	detail := fmt.Sprintf("site %s, agent %s", site.ID, agent.id)
 	if r.Kind == runProbe {
 		detail = fmt.Sprintf("range %s ports %v, %s", r.Range, r.Ports, detail)
 	}
 	s.audit(store.AuditEvent{TenantID: site.TenantID, Actor: r.Actor, Action: "lan." + r.Kind, Target: r.ID, Detail: detail})
-	return nil
+	return r, nil
 }
 
 // lanRun returns a copy of run id of site siteID.
