@@ -92,7 +92,7 @@ func (s *lanScans) startProbe(w http.ResponseWriter, r *http.Request, p Principa
 			return fmt.Errorf("%w: port %d is out of range", errBadRequest, port)
 		}
 	}
-	run, err := s.runner.startLANRun(r.Context(), site, lanRun{Kind: runProbe, Range: rng.String(), Ports: ports, Actor: p.Actor})
+	run, err := s.runner.startLANRun(r.Context(), site, lanRun{Kind: runProbe, Range: rng.String(), Ports: ports, Actor: p.Actor, Total: rng.Len()})
 	if err != nil {
 		return err
 	}

@@ -101,6 +101,10 @@ func (h *Handler) routes() []route {
 		{"POST /devices/{deviceId}/delete", h.form(h.deleteDevice)},
 		{"POST /devices/{deviceId}/open/{port}", h.form(h.openPort)},
 		{"POST /devices/{deviceId}/rtsp/{port}", h.form(h.rtspURL)},
+		{"GET /sites/{siteId}/discover", h.page(h.discoverPage)}, // discover.go
+		{"POST /sites/{siteId}/discover", h.form(h.runDiscovery)},
+		{"POST /sites/{siteId}/probe", h.form(h.runProbe)},
+		{"POST /sites/{siteId}/runs/{runId}/add", h.form(h.addFound)},
 	}
 }
 
