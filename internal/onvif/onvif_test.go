@@ -10,6 +10,10 @@ import (
 	"github.com/nanodems/connector/internal/onvif"
 )
 
+// wsddUUID is the endpoint id TestWSDDProbeMatch gives wsdd, and so the
+// one in its captured answer.
+const wsddUUID = "2f6a3c1e-8d4b-4e5f-9a7c-0b1d2e3f4a5b"
+
 func read(t *testing.T, name string) []byte {
 	t.Helper()
 	b, err := os.ReadFile("testdata/" + name)

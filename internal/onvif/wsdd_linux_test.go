@@ -11,9 +11,6 @@ import (
 	"github.com/nanodems/connector/internal/onvif"
 )
 
-// wsddUUID is the endpoint id the test gives wsdd.
-const wsddUUID = "2f6a3c1e-8d4b-4e5f-9a7c-0b1d2e3f4a5b"
-
 // TestWSDDProbeMatch reads the ProbeMatch of an independent WS-Discovery
 // implementation: Debian's wsdd, run in a network namespace, answers a
 // Probe for its type (wsdp:Device). With ONVIF_CAPTURE=1 the answer is
