@@ -144,11 +144,16 @@ func (a *Agent) probeInterface(ctx context.Context, li lanIface, msgID string, p
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetReadDeadline(time.Now()) })
 	defer stop()
+	sent := make(chan struct{})
+	defer func() { <-sent }() // runs before conn.Close: the sender never writes to a closed socket
+	sendCtx, cancelSend := context.WithCancel(ctx)
+	defer cancelSend()
 	go func() {
+		defer close(sent)
 		for i := range probeRepeats {
 			if i > 0 {
 				select {
-				case <-ctx.Done():
+				case <-sendCtx.Done():
 					return
 				case <-time.After(probeGap):
 				}

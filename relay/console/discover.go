@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -148,8 +149,8 @@ func (h *Handler) runProbe(w http.ResponseWriter, r *http.Request, c *call) erro
 // place: no agent online (503), an agent too old (409), too many runs
 // (429).
 func runRefusal(err error) (string, bool) {
-	ae, ok := err.(*APIError)
-	if !ok {
+	var ae *APIError
+	if !errors.As(err, &ae) {
 		return "", false
 	}
 	switch ae.Status {
