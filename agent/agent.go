@@ -1,12 +1,9 @@
 package agent
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,15 +11,18 @@ import (
 
 	"github.com/xtaci/smux"
 
-	"github.com/nanodems/connector/internal/coalesce"
+	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"
 )
 
 // Config tunes a running agent. Zero values take the defaults.
 type Config struct {
-	Dir         string        // state directory written by Enroll
-	RelayAddr   string        // overrides the agent listener address from enrollment
+	Dir string // state directory written by Enroll
+	// RelayAddrs override the agent listener addresses from enrollment:
+	// host:port each, a name that may resolve to several addresses, or
+	// several relays of one installation. They are raced (internal/relaydial).
+	RelayAddrs  []string
 	DialTimeout time.Duration // LAN dial timeout, default 5 s
 	// DedicatedRate is the byte rate (both directions, bytes/s) above which
 	// a tunnel moves off the shared session onto its own connection.
@@ -42,6 +42,9 @@ type Config struct {
 	// relay (or anything in between) that accepts and never answers
 	// would otherwise hold the agent offline with no error to log.
 	HandshakeTimeout time.Duration
+	// Dialer races the relay addresses; nil takes the default resolver
+	// and stagger. Tests give it a resolver of their own.
+	Dialer *relaydial.Dialer
 	// OnLAN runs fn where the agent reaches its LAN: the sockets (and the
 	// interface list) of discovery, probes and tunnel dials are made
 	// inside it. Nil runs fn as is; a test runs it in a network namespace.
@@ -60,9 +63,10 @@ type Agent struct {
 	active   atomic.Int64
 	tunnels  atomic.Uint64
 
-	connected atomic.Bool
-	live      sync.Map // *liveTunnel → struct{}
-	own       ownAddrs // the host's interface addresses, for checkAddr
+	sessions atomic.Int32           // sessions up: two while one moves to another relay
+	relay    atomic.Pointer[string] // the node of the newest session
+	live     sync.Map               // *liveTunnel → struct{}
+	own      ownAddrs               // the host's interface addresses, for checkAddr
 }
 
 // ErrRefused is wrapped when the relay refuses this agent for good
@@ -87,8 +91,8 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	if cfg.RelayAddr != "" {
-		id.RelayAddr = cfg.RelayAddr
+	if len(cfg.RelayAddrs) > 0 {
+		id.RelayAddr, id.RelayAddrs = cfg.RelayAddrs[0], cfg.RelayAddrs
 	}
 	allow, err := LoadAllowlist(filepath.Join(cfg.Dir, allowlistFile))
 	if err != nil {
@@ -103,143 +107,17 @@ func (a *Agent) ID() string { return a.id.AgentID }
 // Allowlist is the list the agent enforces.
 func (a *Agent) Allowlist() *Allowlist { return a.allow }
 
+// Relay is the relay node the agent's newest session is connected to
+// (its hello answer's name), "" before the first.
+func (a *Agent) Relay() string {
+	if p := a.relay.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
 // Connected reports whether a session is up.
-func (a *Agent) Connected() bool { return a.connected.Load() }
-
-// Backoff bounds. The first retry comes fast so a relay restart costs
-// seconds; the cap keeps a fleet of thousands from hammering a relay that
-// is down for long.
-const (
-	backoffMin = 250 * time.Millisecond
-	backoffMax = 30 * time.Second
-	// A session that lived this long resets the backoff.
-	healthySession = 10 * time.Second
-)
-
-// Run connects and reconnects until ctx ends or the relay refuses the
-// agent for good.
-func (a *Agent) Run(ctx context.Context) error {
-	backoff := backoffMin
-	for {
-		start := time.Now()
-		err := a.session(ctx)
-		if ctx.Err() != nil {
-			return nil
-		}
-		if errors.Is(err, ErrRefused) {
-			a.log.Error("relay refused agent; not retrying", "err", err)
-			return err
-		}
-		if time.Since(start) > healthySession {
-			backoff = backoffMin
-		}
-		// Full jitter in [backoff/2, backoff): a relay restart does not
-		// bring every agent back in the same millisecond.
-		wait := backoff/2 + rand.N(backoff/2)
-		a.log.Warn("session ended; reconnecting", "err", err, "in", wait.Round(time.Millisecond))
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-time.After(wait):
-		}
-		backoff = min(backoff*2, backoffMax)
-	}
-}
-
-// session runs one TLS + smux session until it fails or ctx ends.
-func (a *Agent) session(ctx context.Context) error {
-	conn, err := a.dialRelay(ctx, []byte{mux.PreambleSession})
-	if err != nil {
-		return err
-	}
-	sess, err := smux.Client(conn, mux.Config())
-	if err != nil {
-		conn.Close()
-		return err
-	}
-	defer sess.Close()
-	stop := context.AfterFunc(ctx, func() { sess.Close() })
-	defer stop()
-
-	ctrl, err := sess.OpenStream()
-	if err != nil {
-		return fmt.Errorf("open control stream: %w", err)
-	}
-	ack, err := a.hello(ctrl)
-	if err != nil {
-		return err
-	}
-	a.log.Info("connected", "relay", a.id.RelayAddr, "node", ack.Relay, "allowlist_version", a.allow.Version())
-	a.connected.Store(true)
-	defer a.connected.Store(false)
-
-	c := &controlConn{s: ctrl}
-	c.runs.done = sess.CloseChan()
-	defer c.runs.wg.Wait() // LAN runs end with the session (lanrun.go)
-	var wg sync.WaitGroup
-	wg.Add(3)
-	go func() {
-		defer wg.Done()
-		a.heartbeat(c, time.Duration(ack.HeartbeatSeconds)*time.Second, sess.CloseChan())
-	}()
-	go func() {
-		defer wg.Done()
-		a.watchRates(sess.CloseChan())
-	}()
-	go func() {
-		defer wg.Done()
-		defer sess.Close()      // a dead control stream ends the session
-		err := a.readControl(c) // returns only when the stream ends
-		if ctx.Err() != nil {
-			return // shutting down: the stream ends with the session
-		}
-		a.log.Warn("control stream", "err", err)
-	}()
-	defer wg.Wait()
-	// Runs before the wait: a tunnel on a dedicated connection does not
-	// end with the session on its own, and would hold this return, hence
-	// the reconnect, for as long as the relay kept it open.
-	defer a.cutTunnels()
-
-	for {
-		st, err := sess.AcceptStream()
-		if err != nil {
-			return fmt.Errorf("session: %w", err)
-		}
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.serveTunnel(st)
-		}()
-	}
-}
-
-// dialRelay opens a TLS 1.3 connection to the agent listener and writes
-// its preamble: the shared session, or a dedicated connection.
-func (a *Agent) dialRelay(ctx context.Context, preamble []byte) (net.Conn, error) {
-	hctx, cancel := context.WithTimeout(ctx, a.cfg.HandshakeTimeout)
-	defer cancel()
-	d := net.Dialer{KeepAlive: 30 * time.Second}
-	raw, err := d.DialContext(hctx, "tcp", a.id.RelayAddr)
-	if err != nil {
-		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
-	}
-	cfg := a.id.tlsConfig()
-	cfg.ServerName, _, _ = net.SplitHostPort(a.id.RelayAddr)
-	conn := coalesce.Client(raw, cfg)
-	if err := conn.HandshakeContext(hctx); err != nil {
-		raw.Close()
-		if ctx.Err() == nil && errors.Is(err, context.DeadlineExceeded) {
-			return nil, fmt.Errorf("dial relay %s: TLS handshake: no answer within %v: %w", a.id.RelayAddr, a.cfg.HandshakeTimeout, err)
-		}
-		return nil, fmt.Errorf("dial relay %s: TLS handshake: %w", a.id.RelayAddr, err)
-	}
-	if _, err := conn.Write(preamble); err != nil {
-		conn.Close()
-		return nil, fmt.Errorf("dial relay %s: %w", a.id.RelayAddr, err)
-	}
-	return conn, nil
-}
+func (a *Agent) Connected() bool { return a.sessions.Load() > 0 }
 
 // hello sends the agent's hello and waits for the relay's answer.
 func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
@@ -320,7 +198,9 @@ func (a *Agent) Counters() mux.Heartbeat {
 	return h
 }
 
-func (a *Agent) readControl(c *controlConn) error {
+// readControl handles the relay's control messages until the stream
+// ends; goaway is called when the relay asks the agent to move.
+func (a *Agent) readControl(c *controlConn, goaway func(reason string)) error {
 	for {
 		t, body, err := mux.ReadMessage(c.s)
 		if err != nil {
@@ -344,6 +224,12 @@ func (a *Agent) readControl(c *controlConn) error {
 			if err := c.send(mux.MsgAllowlistAck, ack); err != nil {
 				return err
 			}
+		case mux.MsgGoAway:
+			var g mux.GoAway
+			if err := mux.Decode(body, &g); err != nil {
+				return err
+			}
+			goaway(g.Reason)
 		case mux.MsgDiscover, mux.MsgProbe:
 			a.startRun(c, t, body) // lanrun.go
 		default:

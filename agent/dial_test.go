@@ -4,6 +4,7 @@ import (
 	"context"
 	"log/slog"
 	"net"
+	"net/netip"
 	"strings"
 	"sync"
 	"testing"
@@ -51,7 +52,7 @@ func TestDialRelayHandshakeTimeout(t *testing.T) {
 	res := make(chan result, 1)
 	start := time.Now()
 	go func() {
-		c, err := a.dialRelay(context.Background(), []byte{0})
+		c, _, err := a.dialRelay(context.Background(), netip.AddrPort{}, []byte{0})
 		res <- result{c, err}
 	}()
 	var r result

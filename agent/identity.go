@@ -25,6 +25,12 @@ type Identity struct {
 	SiteID    string `json:"site_id"`
 	RelayAddr string `json:"relay_addr"` // host:port of the agent listener
 	RelayURL  string `json:"relay_url"`  // the API the agent enrolled with
+	// RelayAddrs are the agent listeners of every relay the agent may
+	// use, RelayAddr first; RelayURLs the APIs it was enrolled with. State
+	// written before several relays existed has neither: RelayAddr alone
+	// is the list then (relayAddrs).
+	RelayAddrs []string `json:"relay_addrs,omitempty"`
+	RelayURLs  []string `json:"relay_urls,omitempty"`
 
 	cert tls.Certificate
 	ca   *x509.CertPool
@@ -56,6 +62,14 @@ func LoadIdentity(dir string) (*Identity, error) {
 		return nil, fmt.Errorf("agent: %s holds no certificate", caFile)
 	}
 	return &id, nil
+}
+
+// relayAddrs is the list of agent listeners to race.
+func (id *Identity) relayAddrs() []string {
+	if len(id.RelayAddrs) > 0 {
+		return id.RelayAddrs
+	}
+	return []string{id.RelayAddr}
 }
 
 // tlsConfig is the agent side of the mTLS session: TLS 1.3 only, the

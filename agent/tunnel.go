@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"os"
 	"strconv"
 	"sync/atomic"
@@ -18,10 +19,10 @@ import (
 	"github.com/nanodems/connector/mux"
 )
 
-// serveTunnel answers one stream the relay opened: read the header, check
-// the allowlist, dial, answer with a status, then pipe bytes until both
-// directions end.
-func (a *Agent) serveTunnel(st *smux.Stream) {
+// serveTunnel answers one stream the relay opened on session l: read the
+// header, check the allowlist, dial, answer with a status, then pipe
+// bytes until both directions end.
+func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	defer st.Close()
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
@@ -59,7 +60,7 @@ func (a *Agent) serveTunnel(st *smux.Stream) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), lastAt: time.Now()}
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, lastAt: time.Now()}
 	a.live.Store(t, struct{}{})
 	defer func() {
 		a.live.Delete(t)
@@ -82,6 +83,7 @@ type liveTunnel struct {
 	in     atomic.Uint64 // target → relay
 	out    atomic.Uint64 // relay → target
 	moving atomic.Bool
+	link   *link // the session it came on
 
 	// rate watch state, owned by watchRates
 	lastBytes uint64
@@ -93,11 +95,13 @@ type liveTunnel struct {
 // hold thousands of idle camera streams.
 const rateTick = 250 * time.Millisecond
 
-// watchRates moves tunnels whose rate passes Config.DedicatedRate.
-func (a *Agent) watchRates(done <-chan struct{}) {
+// watchRates moves the tunnels of sess whose rate passes
+// Config.DedicatedRate, until sess ends.
+func (a *Agent) watchRates(sess *smux.Session) {
 	if a.cfg.DedicatedRate < 0 {
 		return
 	}
+	done := sess.CloseChan()
 	tick := time.NewTicker(rateTick)
 	defer tick.Stop()
 	for {
@@ -107,6 +111,9 @@ func (a *Agent) watchRates(done <-chan struct{}) {
 		case now := <-tick.C:
 			a.live.Range(func(k, _ any) bool {
 				t := k.(*liveTunnel)
+				if t.link == nil || t.link.sess != sess {
+					return true // another session's, watched by its own
+				}
 				total := t.in.Load() + t.out.Load()
 				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
 				t.lastBytes, t.lastAt = total, now
@@ -134,7 +141,13 @@ func (a *Agent) moveToDedicated(t *liveTunnel) {
 	binary.BigEndian.PutUint32(pre[1:], t.stream.ID())
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := a.dialRelay(ctx, pre[:])
+	var conn net.Conn
+	var err error
+	if t.link != nil {
+		conn, err = a.dialAt(ctx, t.link.at, pre[:])
+	} else {
+		conn, _, err = a.dialRelay(ctx, netip.AddrPort{}, pre[:])
+	}
 	if err != nil {
 		a.log.Warn("dedicated connection failed; tunnel stays on the shared session", "err", err)
 		return
@@ -165,11 +178,15 @@ func (a *Agent) cutDisallowed() {
 	})
 }
 
-// cutTunnels ends every open tunnel, when the session they belong to has
-// ended: there is one session at a time, so every live tunnel is its.
-func (a *Agent) cutTunnels() {
+// cutTunnels ends the open tunnels of sess, when it has ended. Those of
+// another session stay: while the agent moves between relays, the old
+// session and the new one are both up.
+func (a *Agent) cutTunnels(sess *smux.Session) {
 	a.live.Range(func(k, _ any) bool {
 		t := k.(*liveTunnel)
+		if t.link != nil && t.link.sess != sess {
+			return true
+		}
 		t.stream.Close()
 		t.conn.Close()
 		return true

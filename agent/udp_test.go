@@ -56,7 +56,7 @@ func newUDPHarness(t *testing.T, targets ...mux.Target) *udpHarness {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				a.serveTunnel(st)
+				a.serveTunnel(st, nil)
 			}()
 		}
 	}()

@@ -6,40 +6,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
-	"time"
 )
-
-func TestBackoffGrowsWithJitterAndCaps(t *testing.T) {
-	var b backoff
-	prevMax := time.Duration(0)
-	for i := range 20 {
-		d := b.next()
-		ceil := min(backoffMin<<i, backoffMax)
-		if d < ceil/2 || d > ceil {
-			t.Fatalf("attempt %d: %v outside [%v, %v]", i, d, ceil/2, ceil)
-		}
-		if ceil < prevMax {
-			t.Fatalf("attempt %d: ceiling shrank", i)
-		}
-		prevMax = ceil
-	}
-	if prevMax != backoffMax {
-		t.Fatalf("ceiling %v after 20 attempts, want %v", prevMax, backoffMax)
-	}
-	// Jitter: 100 first delays are not all the same.
-	seen := map[time.Duration]bool{}
-	for range 100 {
-		var b backoff
-		seen[b.next()] = true
-	}
-	if len(seen) < 10 {
-		t.Fatalf("only %d distinct first delays: no jitter", len(seen))
-	}
-	b.reset()
-	if d := b.next(); d > backoffMin {
-		t.Fatalf("after reset: %v, want at most %v", d, backoffMin)
-	}
-}
 
 func TestDecodePlan(t *testing.T) {
 	p, err := DecodePlan(strings.NewReader(`{"session_id":"cli_x","expires_at":"2026-01-02T03:04:05Z","refresh_seconds":60,"future_field":1,

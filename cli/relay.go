@@ -8,20 +8,28 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 
 	"github.com/coder/websocket"
 
-	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/pin"
+	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/wsconn"
 )
 
 // Relay says how to reach a relay's API.
 type Relay struct {
-	URL   string // https://host:port (http only for loopback relays)
-	Token string // nt_… API token, sent as Authorization: Bearer
+	URL string // https://host:port (http only for loopback relays)
+	// URLs are further relays of the same installation. A CLI session and
+	// a tunnel race them with URL, every address of every one (Happy
+	// Eyeballs), and reconnect to whichever answers (relays.go).
+	URLs []string
+	// Dialer races the relays' addresses; nil takes the defaults (tests
+	// set the stagger or a resolver of their own).
+	Dialer *relaydial.Dialer
+	Token  string // nt_… API token, sent as Authorization: Bearer
 	// Pin is the "sha256:<hex>" public-key pin of a relay whose API
 	// certificate is self-signed; empty trusts the system roots.
 	Pin string
@@ -46,23 +54,21 @@ func (r Relay) HTTPClient() *http.Client {
 
 // wsHTTPClient is an http.Client for WebSocket upgrades only: its
 // connections pass each frame to TLS in one Write (wsconn.CoalesceFrames),
-// which cut a 64 KiB message from 17 TLS records to 4. Plain API requests
-// use HTTPClient.
-func (r Relay) wsHTTPClient() *http.Client {
-	cfg := r.TLSConfig()
-	var nd net.Dialer
+// which cut a 64 KiB message from 17 TLS records to 4. Each connection
+// races every relay of r (relays.go). Plain API requests use HTTPClient.
+func (r Relay) wsHTTPClient(onWin func(netip.AddrPort)) *http.Client {
+	plain, secure := r.raceDial(false, onWin), r.raceDial(true, onWin)
 	tr := &http.Transport{
-		TLSClientConfig:   cfg,
 		ForceAttemptHTTP2: false,
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := nd.DialContext(ctx, network, addr)
+			c, err := plain(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
 			return wsconn.CoalesceFrames(c), nil
 		},
 		DialTLSContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
-			c, err := coalesce.Dial(ctx, &nd, network, addr, cfg)
+			c, err := secure(ctx, network, addr)
 			if err != nil {
 				return nil, err
 			}
@@ -102,7 +108,7 @@ func DialDedicated(ctx context.Context, r Relay, handle string) (net.Conn, error
 }
 
 func dialTunnel(ctx context.Context, r Relay, handle string, extra http.Header, query string) (net.Conn, error) {
-	client := r.wsHTTPClient()
+	client := r.wsHTTPClient(nil)
 	// A refusal leaves its connection idle in the pool; the upgraded one
 	// is hijacked and unaffected.
 	defer client.CloseIdleConnections()

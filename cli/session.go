@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/backoff"
 	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/secret"
@@ -109,6 +109,8 @@ type Tunnel struct {
 	cmu   sync.Mutex
 	conns map[net.Conn]struct{} // local connections being served
 
+	relayAt atomic.Pointer[netip.AddrPort] // the address the last mux connection reached
+
 	umu     sync.Mutex
 	unknown map[netip.AddrPort]bool // unknown addresses already logged
 }
@@ -137,7 +139,10 @@ func Run(ctx context.Context, o Options) error {
 // retried until Close.
 func Open(ctx context.Context, o Options) (*Tunnel, error) {
 	if o.Relay.URL == "" {
-		return nil, errors.New("no relay URL (--relay or NANODEMS_RELAY)")
+		return nil, errNoRelay
+	}
+	if _, err := o.Relay.targets(); err != nil {
+		return nil, err
 	}
 	if !secret.HasPrefix(o.Relay.Token, secret.CLISession) {
 		return nil, errors.New("the token is not a CLI session token (ops_…); mint one with POST /api/cli/sessions or the site page")
@@ -146,10 +151,11 @@ func Open(ctx context.Context, o Options) (*Tunnel, error) {
 		o.Logger = slog.Default()
 	}
 	t := &Tunnel{
-		o: o, log: o.Logger, client: o.Relay.HTTPClient(), ws: o.Relay.wsHTTPClient(),
+		o: o, log: o.Logger, client: o.Relay.raceHTTPClient(),
 		changed: make(chan struct{}), done: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, unknown: map[netip.AddrPort]bool{},
 	}
+	t.ws = o.Relay.wsHTTPClient(func(a netip.AddrPort) { t.relayAt.Store(&a) })
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	p, err := fetchPlan(ctx, t.client, o.Relay)
 	if err != nil {
@@ -275,6 +281,15 @@ func (t *Tunnel) ProxyAddr() net.Addr {
 		return nil
 	}
 	return t.proxy.Addr()
+}
+
+// RelayAddr is the address of the relay the mux connection reached last
+// (several relays are raced), invalid before the first.
+func (t *Tunnel) RelayAddr() netip.AddrPort {
+	if p := t.relayAt.Load(); p != nil {
+		return *p
+	}
+	return netip.AddrPort{}
 }
 
 // MuxConnections is how many mux connections the tunnel has made: one,
@@ -457,32 +472,12 @@ func (t *Tunnel) fail(err error) {
 	close(t.done)
 }
 
-// Reconnect backoff: exponential from backoffMin to backoffMax with equal
-// jitter (half fixed, half random), so the CLIs cut by one relay restart
-// do not all come back in the same instant. A session that stayed up for
-// stableAfter resets it.
-const (
-	backoffMin  = 250 * time.Millisecond
-	backoffMax  = 30 * time.Second
-	stableAfter = 10 * time.Second
-)
-
-type backoff struct{ n int }
-
-func (b *backoff) next() time.Duration {
-	d := min(backoffMin<<min(b.n, 16), backoffMax)
-	b.n++
-	return d/2 + rand.N(d/2+1)
-}
-
-func (b *backoff) reset() { b.n = 0 }
-
 // keep holds the mux connection: dial, serve until it breaks, back off,
 // dial again, until Close or a refusal. first gets the result of the first
 // dial.
 func (t *Tunnel) keep(first chan<- error) {
 	defer t.wg.Done()
-	var b backoff
+	var b backoff.Backoff // internal/backoff: 250 ms doubling to 15 s, full jitter
 	failing := false
 	for {
 		start := time.Now()
@@ -498,9 +493,9 @@ func (t *Tunnel) keep(first chan<- error) {
 			}
 			t.publish(nil, nil, err)
 			report(&first, nil)
-			d := b.next()
+			d := b.Next()
 			if !failing {
-				t.log.Warn("relay unreachable; reconnecting with backoff", "relay", t.o.Relay.URL, "err", err)
+				t.log.Warn("relay unreachable; reconnecting with backoff", "relay", t.o.Relay.list(), "err", err)
 				failing = true
 			} else {
 				t.log.Debug("relay still unreachable", "retry_in", d, "err", err)
@@ -511,9 +506,9 @@ func (t *Tunnel) keep(first chan<- error) {
 			continue
 		}
 		if failing {
-			t.log.Info("reconnected to the relay", "relay", t.o.Relay.URL)
+			t.log.Info("reconnected to the relay", "relay", t.RelayAddr().String())
 		} else {
-			t.log.Debug("connected to the relay", "relay", t.o.Relay.URL)
+			t.log.Debug("connected to the relay", "relay", t.RelayAddr().String())
 		}
 		failing = false
 		dead := broken(sess)
@@ -527,12 +522,10 @@ func (t *Tunnel) keep(first chan<- error) {
 			return
 		}
 		t.dropSession(sess)
-		if time.Since(start) >= stableAfter {
-			b.reset()
-		}
-		t.log.Warn("lost the relay connection; reconnecting", "relay", t.o.Relay.URL)
+		b.Done(start)
+		t.log.Warn("lost the relay connection; reconnecting", "relay", t.o.Relay.list())
 		failing = true
-		if !sleep(t.ctx, b.next()) {
+		if !sleep(t.ctx, b.Next()) {
 			return
 		}
 	}
@@ -615,7 +608,7 @@ func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 // session r.Token over its own WebSocket (/api/cli/raw-tunnel/{ip}/{port}):
 // the simple protocol, for clients that do not multiplex.
 func DialRawTunnel(ctx context.Context, r Relay, ip string, port uint16) (net.Conn, error) {
-	c := r.wsHTTPClient()
+	c := r.wsHTTPClient(nil)
 	defer c.CloseIdleConnections()
 	path := "/api/cli/raw-tunnel/" + url.PathEscape(ip) + "/" + portString(port)
 	return dialWebSocket(ctx, c, r, path, "", nil, path)

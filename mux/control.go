@@ -17,6 +17,12 @@ const (
 	MsgHeartbeat    MsgType = 3 // agent → relay, every 5 s
 	MsgAllowlist    MsgType = 4 // relay → agent
 	MsgAllowlistAck MsgType = 5 // agent → relay
+	// MsgGoAway (relay → agent) asks the agent to connect again, to
+	// another relay when it knows one, because this one is draining. The
+	// agent keeps the session for the tunnels it carries until the relay
+	// closes it. An agent that predates the message takes it for a bad
+	// one and ends the session, which reconnects it all the same.
+	MsgGoAway MsgType = 6
 )
 
 // MaxControlLen bounds one control message body. The largest message is an
@@ -75,6 +81,11 @@ type AllowlistAck struct {
 	Accepted bool   `json:"accepted"` // false: refused, see Reason
 	Held     int64  `json:"held"`     // the version the agent holds now
 	Reason   string `json:"reason,omitempty"`
+}
+
+// GoAway is the body of MsgGoAway.
+type GoAway struct {
+	Reason string `json:"reason,omitempty"` // for the agent's log
 }
 
 // WriteMessage writes one control message: type u8 | len u32 | JSON body.

@@ -11,10 +11,10 @@ package mux
 // old" without sending anything.
 
 const (
-	MsgDiscover  MsgType = 6 // relay → agent: run WS-Discovery
-	MsgProbe     MsgType = 7 // relay → agent: probe the ports of a range
-	MsgRunResult MsgType = 8 // agent → relay: results of a run, so far
-	MsgRunDone   MsgType = 9 // agent → relay: a run ended
+	MsgDiscover  MsgType = 7  // relay → agent: run WS-Discovery
+	MsgProbe     MsgType = 8  // relay → agent: probe the ports of a range
+	MsgRunResult MsgType = 9  // agent → relay: results of a run, so far
+	MsgRunDone   MsgType = 10 // agent → relay: a run ended
 
 	// lastMsgType is the highest type ReadMessage accepts.
 	lastMsgType = MsgRunDone

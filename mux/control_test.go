@@ -23,6 +23,7 @@ func TestControlRoundTrip(t *testing.T) {
 		{mux.MsgHeartbeat, &mux.Heartbeat{BytesIn: 1 << 40, BytesOut: 3, ActiveStreams: 2, TunnelsTotal: 9}},
 		{mux.MsgAllowlist, &mux.Allowlist{Version: 3, Targets: []mux.Target{{Host: "10.0.0.7", Port: 554}, {Host: "cam", Port: 80}}}},
 		{mux.MsgAllowlistAck, &mux.AllowlistAck{Version: 3, Accepted: true, Held: 3}},
+		{mux.MsgGoAway, &mux.GoAway{Reason: "relay draining"}},
 	}
 	// All messages back to back on one stream, as on the control channel.
 	var b bytes.Buffer
@@ -56,7 +57,7 @@ func TestReadMessageErrors(t *testing.T) {
 	}{
 		"half a header":  {"\x01\x00\x00", io.ErrUnexpectedEOF},
 		"type 0":         {"\x00\x00\x00\x00\x02{}", mux.ErrBadControl},
-		"type 10":        {"\x0a\x00\x00\x00\x02{}", mux.ErrBadControl},
+		"type 11":        {"\x0b\x00\x00\x00\x02{}", mux.ErrBadControl},
 		"truncated body": {"\x03\x00\x00\x00\x09{}", mux.ErrBadControl},
 		"over the limit": {"\x04\x00\x80\x00\x01{}", mux.ErrBadControl},
 		"4 GiB":          {"\x04\xff\xff\xff\xff{}", mux.ErrBadControl},

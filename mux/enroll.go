@@ -15,3 +15,12 @@ type EnrollResponse struct {
 	CA          string `json:"ca"`          // PEM of the Agent CA
 	AgentAddr   string `json:"agent_addr"`  // host:port of the agent listener
 }
+
+// ClaimRequest is the body of the relay's POST /api/claim: an embedded
+// agent (one that runs on the camera itself) names the manufacturer serial
+// its device was pre-registered with, and sends a CSR for a key made on
+// the device. The answer is an EnrollResponse.
+type ClaimRequest struct {
+	Serial string `json:"serial"`
+	CSR    string `json:"csr"` // PEM
+}

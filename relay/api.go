@@ -15,7 +15,10 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "node": s.cfg.NodeName, "version": version.Get().String()})
 	})
+	m.HandleFunc("GET /healthz/live", s.handleLive)   // relay/health.go
+	m.HandleFunc("GET /healthz/ready", s.handleReady) // 503 while draining or the database is away
 	m.HandleFunc("POST /api/enroll", s.enroll.handleEnroll)
+	m.HandleFunc("POST /api/claim", s.claim.handleClaim) // embedded agents: relay/claim.go
 	// Browsers ask every origin for /favicon.ico; the relay answers it, so
 	// the request is neither a 404 nor routed to a camera that has none.
 	m.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, r *http.Request) {
@@ -32,6 +35,7 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/sites/{siteId}", auth.api(mgmt.getSite))
 	m.HandleFunc("PATCH /api/sites/{siteId}", auth.api(mgmt.patchSite))
 	m.HandleFunc("POST /api/sites/{siteId}/enrollment-tokens", auth.api(mgmt.createEnrollmentToken))
+	m.HandleFunc("POST /api/sites/{siteId}/installers/{os}", auth.api(s.install.createInstaller)) // relay/installer.go
 	m.HandleFunc("POST /api/sites/{siteId}/devices", auth.api(mgmt.createDevice))
 	m.HandleFunc("GET /api/sites/{siteId}/devices", auth.api(mgmt.listDevices)) // paged lists: relay/api_lists.go
 	m.HandleFunc("GET /api/tenants/{tenantId}/sites", auth.api(mgmt.listSites))

@@ -28,6 +28,9 @@ type deviceInput struct {
 	// never returned). An empty username clears it.
 	Username *string `json:"username"`
 	Password *string `json:"password"`
+	// Serial is the manufacturer serial an embedded agent claims the
+	// device with (api_serials.go); "" clears it.
+	Serial *string `json:"serial"`
 }
 
 // creds is the login the input leaves the device with, given the one it
@@ -114,6 +117,9 @@ func (s *managementAPI) deviceJSON(ctx context.Context, d store.Device, version 
 		"label": d.Label, "manufacturer": d.Manufacturer, "model": d.Model, "notes": d.Notes,
 		"loopback_ip": d.LoopbackIP, "handles": handles, "created_at": d.CreatedAt,
 	}
+	if err := s.addSerial(ctx, d.ID, out); err != nil {
+		return nil, err
+	}
 	if version > 0 {
 		out["allowlist_version"] = version
 	}
@@ -165,6 +171,10 @@ func (s *managementAPI) createDevice(w http.ResponseWriter, r *http.Request, p P
 	if err != nil {
 		return err
 	}
+	serial, err := in.serial()
+	if err != nil {
+		return err
+	}
 	change := store.DeviceChange{
 		Op: store.DeviceCreate, Device: d, Handles: s.newHandles(site.TenantID, d.ID, d.Ports), Now: now,
 		Audit: []store.AuditEvent{{TenantID: site.TenantID, Actor: p.Actor, Action: "device.create", Target: d.ID, Detail: fmt.Sprintf("%s ports %v", d.Host, d.Ports)}},
@@ -173,9 +183,13 @@ func (s *managementAPI) createDevice(w http.ResponseWriter, r *http.Request, p P
 		change.SetCredentials, change.Sealed = true, s.sealer.sealCreds(d.ID, c)
 		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
 	}
+	if serial != nil {
+		change.Serial = serial
+		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.serial", Target: d.ID, Detail: fmt.Sprintf("serial %q", *serial)})
+	}
 	d, version, err := s.store.ApplyDeviceChange(r.Context(), change)
 	if err != nil {
-		return err
+		return serialConflict(err)
 	}
 	s.agentSide.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)
@@ -238,6 +252,10 @@ func (s *managementAPI) patchDevice(w http.ResponseWriter, r *http.Request, p Pr
 	if err != nil {
 		return err
 	}
+	serial, err := in.serial()
+	if err != nil {
+		return err
+	}
 	var added []int
 	for _, port := range d.Ports {
 		if !slices.Contains(old, port) {
@@ -253,9 +271,13 @@ func (s *managementAPI) patchDevice(w http.ResponseWriter, r *http.Request, p Pr
 		change.SetCredentials, change.Sealed = true, s.sealer.sealCreds(d.ID, c)
 		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.credentials", Target: d.ID, Detail: fmt.Sprintf("stored: %v", c != nil)})
 	}
+	if serial != nil {
+		change.Serial = serial
+		change.Audit = append(change.Audit, store.AuditEvent{TenantID: site.TenantID, Actor: p.Actor, Action: "device.serial", Target: d.ID, Detail: fmt.Sprintf("serial %q", *serial)})
+	}
 	_, version, err := s.store.ApplyDeviceChange(r.Context(), change)
 	if err != nil {
-		return err
+		return serialConflict(err)
 	}
 	s.agentSide.afterDeviceChange(r.Context(), site, d.ID)
 	out, err := s.deviceJSON(r.Context(), d, version)

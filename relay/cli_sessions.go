@@ -36,6 +36,7 @@ type cliEdge struct {
 	routes resolver
 	apiPin string          // "sha256:…" in the run command, "" when not pinned
 	done   <-chan struct{} // closed when the relay shuts down
+	drain  <-chan struct{} // closed when the relay starts draining
 }
 
 const (

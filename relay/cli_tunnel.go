@@ -328,6 +328,9 @@ func (s *cliEdge) watchCLIMux(id string, m *cliMuxConn) {
 		case <-s.done:
 			m.end(websocket.StatusGoingAway, "relay shutting down")
 			return
+		case <-s.drain:
+			endCLIMuxWhenIdle(m, s.done)
+			return
 		case <-t.C:
 			c, err := s.store.GetCLISession(context.Background(), id)
 			if err == nil {

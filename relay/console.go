@@ -114,6 +114,10 @@ func (b *consoleBackend) Call(r *http.Request, method, path string, in, out any)
 		}
 		return &console.APIError{Status: rec.code, Reason: e.Error}
 	}
+	if dl, ok := out.(*console.Download); ok {
+		dl.Header, dl.Body = rec.header, bytes.Clone(rec.body.Bytes())
+		return nil
+	}
 	if out != nil && rec.body.Len() > 0 {
 		return json.Unmarshal(rec.body.Bytes(), out)
 	}

@@ -222,7 +222,7 @@ func (l *agentLink) route(c *agent.Config) {
 	l.mu.Lock()
 	l.target = id.RelayAddr
 	l.mu.Unlock()
-	c.RelayAddr = l.ln.Addr().String()
+	c.RelayAddrs = []string{l.ln.Addr().String()}
 }
 
 func (l *agentLink) serve() {

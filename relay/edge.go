@@ -22,6 +22,11 @@ import "github.com/nanodems/connector/internal/dist"
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
 //   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
+//   - consoleBackend (console.go): the console's pages (relay/console),
+//     mounted by routesMux, calling the API routes in-process.
+//   - claimer (claim.go): POST /api/claim, embedded agents.
+//   - installers (installer.go): /api/sites/{siteId}/installers/{os},
+//     the per-site Linux and Windows installers.
 //   - lanScans (api_discover.go): discoveries and probes run by a site's
 //     agent, /api/sites/{siteId}/discoveries, …/probes, …/runs/{runId}.
 //
@@ -45,8 +50,10 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 		grantKey: s.grantKey, apiTLS: s.apiTLS, publicURL: s.publicURL,
 	}
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
-	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done}
-	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer}
+	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh}
+	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
+	s.claim = newClaimer(b, s.ca, s.publicAgentAddr)
+	s.install = &installers{base: b, mgmt: s.mgmt, apiPin: s.apiPin}
 	s.scans = &lanScans{base: b, auth: s.auth, runner: s}
 }

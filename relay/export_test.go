@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"time"
 
 	"github.com/nanodems/connector/mux"
@@ -21,3 +22,8 @@ func PushAllowlistRaw(s *Server, siteID string, al mux.Allowlist) {
 		a.send(mux.MsgAllowlist, al)
 	}
 }
+
+// ReadyReason is why /healthz/ready would answer 503 now, "" when it
+// would answer 200: while the relay drains, its API listener is closed
+// and the answer can only be read here.
+func ReadyReason(s *Server) string { return s.notReady(context.Background()) }

@@ -94,7 +94,10 @@ var (
 // one, and the credentials it accepts.
 var isolationRoutes = []isoRoute{
 	{pattern: "GET /healthz", skip: noTenancy},
+	{pattern: "GET /healthz/live", skip: noTenancy},
+	{pattern: "GET /healthz/ready", skip: noTenancy},
 	{pattern: "POST /api/enroll", skip: "its only credential is the one-shot et_ token in the body, bound to a site (enroll_test.go)"},
+	{pattern: "POST /api/claim", skip: "its only credential is a device's serial in the body; the agent it makes is bound to that device's site (claim_test.go)"},
 	{pattern: "GET /favicon.ico", skip: noTenancy},
 	{pattern: "POST /api/admin/tenants", paths: paths("/api/admin/tenants"), body: `{"name":"by B"}`, accepts: apiCreds},
 	{pattern: "POST /api/tenants/{tenantId}/users", paths: paths("/api/tenants/{tenant}/users"), body: `{"email":"intruder@b.invalid","password":"intruder-password-1"}`, accepts: apiCreds},
@@ -104,6 +107,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /api/sites/{siteId}", paths: paths("/api/sites/{site}"), accepts: apiCreds},
 	{pattern: "PATCH /api/sites/{siteId}", paths: paths("/api/sites/{site}"), body: `{"name":"renamed by B"}`, accepts: apiCreds},
 	{pattern: "POST /api/sites/{siteId}/enrollment-tokens", paths: paths("/api/sites/{site}/enrollment-tokens"), accepts: apiCreds},
+	{pattern: "POST /api/sites/{siteId}/installers/{os}", paths: paths("/api/sites/{site}/installers/linux", "/api/sites/{site}/installers/windows"), accepts: apiCreds},
 	{pattern: "POST /api/sites/{siteId}/devices", paths: paths("/api/sites/{site}/devices"), body: `{"host":"10.9.9.9","ports":[80]}`, accepts: apiCreds},
 	{pattern: "GET /api/sites/{siteId}/devices", paths: paths("/api/sites/{site}/devices"), accepts: apiCreds},
 	{pattern: "GET /api/devices/{deviceId}", paths: paths("/api/devices/{device}"), accepts: apiCreds},
@@ -140,6 +144,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "POST /sites", paths: paths("/sites"), body: "name=by+B", form: true, accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "GET /sites/{siteId}", paths: paths("/sites/{site}"), accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/enrollment", paths: paths("/sites/{site}/enrollment"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /sites/{siteId}/installers/{os}", paths: paths("/sites/{site}/installers/linux", "/sites/{site}/installers/windows"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/devices", paths: paths("/sites/{site}/devices"), body: "host=10.9.9.9&ports=80", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/ports", paths: paths("/devices/{device}/ports"), body: "ports=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/delete", paths: paths("/devices/{device}/delete"), body: "confirm=1", form: true, accepts: []isoCred{credCookie}},

@@ -47,7 +47,8 @@ type rtspGateway struct {
 	dialer   Dialer
 	routes   resolver
 	sealer   *sealer
-	rtsp     *rtsp.Gateway // nil until start, and when off
+	rtsp     *rtsp.Gateway   // nil until start, and when off
+	drain    <-chan struct{} // closed when the relay starts draining
 }
 
 // Bounds of a grant's lifetime: a VMS keeps a camera URL for months, but
@@ -257,6 +258,13 @@ func (s *rtspGateway) stop() {
 type rtspBackend struct{ s *rtspGateway }
 
 func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Principal, error) {
+	select {
+	case <-b.s.drain:
+		// The gateway's listener stays open until Close; new sessions
+		// are turned away so that players go to another relay.
+		return rtsp.Principal{}, rtsp.Errorf(503, "relay draining; connect to another relay")
+	default:
+	}
 	g, err := b.s.verifyRTSPGrant(grant)
 	if err != nil {
 		return rtsp.Principal{}, rtsp.Errorf(401, "%v", err)

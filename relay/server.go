@@ -15,6 +15,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nanodems/connector/internal/atomicfile"
@@ -113,6 +114,8 @@ type Server struct {
 	cli     *cliEdge
 	rtspGW  *rtspGateway
 	dl      *downloadsPart
+	claim   *claimer
+	install *installers
 	scans   *lanScans
 
 	agentLn, apiLn, debugLn net.Listener
@@ -121,6 +124,12 @@ type Server struct {
 	wg                      sync.WaitGroup
 	closeOnce               sync.Once
 	done                    chan struct{}
+
+	// Lifecycle as /healthz/ready reports it (relay/health.go, drain.go).
+	listening atomic.Bool   // both listeners up: from Start to Drain or Close
+	draining  atomic.Bool   // Drain has begun
+	drainCh   chan struct{} // closed when Drain begins
+	drainOnce sync.Once
 }
 
 // New opens (or initialises) the relay's state in cfg.DataDir. It does not
@@ -162,7 +171,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
-	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), runs: newLANRuns(), done: make(chan struct{})}
+	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), runs: newLANRuns(), done: make(chan struct{}), drainCh: make(chan struct{})}
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {
@@ -375,6 +384,7 @@ func (s *Server) Start() error {
 		go http.Serve(s.debugLn, dm)
 		s.log.Info("pprof listening", "addr", "http://"+s.debugLn.Addr().String()+"/debug/pprof/")
 	}
+	s.listening.Store(true)
 	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "node", s.cfg.NodeName)
 	return nil
 }
@@ -421,6 +431,7 @@ func (s *Server) Store() store.Store { return s.store }
 func (s *Server) Close() error {
 	var err error
 	s.closeOnce.Do(func() {
+		s.listening.Store(false)
 		close(s.done)
 		if s.agentLn != nil {
 			s.agentLn.Close()

@@ -25,10 +25,12 @@ func main() {
 		Name:    programName,
 		Summary: "the site's side: dials out to the relay and reaches the LAN devices it is allowed to",
 		Commands: []cmdline.Command{
-			{Name: "enroll", Args: "--relay URL --token et_… [--ca-pin sha256:…] [--data-dir DIR]", Summary: "exchange a site's enrollment token for this agent's certificate", Run: enroll},
+			{Name: "enroll", Args: "--relay URL[,URL…] --token et_… [--ca-pin sha256:…] [--data-dir DIR]", Summary: "exchange a site's enrollment token for this agent's certificate", Run: enroll},
 			{Name: "run", Args: "[--data-dir DIR]", Summary: "keep the session to the relay open (until stopped)", Run: run},
+			{Name: "claim", Args: "--relay URL --serial S [--ca-pin sha256:…] [--data-dir DIR]", Summary: "enroll an agent running on the device itself, by the device's registered serial", Run: claim},
+			{Name: "service", Args: "install|uninstall|status [--data-dir DIR] [--binary PATH] [--root DIR]", Summary: "register the agent as a system service (systemd unit, Windows service)", Run: service},
 		},
-		Footer: "Environment: NANODEMS_AGENT_DIR (--data-dir), NANODEMS_CA_PIN (--ca-pin).",
+		Footer: "Environment: NANODEMS_AGENT_DIR (--data-dir), NANODEMS_CA_PIN (--ca-pin), NANODEMS_ROOT (service --root).",
 	}
 	os.Exit(prog.Main(ctx, os.Args[1:], os.Stdout, os.Stderr))
 }
@@ -56,18 +58,19 @@ func dataDir(fs *flag.FlagSet) *string {
 }
 
 func enroll(ctx context.Context, args []string) error {
-	fs := cmdline.FlagSet(programName, "enroll", "--relay URL --token et_… [flags]")
+	fs := cmdline.FlagSet(programName, "enroll", "--relay URL[,URL…] --token et_… [flags]")
 	var o agent.EnrollOptions
-	fs.StringVar(&o.RelayURL, "relay", "", "the relay's API URL, https://host:port")
+	relays := cmdline.List(fs, "relay", "", "the relay's API URL, https://host:port; several relays of one installation comma-separated or by repeating the flag (enrolls at the first that answers, keeps them all)")
 	fs.StringVar(&o.Token, "token", "", "the site's enrollment token (et_…)")
 	fs.StringVar(&o.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin (sha256:…) when it is self-signed (default $NANODEMS_CA_PIN)")
 	dir := dataDir(fs)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
-	if o.RelayURL == "" || o.Token == "" {
+	if len(*relays) == 0 || o.Token == "" {
 		return cmdline.Usagef("needs --relay and --token")
 	}
+	o.RelayURL, o.RelayURLs = (*relays)[0], (*relays)[1:]
 	o.Dir = *dir
 	id, err := agent.Enroll(ctx, o)
 	if err != nil {
@@ -81,7 +84,7 @@ func run(ctx context.Context, args []string) error {
 	fs := cmdline.FlagSet(programName, "run", "[flags]")
 	var cfg agent.Config
 	dir := dataDir(fs)
-	fs.StringVar(&cfg.RelayAddr, "relay-addr", "", "override the agent listener address from enrollment")
+	relayAddrs := cmdline.List(fs, "relay-addr", "", "override the agent listener addresses from enrollment: host:port, several comma-separated or by repeating the flag (raced, Happy Eyeballs)")
 	fs.DurationVar(&cfg.DialTimeout, "dial-timeout", 0, "LAN dial timeout (default 5s)")
 	fs.Int64Var(&cfg.DedicatedRate, "dedicated-rate", 0, "bytes/s (both directions) above which a tunnel moves to a dedicated connection (default 8 MiB/s; -1: never)")
 	fs.BoolVar(&cfg.AllowLoopback, "allow-loopback", false, "also dial loopback, link-local (cloud metadata included), unspecified and multicast addresses and this host's own addresses, refused by default")
@@ -93,10 +96,12 @@ func run(ctx context.Context, args []string) error {
 		return cmdline.Usagef("takes no arguments, got %q", fs.Args())
 	}
 	cfg.Dir = *dir
+	cfg.RelayAddrs = *relayAddrs
 	cfg.Logger = cmdline.Logger(level)
 	a, err := agent.New(cfg)
 	if err != nil {
 		return err
 	}
-	return a.Run(ctx)
+	// As a Windows service, the service control manager's Stop ends ctx.
+	return agent.RunService(ctx, a.Run)
 }

@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/nanodems/connector/internal/cmdline"
 	"github.com/nanodems/connector/relay"
@@ -49,6 +50,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.DurationVar(&cfg.CameraTimeout, "camera-timeout", 0, "how long a camera may take to answer a proxied request before 504 (default 30s)")
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "API connections one client address may hold open (default: a quarter of the open-file limit; -1: no bound)")
 	fs.StringVar(&cfg.DownloadsDir, "downloads-dir", "", "serve the binaries in this directory at /downloads/ (fill it with: go run ./cmd/nanodems-dist -out DIR)")
+	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long open tunnels may take to finish after the relay stops taking new ones and tells its agents to move")
 	level := cmdline.LogLevel(fs, slog.LevelInfo)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
@@ -72,5 +74,11 @@ func serve(ctx context.Context, args []string) error {
 		fmt.Fprintf(os.Stderr, "API certificate is self-signed; agents and CLIs pin it with --ca-pin %s\n", pin)
 	}
 	<-ctx.Done()
+	// SIGTERM or Ctrl-C: drain first (relay/drain.go), then close. The
+	// drain's error (the bound reached) is logged by Drain itself; what is
+	// left is cut by Close.
+	dctx, cancel := context.WithTimeout(context.Background(), *drainTimeout)
+	srv.Drain(dctx)
+	cancel()
 	return srv.Close()
 }

@@ -36,10 +36,10 @@ func program() cmdline.Program {
 		Name:    programName,
 		Summary: "reach the devices of a site through the relay, as if on its LAN",
 		Commands: []cmdline.Command{
-			{Name: "run", Args: "--token ops_… [--relay URL] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--bind=false]", Summary: "serve every device of the session on 127.0.0.X:port", Run: run},
-			{Name: "exec", Args: "[--token ops_…] [--relay URL] [--ca-pin sha256:…] -- TOOL ARGS", Summary: "run TOOL seeing 127.0.0.X:port, no admin rights (Linux)", Run: toolCmd("exec")},
-			{Name: "tun", Args: "[--token ops_…] [--relay URL] [--ca-pin sha256:…] [NAME]", Summary: "the whole machine reaches the plan through a TUN device (root)", Run: toolCmd("tun")},
-			{Name: "connect", Args: "--token nt_… [--relay URL] [--ca-pin sha256:…] HANDLE", Summary: "join stdin/stdout to one device port", Run: connect},
+			{Name: "run", Args: "--token ops_… [--relay URL[,URL…]] [--ca-pin sha256:…] [--socks 127.0.0.1:1080] [--bind=false]", Summary: "serve every device of the session on 127.0.0.X:port", Run: run},
+			{Name: "exec", Args: "[--token ops_…] [--relay URL[,URL…]] [--ca-pin sha256:…] -- TOOL ARGS", Summary: "run TOOL seeing 127.0.0.X:port, no admin rights (Linux)", Run: toolCmd("exec")},
+			{Name: "tun", Args: "[--token ops_…] [--relay URL[,URL…]] [--ca-pin sha256:…] [NAME]", Summary: "the whole machine reaches the plan through a TUN device (root)", Run: toolCmd("tun")},
+			{Name: "connect", Args: "--token nt_… [--relay URL[,URL…]] [--ca-pin sha256:…] HANDLE", Summary: "join stdin/stdout to one device port", Run: connect},
 		},
 		Footer: `Environment: NANODEMS_RELAY (--relay), NANODEMS_CLI_TOKEN (--token of run,
 exec, tun), NANODEMS_TOKEN (--token of connect), NANODEMS_CA_PIN (--ca-pin).
@@ -47,24 +47,41 @@ The older form "run --token … exec -- TOOL" works too.`,
 	}
 }
 
-// sessionFlags are the flags of every command that opens a CLI session.
-func sessionFlags(fs *flag.FlagSet, o *cli.Options) {
-	fs.StringVar(&o.Relay.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL (default $NANODEMS_RELAY)")
+// relayFlag adds --relay: one relay URL, or several of one installation
+// (comma-separated or by repeating the flag), raced and failed over
+// between (docs/cli.md). Its result goes into a Relay with setRelays.
+func relayFlag(fs *flag.FlagSet) *[]string {
+	return cmdline.List(fs, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL; several relays of one installation comma-separated or by repeating the flag (default $NANODEMS_RELAY)")
+}
+
+// setRelays puts the URLs of --relay into r: the first, and the others.
+func setRelays(r *cli.Relay, urls []string) {
+	if len(urls) > 0 {
+		r.URL, r.URLs = urls[0], urls[1:]
+	}
+}
+
+// sessionFlags are the flags of every command that opens a CLI session;
+// the returned func, called after parsing, completes o.
+func sessionFlags(fs *flag.FlagSet, o *cli.Options) (parsed func()) {
+	relays := relayFlag(fs)
 	fs.StringVar(&o.Relay.Token, "token", os.Getenv("NANODEMS_CLI_TOKEN"), "CLI session token (ops_…, default $NANODEMS_CLI_TOKEN)")
 	fs.StringVar(&o.Relay.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin when it is self-signed (default $NANODEMS_CA_PIN)")
 	fs.DurationVar(&o.Refresh, "refresh", 0, "plan refresh interval (default: the relay's, 60s)")
+	return func() { setRelays(&o.Relay, *relays) }
 }
 
 func run(ctx context.Context, args []string) error {
 	fs := cmdline.FlagSet(programName, "run", "--token ops_… [flags]")
 	var o cli.Options
-	sessionFlags(fs, &o)
+	parsed := sessionFlags(fs, &o)
 	fs.StringVar(&o.Socks, "socks", "", "serve SOCKS5 and HTTP CONNECT on this loopback address, e.g. 127.0.0.1:1080")
 	bind := fs.Bool("bind", true, "listen on each plan address 127.0.0.X:port")
 	level := cmdline.LogLevel(fs, slog.LevelInfo)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	parsed()
 	if rest := fs.Args(); len(rest) > 0 && (rest[0] == "exec" || rest[0] == "tun") {
 		return runTool(ctx, o, rest)
 	}
@@ -82,10 +99,11 @@ func toolCmd(name string) func(context.Context, []string) error {
 	return func(ctx context.Context, args []string) error {
 		fs := cmdline.FlagSet(programName, name, "[flags] -- TOOL ARGS")
 		var o cli.Options
-		sessionFlags(fs, &o)
+		parsed := sessionFlags(fs, &o)
 		if err := cmdline.Parse(fs, args); err != nil {
 			return err
 		}
+		parsed()
 		return runTool(ctx, o, append([]string{name}, fs.Args()...))
 	}
 }
@@ -110,12 +128,13 @@ func runTool(ctx context.Context, o cli.Options, argv []string) error {
 func connect(ctx context.Context, args []string) error {
 	fs := cmdline.FlagSet(programName, "connect", "--token nt_… [flags] HANDLE")
 	var r cli.Relay
-	fs.StringVar(&r.URL, "relay", os.Getenv("NANODEMS_RELAY"), "the relay's API URL (default $NANODEMS_RELAY)")
+	relays := relayFlag(fs)
 	fs.StringVar(&r.Token, "token", os.Getenv("NANODEMS_TOKEN"), "API token (nt_…, default $NANODEMS_TOKEN)")
 	fs.StringVar(&r.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin when it is self-signed (default $NANODEMS_CA_PIN)")
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err
 	}
+	setRelays(&r, *relays)
 	if fs.NArg() != 1 || r.URL == "" {
 		return cmdline.Usagef("needs --relay and exactly one handle")
 	}

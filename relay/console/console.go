@@ -32,7 +32,8 @@ type Backend interface {
 	// Call runs the API route method path (e.g. "GET /api/sites/x",
 	// path with its query) as the signed-in user of r: in is sent as the
 	// JSON body (nil: none), a 2xx answer is decoded into out (nil:
-	// ignored), any other is returned as an *APIError.
+	// ignored; a *Download: kept as it is, header and body), any other
+	// is returned as an *APIError.
 	Call(r *http.Request, method, path string, in, out any) error
 }
 
@@ -96,6 +97,7 @@ func (h *Handler) routes() []route {
 		{"POST /sites", h.form(h.createSite)},
 		{"GET /sites/{siteId}", h.page(h.sitePage)},
 		{"POST /sites/{siteId}/enrollment", h.form(h.newEnrollment)},
+		{"POST /sites/{siteId}/installers/{os}", h.form(h.installer)},
 		{"POST /sites/{siteId}/devices", h.form(h.addDevice)},
 		{"POST /devices/{deviceId}/ports", h.form(h.editPorts)},
 		{"POST /devices/{deviceId}/delete", h.form(h.deleteDevice)},

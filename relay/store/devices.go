@@ -29,6 +29,9 @@ func (s *SQLite) ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device,
 		if err != nil {
 			return err
 		}
+		if err := applySerial(ctx, tx, c, d.ID); err != nil {
+			return err
+		}
 		if err := insertHandles(ctx, tx, c.Handles, d.ID, tenantID); err != nil {
 			return err
 		}

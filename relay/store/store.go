@@ -109,6 +109,10 @@ type DeviceChange struct {
 	// clears it. DeviceDelete always clears it.
 	SetCredentials bool
 	Sealed         []byte
+	// Serial, when not nil, sets the device's manufacturer serial ("":
+	// none); a serial another unclaimed device holds, or a change of a
+	// claimed one, is a *SerialError. DeviceDelete always removes it.
+	Serial *string
 	// Audit is appended in order. An event without At gets Now; one
 	// without TenantID gets the site's tenant.
 	Audit []AuditEvent
@@ -247,6 +251,10 @@ type Store interface {
 	// version for the whole batch (devices_bulk.go).
 	CreateDevices(ctx context.Context, siteID string, cs []DeviceChange) ([]Device, int64, error)
 	GetDevice(ctx context.Context, id string) (Device, error)
+	// GetDeviceSerial and ClaimDeviceSerial: the serials of devices that
+	// run an agent themselves (serials.go).
+	GetDeviceSerial(ctx context.Context, deviceID string) (DeviceSerial, error)
+	ClaimDeviceSerial(ctx context.Context, serial string, a Agent) (DeviceSerial, error)
 	ListDevices(ctx context.Context, siteID string) ([]Device, error)
 
 	// InsertHandle stores one handle (legacy imports, re-mints).
