@@ -178,27 +178,35 @@ func TestProbeThroughRelay(t *testing.T) {
 		t.Errorf("outside the LAN: %+v", outside)
 	}
 
-	var audit []struct {
-		Action, Target, Detail string
-	}
-	if err := d.API.Do(ctx, "GET", "/api/audit?limit=100", nil, &audit, tok); err != nil {
-		t.Fatal(err)
-	}
-	var lines []string
-	for _, e := range audit {
-		if strings.HasPrefix(e.Action, "lan.") {
-			lines = append(lines, e.Action+" "+e.Detail)
-		}
-	}
-	joined := strings.Join(lines, "\n")
-	for _, w := range []string{
+	// A run's end is audited as its state changes: poll for it.
+	wantAudit := []string{
 		"lan.probe range 10.98.0.1-10.98.0.20 ports [80 443 554]",
 		"lan.probe.end range 10.98.0.1-10.98.0.20: 20 of 20 addresses probed, 3 answered",
 		"lan.probe.end range 192.168.77.1-192.168.77.2: 0 of 0 addresses probed, 0 answered; failed: 192.168.77.1 is outside",
-	} {
-		if !strings.Contains(joined, w) {
-			t.Errorf("audit lacks %q:\n%s", w, joined)
+	}
+	err := testwait.Until(10*time.Second, func() error {
+		var audit []struct {
+			Action, Target, Detail string
 		}
+		if err := d.API.Do(ctx, "GET", "/api/audit?limit=100", nil, &audit, tok); err != nil {
+			return err
+		}
+		var lines []string
+		for _, e := range audit {
+			if strings.HasPrefix(e.Action, "lan.") {
+				lines = append(lines, e.Action+" "+e.Detail)
+			}
+		}
+		joined := strings.Join(lines, "\n")
+		for _, w := range wantAudit {
+			if !strings.Contains(joined, w) {
+				return fmt.Errorf("audit lacks %q:\n%s", w, joined)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Error(err)
 	}
 
 	// Another tenant, with its own site, cannot read the run.
