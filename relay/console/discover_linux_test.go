@@ -58,10 +58,9 @@ func TestConsoleDiscoverAddOpen(t *testing.T) {
 		chromedp.Click(`#discover-link`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#run-discovery`, chromedp.ByQuery),
 		chromedp.Click(`#run-discovery`, chromedp.ByQuery),
-		chromedp.WaitVisible(lobby, chromedp.ByQuery),
-		chromedp.WaitVisible(gate, chromedp.ByQuery),
 	)
 	waitRunEnds(t, b)
+	b.Run("both cameras listed", chromedp.WaitVisible(lobby, chromedp.ByQuery), chromedp.WaitVisible(gate, chromedp.ByQuery))
 	if row := b.Text(lobby); !strings.Contains(row, "Lobby Cam") || !strings.Contains(row, "Acme") || !strings.Contains(row, "AC-100") || !strings.Contains(row, "80, 554") {
 		t.Errorf("lobby row %q", row)
 	}
@@ -153,9 +152,10 @@ func TestConsoleBulkAddRange(t *testing.T) {
 	}
 
 	b.Run("probe 10.98.0.1-10.98.0.60",
-		chromedp.SetValue(`#probe-range`, "10.98.0.1-10.98.0.60", chromedp.ByQuery),
-		chromedp.Click(`#run-probe`, chromedp.ByQuery),
-		chromedp.WaitVisible(`#run-progress`, chromedp.ByQuery))
+		chromedp.Navigate(d.Info.RelayURL+"/sites/"+d.Info.SiteID+"/discover"),
+		chromedp.SendKeys(`#probe-range`, "10.98.0.1-10.98.0.60", chromedp.ByQuery),
+		chromedp.Click(`#run-probe`, chromedp.ByQuery))
+	waitPage(t, b, "the run's page with its progress", `location.search.includes("run=") && !!document.getElementById("run-progress")`)
 	var max string
 	var ok bool
 	b.Run("progress", chromedp.AttributeValue(`#run-progress`, "max", &max, &ok, chromedp.ByQuery))
@@ -204,22 +204,35 @@ func fmtInts(v []int) string {
 	return "[" + strings.Join(s, " ") + "]"
 }
 
+// waitPage polls the page until cond (a JavaScript expression) holds; a
+// page that is navigating in between is asked again.
+func waitPage(t *testing.T, b *Browser, what, cond string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var ok bool
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.Evaluate(cond, &ok))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 // waitRunEnds waits until the page's run has ended, as the page's
 // script refreshes it.
 func waitRunEnds(t *testing.T, b *Browser) {
 	t.Helper()
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		var state string
-		b.Run("run state", chromedp.Evaluate(`(document.getElementById("run") || {}).dataset?.state || ""`, &state))
-		if state == "done" {
-			return
-		}
-		if state == "failed" || time.Now().After(deadline) {
-			var html string
-			b.Run("run section", chromedp.Evaluate(`(document.getElementById("run") || document.body).outerHTML`, &html))
-			t.Fatalf("the run did not end well (state %q):\n%s", state, html)
-		}
-		time.Sleep(200 * time.Millisecond)
+	waitPage(t, b, "the run's end", `["done", "failed"].includes((document.getElementById("run") || {}).dataset?.state)`)
+	var state, html string
+	b.Run("run section", chromedp.Evaluate(`document.getElementById("run").dataset.state`, &state),
+		chromedp.Evaluate(`document.getElementById("run").outerHTML`, &html))
+	if state != "done" {
+		t.Fatalf("the run failed:\n%s", html)
 	}
 }
