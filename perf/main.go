@@ -62,6 +62,7 @@ type config struct {
 	plainHTTP   bool            // diagnostic: relay API without TLS
 	dedRate     int64           // -pprof only: the agent's DedicatedRate
 	only        map[string]bool // phases to run; empty: all
+	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
 }
 
 func (c *config) on(phase string) bool { return len(c.only) == 0 || c.only[phase] }
@@ -80,6 +81,7 @@ func main() {
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, logs, data, profiles)")
 	flag.BoolVar(&c.pprofMode, "pprof", false, "diagnostics: run relay and agent as roles of this binary with a debug listener; adds Go heap per idle tunnel and CPU/heap/goroutine profiles of relay and agent (in $TMPDIR/nanodems-perf-pprof)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness itself to this file")
+	flag.BoolVar(&c.bridge, "bridge", false, "measure a tunnel through a bridge hop (a second relay on the same database) beside the same tunnel on the relay that holds the agent; writes docs/perf-ha.md instead of perf.md")
 	flag.BoolVar(&c.write, "write", true, "write the report files (false: stdout only)")
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
@@ -90,6 +92,7 @@ func main() {
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
+	tlsFwdSpec := flag.String("serve-tls-forward", "", "internal: terminate TLS on LISTEN and forward over a new TLS connection to TARGET (LISTEN>TARGET): one extra TLS leg, the yardstick of the bridge figure")
 	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
 	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
 	flag.Parse()
@@ -104,6 +107,13 @@ func main() {
 	if *fwdSpec != "" {
 		if err := serveForward(*fwdSpec); err != nil {
 			fmt.Fprintln(os.Stderr, "perf forward:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *tlsFwdSpec != "" {
+		if err := serveTLSForward(*tlsFwdSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "perf TLS forward:", err)
 			os.Exit(1)
 		}
 		return
@@ -292,6 +302,9 @@ func run(ctx context.Context, c *config) (err error) {
 	if err := e.up(ctx); err != nil {
 		return err
 	}
+	if c.bridge {
+		return runBridge(ctx, c, e)
+	}
 	rep := newReport(c, started)
 	rep.machine = machineInfo(root)
 	if err := e.measure(ctx, rep); err != nil {
@@ -361,7 +374,12 @@ func (e *env) up(ctx context.Context) error {
 	data := filepath.Join(e.tmp, "relay")
 	// Every tunnel comes from 127.0.0.1: the relay's per-address bound
 	// (a quarter of its open-file limit) is off here.
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
+	// The peer listener on a free port: another run may hold the default.
+	peerAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {

@@ -50,6 +50,7 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.StringVar(&cfg.AgentAddr, "agent-addr", "", "")
 		fs.StringVar(&cfg.APIAddr, "api-addr", "", "")
 		fs.StringVar(&cfg.NodeName, "node", "", "")
+		fs.StringVar(&cfg.PeerAddr, "peer-addr", "", "")
 		fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "")
 		fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
 		level := fs.String("log-level", "info", "")

@@ -151,15 +151,17 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 	}
 	raw.SetDeadline(time.Time{})
 
-	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
+	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), version: hello.Version, connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
 	a.allowlistHeld.Store(hello.AllowlistVersion)
-	a.version, a.features = hello.Version, hello.Features
+	a.features = hello.Features
 	if err := a.send(mux.MsgHelloAck, mux.HelloAck{OK: true, Relay: s.cfg.NodeName, HeartbeatSeconds: heartbeatSeconds}); err != nil {
 		return
 	}
 	if old := s.agents.add(a); old != nil {
 		old.sess.Close()
 	}
+	s.putLease(a)
+	defer s.dropLease(a) // after remove: runs last
 	defer s.agents.remove(a)
 	// Runs first: however the session ends, its tunnels end with it, those
 	// on dedicated connections included.
@@ -233,7 +235,10 @@ func (s *Server) readControl(a *agentSession) error {
 			if err := mux.Decode(body, &hb); err != nil {
 				return err
 			}
-			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: s.cfg.Now()})
+			now := s.cfg.Now()
+			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: now})
+			a.today.add(now, hb.BytesIn+hb.BytesOut)
+			s.putLease(a)
 		case mux.MsgAllowlistAck:
 			var ack mux.AllowlistAck
 			if err := mux.Decode(body, &ack); err != nil {

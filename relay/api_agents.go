@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -19,29 +20,43 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 	}
 	out := make([]map[string]any, 0, len(agents))
 	for _, a := range agents {
-		j := map[string]any{"id": a.ID, "site_id": a.SiteID, "created_at": a.CreatedAt, "revoked": a.RevokedAt != nil, "online": false}
-		if a.RevokedAt != nil {
-			j["revoked_at"] = a.RevokedAt
-		}
-		if live := s.agents.get(a.ID); live != nil {
-			j["online"] = true
-			j["relay"] = s.cfg.NodeName
-			j["remote_addr"] = live.remote
-			j["connected_at"] = live.connectedAt
-			j["active_streams"] = live.active.Load()
-			j["dedicated_total"] = live.dedicated.Load()
-			j["allowlist_version"] = live.allowlistHeld.Load()
-			if hb := live.heartbeat.Load(); hb != nil {
-				j["last_heartbeat"] = hb.At
-				j["bytes_in"] = hb.BytesIn
-				j["bytes_out"] = hb.BytesOut
-				j["agent_active_streams"] = hb.ActiveStreams
-			}
-		}
-		out = append(out, j)
+		out = append(out, s.agentJSON(r.Context(), a))
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
+}
+
+// agentJSON is an agent as the API shows it: its record, and what this
+// relay knows live of its session when it is connected here.
+func (s *managementAPI) agentJSON(ctx context.Context, a store.Agent) map[string]any {
+	j := map[string]any{"id": a.ID, "site_id": a.SiteID, "created_at": a.CreatedAt, "revoked": a.RevokedAt != nil, "online": false}
+	if a.RevokedAt != nil {
+		j["revoked_at"] = a.RevokedAt
+	}
+	if live := s.agents.get(a.ID); live != nil {
+		j["online"] = true
+		j["relay"] = s.cfg.NodeName
+		j["version"] = live.version
+		j["remote_addr"] = live.remote
+		j["connected_at"] = live.connectedAt
+		j["active_streams"] = live.active.Load()
+		j["dedicated_total"] = live.dedicated.Load()
+		j["allowlist_version"] = live.allowlistHeld.Load()
+		j["bytes_today"] = live.today.get(s.cfg.Now())
+		if hb := live.heartbeat.Load(); hb != nil {
+			j["last_heartbeat"] = hb.At
+			j["bytes_in"] = hb.BytesIn
+			j["bytes_out"] = hb.BytesOut
+			j["agent_active_streams"] = hb.ActiveStreams
+		}
+	} else if l, ok := s.agentSide.presence(ctx, a.ID); ok && a.RevokedAt == nil {
+		// Held by another relay of the fleet: what its lease says, as of
+		// the agent's last heartbeat there.
+		j["online"] = true
+		j["relay"] = l.RelayNode
+		j["active_streams"] = l.Active
+	}
+	return j
 }
 
 // revokeAgent marks the agent revoked and closes its session and all its
@@ -77,6 +92,9 @@ func (s *managementAPI) listAudit(w http.ResponseWriter, r *http.Request, p Prin
 			return fmt.Errorf("%w: limit must be 1 to 1000", errBadRequest)
 		}
 		f.Limit = n
+	}
+	if err := auditWindow(q, &f); err != nil {
+		return err
 	}
 	evs, err := s.store.ListAudit(r.Context(), f)
 	if err != nil {

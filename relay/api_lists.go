@@ -130,7 +130,8 @@ func (s *managementAPI) listUserTokens(w http.ResponseWriter, r *http.Request, p
 	}
 	items := make([]map[string]any, len(toks))
 	for i, t := range toks {
-		items[i] = map[string]any{"id": t.ID, "user_id": t.UserID, "tenant_id": t.TenantID, "created_at": t.CreatedAt, "revoked_at": t.RevokedAt}
+		items[i] = map[string]any{"id": t.ID, "user_id": t.UserID, "tenant_id": t.TenantID, "label": t.Label, "created_at": t.CreatedAt,
+			"last_used_at": t.LastUsedAt, "revoked_at": t.RevokedAt}
 	}
 	writePage(w, items, next)
 	return nil

@@ -76,13 +76,17 @@ func (s *managementAPI) createToken(w http.ResponseWriter, r *http.Request, p Pr
 	if err != nil {
 		return lookup(err, "user "+userID)
 	}
+	label, err := tokenLabel(r)
+	if err != nil {
+		return err
+	}
 	plain, hash := secret.New(secret.APIToken)
-	t := store.APIToken{ID: newID("tok_"), UserID: u.ID, TenantID: u.TenantID, Hash: hash, CreatedAt: s.cfg.Now()}
+	t := store.APIToken{ID: newID("tok_"), UserID: u.ID, TenantID: u.TenantID, Hash: hash, Label: label, CreatedAt: s.cfg.Now()}
 	if err := s.store.CreateAPIToken(r.Context(), t); err != nil {
 		return err
 	}
 	s.audit(store.AuditEvent{TenantID: u.TenantID, Actor: p.Actor, Action: "token.create", Target: t.ID, Detail: "for " + u.ID})
-	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "token": plain, "user_id": u.ID, "tenant_id": u.TenantID, "created_at": t.CreatedAt})
+	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "token": plain, "label": t.Label, "user_id": u.ID, "tenant_id": u.TenantID, "created_at": t.CreatedAt})
 	return nil
 }
 

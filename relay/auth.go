@@ -24,6 +24,7 @@ type authenticator struct {
 	base
 	adminKeyHash []byte
 	tokens       sync.Map      // token hash → tokenEntry, cleared on revocation
+	touched      sync.Map      // token id → time.Time its use was last recorded (touchToken)
 	pw           *passwordGate // bounds and rate-limits password checks
 }
 
@@ -83,15 +84,38 @@ func (s *authenticator) authToken(ctx context.Context, tok string) (Principal, e
 		return Principal{}, err
 	}
 	p := Principal{TenantID: t.TenantID, UserID: t.UserID, Actor: "user:" + t.UserID, Cred: t.ID}
+	s.touchToken(ctx, t.ID)
 	s.tokens.Store(key, tokenEntry{p: p, until: s.cfg.Now().Add(tokenCacheTTL)})
 	return p, nil
 }
 
 // tokenCacheTTL bounds how long a valid token's lookup is reused: a tunnel
 // open then costs no database read. Revocation clears the cache at once,
-// so it is not a window for revoked tokens; it only bounds staleness if
-// another relay of the installation revokes.
+// on this relay and, through the store's change feed, on every other relay
+// of the installation (relay/changes.go), so it is not a window for
+// revoked tokens; it only bounds staleness should a change be lost.
 const tokenCacheTTL = 10 * time.Second
+
+// tokenTouchStep is how stale a token's "last used" may get: its use is
+// written at most once per step, by one request, however many calls it
+// makes (200 tunnels opened at once with one token cost one write).
+const tokenTouchStep = time.Minute
+
+// touchToken records a use of token id (its last_used_at) unless one was
+// recorded less than tokenTouchStep ago. A failed write is logged: the
+// call it belongs to goes on.
+func (s *authenticator) touchToken(ctx context.Context, id string) {
+	now := s.cfg.Now()
+	prev, loaded := s.touched.LoadOrStore(id, now)
+	if loaded {
+		if now.Sub(prev.(time.Time)) < tokenTouchStep || !s.touched.CompareAndSwap(id, prev, now) {
+			return
+		}
+	}
+	if err := s.store.TouchAPIToken(ctx, id, now); err != nil {
+		s.log.Warn("recording a token's use", "token", id, "err", err)
+	}
+}
 
 type tokenEntry struct {
 	p     Principal

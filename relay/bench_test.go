@@ -16,6 +16,7 @@ import (
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
 	"github.com/nanodems/connector/demo/camera"
+	"github.com/nanodems/connector/relay"
 )
 
 // benchEcho pushes b.N chunks of 64 KiB through c to an echo target while
@@ -222,6 +223,38 @@ func BenchmarkHeadOfLine(b *testing.B) {
 			slices.Sort(lat)
 			b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
 			b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+		})
+	}
+}
+
+// BenchmarkBridgeWindows: one tunnel's echo throughput through a bridge
+// hop (relay 2 to the agent on relay 1, in this process) with gRPC's
+// default flow control and with the bridge's fixed windows, beside the
+// same tunnel on relay 1: what chose bridgeStreamWindow.
+func BenchmarkBridgeWindows(b *testing.B) {
+	for _, tc := range []struct {
+		name         string
+		stream, conn int32
+		bridged      bool
+	}{
+		{"local", 0, 0, false},
+		{"bridged-grpc-default", 0, 0, true},
+		{"bridged-1MiB", 1 << 20, 4 << 20, true},
+		{"bridged-4MiB", 4 << 20, 16 << 20, true},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			defer relay.SetBridgeWindows(tc.stream, tc.conn)()
+			f := startFleet(b, 2)
+			s := f.relays[0]
+			if tc.bridged {
+				s = f.relays[1]
+			}
+			c, err := s.Dial(context.Background(), relay.Principal{Admin: true, Actor: "bench"}, f.d.Info.EchoHandle, relay.DialOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer c.Close()
+			benchEcho(b, c)
 		})
 	}
 }

@@ -222,8 +222,10 @@ type cliMuxConn struct {
 // lost by skipping it: a revocation through this relay cuts the
 // whole mux at once (credConns), expiry is checked against the cached
 // times on every open, and sliding still writes through useCLISession.
-// Only a revocation made directly in a shared database (several relays)
-// waits for the next read, at most this long.
+// A revocation through another relay on a shared database cuts the mux
+// too, when the store's change feed brings it (relay/changes.go); only a
+// write to the database that sends no change waits for the next read, at
+// most this long.
 const cliSessionFresh = time.Second
 
 // session returns the mux's CLI session, checked live and slid as

@@ -127,23 +127,50 @@ func (s *Server) resolve(ctx context.Context, h string) (store.Route, error) {
 // always-correct choice.
 func (s *Server) invalidateRoutes() { s.routes.Clear() }
 
-// dialRoute picks an agent (the handle's pinned one, else the site's least
-// loaded), opens a stream, and waits for the agent's status.
+// openStatuser is a tunnel that can tell the reason of its agent's OK
+// status (a UDP relay's ports, mux.FlagUDP): a local tunnel or a bridge.
+type openStatuser interface {
+	openStatus() string
+}
+
+// dialRoute picks an agent (the handle's pinned one while it is online,
+// on this relay or another; else the site's least loaded online agent),
+// and opens the tunnel through it: a stream of this relay's agent
+// session, or a bridge to the relay that holds the agent (bridge.go).
 func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (net.Conn, error) {
-	a := s.agents.get(r.AgentID)
-	if a == nil || a.siteID != r.SiteID {
-		a = s.agents.leastLoaded(r.SiteID)
-		if a == nil {
-			return nil, ErrAgentOffline
-		}
-		if r.AgentID == "" {
-			// Pin on first use so a camera does not bounce between agents.
-			if err := s.store.PinHandle(ctx, r.Handle, a.id); err == nil {
-				r.AgentID = a.id
-				s.routes.Store(r.Handle, r)
-			}
+	if a := s.agents.get(r.AgentID); a != nil && a.siteID == r.SiteID {
+		return s.openOn(ctx, a, r, o)
+	}
+	if l, ok := s.remoteLease(ctx, r.AgentID, r.SiteID); ok {
+		return s.bridge.dial(ctx, l, r, o)
+	}
+	local, remote := s.leastLoaded(ctx, r.SiteID)
+	if local == nil && remote == nil {
+		return nil, ErrAgentOffline
+	}
+	chosen := ""
+	if local != nil {
+		chosen = local.id
+	} else {
+		chosen = remote.AgentID
+	}
+	if r.AgentID == "" {
+		// Pin on first use so a camera does not bounce between agents;
+		// a pinned agent that is offline is stood in for, not replaced.
+		if err := s.store.PinHandle(ctx, r.Handle, chosen); err == nil {
+			r.AgentID = chosen
+			s.routes.Store(r.Handle, r)
 		}
 	}
+	if local != nil {
+		return s.openOn(ctx, local, r, o)
+	}
+	return s.bridge.dial(ctx, *remote, r, o)
+}
+
+// openOn opens a tunnel to r's target through a, an agent session of this
+// relay, and waits for the agent's status.
+func (s *Server) openOn(ctx context.Context, a *agentSession, r store.Route, o DialOptions) (net.Conn, error) {
 	st, err := mux.OpenTunnel(a.sess, mux.Header{Flags: o.Flags, Host: r.Host, Port: uint16(r.Port)})
 	if err != nil {
 		if errors.Is(err, mux.ErrBadHeader) {
@@ -229,6 +256,8 @@ type tunnelConn struct {
 	// connection, once it has one.
 	socket atomic.Pointer[net.Conn]
 }
+
+func (c *tunnelConn) openStatus() string { return c.status }
 
 func (c *tunnelConn) Close() error {
 	c.once.Do(func() {

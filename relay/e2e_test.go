@@ -32,7 +32,7 @@ func TestMain(m *testing.M) {
 	if spec := os.Getenv(fdChildEnv); spec != "" {
 		os.Exit(runFDChild(spec)) // a relay in a child process (fdlimit_test.go)
 	}
-	goleak.VerifyTestMain(m)
+	goleak.VerifyTestMain(withTestPG{m})
 }
 
 func quietLogger() *slog.Logger {

@@ -9,9 +9,10 @@ import "github.com/nanodems/connector/internal/dist"
 //
 //   - authenticator (auth.go, password.go): who is calling, from the admin
 //     key, an nt_ token, Basic or the session cookie; wraps API routes.
-//   - managementAPI (api_tenants.go, api_devices.go, api_agents.go):
-//     /api/admin/tenants, /api/tenants/…, /api/users/…, /api/sites/…,
-//     /api/devices/…, /api/agents/…, /api/audit.
+//   - managementAPI (api_tenants.go, api_devices.go, api_agents.go,
+//     api_agents_list.go): /api/admin/tenants, /api/tenants/…,
+//     /api/users/…, /api/sites/…, /api/devices/…, /api/agents,
+//     /api/agents/…, /api/audit.
 //   - enroller (enroll.go): POST /api/enroll.
 //   - signIn (signin.go): /login, /logout, /switch-tenant.
 //   - browserProxy (web.go; webProxy in proxy.go): /c/{handle}/…, /,

@@ -2,6 +2,8 @@ package relay
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"time"
 
 	"github.com/nanodems/connector/mux"
@@ -21,6 +23,31 @@ func PushAllowlistRaw(s *Server, siteID string, al mux.Allowlist) {
 	for _, a := range s.agents.site(siteID) {
 		a.send(mux.MsgAllowlist, al)
 	}
+}
+
+// RunLocked runs fn every tick on the relay of the fleet that holds the
+// TTL lock name (runLocked), until s closes.
+func RunLocked(s *Server, name string, every, ttl time.Duration, fn func()) {
+	s.runLocked(name, every, ttl, func(context.Context) { fn() })
+}
+
+// Crash makes s's Close behave as a crash for presence and locks: its
+// leases stay until they expire, its locks until their TTL passes.
+func Crash(s *Server) { s.crashed.Store(true) }
+
+// PeerTLS is the relay's leaf under the internal CA and the CA's pool, as
+// another relay of the fleet presents and trusts them.
+func PeerTLS(s *Server) (tls.Certificate, *x509.CertPool) {
+	return s.bridge.clientTLS.Certificates[0], s.bridge.clientTLS.RootCAs
+}
+
+// SetBridgeWindows sets the HTTP/2 windows of the bridges opened and
+// served by relays started until restore is called; 0 leaves gRPC's
+// defaults (64 KiB grown by its BDP estimator).
+func SetBridgeWindows(stream, conn int32) (restore func()) {
+	os, oc := bridgeStreamWindow, bridgeConnWindow
+	bridgeStreamWindow, bridgeConnWindow = stream, conn
+	return func() { bridgeStreamWindow, bridgeConnWindow = os, oc }
 }
 
 // ReadyReason is why /healthz/ready would answer 503 now, "" when it

@@ -32,6 +32,9 @@ type agentSide interface {
 	afterDeviceChange(ctx context.Context, site store.Site, deviceID string)
 	// kick closes an agent's session and tunnels, if it is connected here.
 	kick(agentID string) (bool, int)
+	// presence is the live lease of an agent held by another relay of the
+	// fleet (the agents list's Relay column on every relay).
+	presence(ctx context.Context, agentID string) (store.Lease, bool)
 }
 
 var _ agentSide = (*Server)(nil)

@@ -14,6 +14,7 @@ import (
 type agentSession struct {
 	id, siteID  string
 	remote      string
+	version     string // the agent's build, from its hello
 	connectedAt time.Time
 	sess        *smux.Session
 	ctrl        *smux.Stream
@@ -30,9 +31,8 @@ type agentSession struct {
 	dedicated     atomic.Int64 // tunnels moved to dedicated connections, in total
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
-	// version and features are the agent's, from its hello.
-	version  string
-	features []string
+	today         dayBytes // bytes carried since UTC midnight (daybytes.go)
+	features      []string // what the agent supports, from its hello
 }
 
 type heartbeat struct {

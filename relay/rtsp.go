@@ -309,7 +309,12 @@ func (b rtspBackend) DialUDP(ctx context.Context, p rtsp.Principal, h string) (r
 	if err != nil {
 		return nil, rtspError(err)
 	}
-	rtp, rtcp, err := mux.ParseUDPPorts(c.(*tunnelConn).status)
+	sc, ok := c.(openStatuser)
+	if !ok {
+		c.Close()
+		return nil, rtsp.Errorf(502, "UDP relay: tunnel has no status")
+	}
+	rtp, rtcp, err := mux.ParseUDPPorts(sc.openStatus())
 	if err != nil {
 		c.Close()
 		return nil, rtsp.Errorf(502, "UDP relay: %v", err)

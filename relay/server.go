@@ -75,6 +75,20 @@ type Config struct {
 	// from 127.0.0.1 raise it.
 	MaxConnsPerAddr int
 
+	// PeerAddr is the inter-relay listener (BridgeTunnel, docs/ha.md),
+	// e.g. ":7443"; "" runs no peer listener: a relay alone, that
+	// neither bridges to nor is bridged from others.
+	PeerAddr string
+	// PeerEndpoint is the host:port the other relays dial to reach this
+	// one's peer listener, written in its presence leases. Default: the
+	// listener's address, or NodeName with its port when the listener's
+	// host is unspecified.
+	PeerEndpoint string
+	// InternalCADir holds the internal CA (internal-ca.pem,
+	// internal-ca-key.pem) that signs the relays' peer leaves. Every relay
+	// of a fleet must load the same one; default DataDir.
+	InternalCADir string
+
 	// DownloadsDir holds the binaries the relay offers at /downloads/
 	// (nanodems-dist fills it; relay/downloads.go). Empty: none.
 	DownloadsDir string
@@ -101,8 +115,12 @@ type Server struct {
 
 	agents *registry
 	runs   *lanRuns // discoveries and probes (lanruns.go)
-	routes sync.Map // handle → store.Route, invalidated on change
-	live   sync.Map // *tunnelConn → struct{}: open tunnels
+	bridge *bridge  // BridgeTunnel; nil without a peer listener
+	// crashed makes Close behave as a crash for presence and locks: no
+	// lease deleted, no lock released (tests of expiry).
+	crashed atomic.Bool
+	routes  sync.Map // handle → store.Route, invalidated on change
+	live    sync.Map // *tunnelConn → struct{}: open tunnels
 
 	// The operator edge (edge.go).
 	auth    *authenticator
@@ -118,12 +136,12 @@ type Server struct {
 	install *installers
 	scans   *lanScans
 
-	agentLn, apiLn, debugLn net.Listener
-	http                    *http.Server
-	gate                    *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
-	wg                      sync.WaitGroup
-	closeOnce               sync.Once
-	done                    chan struct{}
+	agentLn, apiLn, debugLn, peerLn net.Listener
+	http                            *http.Server
+	gate                            *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
+	wg                              sync.WaitGroup
+	closeOnce                       sync.Once
+	done                            chan struct{}
 
 	// Lifecycle as /healthz/ready reports it (relay/health.go, drain.go).
 	listening atomic.Bool   // both listeners up: from Start to Drain or Close
@@ -234,6 +252,23 @@ func (s *Server) initSecrets() error {
 	}
 	if s.sealer, err = newSealer(s.cfg.DataDir, s.store); err != nil {
 		return err
+	}
+	if s.cfg.PeerAddr != "" {
+		dir := s.cfg.InternalCADir
+		if dir == "" {
+			dir = s.cfg.DataDir
+		}
+		ica, err := pki.LoadOrCreateCA(dir, pki.InternalCAName, "nanodems internal CA")
+		if err != nil {
+			return fmt.Errorf("relay: internal CA: %w", err)
+		}
+		peerHosts := hosts
+		if h, _, err := net.SplitHostPort(s.cfg.PeerEndpoint); err == nil {
+			peerHosts = append(peerHosts, h)
+		}
+		if s.bridge, err = newBridge(s, ica, peerHosts); err != nil {
+			return err
+		}
 	}
 	return s.initAdminKey()
 }
@@ -350,10 +385,28 @@ func (s *Server) Start() error {
 		// connection (relay/overload.go).
 		s.gate = newHandshakeGate(tls.NewListener(coalesce.Listener(ln), s.apiTLS), s.log)
 	}
-	s.wg.Add(2)
+	if s.bridge != nil {
+		if s.peerLn, err = net.Listen("tcp", s.cfg.PeerAddr); err != nil {
+			s.agentLn.Close()
+			s.apiLn.Close()
+			s.rtspGW.stop()
+			return fmt.Errorf("relay: peer listener: %w", err)
+		}
+		s.bridge.start(s.peerLn)
+	}
+	s.runLocked("presence-reaper", leaseReapEvery, 3*leaseReapEvery, s.reapLeases)
+	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()
 		s.serveAgents(s.agentLn)
+	}()
+	go func() {
+		defer s.wg.Done()
+		// Other relays' changes on a shared database (relay/changes.go);
+		// the subscription ends with ctx when the relay closes.
+		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
+		s.followChanges(ctx)
 	}()
 	go func() {
 		defer s.wg.Done()
@@ -381,11 +434,15 @@ func (s *Server) Start() error {
 		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
+		// BridgeTunnel's counters, until the relay has /metrics.
+		dm.HandleFunc("/debug/bridge", func(w http.ResponseWriter, r *http.Request) {
+			writeJSON(w, http.StatusOK, s.BridgeStats())
+		})
 		go http.Serve(s.debugLn, dm)
 		s.log.Info("pprof listening", "addr", "http://"+s.debugLn.Addr().String()+"/debug/pprof/")
 	}
 	s.listening.Store(true)
-	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "node", s.cfg.NodeName)
+	s.log.Info("relay listening", "api", s.APIURL(), "agents", s.agentLn.Addr().String(), "peers", s.peerEndpoint(), "node", s.cfg.NodeName)
 	return nil
 }
 
@@ -448,6 +505,9 @@ func (s *Server) Close() error {
 			s.http.Close()
 		}
 		s.rtspGW.stop() // RTSP gateway: tears its sessions down while agents are connected
+		if s.bridge != nil {
+			s.bridge.close() // the peer listener and the bridges both ways
+		}
 		s.agents.closeAll()
 		s.browser.web.tr.CloseIdleConnections()
 		s.wg.Wait()
@@ -477,6 +537,39 @@ func isLoopbackAddr(addr string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
+}
+
+// peerEndpoint is where the other relays reach this one's peer listener
+// (its leases' endpoint); "" without one.
+func (s *Server) peerEndpoint() string {
+	if s.cfg.PeerEndpoint != "" {
+		return s.cfg.PeerEndpoint
+	}
+	if s.peerLn == nil {
+		return ""
+	}
+	host, port, _ := net.SplitHostPort(s.peerLn.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = s.cfg.NodeName
+	}
+	return net.JoinHostPort(host, port)
+}
+
+// PeerAddr is the peer listener's address, or "" without one.
+func (s *Server) PeerAddr() string {
+	if s.peerLn == nil {
+		return ""
+	}
+	return dialable(s.peerLn.Addr())
+}
+
+// BridgeStats are the counters of BridgeTunnel on this relay (zero
+// without a peer listener).
+func (s *Server) BridgeStats() BridgeStats {
+	if s.bridge == nil {
+		return BridgeStats{}
+	}
+	return s.bridge.stats()
 }
 
 // DebugAddr is the pprof listener's address, or "" without one.

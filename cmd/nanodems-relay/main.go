@@ -15,6 +15,7 @@ import (
 
 	"github.com/nanodems/connector/internal/cmdline"
 	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/relay/store"
 )
 
 func main() {
@@ -25,7 +26,7 @@ func main() {
 		Summary: "the cloud side: agents dial in, operators reach their devices through it",
 		Default: "serve",
 		Commands: []cmdline.Command{
-			{Name: "serve", Args: "[--data-dir DIR] [--api-addr ADDR] [--agent-addr ADDR] …", Summary: "run the relay (the default command)", Run: serve},
+			{Name: "serve", Args: "[--data-dir DIR] [--database postgres://…] [--api-addr ADDR] [--agent-addr ADDR] …", Summary: "run the relay (the default command)", Run: serve},
 		},
 		Footer: "To try the product on one machine, run the demo instead: go run ./cmd/nanodems-demo",
 	}
@@ -36,6 +37,9 @@ func serve(ctx context.Context, args []string) error {
 	fs := cmdline.FlagSet("nanodems-relay", "serve", "[flags]")
 	var cfg relay.Config
 	fs.StringVar(&cfg.DataDir, "data-dir", cmdline.Env("NANODEMS_DATA_DIR", "nanodems-data"), "state directory: database, CA, keys (default $NANODEMS_DATA_DIR)")
+	database := fs.String("database", "", "the store: postgres://… (relays that run as one share it; docs/ha.md), or an SQLite file (default: $NANODEMS_DATABASE, which keeps a password off the command line and out of this help, else relay.db in the data directory)")
+	var pgo store.PostgresOptions
+	fs.IntVar(&pgo.MaxConns, "database-max-conns", store.DefaultPostgresConns, "PostgreSQL connections this relay pools (plus one that listens for other relays' changes)")
 	fs.StringVar(&cfg.AgentAddr, "agent-addr", ":8443", "agent listener (mTLS)")
 	fs.StringVar(&cfg.APIAddr, "api-addr", ":9443", "operator API listener")
 	fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "serve the API without TLS (loopback addresses only)")
@@ -45,6 +49,9 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", ":9554", `RTSP gateway listener ("off" disables it)`)
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve pprof here (loopback only), e.g. 127.0.0.1:6060")
 	fs.StringVar(&cfg.NodeName, "node", "", "this relay's name (default: hostname)")
+	fs.StringVar(&cfg.PeerAddr, "peer-addr", ":7443", `inter-relay listener (BridgeTunnel, mTLS under the internal CA; "" turns it off)`)
+	fs.StringVar(&cfg.PeerEndpoint, "peer-endpoint", "", "host:port the other relays dial for this one (default: the node name with the peer port)")
+	fs.StringVar(&cfg.InternalCADir, "internal-ca-dir", "", "directory of the internal CA, the same for every relay of a fleet (default: the data directory)")
 	fs.StringVar(&cfg.AppsDomain, "apps-domain", "", "serve each handle at {label}.DOMAIN (browser proxy subdomain mode; needs wildcard DNS and certificate)")
 	fs.StringVar(&cfg.PublicURL, "public-url", "", "the relay's origin as browsers reach it (subdomain mode sign-in), e.g. https://relay.example.com")
 	fs.DurationVar(&cfg.CameraTimeout, "camera-timeout", 0, "how long a camera may take to answer a proxied request before 504 (default 30s)")
@@ -59,6 +66,17 @@ func serve(ctx context.Context, args []string) error {
 		return cmdline.Usagef("takes no arguments, got %q", fs.Args())
 	}
 	cfg.Logger = cmdline.Logger(level)
+	if *database == "" {
+		*database = os.Getenv("NANODEMS_DATABASE")
+	}
+	if *database != "" {
+		pgo.Log = cfg.Logger
+		st, err := store.Open(ctx, *database, pgo)
+		if err != nil {
+			return err
+		}
+		cfg.Store = st // the relay closes it
+	}
 	srv, err := relay.New(cfg)
 	if err != nil {
 		return err

@@ -40,7 +40,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$", "--", "serve",
-		"--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0",
+		"--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0",
 		"--rtsp-addr", "off", "--plain-http", "--node", "sigterm-relay", "--drain-timeout", "10s")
 	cmd.Env = append(os.Environ(), "NANODEMS_RELAY_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()

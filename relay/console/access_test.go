@@ -139,7 +139,13 @@ func TestConsoleTenantIsolation(t *testing.T) {
 	for p := range dev.Handles {
 		port = p
 	}
-	ids := strings.NewReplacer("{siteId}", d.Info.SiteID, "{deviceId}", d.Info.DeviceID, "{port}", port, "{file}", "app.css")
+	var aTok, aCLI struct {
+		ID string `json:"id"`
+	}
+	api(t, d, "POST", "/api/users/"+d.Info.UserID+"/tokens", nil, &aTok)
+	api(t, d, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{d.Info.SiteID}}, &aCLI)
+	ids := strings.NewReplacer("{siteId}", d.Info.SiteID, "{deviceId}", d.Info.DeviceID, "{port}", port, "{file}", "app.css",
+		"{agentId}", d.Info.AgentID, "{tokenId}", aTok.ID, "{sessionId}", aCLI.ID)
 	tested := 0
 	for _, rt := range console.New(nil, nil, console.Options{}).Routes() {
 		method, pattern, _ := strings.Cut(rt.Pattern, " ")
@@ -159,8 +165,18 @@ func TestConsoleTenantIsolation(t *testing.T) {
 		}
 		tested++
 	}
-	if tested < 6 {
+	if tested < 9 {
 		t.Fatalf("only %d console routes take ids", tested)
+	}
+	st := d.Relay.Store()
+	if tok, err := st.GetAPIToken(context.Background(), aTok.ID); err != nil || tok.RevokedAt != nil {
+		t.Errorf("tenant B revoked A's token: %+v %v", tok, err)
+	}
+	if cs, err := st.GetCLISession(context.Background(), aCLI.ID); err != nil || cs.RevokedAt != nil {
+		t.Errorf("tenant B revoked A's CLI session: %+v %v", cs, err)
+	}
+	if ag, err := st.GetAgent(context.Background(), d.Info.AgentID); err != nil || ag.RevokedAt != nil {
+		t.Errorf("tenant B revoked A's agent: %+v %v", ag, err)
 	}
 	after := siteDevices(t, d, d.Info.SiteID)
 	if len(after) != len(before) {

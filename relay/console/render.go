@@ -33,6 +33,7 @@ var funcs = template.FuncMap{
 	"ago":   ago,
 	"when":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 UTC") },
 	"asset": assetURL,
+	"bytes": func(n int64) string { return humanBytes(uint64(max(n, 0))) },
 	"join": func(v []int, sep string) string {
 		s := make([]string, len(v))
 		for i, n := range v {

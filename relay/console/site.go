@@ -30,6 +30,8 @@ type siteView struct {
 	Site    Site
 	Devices []Device
 	More    string
+	// Sessions are the site's active CLI sessions (cli_sessions.go).
+	Sessions []CLISession
 	siteExtras
 }
 
@@ -83,6 +85,11 @@ func (h *Handler) showSiteStatus(w http.ResponseWriter, r *http.Request, c *call
 		return err
 	}
 	v.Devices, v.More = page.Items, page.Next
+	sessions, err := siteCLISessions(c, siteID)
+	if err != nil {
+		return err
+	}
+	v.Sessions = sessions
 	return h.renderFlash(w, r, c, status, "site", "sites", v, x.Flash)
 }
 

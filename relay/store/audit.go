@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"strings"
 )
@@ -11,13 +10,13 @@ import (
 const defaultAuditLimit = 100
 
 // AppendAudit records e. The store assigns the ID, ignoring e.ID.
-func (s *SQLite) AppendAudit(ctx context.Context, e AuditEvent) error {
-	err := s.write(ctx, func(tx *sql.Tx) error { return appendAudit(ctx, tx, e) })
+func (s *sqlStore) AppendAudit(ctx context.Context, e AuditEvent) error {
+	err := s.write(ctx, func(tx *txn) error { return appendAudit(ctx, tx, e) })
 	return wrapf(err, "append audit %s", e.Action)
 }
 
 // appendAudit records e inside tx.
-func appendAudit(ctx context.Context, tx *sql.Tx, e AuditEvent) error {
+func appendAudit(ctx context.Context, tx *txn, e AuditEvent) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO audit_events (at, tenant_id, actor, action, target, detail)
 		VALUES (?, ?, ?, ?, ?, ?)`, ts(e.At), e.TenantID, e.Actor, e.Action, e.Target, e.Detail)
 	if err != nil {
@@ -28,7 +27,7 @@ func appendAudit(ctx context.Context, tx *sql.Tx, e AuditEvent) error {
 
 // ListAudit returns the events matching f, newest first. IDs grow with
 // every append, so they order events even when clocks do not.
-func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
+func (s *sqlStore) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, error) {
 	var where []string
 	var args []any
 	if f.TenantID != "" {
@@ -36,6 +35,15 @@ func (s *SQLite) ListAudit(ctx context.Context, f AuditFilter) ([]AuditEvent, er
 	}
 	if f.Action != "" {
 		where, args = append(where, "action = ?"), append(args, f.Action)
+	}
+	if !f.Since.IsZero() {
+		where, args = append(where, "at >= ?"), append(args, ts(f.Since))
+	}
+	if !f.Until.IsZero() {
+		where, args = append(where, "at < ?"), append(args, ts(f.Until))
+	}
+	if f.Before > 0 {
+		where, args = append(where, "id < ?"), append(args, f.Before)
 	}
 	q := `SELECT id, at, tenant_id, actor, action, target, detail FROM audit_events`
 	if len(where) > 0 {

@@ -29,7 +29,7 @@ type CLISession struct {
 
 // CreateCLISession stores c. A duplicate id or hash is ErrConflict, an
 // unknown tenant or user ErrNotFound.
-func (s *SQLite) CreateCLISession(ctx context.Context, c CLISession) error {
+func (s *sqlStore) CreateCLISession(ctx context.Context, c CLISession) error {
 	sites, err := json.Marshal(sitesOrEmpty(c.SiteIDs))
 	if err != nil {
 		return wrapf(err, "create cli session %s", c.ID)
@@ -65,14 +65,14 @@ func scanCLISession(r rowScanner) (CLISession, error) {
 
 // GetCLISession returns the session with that id, revoked or expired or
 // not; the caller decides.
-func (s *SQLite) GetCLISession(ctx context.Context, id string) (CLISession, error) {
+func (s *sqlStore) GetCLISession(ctx context.Context, id string) (CLISession, error) {
 	c, err := scanCLISession(s.db.QueryRowContext(ctx, `SELECT `+cliCols+` FROM cli_sessions WHERE id = ?`, id))
 	return c, wrapf(err, "get cli session %s", id)
 }
 
 // GetCLISessionByHash returns the session whose token hashes to hash,
 // revoked or expired or not.
-func (s *SQLite) GetCLISessionByHash(ctx context.Context, hash []byte) (CLISession, error) {
+func (s *sqlStore) GetCLISessionByHash(ctx context.Context, hash []byte) (CLISession, error) {
 	c, err := scanCLISession(s.db.QueryRowContext(ctx, `SELECT `+cliCols+` FROM cli_sessions WHERE hash = ?`, hash))
 	return c, wrapf(err, "get cli session by hash")
 }
@@ -80,10 +80,10 @@ func (s *SQLite) GetCLISessionByHash(ctx context.Context, hash []byte) (CLISessi
 // ListCLISessions returns the sessions that include siteID and are neither
 // revoked nor expired (nor past their cap) at now, newest first: the
 // "Active sessions" of a site.
-func (s *SQLite) ListCLISessions(ctx context.Context, siteID string, now time.Time) ([]CLISession, error) {
+func (s *sqlStore) ListCLISessions(ctx context.Context, siteID string, now time.Time) ([]CLISession, error) {
 	cs, err := queryAll(ctx, s.db, scanCLISession, `SELECT `+cliCols+` FROM cli_sessions
 		WHERE revoked_at IS NULL AND expires_at > ? AND hard_cap_at > ?
-		AND EXISTS (SELECT 1 FROM json_each(site_ids) WHERE value = ?)
+		AND `+s.d.jsonArrayHas("site_ids")+`
 		ORDER BY created_at DESC, id`, ts(now), ts(now), siteID)
 	return cs, wrapf(err, "list cli sessions of site %s", siteID)
 }
@@ -95,11 +95,11 @@ func (s *SQLite) ListCLISessions(ctx context.Context, siteID string, now time.Ti
 // It returns the session as stored afterwards. Checking and sliding
 // together means a session that just expired can never be revived by a
 // use racing with the clock.
-func (s *SQLite) TouchCLISession(ctx context.Context, id string, now, expires time.Time) (CLISession, error) {
+func (s *sqlStore) TouchCLISession(ctx context.Context, id string, now, expires time.Time) (CLISession, error) {
 	var c CLISession
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		var err error
-		c, err = scanCLISession(tx.QueryRowContext(ctx, `SELECT `+cliCols+` FROM cli_sessions WHERE id = ?`, id))
+		c, err = scanCLISession(tx.QueryRowContext(ctx, `SELECT `+cliCols+` FROM cli_sessions WHERE id = ?`+tx.d.forUpdate, id))
 		if err != nil {
 			return err
 		}
@@ -129,8 +129,8 @@ func (s *SQLite) TouchCLISession(ctx context.Context, id string, now, expires ti
 
 // RevokeCLISession marks the session revoked. Revoking it again keeps the
 // first time.
-func (s *SQLite) RevokeCLISession(ctx context.Context, id string, at time.Time) error {
-	err := s.execOne(ctx, `UPDATE cli_sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+func (s *sqlStore) RevokeCLISession(ctx context.Context, id string, at time.Time) error {
+	err := s.execOneChange(ctx, Change{Kind: ChangeCLISessionRevoked, ID: id}, `UPDATE cli_sessions SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
 	return wrapf(err, "revoke cli session %s", id)
 }
 
@@ -139,7 +139,7 @@ func (s *SQLite) RevokeCLISession(ctx context.Context, id string, at time.Time) 
 // the device that holds loopback address ip and is not deleted. It is one
 // indexed lookup, cheap enough for every connection a CLI opens.
 // ErrNotFound if there is none, including for an ip outside 127.0.0.0/8.
-func (s *SQLite) ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error) {
+func (s *sqlStore) ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error) {
 	n, ok := loopbackOffset(ip)
 	if !ok {
 		return Route{}, wrapf(ErrNotFound, "resolve loopback %s:%d", ip, port)

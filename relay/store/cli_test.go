@@ -16,8 +16,9 @@ func cliSession(id string, sites ...string) CLISession {
 	}
 }
 
-func TestCLISessions(t *testing.T) {
-	s := openTest(t)
+func TestCLISessions(t *testing.T) { forEachStore(t, testCLISessions) }
+
+func testCLISessions(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	must(t, s.CreateUser(ctx, User{ID: "u1", TenantID: "t1", Email: "a@x", PasswordHash: "x", CreatedAt: t0}))
@@ -87,8 +88,9 @@ func TestCLISessions(t *testing.T) {
 	wantEqual(t, ids(list), []string{"c1"})
 }
 
-func TestTouchCLISession(t *testing.T) {
-	s := openTest(t)
+func TestTouchCLISession(t *testing.T) { forEachStore(t, testTouchCLISession) }
+
+func testTouchCLISession(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	must(t, s.CreateCLISession(ctx, cliSession("c1", "s1")))
@@ -137,8 +139,9 @@ func TestTouchCLISession(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestResolveLoopback(t *testing.T) {
-	s := openTest(t)
+func TestResolveLoopback(t *testing.T) { forEachStore(t, testResolveLoopback) }
+
+func testResolveLoopback(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	d, _, err := s.CreateDevice(ctx, Device{ID: "d1", SiteID: "s2", Host: "10.0.0.9", Ports: []int{80, 554}, CreatedAt: t0},

@@ -8,8 +8,9 @@ import (
 
 // A device change lands whole with its handles, login, audit records and
 // allowlist bump, or not at all.
-func TestApplyDeviceChangeIsAtomic(t *testing.T) {
-	s := openTest(t)
+func TestApplyDeviceChangeIsAtomic(t *testing.T) { forEachStore(t, testApplyDeviceChangeIsAtomic) }
+
+func testApplyDeviceChangeIsAtomic(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	audit := func(action string) []AuditEvent {
@@ -79,8 +80,9 @@ func TestApplyDeviceChangeIsAtomic(t *testing.T) {
 	}
 }
 
-func TestSiteAllowLoopback(t *testing.T) {
-	s := openTest(t)
+func TestSiteAllowLoopback(t *testing.T) { forEachStore(t, testSiteAllowLoopback) }
+
+func testSiteAllowLoopback(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	site, err := s.GetSite(ctx, "s1")

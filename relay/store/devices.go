@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -10,19 +9,20 @@ import (
 )
 
 // ApplyDeviceChange writes c in one transaction; see DeviceChange.
-func (s *SQLite) ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device, int64, error) {
+func (s *sqlStore) ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device, int64, error) {
 	d := c.Device
 	var version int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
-		var tenantID string
+	err := s.write(ctx, func(tx *txn) error {
+		var siteID, tenantID string
 		var err error
 		switch c.Op {
 		case DeviceCreate:
+			siteID = d.SiteID
 			tenantID, version, err = createDevice(ctx, tx, &d)
 		case DeviceUpdate:
-			tenantID, version, err = updateDevice(ctx, tx, d, c.Now)
+			siteID, tenantID, version, err = updateDevice(ctx, tx, d, c.Now)
 		case DeviceDelete:
-			tenantID, version, err = deleteDevice(ctx, tx, d.ID, c.Now)
+			siteID, tenantID, version, err = deleteDevice(ctx, tx, d.ID, c.Now)
 		default:
 			err = fmt.Errorf("unknown device operation %d", c.Op)
 		}
@@ -55,7 +55,7 @@ func (s *SQLite) ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device,
 				return err
 			}
 		}
-		return nil
+		return tx.notify(ctx, Change{Kind: ChangeDevice, ID: d.ID, SiteID: siteID, TenantID: tenantID})
 	})
 	if err != nil {
 		return Device{}, 0, wrapf(err, "%s device %s", c.Op, d.ID)
@@ -77,7 +77,7 @@ func (op DeviceOp) String() string {
 
 // createDevice inserts *d with a fresh loopback address (set in d) and
 // bumps its site's allowlist version inside tx.
-func createDevice(ctx context.Context, tx *sql.Tx, d *Device) (tenantID string, version int64, err error) {
+func createDevice(ctx context.Context, tx *txn, d *Device) (tenantID string, version int64, err error) {
 	ports, err := json.Marshal(portsOrEmpty(d.Ports))
 	if err != nil {
 		return "", 0, err
@@ -101,22 +101,21 @@ func createDevice(ctx context.Context, tx *sql.Tx, d *Device) (tenantID string, 
 
 // updateDevice rewrites d's mutable fields, revokes the live handles of
 // ports it no longer has and bumps its site's allowlist version inside tx.
-func updateDevice(ctx context.Context, tx *sql.Tx, d Device, now time.Time) (tenantID string, version int64, err error) {
+func updateDevice(ctx context.Context, tx *txn, d Device, now time.Time) (siteID, tenantID string, version int64, err error) {
 	ports, err := json.Marshal(portsOrEmpty(d.Ports))
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
-	var siteID string
 	err = tx.QueryRowContext(ctx, `UPDATE devices
 		SET host = ?, ports = ?, label = ?, manufacturer = ?, model = ?, notes = ?
 		WHERE id = ? AND deleted_at IS NULL RETURNING site_id`,
 		d.Host, string(ports), d.Label, d.Manufacturer, d.Model, d.Notes, d.ID).Scan(&siteID)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	tenantID, version, err = bumpSite(ctx, tx, siteID)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	q := `UPDATE handles SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL`
 	args := []any{ts(now), d.ID}
@@ -127,41 +126,41 @@ func updateDevice(ctx context.Context, tx *sql.Tx, d Device, now time.Time) (ten
 		}
 	}
 	_, err = tx.ExecContext(ctx, q, args...)
-	return tenantID, version, err
+	return siteID, tenantID, version, err
 }
 
 // deleteDevice marks the device deleted, revokes its live handles and
 // bumps its site's allowlist version inside tx.
-func deleteDevice(ctx context.Context, tx *sql.Tx, id string, now time.Time) (tenantID string, version int64, err error) {
-	var siteID string
+func deleteDevice(ctx context.Context, tx *txn, id string, now time.Time) (siteID, tenantID string, version int64, err error) {
 	err = tx.QueryRowContext(ctx, `UPDATE devices SET deleted_at = ?
 		WHERE id = ? AND deleted_at IS NULL RETURNING site_id`, ts(now), id).Scan(&siteID)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
 	_, err = tx.ExecContext(ctx, `UPDATE handles SET revoked_at = ?
 		WHERE device_id = ? AND revoked_at IS NULL`, ts(now), id)
 	if err != nil {
-		return "", 0, err
+		return "", "", 0, err
 	}
-	return bumpSite(ctx, tx, siteID)
+	tenantID, version, err = bumpSite(ctx, tx, siteID)
+	return siteID, tenantID, version, err
 }
 
 // CreateDevice is ApplyDeviceChange of a DeviceCreate with handles and
 // nothing else.
-func (s *SQLite) CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error) {
+func (s *sqlStore) CreateDevice(ctx context.Context, d Device, handles []Handle) (Device, int64, error) {
 	return s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceCreate, Device: d, Handles: handles, Now: d.CreatedAt})
 }
 
 // UpdateDevice is ApplyDeviceChange of a DeviceUpdate adding handles add
 // and nothing else.
-func (s *SQLite) UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error) {
+func (s *sqlStore) UpdateDevice(ctx context.Context, d Device, add []Handle, now time.Time) (int64, error) {
 	_, v, err := s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceUpdate, Device: d, Handles: add, Now: now})
 	return v, err
 }
 
 // DeleteDevice is ApplyDeviceChange of a DeviceDelete without audit.
-func (s *SQLite) DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error) {
+func (s *sqlStore) DeleteDevice(ctx context.Context, id string, now time.Time) (int64, error) {
 	_, v, err := s.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceDelete, Device: Device{ID: id}, Now: now})
 	return v, err
 }
@@ -184,14 +183,14 @@ func scanDevice(r rowScanner) (Device, error) {
 }
 
 // GetDevice returns the device, or ErrNotFound if it is unknown or deleted.
-func (s *SQLite) GetDevice(ctx context.Context, id string) (Device, error) {
+func (s *sqlStore) GetDevice(ctx context.Context, id string) (Device, error) {
 	d, err := scanDevice(s.db.QueryRowContext(ctx,
 		`SELECT `+deviceCols+` FROM devices WHERE id = ? AND deleted_at IS NULL`, id))
 	return d, wrapf(err, "get device %s", id)
 }
 
 // ListDevices returns the site's devices, oldest first.
-func (s *SQLite) ListDevices(ctx context.Context, siteID string) ([]Device, error) {
+func (s *sqlStore) ListDevices(ctx context.Context, siteID string) ([]Device, error) {
 	ds, err := queryAll(ctx, s.db, scanDevice, `SELECT `+deviceCols+` FROM devices
 		WHERE site_id = ? AND deleted_at IS NULL ORDER BY created_at, id`, siteID)
 	return ds, wrapf(err, "list devices of site %s", siteID)

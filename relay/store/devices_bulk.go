@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 )
 
@@ -11,10 +10,10 @@ import (
 // version goes up by one for the whole batch, as the batch is one change
 // of the site's allowlist and its agents get one push for it. It returns
 // the devices as stored (with their LoopbackIP) and the new version.
-func (s *SQLite) CreateDevices(ctx context.Context, siteID string, cs []DeviceChange) ([]Device, int64, error) {
+func (s *sqlStore) CreateDevices(ctx context.Context, siteID string, cs []DeviceChange) ([]Device, int64, error) {
 	out := make([]Device, len(cs))
 	var version int64
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		var before int64
 		if err := tx.QueryRowContext(ctx, `SELECT allowlist_version FROM sites WHERE id = ?`, siteID).Scan(&before); err != nil {
 			return fmt.Errorf("site %s: %w", siteID, err)
@@ -26,6 +25,9 @@ func (s *SQLite) CreateDevices(ctx context.Context, siteID string, cs []DeviceCh
 			}
 			tenantID, _, err := createDevice(ctx, tx, &d)
 			if err != nil {
+				return fmt.Errorf("row %d: %w", i, err)
+			}
+			if err := applySerial(ctx, tx, c, d.ID); err != nil {
 				return fmt.Errorf("row %d: %w", i, err)
 			}
 			if err := insertHandles(ctx, tx, c.Handles, d.ID, tenantID); err != nil {
@@ -46,6 +48,9 @@ func (s *SQLite) CreateDevices(ctx context.Context, siteID string, cs []DeviceCh
 				if err := appendAudit(ctx, tx, e); err != nil {
 					return err
 				}
+			}
+			if err := tx.notify(ctx, Change{Kind: ChangeDevice, ID: d.ID, SiteID: siteID, TenantID: tenantID}); err != nil {
+				return err
 			}
 			out[i] = d
 		}

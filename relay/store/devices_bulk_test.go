@@ -7,8 +7,9 @@ import (
 )
 
 // A bulk create lands whole with one allowlist bump, or not at all.
-func TestCreateDevicesIsAtomic(t *testing.T) {
-	s := openTest(t)
+func TestCreateDevicesIsAtomic(t *testing.T) { forEachStore(t, testCreateDevicesIsAtomic) }
+
+func testCreateDevicesIsAtomic(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	batch := func(n int, bad int) []DeviceChange {

@@ -8,7 +8,7 @@ import (
 )
 
 // insertHandle stores h inside tx.
-func insertHandle(ctx context.Context, tx *sql.Tx, h Handle) error {
+func insertHandle(ctx context.Context, tx *txn, h Handle) error {
 	_, err := tx.ExecContext(ctx, `INSERT INTO handles
 		(handle, tenant_id, device_id, port, agent_id, expires_at, revoked_at, created_at)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -23,7 +23,7 @@ func insertHandle(ctx context.Context, tx *sql.Tx, h Handle) error {
 // insertHandles stores the handles of one device, filling an empty
 // DeviceID or TenantID and refusing one that names another device or
 // tenant: a handle must never route outside its tenant.
-func insertHandles(ctx context.Context, tx *sql.Tx, hs []Handle, deviceID, tenantID string) error {
+func insertHandles(ctx context.Context, tx *txn, hs []Handle, deviceID, tenantID string) error {
 	for _, h := range hs {
 		if h.DeviceID == "" {
 			h.DeviceID = deviceID
@@ -44,14 +44,14 @@ func insertHandles(ctx context.Context, tx *sql.Tx, hs []Handle, deviceID, tenan
 
 // InsertHandle stores h as given. An unknown device or tenant is
 // ErrNotFound, a duplicate handle ErrConflict.
-func (s *SQLite) InsertHandle(ctx context.Context, h Handle) error {
-	err := s.write(ctx, func(tx *sql.Tx) error { return insertHandle(ctx, tx, h) })
+func (s *sqlStore) InsertHandle(ctx context.Context, h Handle) error {
+	err := s.write(ctx, func(tx *txn) error { return insertHandle(ctx, tx, h) })
 	return wrapf(err, "insert handle %s", h.Handle)
 }
 
 // ListHandles returns the device's handles that are not revoked, expired
 // ones included, by port.
-func (s *SQLite) ListHandles(ctx context.Context, deviceID string) ([]Handle, error) {
+func (s *sqlStore) ListHandles(ctx context.Context, deviceID string) ([]Handle, error) {
 	hs, err := queryAll(ctx, s.db, scanHandle, `SELECT handle, tenant_id, device_id, port, agent_id,
 		expires_at, revoked_at, created_at FROM handles
 		WHERE device_id = ? AND revoked_at IS NULL ORDER BY port, handle`, deviceID)
@@ -71,7 +71,7 @@ func scanHandle(r rowScanner) (Handle, error) {
 }
 
 // ResolveHandle joins the handle with its device, deleted or not.
-func (s *SQLite) ResolveHandle(ctx context.Context, handle string) (Route, error) {
+func (s *sqlStore) ResolveHandle(ctx context.Context, handle string) (Route, error) {
 	var r Route
 	var expires, revoked sql.Null[int64]
 	err := s.db.QueryRowContext(ctx, `SELECT h.handle, h.tenant_id, d.site_id, h.device_id, d.host,
@@ -86,14 +86,14 @@ func (s *SQLite) ResolveHandle(ctx context.Context, handle string) (Route, error
 }
 
 // PinHandle records the agent that serves the handle.
-func (s *SQLite) PinHandle(ctx context.Context, handle, agentID string) error {
+func (s *sqlStore) PinHandle(ctx context.Context, handle, agentID string) error {
 	err := s.execOne(ctx, `UPDATE handles SET agent_id = ? WHERE handle = ?`, agentID, handle)
 	return wrapf(err, "pin handle %s", handle)
 }
 
 // RevokeHandle marks the handle revoked. Revoking it again keeps the
 // first time.
-func (s *SQLite) RevokeHandle(ctx context.Context, handle string, at time.Time) error {
-	err := s.execOne(ctx, `UPDATE handles SET revoked_at = COALESCE(revoked_at, ?) WHERE handle = ?`, ts(at), handle)
+func (s *sqlStore) RevokeHandle(ctx context.Context, handle string, at time.Time) error {
+	err := s.execOneChange(ctx, Change{Kind: ChangeHandleRevoked, ID: handle}, `UPDATE handles SET revoked_at = COALESCE(revoked_at, ?) WHERE handle = ?`, ts(at), handle)
 	return wrapf(err, "revoke handle %s", handle)
 }

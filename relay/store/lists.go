@@ -70,7 +70,7 @@ func cursor(createdUS int64, id string) string {
 // pageOf runs query, which must select rows of the parent `parent` after
 // (created_at, id) = (?, ?) in that order with LIMIT ?, and returns one
 // page and the cursor of the next ("" after the last).
-func pageOf[T any](ctx context.Context, db *sql.DB, p Page, scan func(rowScanner) (T, error), key func(T) (int64, string), query string, parent any) ([]T, string, error) {
+func pageOf[T any](ctx context.Context, db querier, p Page, scan func(rowScanner) (T, error), key func(T) (int64, string), query string, parent any) ([]T, string, error) {
 	at, id, err := p.after()
 	if err != nil {
 		return nil, "", err
@@ -93,7 +93,7 @@ const afterCursor = `(created_at > ? OR (created_at = ? AND id > ?)) ORDER BY cr
 
 // ListTenants returns every tenant, by name: the superadmin's tenant
 // picker. Tenants are few (customer organisations), so it is not paged.
-func (s *SQLite) ListTenants(ctx context.Context) ([]Tenant, error) {
+func (s *sqlStore) ListTenants(ctx context.Context) ([]Tenant, error) {
 	ts, err := queryAll(ctx, s.db, func(r rowScanner) (Tenant, error) {
 		var t Tenant
 		var created int64
@@ -113,7 +113,7 @@ func scanSite(r rowScanner) (Site, error) {
 }
 
 // ListSites returns one page of the tenant's sites, oldest first.
-func (s *SQLite) ListSites(ctx context.Context, tenantID string, p Page) ([]Site, string, error) {
+func (s *sqlStore) ListSites(ctx context.Context, tenantID string, p Page) ([]Site, string, error) {
 	sites, next, err := pageOf(ctx, s.db, p, scanSite, func(v Site) (int64, string) { return ts(v.CreatedAt), v.ID },
 		`SELECT id, tenant_id, name, allowlist_version, allow_loopback, created_at FROM sites
 		WHERE tenant_id = ? AND `+afterCursor, tenantID)
@@ -121,32 +121,42 @@ func (s *SQLite) ListSites(ctx context.Context, tenantID string, p Page) ([]Site
 }
 
 // ListUsers returns one page of the tenant's users, oldest first.
-func (s *SQLite) ListUsers(ctx context.Context, tenantID string, p Page) ([]User, string, error) {
+func (s *sqlStore) ListUsers(ctx context.Context, tenantID string, p Page) ([]User, string, error) {
 	users, next, err := pageOf(ctx, s.db, p, scanUser, func(v User) (int64, string) { return ts(v.CreatedAt), v.ID },
 		`SELECT `+userCols+` FROM users WHERE tenant_id = ? AND `+afterCursor, tenantID)
 	return users, next, wrapf(err, "list users of tenant %s", tenantID)
 }
 
+// apiTokenCols are the columns scanAPIToken reads.
+const apiTokenCols = `id, user_id, COALESCE(tenant_id, ''), hash, label, created_at, revoked_at, last_used_at`
+
 func scanAPIToken(r rowScanner) (APIToken, error) {
 	var t APIToken
 	var created int64
-	var revoked sql.Null[int64]
-	err := r.Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &created, &revoked)
-	t.CreatedAt, t.RevokedAt = fromTS(created), ptrTS(revoked)
+	var revoked, used sql.Null[int64]
+	err := r.Scan(&t.ID, &t.UserID, &t.TenantID, &t.Hash, &t.Label, &created, &revoked, &used)
+	t.CreatedAt, t.RevokedAt, t.LastUsedAt = fromTS(created), ptrTS(revoked), ptrTS(used)
 	return t, err
 }
 
 // ListUserAPITokens returns one page of the user's API tokens, revoked
 // ones included, oldest first.
-func (s *SQLite) ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error) {
+func (s *sqlStore) ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error) {
 	toks, next, err := pageOf(ctx, s.db, p, scanAPIToken, func(v APIToken) (int64, string) { return ts(v.CreatedAt), v.ID },
-		`SELECT id, user_id, COALESCE(tenant_id, ''), hash, created_at, revoked_at FROM api_tokens
-		WHERE user_id = ? AND `+afterCursor, userID)
+		`SELECT `+apiTokenCols+` FROM api_tokens WHERE user_id = ? AND `+afterCursor, userID)
 	return toks, next, wrapf(err, "list api tokens of user %s", userID)
 }
 
+// ListTenantAgents returns one page of the agents of all the tenant's
+// sites, revoked ones included, oldest first.
+func (s *sqlStore) ListTenantAgents(ctx context.Context, tenantID string, p Page) ([]Agent, string, error) {
+	as, next, err := pageOf(ctx, s.db, p, scanAgent, func(v Agent) (int64, string) { return ts(v.CreatedAt), v.ID },
+		`SELECT `+agentCols+` FROM agents WHERE site_id IN (SELECT id FROM sites WHERE tenant_id = ?) AND `+afterCursor, tenantID)
+	return as, next, wrapf(err, "list agents of tenant %s", tenantID)
+}
+
 // ListDevicesPage returns one page of the site's devices, oldest first.
-func (s *SQLite) ListDevicesPage(ctx context.Context, siteID string, p Page) ([]Device, string, error) {
+func (s *sqlStore) ListDevicesPage(ctx context.Context, siteID string, p Page) ([]Device, string, error) {
 	ds, next, err := pageOf(ctx, s.db, p, scanDevice, func(v Device) (int64, string) { return ts(v.CreatedAt), v.ID },
 		`SELECT `+deviceCols+` FROM devices WHERE site_id = ? AND deleted_at IS NULL AND `+afterCursor, siteID)
 	return ds, next, wrapf(err, "list devices of site %s", siteID)
@@ -154,20 +164,20 @@ func (s *SQLite) ListDevicesPage(ctx context.Context, siteID string, p Page) ([]
 
 // ListSiteHandles returns one page of the live (not revoked) handles of
 // the site's devices that are not deleted, oldest first.
-func (s *SQLite) ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error) {
+func (s *sqlStore) ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error) {
 	// The handle string is the row's id.
 	hs, next, err := pageOf(ctx, s.db, p, scanHandle, func(v Handle) (int64, string) { return ts(v.CreatedAt), v.Handle },
 		`SELECT handle, tenant_id, device_id, port, agent_id, expires_at, revoked_at, created_at FROM (
 			SELECT h.handle, h.tenant_id, h.device_id, h.port, h.agent_id, h.expires_at, h.revoked_at, h.created_at, h.handle AS id
 			FROM handles h JOIN devices d ON d.id = h.device_id
-			WHERE d.site_id = ? AND d.deleted_at IS NULL AND h.revoked_at IS NULL)
+			WHERE d.site_id = ? AND d.deleted_at IS NULL AND h.revoked_at IS NULL) AS live
 		WHERE `+afterCursor, siteID)
 	return hs, next, wrapf(err, "list handles of site %s", siteID)
 }
 
 // CountDevices returns how many devices (not deleted) each of the sites
 // has; a site without devices is absent from the map.
-func (s *SQLite) CountDevices(ctx context.Context, siteIDs []string) (map[string]int, error) {
+func (s *sqlStore) CountDevices(ctx context.Context, siteIDs []string) (map[string]int, error) {
 	out := map[string]int{}
 	if len(siteIDs) == 0 {
 		return out, nil

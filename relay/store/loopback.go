@@ -2,7 +2,6 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 )
@@ -28,7 +27,7 @@ func loopbackIP(n int64) string {
 // allocLoopback hands out the next loopback offset inside tx. Offsets only
 // grow, so the address of a deleted device is never given to a new one and
 // a stale plan in a CLI can never reach the wrong device.
-func allocLoopback(ctx context.Context, tx *sql.Tx) (int64, error) {
+func allocLoopback(ctx context.Context, tx *txn) (int64, error) {
 	var n int64
 	err := tx.QueryRowContext(ctx,
 		`UPDATE counters SET value = value + 1 WHERE name = 'loopback' RETURNING value`).Scan(&n)

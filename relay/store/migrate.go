@@ -2,8 +2,8 @@ package store
 
 import (
 	"context"
-	"database/sql"
 	"embed"
+	"errors"
 	"fmt"
 	"io/fs"
 	"path"
@@ -14,18 +14,39 @@ import (
 // migrations holds the schema as numbered SQL files. They are applied in
 // name order and never edited once released: a change is a new file.
 //
-//go:embed migrations/*.sql
+// Both dialects run the same files. A file that PostgreSQL cannot run as
+// written has a twin of the same name under migrations/postgres/, which
+// PostgreSQL runs instead; that is the case only for the first three,
+// released before the PostgreSQL store, which say BLOB (bytea there) and
+// give the audit log SQLite's rowid key (an identity column there). New
+// migrations are written in SQL both engines read alike (TEXT, BIGINT,
+// INTEGER 0/1 for booleans, no BLOB) and need no twin.
+//
+//go:embed migrations/*.sql migrations/postgres/*.sql
 var migrations embed.FS
 
+// migrationLockKey is the PostgreSQL advisory lock that relays starting
+// together on one database take before they look at schema_migrations:
+// "nanodems" read as a big-endian integer.
+const migrationLockKey int64 = 0x6e616e6f64656d73
+
 // migrate applies the migrations not yet recorded in schema_migrations.
-// All of them run in one transaction, so a failed upgrade leaves the file
-// as it was, and two processes opening a fresh file cannot both apply one.
-func (s *SQLite) migrate(ctx context.Context) error {
+// All of them run in one transaction, so a failed upgrade leaves the
+// database as it was. Two processes opening a fresh database cannot both
+// apply one: SQLite's write lock orders them, and on PostgreSQL the
+// transaction first takes a transaction-scoped advisory lock
+// (pg_advisory_xact_lock), released by its commit or rollback.
+func (s *sqlStore) migrate(ctx context.Context) error {
 	names, err := fs.Glob(migrations, "migrations/*.sql") // sorted
 	if err != nil {
 		return err
 	}
-	return s.write(ctx, func(tx *sql.Tx) error {
+	return s.write(ctx, func(tx *txn) error {
+		if s.d.name == postgresDialect.name {
+			if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock(?)`, migrationLockKey); err != nil {
+				return fmt.Errorf("migrate: lock: %w", err)
+			}
+		}
 		_, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
 			version    TEXT PRIMARY KEY,
 			applied_at BIGINT NOT NULL
@@ -44,11 +65,13 @@ func (s *SQLite) migrate(ctx context.Context) error {
 			if n > 0 {
 				continue
 			}
-			script, err := migrations.ReadFile(name)
+			script, err := s.d.migration(name)
 			if err != nil {
 				return fmt.Errorf("migrate %s: %w", version, err)
 			}
-			if _, err := tx.ExecContext(ctx, string(script)); err != nil {
+			// No arguments: each driver runs the script's statements
+			// one after another (PostgreSQL: the simple protocol).
+			if _, err := tx.tx.ExecContext(ctx, script); err != nil {
 				return fmt.Errorf("migrate %s: %w", version, err)
 			}
 			_, err = tx.ExecContext(ctx,
@@ -60,4 +83,20 @@ func (s *SQLite) migrate(ctx context.Context) error {
 		}
 		return nil
 	})
+}
+
+// migration is the text of migration file name (migrations/NNNN_x.sql) in
+// d: its dialect's twin if it has one.
+func (d *dialect) migration(name string) (string, error) {
+	if d.name != sqliteDialect.name {
+		b, err := migrations.ReadFile(path.Join("migrations", d.name, path.Base(name)))
+		if err == nil {
+			return string(b), nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", err
+		}
+	}
+	b, err := migrations.ReadFile(name)
+	return string(b), err
 }

@@ -42,7 +42,7 @@ func (e *SerialError) Is(target error) bool { return target == ErrConflict }
 // transaction: a deleted device loses its row; otherwise a nil Serial
 // leaves it, "" clears it, and a new one replaces it. A claimed serial
 // does not change.
-func applySerial(ctx context.Context, tx *sql.Tx, c DeviceChange, deviceID string) error {
+func applySerial(ctx context.Context, tx *txn, c DeviceChange, deviceID string) error {
 	if c.Op == DeviceDelete {
 		_, err := tx.ExecContext(ctx, `DELETE FROM device_serials WHERE device_id = ?`, deviceID)
 		return err
@@ -97,7 +97,7 @@ func scanSerial(r rowScanner) (DeviceSerial, error) {
 
 // GetDeviceSerial returns a live device's serial; ErrNotFound if it has
 // none.
-func (s *SQLite) GetDeviceSerial(ctx context.Context, deviceID string) (DeviceSerial, error) {
+func (s *sqlStore) GetDeviceSerial(ctx context.Context, deviceID string) (DeviceSerial, error) {
 	ds, err := scanSerial(s.db.QueryRowContext(ctx, `SELECT `+serialCols+` FROM device_serials ds
 		JOIN devices d ON d.id = ds.device_id WHERE ds.device_id = ? AND d.deleted_at IS NULL`, deviceID))
 	return ds, wrapf(err, "get serial of device %s", deviceID)
@@ -108,9 +108,9 @@ func (s *SQLite) GetDeviceSerial(ctx context.Context, deviceID string) (DeviceSe
 // creates a, on the device's site (a.SiteID is set from it). An unknown
 // serial is ErrNotFound; a claimed one is ErrUsed, with the serial's row
 // (its site and agent) returned for the audit.
-func (s *SQLite) ClaimDeviceSerial(ctx context.Context, serial string, a Agent) (DeviceSerial, error) {
+func (s *sqlStore) ClaimDeviceSerial(ctx context.Context, serial string, a Agent) (DeviceSerial, error) {
 	var ds DeviceSerial
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		var err error
 		// An unclaimed row first: a serial claimed on one device and
 		// registered again on another is claimable there.

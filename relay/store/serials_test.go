@@ -12,8 +12,9 @@ import (
 // it; a claimed serial registered again on another device is claimable
 // there; a deleted device's serial is gone; a serial clash leaves the
 // device change unwritten.
-func TestClaimDeviceSerial(t *testing.T) {
-	s := openTest(t)
+func TestClaimDeviceSerial(t *testing.T) { forEachStore(t, testClaimDeviceSerial) }
+
+func testClaimDeviceSerial(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	serial := func(v string) *string { return &v }

@@ -7,14 +7,14 @@ import (
 	"time"
 )
 
-func (s *SQLite) CreateSite(ctx context.Context, site Site) error {
+func (s *sqlStore) CreateSite(ctx context.Context, site Site) error {
 	_, err := s.exec(ctx, `INSERT INTO sites (id, tenant_id, name, allowlist_version, allow_loopback, created_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		site.ID, site.TenantID, site.Name, site.AllowlistVersion, site.AllowLoopback, ts(site.CreatedAt))
 	return wrapf(err, "create site %s", site.ID)
 }
 
-func (s *SQLite) GetSite(ctx context.Context, id string) (Site, error) {
+func (s *sqlStore) GetSite(ctx context.Context, id string) (Site, error) {
 	var site Site
 	var created int64
 	err := s.db.QueryRowContext(ctx, `SELECT id, tenant_id, name, allowlist_version, allow_loopback, created_at
@@ -30,15 +30,15 @@ func (s *SQLite) GetSite(ctx context.Context, id string) (Site, error) {
 // UpdateSite rewrites the site's name and AllowLoopback; its tenant,
 // allowlist version and creation time are kept. An unknown site is
 // ErrNotFound.
-func (s *SQLite) UpdateSite(ctx context.Context, site Site) error {
-	err := s.execOne(ctx, `UPDATE sites SET name = ?, allow_loopback = ? WHERE id = ?`,
+func (s *sqlStore) UpdateSite(ctx context.Context, site Site) error {
+	err := s.execOneChange(ctx, Change{Kind: ChangeSite, ID: site.ID, TenantID: site.TenantID}, `UPDATE sites SET name = ?, allow_loopback = ? WHERE id = ?`,
 		site.Name, site.AllowLoopback, site.ID)
 	return wrapf(err, "update site %s", site.ID)
 }
 
 // bumpSite increments the site's allowlist version inside tx and returns
 // the site's tenant and the new version.
-func bumpSite(ctx context.Context, tx *sql.Tx, siteID string) (tenantID string, version int64, err error) {
+func bumpSite(ctx context.Context, tx *txn, siteID string) (tenantID string, version int64, err error) {
 	err = tx.QueryRowContext(ctx, `UPDATE sites SET allowlist_version = allowlist_version + 1
 		WHERE id = ? RETURNING tenant_id, allowlist_version`, siteID).Scan(&tenantID, &version)
 	if err == sql.ErrNoRows {
@@ -47,7 +47,7 @@ func bumpSite(ctx context.Context, tx *sql.Tx, siteID string) (tenantID string, 
 	return tenantID, version, err
 }
 
-func (s *SQLite) CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error {
+func (s *sqlStore) CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) error {
 	_, err := s.exec(ctx, `INSERT INTO enrollment_tokens (hash, site_id, expires_at, used_at, created_at)
 		VALUES (?, ?, ?, ?, ?)`,
 		t.Hash, t.SiteID, ts(t.ExpiresAt), nullTS(t.UsedAt), ts(t.CreatedAt))
@@ -56,13 +56,13 @@ func (s *SQLite) CreateEnrollmentToken(ctx context.Context, t EnrollmentToken) e
 
 // UseEnrollmentToken checks and spends the token in one write transaction;
 // writes are serialized, so of two concurrent uses exactly one succeeds.
-func (s *SQLite) UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error) {
+func (s *sqlStore) UseEnrollmentToken(ctx context.Context, hash []byte, now time.Time) (EnrollmentToken, error) {
 	var t EnrollmentToken
-	err := s.write(ctx, func(tx *sql.Tx) error {
+	err := s.write(ctx, func(tx *txn) error {
 		var expires, created int64
 		var used sql.Null[int64]
 		err := tx.QueryRowContext(ctx, `SELECT hash, site_id, expires_at, used_at, created_at
-			FROM enrollment_tokens WHERE hash = ?`, hash).
+			FROM enrollment_tokens WHERE hash = ?`+tx.d.forUpdate, hash).
 			Scan(&t.Hash, &t.SiteID, &expires, &used, &created)
 		if err != nil {
 			return err
@@ -85,7 +85,7 @@ func (s *SQLite) UseEnrollmentToken(ctx context.Context, hash []byte, now time.T
 	return t, nil
 }
 
-func (s *SQLite) CreateAgent(ctx context.Context, a Agent) error {
+func (s *sqlStore) CreateAgent(ctx context.Context, a Agent) error {
 	_, err := s.exec(ctx, `INSERT INTO agents (id, site_id, cert_serial, revoked_at, created_at)
 		VALUES (?, ?, ?, ?, ?)`,
 		a.ID, a.SiteID, a.CertSerial, nullTS(a.RevokedAt), ts(a.CreatedAt))
@@ -106,13 +106,13 @@ func scanAgent(r rowScanner) (Agent, error) {
 }
 
 // GetAgent returns the agent whether or not it is revoked.
-func (s *SQLite) GetAgent(ctx context.Context, id string) (Agent, error) {
+func (s *sqlStore) GetAgent(ctx context.Context, id string) (Agent, error) {
 	a, err := scanAgent(s.db.QueryRowContext(ctx, `SELECT `+agentCols+` FROM agents WHERE id = ?`, id))
 	return a, wrapf(err, "get agent %s", id)
 }
 
 // ListAgents returns the site's agents, revoked ones included, oldest first.
-func (s *SQLite) ListAgents(ctx context.Context, siteID string) ([]Agent, error) {
+func (s *sqlStore) ListAgents(ctx context.Context, siteID string) ([]Agent, error) {
 	as, err := queryAll(ctx, s.db, scanAgent,
 		`SELECT `+agentCols+` FROM agents WHERE site_id = ? ORDER BY created_at, id`, siteID)
 	return as, wrapf(err, "list agents of site %s", siteID)
@@ -120,7 +120,7 @@ func (s *SQLite) ListAgents(ctx context.Context, siteID string) ([]Agent, error)
 
 // RevokeAgent marks the agent revoked. Revoking it again keeps the first
 // time.
-func (s *SQLite) RevokeAgent(ctx context.Context, id string, at time.Time) error {
-	err := s.execOne(ctx, `UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
+func (s *sqlStore) RevokeAgent(ctx context.Context, id string, at time.Time) error {
+	err := s.execOneChange(ctx, Change{Kind: ChangeAgentRevoked, ID: id}, `UPDATE agents SET revoked_at = COALESCE(revoked_at, ?) WHERE id = ?`, ts(at), id)
 	return wrapf(err, "revoke agent %s", id)
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"path/filepath"
 	"reflect"
 	"sync"
@@ -17,18 +18,8 @@ var t0 = time.Date(2025, 3, 14, 15, 9, 26, 535897000, time.UTC)
 func at(d time.Duration) time.Time { return t0.Add(d) }
 func ptr[T any](v T) *T            { return &v }
 
-func openTest(t *testing.T) *SQLite {
-	t.Helper()
-	s, err := OpenSQLite(filepath.Join(t.TempDir(), "relay.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
-	return s
-}
-
 // seed creates tenants t1 and t2, sites s1 and s2 of t1 and s3 of t2.
-func seed(t *testing.T, s *SQLite) {
+func seed(t *testing.T, s *sqlStore) {
 	t.Helper()
 	ctx := context.Background()
 	for _, id := range []string{"t1", "t2"} {
@@ -111,11 +102,11 @@ func TestReopen(t *testing.T) {
 
 	s, err := OpenSQLite(path)
 	must(t, err)
-	seed(t, s)
+	seed(t, &s.sqlStore)
 	d, _, err := s.CreateDevice(ctx, Device{ID: "d1", SiteID: "s1", Host: "10.0.0.5", Ports: []int{80}, CreatedAt: t0}, nil)
 	must(t, err)
 	first := migrationsApplied(s)
-	names, err := migrations.ReadDir("migrations")
+	names, err := fs.Glob(migrations, "migrations/*.sql")
 	must(t, err)
 	if len(first) != len(names) || first["0001_init"] == 0 {
 		t.Fatalf("schema_migrations = %v, want one row per file in %v", first, names)
@@ -142,8 +133,9 @@ func TestReopen(t *testing.T) {
 	}
 }
 
-func TestTimeRoundTrip(t *testing.T) {
-	s := openTest(t)
+func TestTimeRoundTrip(t *testing.T) { forEachStore(t, testTimeRoundTrip) }
+
+func testTimeRoundTrip(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	in := time.Date(2025, 1, 2, 3, 4, 5, 123456789, time.FixedZone("CET", 3600))
 	must(t, s.CreateTenant(ctx, Tenant{ID: "t1", Name: "x", CreatedAt: in}))
@@ -155,8 +147,9 @@ func TestTimeRoundTrip(t *testing.T) {
 	}
 }
 
-func TestSettings(t *testing.T) {
-	s := openTest(t)
+func TestSettings(t *testing.T) { forEachStore(t, testSettings) }
+
+func testSettings(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	_, err := s.GetSetting(ctx, "admin_key_hash")
 	wantErr(t, err, ErrNotFound)
@@ -172,8 +165,9 @@ func TestSettings(t *testing.T) {
 	}
 }
 
-func TestTenants(t *testing.T) {
-	s := openTest(t)
+func TestTenants(t *testing.T) { forEachStore(t, testTenants) }
+
+func testTenants(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	want := Tenant{ID: "t1", Name: "Acme", CreatedAt: t0}
 	must(t, s.CreateTenant(ctx, want))
@@ -185,8 +179,9 @@ func TestTenants(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestUsers(t *testing.T) {
-	s := openTest(t)
+func TestUsers(t *testing.T) { forEachStore(t, testUsers) }
+
+func testUsers(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	alice := User{ID: "u1", TenantID: "t1", Email: "alice@example.com", PasswordHash: "$argon2id$v=19$a", CreatedAt: t0}
@@ -220,8 +215,9 @@ func TestUsers(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestAPITokens(t *testing.T) {
-	s := openTest(t)
+func TestAPITokens(t *testing.T) { forEachStore(t, testAPITokens) }
+
+func testAPITokens(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	must(t, s.CreateUser(ctx, User{ID: "u1", TenantID: "t1", Email: "a@example.com", CreatedAt: t0}))
@@ -246,8 +242,9 @@ func TestAPITokens(t *testing.T) {
 	wantErr(t, s.RevokeAPIToken(ctx, "k9", t0), ErrNotFound)
 }
 
-func TestSites(t *testing.T) {
-	s := openTest(t)
+func TestSites(t *testing.T) { forEachStore(t, testSites) }
+
+func testSites(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	got, err := s.GetSite(ctx, "s3")
@@ -259,8 +256,9 @@ func TestSites(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestUseEnrollmentToken(t *testing.T) {
-	s := openTest(t)
+func TestUseEnrollmentToken(t *testing.T) { forEachStore(t, testUseEnrollmentToken) }
+
+func testUseEnrollmentToken(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	expires := at(time.Hour)
@@ -305,7 +303,10 @@ func TestUseEnrollmentToken(t *testing.T) {
 }
 
 func TestUseEnrollmentTokenConcurrent(t *testing.T) {
-	s := openTest(t)
+	forEachStore(t, testUseEnrollmentTokenConcurrent)
+}
+
+func testUseEnrollmentTokenConcurrent(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	must(t, s.CreateEnrollmentToken(ctx, EnrollmentToken{Hash: []byte("once"), SiteID: "s1", ExpiresAt: at(time.Hour), CreatedAt: t0}))
@@ -331,8 +332,9 @@ func TestUseEnrollmentTokenConcurrent(t *testing.T) {
 	}
 }
 
-func TestAgents(t *testing.T) {
-	s := openTest(t)
+func TestAgents(t *testing.T) { forEachStore(t, testAgents) }
+
+func testAgents(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	// Created out of order: the list is by creation time, then id.
@@ -370,8 +372,9 @@ func TestAgents(t *testing.T) {
 	}
 }
 
-func TestCreateDevice(t *testing.T) {
-	s := openTest(t)
+func TestCreateDevice(t *testing.T) { forEachStore(t, testCreateDevice) }
+
+func testCreateDevice(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	in := Device{
@@ -444,8 +447,9 @@ func TestCreateDevice(t *testing.T) {
 	}
 }
 
-func TestLoopbackAllocation(t *testing.T) {
-	s := openTest(t)
+func TestLoopbackAllocation(t *testing.T) { forEachStore(t, testLoopbackAllocation) }
+
+func testLoopbackAllocation(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	create := func(id, site string) Device {
@@ -489,7 +493,10 @@ func TestLoopbackIP(t *testing.T) {
 }
 
 func TestLoopbackRolloverAndExhaustion(t *testing.T) {
-	s := openTest(t)
+	forEachStore(t, testLoopbackRolloverAndExhaustion)
+}
+
+func testLoopbackRolloverAndExhaustion(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	setCounter := func(v int64) {
@@ -522,8 +529,9 @@ func TestLoopbackRolloverAndExhaustion(t *testing.T) {
 	}
 }
 
-func TestUpdateDevice(t *testing.T) {
-	s := openTest(t)
+func TestUpdateDevice(t *testing.T) { forEachStore(t, testUpdateDevice) }
+
+func testUpdateDevice(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	orig, _, err := s.CreateDevice(ctx, Device{ID: "d1", SiteID: "s1", Host: "10.0.0.5", Ports: []int{80, 443, 554}, Label: "cam", CreatedAt: t0},
@@ -593,8 +601,9 @@ func TestUpdateDevice(t *testing.T) {
 	wantErr(t, err, ErrNotFound)
 }
 
-func TestDeleteDevice(t *testing.T) {
-	s := openTest(t)
+func TestDeleteDevice(t *testing.T) { forEachStore(t, testDeleteDevice) }
+
+func testDeleteDevice(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	_, _, err := s.CreateDevice(ctx, Device{ID: "d1", SiteID: "s3", Host: "10.1.1.1", Ports: []int{22, 80}, CreatedAt: t0},
@@ -643,8 +652,9 @@ func TestDeleteDevice(t *testing.T) {
 	}
 }
 
-func TestListDevices(t *testing.T) {
-	s := openTest(t)
+func TestListDevices(t *testing.T) { forEachStore(t, testListDevices) }
+
+func testListDevices(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	var want []Device
@@ -668,8 +678,9 @@ func TestListDevices(t *testing.T) {
 	}
 }
 
-func TestHandles(t *testing.T) {
-	s := openTest(t)
+func TestHandles(t *testing.T) { forEachStore(t, testHandles) }
+
+func testHandles(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	_, _, err := s.CreateDevice(ctx, Device{ID: "d1", SiteID: "s2", Host: "10.0.0.9", Ports: []int{502, 80}, CreatedAt: t0}, nil)
@@ -725,8 +736,9 @@ func TestHandles(t *testing.T) {
 	wantEqual(t, list, []Handle{legacy})
 }
 
-func TestAudit(t *testing.T) {
-	s := openTest(t)
+func TestAudit(t *testing.T) { forEachStore(t, testAudit) }
+
+func testAudit(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	events := []AuditEvent{
 		{At: t0, TenantID: "t1", Actor: "admin", Action: "agent.revoke", Target: "a1", Detail: "lost laptop"},
@@ -777,8 +789,9 @@ func TestAudit(t *testing.T) {
 	}
 }
 
-func TestConcurrentWriters(t *testing.T) {
-	s := openTest(t)
+func TestConcurrentWriters(t *testing.T) { forEachStore(t, testConcurrentWriters) }
+
+func testConcurrentWriters(t *testing.T, s *sqlStore) {
 	ctx := context.Background()
 	seed(t, s)
 	const writers, each = 8, 50

@@ -3,7 +3,8 @@
 //
 // One Store interface serves every backend. The default is embedded SQLite
 // (pure Go, no cgo) in the relay's data directory, so one command starts a
-// working relay. The per-byte path never touches the store: the relay caches
+// working relay; relays that run as one share a PostgreSQL database
+// (Postgres), with the same queries and the same migrations. The per-byte path never touches the store: the relay caches
 // handle routes in memory and invalidates them on change.
 package store
 
@@ -162,8 +163,12 @@ type APIToken struct {
 	UserID    string
 	TenantID  string
 	Hash      []byte
+	Label     string // the owner's name for it, e.g. "CI pipeline"
 	CreatedAt time.Time
 	RevokedAt *time.Time
+	// LastUsedAt is when the relay last looked the token up for a call
+	// (TouchAPIToken); nil if never.
+	LastUsedAt *time.Time
 }
 
 // AuditEvent is one append-only audit record.
@@ -182,6 +187,11 @@ type AuditFilter struct {
 	TenantID string // empty: all tenants
 	Action   string // empty: all actions
 	Limit    int    // <= 0: 100
+	// Since and Until bound At (Since <= At < Until); zero: unbounded.
+	Since, Until time.Time
+	// Before pages back: only events with an ID below it (0: from the
+	// newest). The next page is Before = the last ID of this one.
+	Before int64
 }
 
 // Session is a signed-in browser session. Only the SHA-256 of its cookie
@@ -224,6 +234,8 @@ type Store interface {
 	GetAPITokenByHash(ctx context.Context, hash []byte) (APIToken, error)
 	GetAPIToken(ctx context.Context, id string) (APIToken, error)
 	RevokeAPIToken(ctx context.Context, id string, at time.Time) error
+	// TouchAPIToken records a use of the token (its LastUsedAt).
+	TouchAPIToken(ctx context.Context, id string, at time.Time) error
 
 	CreateSite(ctx context.Context, s Site) error
 	GetSite(ctx context.Context, id string) (Site, error)
@@ -305,8 +317,30 @@ type Store interface {
 	ListSites(ctx context.Context, tenantID string, p Page) ([]Site, string, error)
 	ListUsers(ctx context.Context, tenantID string, p Page) ([]User, string, error)
 	ListUserAPITokens(ctx context.Context, userID string, p Page) ([]APIToken, string, error)
+	// ListTenantAgents pages the agents of every site of the tenant.
+	ListTenantAgents(ctx context.Context, tenantID string, p Page) ([]Agent, string, error)
 	ListDevicesPage(ctx context.Context, siteID string, p Page) ([]Device, string, error)
 	ListSiteHandles(ctx context.Context, siteID string, p Page) ([]Handle, string, error)
 	// CountDevices is the number of devices of each site (absent: 0).
 	CountDevices(ctx context.Context, siteIDs []string) (map[string]int, error)
+
+	// Changes made through other stores on the same database
+	// (relay/store/changes.go): the writes that revoke or change what
+	// relays cache send one in their transaction; Notify sends one no
+	// write made. Changes delivers them until ctx ends.
+	Notify(ctx context.Context, c Change) error
+	Changes(ctx context.Context) <-chan Change
+
+	// Presence leases (relay/store/presence.go): which relay holds which
+	// agent. Readers get only leases live at now.
+	PutLease(ctx context.Context, l Lease) error
+	DeleteLease(ctx context.Context, agentID, relayNode string) error
+	LookupLease(ctx context.Context, agentID string, now time.Time) (Lease, error)
+	ListSiteLeases(ctx context.Context, siteID string, now time.Time) ([]Lease, error)
+	ReapLeases(ctx context.Context, now time.Time) (int, error)
+
+	// TTL locks (relay/store/locks.go) for jobs that run on one relay.
+	TryLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	RenewLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
+	ReleaseLock(ctx context.Context, name, holder string) error
 }

@@ -2,12 +2,12 @@ package store
 
 import (
 	"context"
-	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"time"
 )
 
-func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
+func (s *sqlStore) CreateSession(ctx context.Context, ss Session) error {
 	_, err := s.exec(ctx, `INSERT INTO sessions (hash, user_id, tenant_id, csrf, created_at, expires_at)
 		VALUES (?, ?, ?, ?, ?, ?)`,
 		ss.Hash, ss.UserID, nullStr(ss.TenantID), ss.CSRF, ts(ss.CreatedAt), ts(ss.ExpiresAt))
@@ -16,7 +16,7 @@ func (s *SQLite) CreateSession(ctx context.Context, ss Session) error {
 
 // GetSession returns the session whether or not it has expired; the
 // caller decides.
-func (s *SQLite) GetSession(ctx context.Context, hash []byte) (Session, error) {
+func (s *sqlStore) GetSession(ctx context.Context, hash []byte) (Session, error) {
 	var ss Session
 	var created, expires int64
 	err := s.db.QueryRowContext(ctx, `SELECT hash, user_id, COALESCE(tenant_id, ''), csrf, created_at, expires_at
@@ -29,25 +29,30 @@ func (s *SQLite) GetSession(ctx context.Context, hash []byte) (Session, error) {
 	return ss, nil
 }
 
-func (s *SQLite) SetSessionTenant(ctx context.Context, hash []byte, tenantID string) error {
+func (s *sqlStore) SetSessionTenant(ctx context.Context, hash []byte, tenantID string) error {
 	return wrapf(s.execOne(ctx, `UPDATE sessions SET tenant_id = ? WHERE hash = ?`, nullStr(tenantID), hash), "set session tenant")
 }
 
 // DeleteSession ends a session; deleting an unknown one is not an error
 // (sign-out is idempotent).
-func (s *SQLite) DeleteSession(ctx context.Context, hash []byte) error {
-	_, err := s.exec(ctx, `DELETE FROM sessions WHERE hash = ?`, hash)
+func (s *sqlStore) DeleteSession(ctx context.Context, hash []byte) error {
+	_, err := s.execChange(ctx, Change{Kind: ChangeSessionEnded, ID: hex.EncodeToString(hash)}, `DELETE FROM sessions WHERE hash = ?`, hash)
 	return wrapf(err, "delete session")
 }
 
 // SetDeviceCredentials stores the sealed login of a device; nil removes it.
-func (s *SQLite) SetDeviceCredentials(ctx context.Context, deviceID string, sealed []byte, now time.Time) error {
-	err := s.write(ctx, func(tx *sql.Tx) error { return setCredentials(ctx, tx, deviceID, sealed, now) })
+func (s *sqlStore) SetDeviceCredentials(ctx context.Context, deviceID string, sealed []byte, now time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		if err := setCredentials(ctx, tx, deviceID, sealed, now); err != nil {
+			return err
+		}
+		return tx.notify(ctx, Change{Kind: ChangeDeviceCredentials, ID: deviceID})
+	})
 	return wrapf(err, "set credentials of %s", deviceID)
 }
 
 // setCredentials stores (nil: removes) a device's sealed login inside tx.
-func setCredentials(ctx context.Context, tx *sql.Tx, deviceID string, sealed []byte, now time.Time) error {
+func setCredentials(ctx context.Context, tx *txn, deviceID string, sealed []byte, now time.Time) error {
 	var err error
 	if sealed == nil {
 		_, err = tx.ExecContext(ctx, `DELETE FROM device_credentials WHERE device_id = ?`, deviceID)
@@ -63,13 +68,13 @@ func setCredentials(ctx context.Context, tx *sql.Tx, deviceID string, sealed []b
 }
 
 // GetDeviceCredentials returns the sealed login, or ErrNotFound.
-func (s *SQLite) GetDeviceCredentials(ctx context.Context, deviceID string) ([]byte, error) {
+func (s *sqlStore) GetDeviceCredentials(ctx context.Context, deviceID string) ([]byte, error) {
 	var sealed []byte
 	err := s.db.QueryRowContext(ctx, `SELECT sealed FROM device_credentials WHERE device_id = ?`, deviceID).Scan(&sealed)
 	return sealed, wrapf(err, "get credentials of %s", deviceID)
 }
 
-func (s *SQLite) GetCameraCert(ctx context.Context, handle string) (CameraCert, error) {
+func (s *sqlStore) GetCameraCert(ctx context.Context, handle string) (CameraCert, error) {
 	var c CameraCert
 	var first, last int64
 	err := s.db.QueryRowContext(ctx, `SELECT handle, subject, fingerprint, first_seen, last_seen
@@ -82,7 +87,7 @@ func (s *SQLite) GetCameraCert(ctx context.Context, handle string) (CameraCert, 
 }
 
 // PutCameraCert records the certificate now seen behind a handle.
-func (s *SQLite) PutCameraCert(ctx context.Context, c CameraCert) error {
+func (s *sqlStore) PutCameraCert(ctx context.Context, c CameraCert) error {
 	_, err := s.exec(ctx, `INSERT INTO camera_certs (handle, subject, fingerprint, first_seen, last_seen) VALUES (?, ?, ?, ?, ?)
 		ON CONFLICT (handle) DO UPDATE SET subject = excluded.subject, fingerprint = excluded.fingerprint, last_seen = excluded.last_seen`,
 		c.Handle, c.Subject, c.Fingerprint, ts(c.FirstSeen), ts(c.LastSeen))

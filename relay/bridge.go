@@ -1,0 +1,315 @@
+package relay
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/nanodems/connector/internal/pipe"
+	"github.com/nanodems/connector/relay/pki"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// bridge is BridgeTunnel, both ends: the peer listener (gRPC over mTLS
+// under the internal CA) that serves tunnels to this relay's agents for
+// the other relays, and the pool of client connections, one per peer,
+// through which Dial reaches an agent another relay holds. gRPC streams
+// multiplex on one HTTP/2 connection, so a tunnel costs a stream, not a
+// TLS handshake.
+//
+// What crosses the bridge is the tunnel's bytes, its half-closes, its
+// first status and a cut. Dedicated connections (mux.FlagDedicated) stay
+// between the holding relay and its agent: the bulk tunnel moves off the
+// agent's shared session there, while the bridge stream is its own HTTP/2
+// stream already, with its own flow-control window.
+type bridge struct {
+	s         *Server
+	serverTLS *tls.Config
+	clientTLS *tls.Config
+	ln        net.Listener
+	srv       *grpc.Server
+	served    sync.WaitGroup
+
+	mu    sync.Mutex
+	peers map[string]*grpc.ClientConn // by endpoint
+
+	// Counters (the agents list's relay entry; Prometheus names in docs/ha.md).
+	open     atomic.Int64  // bridges open now, both roles
+	opens    atomic.Uint64 // bridges opened, both roles
+	bytes    atomic.Uint64 // bytes bridged, both directions, both roles
+	failures atomic.Uint64 // opens that failed, both roles
+}
+
+// HTTP/2 flow-control windows of the bridge. gRPC's defaults (64 KiB,
+// grown by its BDP estimator) hold a bulk tunnel back on a link with any
+// delay; fixed windows this size let one stream fill a LAN between relays
+// (docs/perf-ha.md). A stream's window bounds what one slow reader can
+// leave queued in the relays.
+var (
+	bridgeStreamWindow int32 = 4 << 20
+	bridgeConnWindow   int32 = 16 << 20
+)
+
+// bridgeBufferSize is the size of the HTTP/2 connection's read and write
+// buffers: a 64 KiB tunnel write goes out in one socket write, not two.
+const bridgeBufferSize = 128 << 10
+
+// newBridge makes the peer side's TLS from the internal CA; it does not
+// listen yet.
+func newBridge(s *Server, ca *pki.CA, hosts []string) (*bridge, error) {
+	leaf, err := ca.PeerCert(s.cfg.NodeName, hosts)
+	if err != nil {
+		return nil, err
+	}
+	return &bridge{
+		s: s,
+		serverTLS: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{leaf},
+			ClientAuth:   tls.RequireAndVerifyClientCert,
+			ClientCAs:    ca.Pool(),
+		},
+		clientTLS: &tls.Config{
+			MinVersion:   tls.VersionTLS13,
+			Certificates: []tls.Certificate{leaf},
+			RootCAs:      ca.Pool(),
+		},
+		peers: map[string]*grpc.ClientConn{},
+	}, nil
+}
+
+// start serves BridgeTunnel on ln.
+func (b *bridge) start(ln net.Listener) {
+	b.ln = ln
+	opts := []grpc.ServerOption{
+		grpc.Creds(credentials.NewTLS(b.serverTLS)),
+		grpc.ForceServerCodecV2(bridgeCodec{}),
+		grpc.WriteBufferSize(bridgeBufferSize),
+		grpc.ReadBufferSize(bridgeBufferSize),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	}
+	if bridgeStreamWindow > 0 {
+		opts = append(opts, grpc.InitialWindowSize(bridgeStreamWindow), grpc.InitialConnWindowSize(bridgeConnWindow))
+	}
+	b.srv = grpc.NewServer(opts...)
+	b.srv.RegisterService(bridgeServiceDesc(b.serveTunnel), nil)
+	b.served.Add(1)
+	go func() {
+		defer b.served.Done()
+		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			b.s.log.Error("peer listener", "err", err)
+		}
+	}()
+}
+
+// close stops the listener, cuts the tunnels bridged in both directions
+// and closes the pooled client connections.
+func (b *bridge) close() {
+	if b.srv != nil {
+		b.srv.Stop()
+	}
+	b.served.Wait()
+	b.mu.Lock()
+	for ep, cc := range b.peers {
+		cc.Close()
+		delete(b.peers, ep)
+	}
+	b.mu.Unlock()
+}
+
+// peer is the pooled client connection to the relay at endpoint.
+func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if cc := b.peers[endpoint]; cc != nil {
+		return cc, nil
+	}
+	host, _, err := net.SplitHostPort(endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("peer endpoint %q: %w", endpoint, err)
+	}
+	tc := b.clientTLS.Clone()
+	tc.ServerName = host
+	opts := []grpc.DialOption{
+		grpc.WithTransportCredentials(credentials.NewTLS(tc)),
+		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bridgeCodec{})),
+		grpc.WithWriteBufferSize(bridgeBufferSize),
+		grpc.WithReadBufferSize(bridgeBufferSize),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+	}
+	if bridgeStreamWindow > 0 {
+		opts = append(opts, grpc.WithInitialWindowSize(bridgeStreamWindow), grpc.WithInitialConnWindowSize(bridgeConnWindow))
+	}
+	cc, err := grpc.NewClient("passthrough:///"+endpoint, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("peer %s: %w", endpoint, err)
+	}
+	b.peers[endpoint] = cc
+	return cc, nil
+}
+
+// dial opens a tunnel to r's target through agent l.AgentID, held by the
+// relay of lease l: the access check is done (Dial's route); the far
+// relay re-checks that the handle resolves and that the agent is its own.
+func (b *bridge) dial(ctx context.Context, l store.Lease, r store.Route, o DialOptions) (net.Conn, error) {
+	c, err := b.dialStream(ctx, l, r, o)
+	if err != nil {
+		b.failures.Add(1)
+		return nil, err
+	}
+	b.opens.Add(1)
+	b.open.Add(1)
+	return c, nil
+}
+
+func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o DialOptions) (*bridgeConn, error) {
+	cc, err := b.peer(l.Endpoint)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrAgentOffline, err)
+	}
+	body, _ := json.Marshal(bridgeOpen{Handle: r.Handle, Agent: l.AgentID, Flags: o.Flags})
+	// The stream outlives ctx (it lasts as long as the tunnel); ctx and
+	// the open timeout bound only the open.
+	sctx, cancel := context.WithCancel(context.Background())
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		deadline = time.Now().Add(openTimeout)
+	}
+	var timedOut atomic.Bool
+	timer := time.AfterFunc(time.Until(deadline), func() { timedOut.Store(true); cancel() })
+	stop := context.AfterFunc(ctx, cancel)
+	fail := func(err error) (*bridgeConn, error) {
+		timer.Stop()
+		stop()
+		cancel()
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		if timedOut.Load() {
+			return nil, fmt.Errorf("%w: relay %s did not answer in time", ErrTimeout, l.RelayNode)
+		}
+		return nil, err
+	}
+	st, err := cc.NewStream(sctx, &bridgeStreamDesc, bridgeMethod)
+	if err != nil {
+		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+	}
+	if err := st.SendMsg(&frame{kind: frameOpen, body: body}); err != nil {
+		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+	}
+	var f frame
+	if err := st.RecvMsg(&f); err != nil {
+		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+	}
+	if f.kind != frameStatus {
+		return fail(fmt.Errorf("%w: relay %s answered frame %q", ErrAgentOffline, l.RelayNode, f.kind))
+	}
+	reason, err := decodeStatus(f.body)
+	if err != nil {
+		return fail(err)
+	}
+	if !timer.Stop() || !stop() {
+		return fail(ctx.Err())
+	}
+	var ended sync.Once
+	end := func() {
+		ended.Do(func() {
+			cancel()
+			b.open.Add(-1)
+		})
+	}
+	c := newBridgeConn(st, true, end, bridgeAddr("bridge:"+b.s.cfg.NodeName), bridgeAddr("bridge:"+l.RelayNode+"/"+l.AgentID), &b.bytes)
+	c.status = reason
+	return c, nil
+}
+
+// serveTunnel is BridgeTunnel on the relay that holds the agent: read the
+// open, dial through the agent session (openOn, after the re-check),
+// answer the status, then join the two until both directions end.
+func (b *bridge) serveTunnel(_ any, ss grpc.ServerStream) error {
+	var f frame
+	if err := ss.RecvMsg(&f); err != nil {
+		return err
+	}
+	var o bridgeOpen
+	if f.kind != frameOpen || json.Unmarshal(f.body, &o) != nil {
+		return status.Error(codes.InvalidArgument, "the first frame must be an open")
+	}
+	ctx := ss.Context()
+	conn, err := b.s.dialBridged(ctx, o)
+	if err != nil {
+		b.failures.Add(1)
+		return ss.SendMsg(&frame{kind: frameStatus, body: encodeStatus("", err)})
+	}
+	reason := ""
+	if sc, ok := conn.(openStatuser); ok {
+		reason = sc.openStatus()
+	}
+	if err := ss.SendMsg(&frame{kind: frameStatus, body: encodeStatus(reason, nil)}); err != nil {
+		conn.Close()
+		return err
+	}
+	b.opens.Add(1)
+	b.open.Add(1)
+	defer b.open.Add(-1)
+	ended := make(chan struct{})
+	var once sync.Once
+	end := func() { once.Do(func() { close(ended) }) }
+	pc := newBridgeConn(ss, false, end, bridgeAddr("bridge:"+b.s.cfg.NodeName), bridgeAddr("bridge:peer"), &b.bytes)
+	joined := make(chan struct{})
+	go func() {
+		defer close(joined)
+		pipe.Join(conn, pc, nil, nil)
+	}()
+	select {
+	case <-joined:
+	case <-ended:
+		// Aborted: return now, which ends the stream and unblocks a send
+		// waiting for flow control; Join then ends.
+	case <-ctx.Done():
+		pc.closeNow()
+		conn.Close()
+	}
+	return nil
+}
+
+// dialBridged dials for another relay that has done the access check: the
+// handle must still resolve and the agent must be held here, at the
+// handle's site.
+func (s *Server) dialBridged(ctx context.Context, o bridgeOpen) (net.Conn, error) {
+	r, err := s.resolve(ctx, o.Handle)
+	if err != nil {
+		return nil, err
+	}
+	a := s.agents.get(o.Agent)
+	if a == nil || a.siteID != r.SiteID {
+		return nil, fmt.Errorf("%w: agent %s is not on relay %s", ErrAgentOffline, o.Agent, s.cfg.NodeName)
+	}
+	return s.openOn(ctx, a, r, DialOptions{Flags: o.Flags})
+}
+
+// BridgeStats are the bridge's counters (docs/ha.md names their
+// Prometheus forms).
+type BridgeStats struct {
+	Open     int64  `json:"bridges_open"`
+	Opens    uint64 `json:"bridge_opens_total"`
+	Bytes    uint64 `json:"bridge_bytes_total"`
+	Failures uint64 `json:"bridge_failures_total"`
+}
+
+func (b *bridge) stats() BridgeStats {
+	return BridgeStats{Open: b.open.Load(), Opens: b.opens.Load(), Bytes: b.bytes.Load(), Failures: b.failures.Load()}
+}

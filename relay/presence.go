@@ -1,0 +1,121 @@
+package relay
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nanodems/connector/relay/store"
+)
+
+// Presence: every relay writes, for each agent it holds, a lease naming
+// itself and its peer endpoint (store.Lease), renewed on every heartbeat
+// and deleted when the session ends. Any relay reads it to find where an
+// agent is, to bridge to it and to fill the agents list's Relay column.
+
+// leaseTTL is how long a lease outlives the agent's last heartbeat: a relay
+// that died without deleting its leases stops being named after this.
+const leaseTTL = 90 * time.Second
+
+// leaseReapEvery is how often one relay of the fleet (under a TTL lock)
+// deletes expired leases. Readers ignore them anyway; this keeps the table
+// small.
+const leaseReapEvery = time.Minute
+
+// putLease writes a's lease: held here until now+leaseTTL.
+func (s *Server) putLease(a *agentSession) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	err := s.store.PutLease(ctx, store.Lease{
+		AgentID: a.id, SiteID: a.siteID, RelayNode: s.cfg.NodeName, Endpoint: s.peerEndpoint(),
+		Active: a.active.Load(), ExpiresAt: s.cfg.Now().Add(leaseTTL),
+	})
+	if err != nil {
+		s.log.Warn("presence lease", "agent", a.id, "err", err)
+	}
+}
+
+// dropLease deletes a's lease when its session here ended, unless the
+// agent is already back on this relay with a new session.
+func (s *Server) dropLease(a *agentSession) {
+	if s.crashed.Load() || s.agents.get(a.id) != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.store.DeleteLease(ctx, a.id, s.cfg.NodeName); err != nil {
+		s.log.Warn("presence lease delete", "agent", a.id, "err", err)
+	}
+}
+
+// remoteLease is the live lease of agent agentID of site siteID when
+// another relay holds it and this relay can bridge to it.
+func (s *Server) remoteLease(ctx context.Context, agentID, siteID string) (store.Lease, bool) {
+	if s.bridge == nil || agentID == "" {
+		return store.Lease{}, false
+	}
+	l, err := s.store.LookupLease(ctx, agentID, s.cfg.Now())
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn("presence lookup", "agent", agentID, "err", err)
+		}
+		return l, false
+	}
+	return l, l.RelayNode != s.cfg.NodeName && l.SiteID == siteID && l.Endpoint != ""
+}
+
+// leastLoaded is the site's online agent with the fewest active tunnels,
+// ties by agent id (spec 002 §4), among this relay's sessions and, in a
+// fleet, the other relays' leases (whose counts are those of the last
+// heartbeat). Exactly one of the results is set, or neither when the site
+// has no agent online.
+func (s *Server) leastLoaded(ctx context.Context, siteID string) (*agentSession, *store.Lease) {
+	local := s.agents.leastLoaded(siteID)
+	if s.bridge == nil {
+		return local, nil
+	}
+	leases, err := s.store.ListSiteLeases(ctx, siteID, s.cfg.Now())
+	if err != nil {
+		s.log.Warn("presence list", "site", siteID, "err", err)
+		return local, nil
+	}
+	var remote *store.Lease
+	for i := range leases {
+		l := &leases[i]
+		if l.RelayNode == s.cfg.NodeName || l.Endpoint == "" {
+			continue // this relay's own are in the registry, with live counts
+		}
+		if remote == nil || l.Active < remote.Active || (l.Active == remote.Active && l.AgentID < remote.AgentID) {
+			remote = l
+		}
+	}
+	if remote == nil {
+		return local, nil
+	}
+	if local != nil {
+		n := local.active.Load()
+		if n < remote.Active || (n == remote.Active && local.id < remote.AgentID) {
+			return local, nil
+		}
+	}
+	return nil, remote
+}
+
+// presence is the live lease of an agent that another relay holds.
+func (s *Server) presence(ctx context.Context, agentID string) (store.Lease, bool) {
+	l, err := s.store.LookupLease(ctx, agentID, s.cfg.Now())
+	if err != nil || l.RelayNode == s.cfg.NodeName {
+		return l, false
+	}
+	return l, true
+}
+
+// reapLeases deletes expired leases; run by one relay at a time.
+func (s *Server) reapLeases(ctx context.Context) {
+	n, err := s.store.ReapLeases(ctx, s.cfg.Now())
+	if err != nil {
+		s.log.Warn("reaping leases", "err", err)
+	} else if n > 0 {
+		s.log.Info("expired presence leases reaped", "count", n)
+	}
+}
