@@ -45,6 +45,10 @@ type Config struct {
 	// Dialer races the relay addresses; nil takes the default resolver
 	// and stagger. Tests give it a resolver of their own.
 	Dialer *relaydial.Dialer
+	// OnLAN runs fn where the agent reaches its LAN: the sockets (and the
+	// interface list) of discovery, probes and tunnel dials are made
+	// inside it. Nil runs fn as is; a test runs it in a network namespace.
+	OnLAN func(fn func() error) error
 }
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -119,7 +123,7 @@ func (a *Agent) Connected() bool { return a.sessions.Load() > 0 }
 func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
 	ctrl.SetDeadline(time.Now().Add(15 * time.Second))
 	defer ctrl.SetDeadline(time.Time{})
-	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: version.Get().String(), AllowlistVersion: a.allow.Version()})
+	err := mux.WriteMessage(ctrl, mux.MsgHello, mux.Hello{AgentID: a.id.AgentID, Version: version.Get().String(), AllowlistVersion: a.allow.Version(), Features: []string{mux.FeatureLANRuns}})
 	if err != nil {
 		return mux.HelloAck{}, fmt.Errorf("send hello: %w", err)
 	}
@@ -149,8 +153,9 @@ func (a *Agent) hello(ctrl *smux.Stream) (mux.HelloAck, error) {
 // controlConn serialises writes to the control stream: heartbeats and
 // allowlist acks come from different goroutines.
 type controlConn struct {
-	mu sync.Mutex
-	s  *smux.Stream
+	mu   sync.Mutex
+	s    *smux.Stream
+	runs lanRuns
 }
 
 func (c *controlConn) send(t mux.MsgType, v any) error {
@@ -225,6 +230,8 @@ func (a *Agent) readControl(c *controlConn, goaway func(reason string)) error {
 				return err
 			}
 			goaway(g.Reason)
+		case mux.MsgDiscover, mux.MsgProbe:
+			a.startRun(c, t, body) // lanrun.go
 		default:
 			a.log.Warn("ignoring control message", "type", t)
 		}

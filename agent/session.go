@@ -122,6 +122,8 @@ func (a *Agent) serve(ctx context.Context, l *link, ctrl *smux.Stream, ack mux.H
 	defer a.sessions.Add(-1)
 
 	c := &controlConn{s: ctrl}
+	c.runs.done = sess.CloseChan()
+	defer c.runs.wg.Wait() // LAN runs end with the session (lanrun.go)
 	var wg sync.WaitGroup
 	wg.Add(3)
 	go func() {

@@ -42,7 +42,7 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
 	d := net.Dialer{Control: a.dialControl}
-	conn, err := d.DialContext(ctx, "tcp", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
+	conn, err := a.lanDial(ctx, &d, net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
 	cancel()
 	if err != nil {
 		reason := err.Error()

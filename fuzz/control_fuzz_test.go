@@ -33,7 +33,7 @@ func FuzzControl(f *testing.F) {
 	f.Add([]byte{})
 	f.Add([]byte{byte(mux.MsgHello), 0, 0})                           // truncated length
 	f.Add([]byte{0, 0, 0, 0, 2, '{', '}'})                            // type 0
-	f.Add([]byte{6, 0, 0, 0, 2, '{', '}'})                            // type past the last
+	f.Add([]byte{11, 0, 0, 0, 2, '{', '}'})                           // type past the last
 	f.Add([]byte{byte(mux.MsgHeartbeat), 0xff, 0xff, 0xff, 0xff})     // 4 GiB body
 	f.Add([]byte{byte(mux.MsgAllowlist), 0, 0x80, 0, 1, '{'})         // MaxControlLen+1
 	f.Add([]byte{byte(mux.MsgHello), 0, 0, 0, 4, 'n', 'u', 'l', 'l'}) // JSON null

@@ -38,6 +38,9 @@ type Hello struct {
 	AgentID          string `json:"agent_id"`
 	Version          string `json:"version"`
 	AllowlistVersion int64  `json:"allowlist_version"`
+	// Features lists what the agent supports beyond the base protocol
+	// (FeatureLANRuns); an older agent sends none.
+	Features []string `json:"features,omitempty"`
 }
 
 // HelloAck answers a Hello. When OK is false the relay closes the session
@@ -108,7 +111,7 @@ func ReadMessage(r io.Reader) (MsgType, []byte, error) {
 		return 0, nil, err // io.EOF between messages is a clean close
 	}
 	t := MsgType(fixed[0])
-	if t < MsgHello || t > MsgGoAway {
+	if t < MsgHello || t > lastMsgType {
 		return 0, nil, fmt.Errorf("%w: unknown type %d", ErrBadControl, t)
 	}
 	n := binary.BigEndian.Uint32(fixed[1:])

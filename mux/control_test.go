@@ -57,7 +57,7 @@ func TestReadMessageErrors(t *testing.T) {
 	}{
 		"half a header":  {"\x01\x00\x00", io.ErrUnexpectedEOF},
 		"type 0":         {"\x00\x00\x00\x00\x02{}", mux.ErrBadControl},
-		"type 7":         {"\x07\x00\x00\x00\x02{}", mux.ErrBadControl},
+		"type 11":        {"\x0b\x00\x00\x00\x02{}", mux.ErrBadControl},
 		"truncated body": {"\x03\x00\x00\x00\x09{}", mux.ErrBadControl},
 		"over the limit": {"\x04\x00\x80\x00\x01{}", mux.ErrBadControl},
 		"4 GiB":          {"\x04\xff\xff\xff\xff{}", mux.ErrBadControl},

@@ -153,6 +153,7 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 
 	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), version: hello.Version, connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
 	a.allowlistHeld.Store(hello.AllowlistVersion)
+	a.features = hello.Features
 	if err := a.send(mux.MsgHelloAck, mux.HelloAck{OK: true, Relay: s.cfg.NodeName, HeartbeatSeconds: heartbeatSeconds}); err != nil {
 		return
 	}
@@ -180,6 +181,7 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 		log.Warn("initial allowlist push", "err", err)
 	}
 	err = s.readControl(a)
+	s.endAgentRuns(a) // lanruns.go
 	log.Info("agent disconnected", "err", err)
 }
 
@@ -246,6 +248,10 @@ func (s *Server) readControl(a *agentSession) error {
 			if !ack.Accepted {
 				s.log.Warn("agent refused allowlist push", "agent", a.id, "pushed", ack.Version, "held", ack.Held, "reason", ack.Reason)
 				s.audit(store.AuditEvent{TenantID: s.tenantOfSite(a.siteID), Actor: "agent:" + a.id, Action: "allowlist.refused", Target: a.id, Detail: ack.Reason})
+			}
+		case mux.MsgRunResult, mux.MsgRunDone:
+			if err := s.decodeRun(a, t, body); err != nil { // lanruns.go
+				return err
 			}
 		default:
 			return fmt.Errorf("unexpected control message type %d", t)

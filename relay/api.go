@@ -50,6 +50,12 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("POST /api/agents/{agentId}/revoke", auth.api(mgmt.revokeAgent))
 	m.HandleFunc("GET /api/agents", auth.api(mgmt.listTenantAgents)) // relay/api_agents_list.go
 	m.HandleFunc("GET /api/audit", auth.api(mgmt.listAudit))
+	m.HandleFunc("POST /api/sites/{siteId}/devices/bulk", auth.api(mgmt.createDevicesBulk)) // relay/api_bulk.go
+
+	// Discoveries and probes on a site's LAN (lanScans, relay/api_discover.go).
+	m.HandleFunc("POST /api/sites/{siteId}/discoveries", auth.api(s.scans.startDiscovery))
+	m.HandleFunc("POST /api/sites/{siteId}/probes", auth.api(s.scans.startProbe))
+	m.HandleFunc("GET /api/sites/{siteId}/runs/{runId}", auth.api(s.scans.getRun))
 
 	// The downloads (downloadsPart): no sign-in.
 	m.HandleFunc("GET /api/downloads", s.dl.handleDownloadList)

@@ -393,7 +393,7 @@ func TestDeviceChangesPushAllowlist(t *testing.T) {
 	wantAudit(t, d, "device.delete", dev.ID)
 }
 
-func waitAllowlist(t *testing.T, d *demo.Demo, version int64) {
+func waitAllowlist(t testing.TB, d *demo.Demo, version int64) {
 	t.Helper()
 	if err := testwait.Until(5*time.Second, func() error {
 		if v := d.Agent.Allowlist().Version(); v < version {

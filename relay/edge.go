@@ -28,6 +28,8 @@ import "github.com/nanodems/connector/internal/dist"
 //   - claimer (claim.go): POST /api/claim, embedded agents.
 //   - installers (installer.go): /api/sites/{siteId}/installers/{os},
 //     the per-site Linux and Windows installers.
+//   - lanScans (api_discover.go): discoveries and probes run by a site's
+//     agent, /api/sites/{siteId}/discoveries, …/probes, …/runs/{runId}.
 //
 // What they share (the configuration, the store, the log, audit and the
 // error answers) is base (base.go). Every part that reaches a device does
@@ -54,4 +56,5 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 	s.dl = &downloadsPart{base: b, catalog: catalog}
 	s.claim = newClaimer(b, s.ca, s.publicAgentAddr)
 	s.install = &installers{base: b, mgmt: s.mgmt, apiPin: s.apiPin}
+	s.scans = &lanScans{base: b, auth: s.auth, runner: s}
 }

@@ -32,6 +32,7 @@ type agentSession struct {
 	heartbeat     atomic.Pointer[heartbeat]
 	allowlistHeld atomic.Int64
 	today         dayBytes // bytes carried since UTC midnight (daybytes.go)
+	features      []string // what the agent supports, from its hello
 }
 
 type heartbeat struct {

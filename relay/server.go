@@ -114,7 +114,8 @@ type Server struct {
 	adminKeyFile string  // set on the first start only
 
 	agents *registry
-	bridge *bridge // BridgeTunnel; nil without a peer listener
+	runs   *lanRuns // discoveries and probes (lanruns.go)
+	bridge *bridge  // BridgeTunnel; nil without a peer listener
 	// crashed makes Close behave as a crash for presence and locks: no
 	// lease deleted, no lock released (tests of expiry).
 	crashed atomic.Bool
@@ -133,6 +134,7 @@ type Server struct {
 	dl      *downloadsPart
 	claim   *claimer
 	install *installers
+	scans   *lanScans
 
 	agentLn, apiLn, debugLn, peerLn net.Listener
 	http                            *http.Server
@@ -187,7 +189,7 @@ func New(cfg Config) (*Server, error) {
 	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("relay: data directory: %w", err)
 	}
-	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), done: make(chan struct{}), drainCh: make(chan struct{})}
+	s := &Server{base: base{cfg: &cfg, log: cfg.Logger}, agents: newRegistry(), runs: newLANRuns(), done: make(chan struct{}), drainCh: make(chan struct{})}
 	var err error
 	if s.store = cfg.Store; s.store == nil {
 		if s.store, err = store.OpenSQLite(filepath.Join(cfg.DataDir, "relay.db")); err != nil {

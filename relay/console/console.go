@@ -113,6 +113,10 @@ func (h *Handler) routes() []route {
 		{"GET /agents", h.page(h.agentsPage)},
 		{"POST /agents/{agentId}/revoke", h.form(h.revokeAgent)},
 		{"GET /audit", h.page(h.auditPage)},
+		{"GET /sites/{siteId}/discover", h.page(h.discoverPage)}, // discover.go
+		{"POST /sites/{siteId}/discover", h.form(h.runDiscovery)},
+		{"POST /sites/{siteId}/probe", h.form(h.runProbe)},
+		{"POST /sites/{siteId}/runs/{runId}/add", h.form(h.addFound)},
 	}
 }
 

@@ -258,6 +258,10 @@ type Store interface {
 	// is stored or none. It returns the device as stored (create: with its
 	// LoopbackIP) and the site's new allowlist version.
 	ApplyDeviceChange(ctx context.Context, c DeviceChange) (Device, int64, error)
+	// CreateDevices stores many DeviceCreate changes of one site in one
+	// transaction, all or none, with one bump of the site's allowlist
+	// version for the whole batch (devices_bulk.go).
+	CreateDevices(ctx context.Context, siteID string, cs []DeviceChange) ([]Device, int64, error)
 	GetDevice(ctx context.Context, id string) (Device, error)
 	// GetDeviceSerial and ClaimDeviceSerial: the serials of devices that
 	// run an agent themselves (serials.go).

@@ -123,7 +123,29 @@
     }).catch(function (e) { toast("RTSP URL: " + e.message); });
   });
 
+  // A running discovery or probe ([data-poll]) is refreshed in place from
+  // the page itself until it ends; ticked rows stay ticked.
+  function pollRun() {
+    setTimeout(function () {
+      fetch(location.href, { credentials: "same-origin", headers: { "Accept": "text/html" } }).then(function (resp) {
+        if (!resp.ok) throw new Error("HTTP " + resp.status);
+        return resp.text();
+      }).then(function (html) {
+        var next = new DOMParser().parseFromString(html, "text/html").getElementById("run");
+        var cur = document.getElementById("run");
+        if (!next || !cur) return;
+        var ticked = {}, seen = {};
+        cur.querySelectorAll('input[name="host"]').forEach(function (c) { ticked[c.value] = c.checked; seen[c.value] = true; });
+        cur.replaceWith(next);
+        next.querySelectorAll('input[name="host"]').forEach(function (c) { if (seen[c.value]) c.checked = ticked[c.value]; });
+        next.querySelectorAll("table.data").forEach(setupTable);
+        if (next.hasAttribute("data-poll")) pollRun();
+      }).catch(function (e) { toast("Refreshing the results: " + e.message); });
+    }, 700);
+  }
+
   function setup() {
+    if (document.querySelector("#run[data-poll]")) pollRun();
     document.querySelectorAll("dialog[open]").forEach(function (d) {
       if (d.showModal) openDialog(d);
     });

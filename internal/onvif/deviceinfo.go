@@ -1,0 +1,89 @@
+package onvif
+
+import (
+	"encoding/xml"
+	"errors"
+	"fmt"
+	"strings"
+)
+
+// MaxBody bounds a GetDeviceInformation answer the agent reads.
+const MaxBody = 64 << 10
+
+// ErrNeedsLogin is wrapped when the device wants credentials
+// (WS-Security) for GetDeviceInformation.
+var ErrNeedsLogin = errors.New("device needs login")
+
+// GetDeviceInformation is the SOAP 1.2 request body, and SOAPAction the
+// action its Content-Type names.
+const (
+	GetDeviceInformation = `<?xml version="1.0" encoding="UTF-8"?>` +
+		`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">` +
+		`<s:Body xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:GetDeviceInformation/></s:Body></s:Envelope>`
+	GetDeviceInformationAction = "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation"
+	ContentType                = `application/soap+xml; charset=utf-8; action="` + GetDeviceInformationAction + `"`
+)
+
+// DeviceInformation is what GetDeviceInformation answers.
+type DeviceInformation struct {
+	Manufacturer, Model, FirmwareVersion, SerialNumber, HardwareID string
+}
+
+type deviceInfoEnvelope struct {
+	XMLName xml.Name
+	Body    struct {
+		Response *struct {
+			Manufacturer    string `xml:"Manufacturer"`
+			Model           string `xml:"Model"`
+			FirmwareVersion string `xml:"FirmwareVersion"`
+			SerialNumber    string `xml:"SerialNumber"`
+			HardwareID      string `xml:"HardwareId"`
+		} `xml:"GetDeviceInformationResponse"`
+		Fault *struct {
+			Code struct {
+				Value   string `xml:"Value"`
+				Subcode struct {
+					Value   string `xml:"Value"`
+					Subcode struct {
+						Value string `xml:"Value"`
+					} `xml:"Subcode"`
+				} `xml:"Subcode"`
+			} `xml:"Code"`
+			Reason struct {
+				Text string `xml:"Text"`
+			} `xml:"Reason"`
+			// SOAP 1.1
+			FaultCode   string `xml:"faultcode"`
+			FaultString string `xml:"faultstring"`
+		} `xml:"Fault"`
+	} `xml:"Body"`
+}
+
+func (e *deviceInfoEnvelope) root() string { return e.XMLName.Local }
+
+// ParseDeviceInformation reads a GetDeviceInformation answer. A SOAP
+// fault that says the caller is not authorized wraps ErrNeedsLogin; any
+// other fault is an error with its reason.
+func ParseDeviceInformation(b []byte) (DeviceInformation, error) {
+	if len(b) > MaxBody {
+		return DeviceInformation{}, fmt.Errorf("device information of %d bytes exceeds %d", len(b), MaxBody)
+	}
+	var env deviceInfoEnvelope
+	if err := unmarshal(b, &env); err != nil {
+		return DeviceInformation{}, err
+	}
+	if f := env.Body.Fault; f != nil {
+		codes := strings.Join([]string{f.Code.Value, f.Code.Subcode.Value, f.Code.Subcode.Subcode.Value, f.FaultCode}, " ")
+		reason := clip(strings.TrimSpace(f.Reason.Text + f.FaultString))
+		if strings.Contains(codes, "NotAuthorized") || strings.Contains(codes, "FailedAuthentication") {
+			return DeviceInformation{}, fmt.Errorf("%w: %s", ErrNeedsLogin, reason)
+		}
+		return DeviceInformation{}, fmt.Errorf("SOAP fault %s: %s", clip(strings.TrimSpace(codes)), reason)
+	}
+	r := env.Body.Response
+	if r == nil {
+		return DeviceInformation{}, errors.New("SOAP message holds no GetDeviceInformationResponse")
+	}
+	t := func(s string) string { return clip(strings.TrimSpace(s)) }
+	return DeviceInformation{t(r.Manufacturer), t(r.Model), t(r.FirmwareVersion), t(r.SerialNumber), t(r.HardwareID)}, nil
+}
