@@ -30,8 +30,10 @@ type agentPage struct {
 }
 
 // agentsPerPage is the Agents page's page size: an integrator's 2,000
-// agents are eight pages, each rendered in about 10 ms (docs/perf-console.md).
-const agentsPerPage = 250
+// agents are twenty pages. The template costs about 25 µs of CPU a row,
+// so 100 rows keep a render well inside the 50 ms p99 goal on a busy
+// machine, where 250 rows did not (docs/perf-console.md).
+const agentsPerPage = 100
 
 // agentRow is an agent as the table shows it; the page's script gets the
 // same rows as JSON every 5 s and rewrites the live cells.

@@ -42,7 +42,7 @@ func BenchmarkConsolePages(b *testing.B) {
 
 	for _, page := range []struct{ name, path, want string }{
 		{"sites", "/sites", `data-count="sites">200<`},
-		{"agents", "/agents", `data-count="agents">250<`}, // the first page of eight
+		{"agents", "/agents", `data-count="agents">100<`}, // the first page of twenty
 	} {
 		b.Run(page.name, func(b *testing.B) {
 			if body := c.get(b, page.path); !strings.Contains(body, page.want) {
