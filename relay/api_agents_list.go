@@ -25,13 +25,9 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(r)
+	agents, next, err := listPage(r, t.ID, s.store.ListTenantAgents)
 	if err != nil {
 		return err
-	}
-	agents, next, err := s.store.ListTenantAgents(r.Context(), t.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	names, err := s.siteNames(r, t.ID, agents)
 	if err != nil {

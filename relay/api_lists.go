@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -37,6 +38,17 @@ func listErr(err error) error {
 	return err
 }
 
+// listPage reads the page r asks for (pageOf) of the list of id, with a
+// cursor this list did not hand out refused as bad input (listErr).
+func listPage[T any](r *http.Request, id string, list func(context.Context, string, store.Page) ([]T, string, error)) ([]T, string, error) {
+	pg, err := pageOf(r)
+	if err != nil {
+		return nil, "", err
+	}
+	items, next, err := list(r.Context(), id, pg)
+	return items, next, listErr(err)
+}
+
 // writePage answers one page of a list.
 func writePage[T any](w http.ResponseWriter, items []T, next string) {
 	out := map[string]any{"items": items}
@@ -62,13 +74,9 @@ func (s *managementAPI) listSites(w http.ResponseWriter, r *http.Request, p Prin
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(r)
+	sites, next, err := listPage(r, t.ID, s.store.ListSites)
 	if err != nil {
 		return err
-	}
-	sites, next, err := s.store.ListSites(r.Context(), t.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	ids := make([]string, len(sites))
 	for i, site := range sites {
@@ -93,13 +101,9 @@ func (s *managementAPI) listUsers(w http.ResponseWriter, r *http.Request, p Prin
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(r)
+	users, next, err := listPage(r, t.ID, s.store.ListUsers)
 	if err != nil {
 		return err
-	}
-	users, next, err := s.store.ListUsers(r.Context(), t.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	items := make([]map[string]any, len(users))
 	for i, u := range users {
@@ -120,13 +124,9 @@ func (s *managementAPI) listUserTokens(w http.ResponseWriter, r *http.Request, p
 	if err != nil {
 		return lookup(err, "user "+userID)
 	}
-	pg, err := pageOf(r)
+	toks, next, err := listPage(r, u.ID, s.store.ListUserAPITokens)
 	if err != nil {
 		return err
-	}
-	toks, next, err := s.store.ListUserAPITokens(r.Context(), u.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	items := make([]map[string]any, len(toks))
 	for i, t := range toks {
@@ -144,13 +144,9 @@ func (s *managementAPI) listDevices(w http.ResponseWriter, r *http.Request, p Pr
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(r)
+	devs, next, err := listPage(r, site.ID, s.store.ListDevicesPage)
 	if err != nil {
 		return err
-	}
-	devs, next, err := s.store.ListDevicesPage(r.Context(), site.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	items := make([]map[string]any, 0, len(devs))
 	for _, d := range devs {
@@ -171,13 +167,9 @@ func (s *managementAPI) listSiteHandles(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	pg, err := pageOf(r)
+	hs, next, err := listPage(r, site.ID, s.store.ListSiteHandles)
 	if err != nil {
 		return err
-	}
-	hs, next, err := s.store.ListSiteHandles(r.Context(), site.ID, pg)
-	if err != nil {
-		return listErr(err)
 	}
 	items := make([]map[string]any, len(hs))
 	for i, h := range hs {
