@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net"
@@ -21,6 +22,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+	"github.com/xtaci/smux"
 	"go.uber.org/goleak"
 
 	"github.com/nanodems/connector/cli"
@@ -28,6 +31,8 @@ import (
 	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/internal/testpg"
 	"github.com/nanodems/connector/internal/testwait"
+	"github.com/nanodems/connector/internal/wsconn"
+	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/store"
 )
@@ -58,6 +63,7 @@ type installation struct {
 	pin, adminKey, token, userID string
 	site1, site2                 string
 	echo1, echo2, page2          string // handles
+	loopback2                    string // site 2's device in CLI plans
 }
 
 // TestFleetProcesses is the fleet's end-to-end check with real processes:
@@ -105,9 +111,11 @@ func TestFleetProcesses(t *testing.T) {
 	pagePort := pageLn.Addr().(*net.TCPAddr).Port
 
 	provision(t, r1, &in, echo.Addr().Port, pagePort)
-	a1 := startAgent(t, root, "agent-1a", r1, in.pin, in.adminKey, in.site1, relays)
-	a2 := startAgent(t, root, "agent-1b", r2, in.pin, in.adminKey, in.site1, relays)
-	b := startAgent(t, root, "agent-2", r3, in.pin, in.adminKey, in.site2, relays)
+	// Each agent is given every relay, its "home" first, which Happy
+	// Eyeballs tries first: site 1's agents on r1 and r3, site 2's on r3.
+	a1 := startAgent(t, root, "agent-1a", r1, in.pin, in.adminKey, in.site1, []*relayProc{r1, r2, r3})
+	a2 := startAgent(t, root, "agent-1b", r2, in.pin, in.adminKey, in.site1, []*relayProc{r3, r1, r2})
+	b := startAgent(t, root, "agent-2", r3, in.pin, in.adminKey, in.site2, []*relayProc{r3, r1, r2})
 	holder := map[string]string{} // agent id → relay node
 	testwait.For(t, 30*time.Second, "three agents online", func() bool {
 		for _, site := range []string{in.site1, in.site2} {
@@ -169,6 +177,13 @@ func TestFleetProcesses(t *testing.T) {
 		if after.Opens < before.Opens+2 || after.Bytes < before.Bytes+2*64<<20 {
 			t.Fatalf("%s bridge counters %+v → %+v: the paths did not cross the bridge", x.node, before, after)
 		}
+		// The CLI mux: a CLI session of site 2, a stream to the device's
+		// plan address, 16 MiB each way.
+		var sess struct {
+			Token string `json:"token"`
+		}
+		must(t, x.apiClient().Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{in.site2}, "label": "fleet e2e"}, &sess, demo.Bearer(in.token)))
+		must(t, muxRoundTrip(ctx, op(x, sess.Token), in.loopback2, uint16(echo.Addr().Port), 16<<20))
 		// Site 1's handle, from a relay that holds neither of its agents.
 		if y := other(a1, a2); y != nil {
 			c, err := cli.DialTunnel(ctx, op(y, in.token), in.echo1)
@@ -404,6 +419,34 @@ func TestFleetProcesses(t *testing.T) {
 	})
 }
 
+// muxRoundTrip opens the CLI mux (/api/cli/mux) of a CLI session on the
+// relay, one stream to ip:port through it, and checks n bytes each way
+// with half-close.
+func muxRoundTrip(ctx context.Context, r cli.Relay, ip string, port uint16, n int64) error {
+	client := r.HTTPClient()
+	defer client.CloseIdleConnections()
+	u := "wss" + strings.TrimPrefix(r.URL, "https") + "/api/cli/mux"
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + r.Token}}})
+	if err != nil {
+		return fmt.Errorf("CLI mux: %w", err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20) // smux frames are up to 64 KiB
+	sess, err := smux.Client(wsconn.New(ws, wsconn.Addr("cli"), wsconn.Addr("relay")), mux.Config())
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	st, err := mux.OpenTunnel(sess, mux.Header{Host: ip, Port: port})
+	if err != nil {
+		return fmt.Errorf("CLI mux stream to %s:%d: %w", ip, port, err)
+	}
+	if err := mux.ReadStatus(st); err != nil {
+		return fmt.Errorf("CLI mux stream to %s:%d: %w", ip, port, err)
+	}
+	return testnet.RoundTrip(mux.NewStream(st), n)
+}
+
 func indexOf(rs []*relayProc, r *relayProc) int {
 	for i, x := range rs {
 		if x == r {
@@ -431,12 +474,14 @@ func provision(t *testing.T, r *relayProc, in *installation, echoPort, pagePort 
 	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/sites", map[string]any{"name": "Site 2", "allow_loopback": true}, &s2, admin))
 	in.userID, in.token, in.site1, in.site2 = u.ID, tok.Token, s1.ID, s2.ID
 	var d1, d2 struct {
-		Handles map[string]string `json:"handles"`
+		Handles    map[string]string `json:"handles"`
+		LoopbackIP string            `json:"loopback_ip"`
 	}
 	must(t, api.Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{echoPort}, "label": "echo 1"}, &d1, demo.Bearer(in.token)))
 	must(t, api.Do(ctx, "POST", "/api/sites/"+in.site2+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{echoPort, pagePort}, "label": "echo and page 2"}, &d2, demo.Bearer(in.token)))
 	in.echo1 = d1.Handles[strconv.Itoa(echoPort)]
 	in.echo2, in.page2 = d2.Handles[strconv.Itoa(echoPort)], d2.Handles[strconv.Itoa(pagePort)]
+	in.loopback2 = d2.LoopbackIP
 }
 
 type agentRow struct {
