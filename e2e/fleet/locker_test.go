@@ -24,7 +24,7 @@ const (
 // NANODEMS_E2E_LOCKER set to a holder name it ticks on the store of
 // $NANODEMS_DATABASE as relay/jobs.go's runLocked does (TryLock at every
 // tick, run the job only while holding the lock) and prints one line per
-// run, until it is killed. relay.Server's own locked jobs tick every
+// tick ("run" or "skip" and the time), until it is killed. relay.Server's own locked jobs tick every
 // minute with no flag to shorten them, so the check drives the same store
 // call from processes of its own.
 func runLocker(holder string) {
@@ -42,16 +42,23 @@ func runLocker(holder string) {
 		}
 		if ok {
 			fmt.Printf("run %d\n", time.Now().UnixNano())
+		} else {
+			fmt.Printf("skip %d\n", time.Now().UnixNano())
 		}
 	}
 }
 
-// lockRuns reads the run times a locker printed.
-func lockRuns(t *testing.T, p *proc) []time.Time {
+// lockRuns reads the times of the ticks at which a locker ran the job.
+func lockRuns(t *testing.T, p *proc) []time.Time { return lockTicks(t, p, "run ") }
+
+// lockSkips reads the times of the ticks at which it did not.
+func lockSkips(t *testing.T, p *proc) []time.Time { return lockTicks(t, p, "skip ") }
+
+func lockTicks(t *testing.T, p *proc, prefix string) []time.Time {
 	t.Helper()
 	var runs []time.Time
 	for _, l := range strings.Split(p.log(), "\n") {
-		ns, ok := strings.CutPrefix(l, "run ")
+		ns, ok := strings.CutPrefix(l, prefix)
 		if !ok {
 			continue
 		}
