@@ -70,10 +70,10 @@ type installation struct {
 // TestFleetProcesses is the fleet's end-to-end check with real processes:
 // three relays on one PostgreSQL, two agents at site 1 and one at site 2.
 func TestFleetProcesses(t *testing.T) {
+	dsn := testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
 	if _, err := binaries(); err != nil {
 		t.Fatal(err)
 	}
-	dsn := testpg.DSN(t)
 	root := t.TempDir()
 	ctx := context.Background()
 
