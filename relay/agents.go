@@ -154,13 +154,16 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 	a := &agentSession{id: agent.ID, siteID: agent.SiteID, remote: raw.RemoteAddr().String(), version: hello.Version, connectedAt: s.cfg.Now(), sess: sess, ctrl: ctrl}
 	a.allowlistHeld.Store(hello.AllowlistVersion)
 	a.features = hello.Features
+	// The lease before the ack: an agent that is told it is connected can
+	// be found by every relay of the fleet at once.
+	s.putLease(a)
 	if err := a.send(mux.MsgHelloAck, mux.HelloAck{OK: true, Relay: s.cfg.NodeName, HeartbeatSeconds: heartbeatSeconds}); err != nil {
+		s.dropLease(a)
 		return
 	}
 	if old := s.agents.add(a); old != nil {
 		old.sess.Close()
 	}
-	s.putLease(a)
 	defer s.dropLease(a) // after remove: runs last
 	defer s.agents.remove(a)
 	// Runs first: however the session ends, its tunnels end with it, those

@@ -141,12 +141,41 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 	if a := s.agents.get(r.AgentID); a != nil && a.siteID == r.SiteID {
 		return s.openOn(ctx, a, r, o)
 	}
+	// Agents whose lease names a relay that did not answer for them: a
+	// relay killed or cut off deletes none of its leases, so they name it
+	// until they expire. Such an agent is offline as far as this open is
+	// concerned, and the site's other agents stand in for it.
+	gone := map[string]bool{}
+	var lastErr error // the last such relay's failure
 	if l, ok := s.remoteLease(ctx, r.AgentID, r.SiteID); ok {
-		return s.bridge.dial(ctx, l, r, o)
+		c, err := s.bridge.dial(ctx, l, r, o)
+		if !errors.Is(err, ErrAgentOffline) || ctx.Err() != nil {
+			return c, err
+		}
+		s.log.Info("pinned agent's relay does not answer for it; another agent of the site stands in", "handle", r.Handle, "agent", l.AgentID, "relay", l.RelayNode, "err", err)
+		gone[l.AgentID], lastErr = true, err
 	}
-	local, remote := s.leastLoaded(ctx, r.SiteID)
+	for {
+		c, dead, err := s.dialLeastLoaded(ctx, &r, o, gone)
+		switch {
+		case dead != nil:
+			gone[dead.AgentID], lastErr = true, err
+		case errors.Is(err, ErrAgentOffline) && lastErr != nil:
+			return nil, lastErr
+		default:
+			return c, err
+		}
+	}
+}
+
+// dialLeastLoaded opens r on the site's least-loaded online agent but
+// those in gone, pinning r to it if r has no pin yet. When that agent is
+// another relay's and the relay does not answer for it, it returns the
+// agent's lease as dead, so that the caller tries the next agent.
+func (s *Server) dialLeastLoaded(ctx context.Context, r *store.Route, o DialOptions, gone map[string]bool) (c net.Conn, dead *store.Lease, err error) {
+	local, remote := s.leastLoaded(ctx, r.SiteID, gone)
 	if local == nil && remote == nil {
-		return nil, ErrAgentOffline
+		return nil, nil, ErrAgentOffline
 	}
 	chosen := ""
 	if local != nil {
@@ -159,13 +188,18 @@ func (s *Server) dialRoute(ctx context.Context, r store.Route, o DialOptions) (n
 		// a pinned agent that is offline is stood in for, not replaced.
 		if err := s.store.PinHandle(ctx, r.Handle, chosen); err == nil {
 			r.AgentID = chosen
-			s.routes.Store(r.Handle, r)
+			s.routes.Store(r.Handle, *r)
 		}
 	}
 	if local != nil {
-		return s.openOn(ctx, local, r, o)
+		c, err := s.openOn(ctx, local, *r, o)
+		return c, nil, err
 	}
-	return s.bridge.dial(ctx, *remote, r, o)
+	c, err = s.bridge.dial(ctx, *remote, *r, o)
+	if errors.Is(err, ErrAgentOffline) && ctx.Err() == nil {
+		return nil, remote, err
+	}
+	return c, nil, err
 }
 
 // openOn opens a tunnel to r's target through a, an agent session of this

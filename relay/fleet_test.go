@@ -302,6 +302,40 @@ func TestFleetCrashedRelayLeasesExpire(t *testing.T) {
 	wantErrIs(t, err, store.ErrNotFound)
 }
 
+// TestFleetCrashedRelayStandIn: a handle pinned to an agent that died
+// with its relay (its lease still names that relay) is served by the
+// site's other online agent, on a third relay, without waiting for the
+// lease to expire and without re-pinning.
+func TestFleetCrashedRelayStandIn(t *testing.T) {
+	f := startFleet(t, 3)
+	r1, r2, r3 := f.relays[0], f.relays[1], f.relays[2]
+	ctx := context.Background()
+	site := addSite(t, f.d)
+	h, _ := f.echoDevice(t, site)
+	x := f.startAgent(t, r2, site)
+	y := f.startAgent(t, r3, site)
+	must(t, r1.Store().PinHandle(ctx, h, x.ID()))
+	relay.Crash(r2)
+	must(t, r2.Close())
+	x.stop()
+	if _, err := r1.Store().LookupLease(ctx, x.ID(), time.Now()); err != nil {
+		t.Fatalf("the dead relay's lease of x: %v, want it still there", err)
+	}
+	before := r1.BridgeStats().Opens
+	c, err := cli.DialTunnel(ctx, operator(f.d), h)
+	must(t, err)
+	defer c.Close()
+	must(t, roundTrip(c, 1<<20))
+	if r1.BridgeStats().Opens != before+1 || agentsOf(t, f.d, site)[y.ID()].Relay != "r3" {
+		t.Fatalf("r1 did not bridge to the stand-in on r3 (bridge %+v)", r1.BridgeStats())
+	}
+	r, err := r1.Store().ResolveHandle(ctx, h)
+	must(t, err)
+	if r.AgentID != x.ID() {
+		t.Fatalf("re-pinned to %s, want the pin on %s kept", r.AgentID, x.ID())
+	}
+}
+
 // TestFleetPeerCertificates: the peer listener takes only relay leaves of
 // the internal CA, and the agent listener only agent certificates of the
 // Agent CA.

@@ -67,9 +67,9 @@ func (s *Server) remoteLease(ctx context.Context, agentID, siteID string) (store
 // leastLoaded is the site's online agent with the fewest active tunnels,
 // ties by agent id (spec 002 §4), among this relay's sessions and, in a
 // fleet, the other relays' leases (whose counts are those of the last
-// heartbeat). Exactly one of the results is set, or neither when the site
-// has no agent online.
-func (s *Server) leastLoaded(ctx context.Context, siteID string) (*agentSession, *store.Lease) {
+// heartbeat), leaving out the leases of the agents in gone. Exactly one
+// of the results is set, or neither when the site has no agent online.
+func (s *Server) leastLoaded(ctx context.Context, siteID string, gone map[string]bool) (*agentSession, *store.Lease) {
 	local := s.agents.leastLoaded(siteID)
 	if s.bridge == nil {
 		return local, nil
@@ -84,6 +84,9 @@ func (s *Server) leastLoaded(ctx context.Context, siteID string) (*agentSession,
 		l := &leases[i]
 		if l.RelayNode == s.cfg.NodeName || l.Endpoint == "" {
 			continue // this relay's own are in the registry, with live counts
+		}
+		if gone[l.AgentID] {
+			continue
 		}
 		if remote == nil || l.Active < remote.Active || (l.Active == remote.Active && l.AgentID < remote.AgentID) {
 			remote = l

@@ -1,0 +1,561 @@
+package fleet
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+	"github.com/xtaci/smux"
+	"go.uber.org/goleak"
+
+	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/internal/testpg"
+	"github.com/nanodems/connector/internal/testwait"
+	"github.com/nanodems/connector/internal/wsconn"
+	"github.com/nanodems/connector/mux"
+	"github.com/nanodems/connector/relay/pki"
+	"github.com/nanodems/connector/relay/store"
+)
+
+func TestMain(m *testing.M) {
+	if holder := os.Getenv("NANODEMS_E2E_LOCKER"); holder != "" {
+		runLocker(holder)
+		return
+	}
+	goleak.VerifyTestMain(cleanupAfter{m})
+}
+
+// cleanupAfter stops the test PostgreSQL and removes the built binaries
+// after the tests, before goleak looks for what is left running.
+type cleanupAfter struct{ m *testing.M }
+
+func (c cleanupAfter) Run() int {
+	code := c.m.Run()
+	testpg.Stop()
+	if binDir != "" {
+		os.RemoveAll(binDir)
+	}
+	return code
+}
+
+// installation is what the test provisioned on the fleet.
+type installation struct {
+	pin, adminKey, token, userID string
+	site1, site2                 string
+	echo1, echo2, page2          string // handles
+	loopback2                    string // site 2's device in CLI plans
+}
+
+// TestFleetProcesses is the fleet's end-to-end check with real processes:
+// three relays on one PostgreSQL, two agents at site 1 and one at site 2.
+func TestFleetProcesses(t *testing.T) {
+	dsn := testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
+	if _, err := binaries(); err != nil {
+		t.Fatal(err)
+	}
+	root := t.TempDir()
+	ctx := context.Background()
+
+	r1 := startRelay(t, "r1", filepath.Join(root, "r1"), dsn, "")
+	var in installation
+	in.pin = pinLine.FindStringSubmatch(r1.log())[1]
+	key, err := os.ReadFile(filepath.Join(r1.dir, "admin-key"))
+	must(t, err)
+	in.adminKey = strings.TrimSpace(string(key))
+	copyKeys(t, r1.dir, filepath.Join(root, "r2"))
+	copyKeys(t, r1.dir, filepath.Join(root, "r3"))
+	r2 := startRelay(t, "r2", filepath.Join(root, "r2"), dsn, in.pin)
+	r3 := startRelay(t, "r3", filepath.Join(root, "r3"), dsn, in.pin)
+	relays := []*relayProc{r1, r2, r3}
+
+	// Targets, in this process: an echo server that honours half-close,
+	// and a web page that also answers an upload with its sha256.
+	echo, err := demo.StartEcho("127.0.0.1:0")
+	must(t, err)
+	t.Cleanup(func() { echo.Close() })
+	page := make([]byte, 1<<20)
+	rand.Read(page)
+	pageLn, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	pageSrv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == "POST" {
+			h := sha256.New()
+			io.Copy(h, r.Body)
+			io.WriteString(w, hex.EncodeToString(h.Sum(nil)))
+			return
+		}
+		w.Write(page)
+	})}
+	go pageSrv.Serve(pageLn)
+	t.Cleanup(func() { pageSrv.Close() })
+	pagePort := pageLn.Addr().(*net.TCPAddr).Port
+
+	provision(t, r1, &in, echo.Addr().Port, pagePort)
+	// Each agent is given every relay, its "home" first, which Happy
+	// Eyeballs tries first: site 1's agents on r1 and r3, site 2's on r3.
+	a1 := startAgent(t, root, "agent-1a", r1, in.pin, in.adminKey, in.site1, []*relayProc{r1, r2, r3})
+	a2 := startAgent(t, root, "agent-1b", r2, in.pin, in.adminKey, in.site1, []*relayProc{r3, r1, r2})
+	b := startAgent(t, root, "agent-2", r3, in.pin, in.adminKey, in.site2, []*relayProc{r3, r1, r2})
+	holder := map[string]string{} // agent id → relay node
+	testwait.For(t, 30*time.Second, "three agents online", func() bool {
+		for _, site := range []string{in.site1, in.site2} {
+			for _, row := range agentsOf(t, r1, in.token, site) {
+				if row.Online {
+					holder[row.ID] = row.Relay
+				}
+			}
+		}
+		return holder[a1.id] != "" && holder[a2.id] != "" && holder[b.id] != ""
+	})
+	t.Logf("agents: 1a on %s, 1b on %s, 2 on %s", holder[a1.id], holder[a2.id], holder[b.id])
+	byNode := map[string]*relayProc{"r1": r1, "r2": r2, "r3": r3}
+	// other returns a relay that holds none of the given agents, or nil.
+	other := func(agents ...*agentProc) *relayProc {
+	next:
+		for _, r := range relays {
+			for _, a := range agents {
+				if holder[a.id] == r.node {
+					continue next
+				}
+			}
+			return r
+		}
+		return nil
+	}
+	op := func(r *relayProc, token string) cli.Relay { return cli.Relay{URL: r.url, Token: token, Pin: in.pin} }
+
+	t.Run("bridged access paths", func(t *testing.T) {
+		x := other(b)
+		before := x.bridgeStats(t)
+		// WebSocket tunnel, 64 MiB each way, half-close: the echo target
+		// ends its answer only after the client's CloseWrite reached it.
+		c, err := cli.DialTunnel(ctx, op(x, in.token), in.echo2)
+		must(t, err)
+		start := time.Now()
+		err = testnet.RoundTrip(c, 64<<20)
+		c.Close()
+		must(t, err)
+		t.Logf("64 MiB each way through %s → %s (bridge) in %v", x.node, holder[b.id], time.Since(start).Round(time.Millisecond))
+		// The browser proxy: the page down, an upload up, both checked.
+		want := sha256.Sum256(page)
+		if got := sha256.Sum256(get(t, x, in.token, "/c/"+in.page2+"/")); got != want {
+			t.Fatal("the page differs through the bridge")
+		}
+		up := make([]byte, 8<<20)
+		rand.Read(up)
+		sum := sha256.Sum256(up)
+		req, _ := http.NewRequest("POST", x.url+"/c/"+in.page2+"/upload", bytes.NewReader(up))
+		req.Header.Set("Authorization", "Bearer "+in.token)
+		resp, err := x.client.Do(req)
+		must(t, err)
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 || string(body) != hex.EncodeToString(sum[:]) {
+			t.Fatalf("upload through the bridge: %d %q, want sha256 %x", resp.StatusCode, body, sum)
+		}
+		after := x.bridgeStats(t)
+		if after.Opens < before.Opens+2 || after.Bytes < before.Bytes+2*64<<20 {
+			t.Fatalf("%s bridge counters %+v → %+v: the paths did not cross the bridge", x.node, before, after)
+		}
+		// The CLI mux: a CLI session of site 2, a stream to the device's
+		// plan address, 16 MiB each way.
+		var sess struct {
+			Token string `json:"token"`
+		}
+		must(t, x.apiClient().Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{in.site2}, "label": "fleet e2e"}, &sess, demo.Bearer(in.token)))
+		must(t, muxRoundTrip(ctx, op(x, sess.Token), in.loopback2, uint16(echo.Addr().Port), 16<<20))
+		// Site 1's handle, from a relay that holds neither of its agents.
+		if y := other(a1, a2); y != nil {
+			c, err := cli.DialTunnel(ctx, op(y, in.token), in.echo1)
+			must(t, err)
+			err = testnet.RoundTrip(c, 4<<20)
+			c.Close()
+			must(t, err)
+		} else {
+			t.Logf("site 1's agents are on two relays and the third holds agent 2: %v", holder)
+		}
+	})
+
+	t.Run("token revoked on one relay cuts its tunnel on another", func(t *testing.T) {
+		var tok struct {
+			ID    string `json:"id"`
+			Token string `json:"token"`
+		}
+		must(t, r1.apiClient().Do(ctx, "POST", "/api/users/"+in.userID+"/tokens", nil, &tok, demo.Admin(in.adminKey)))
+		via := other(b)                               // the tunnel's relay: bridged to agent 2's
+		revoker := relays[(indexOf(relays, via)+1)%3] // another relay
+		c, err := cli.DialTunnel(ctx, op(via, tok.Token), in.echo2)
+		must(t, err)
+		defer c.Close()
+		_, err = c.Write([]byte("hello"))
+		must(t, err)
+		buf := make([]byte, 5)
+		_, err = io.ReadFull(c, buf)
+		must(t, err)
+		cut := make(chan time.Time, 1)
+		go func() {
+			io.Copy(io.Discard, c)
+			cut <- time.Now()
+		}()
+		start := time.Now()
+		must(t, revoker.apiClient().Do(ctx, "DELETE", "/api/users/"+in.userID+"/tokens/"+tok.ID, nil, nil, demo.Admin(in.adminKey)))
+		select {
+		case at := <-cut:
+			t.Logf("token revoked on %s; its tunnel through %s cut %v later", revoker.node, via.node, at.Sub(start).Round(time.Millisecond))
+		case <-time.After(time.Second):
+			c.Close()
+			<-cut
+			t.Fatalf("token revoked on %s; its tunnel through %s still open after 1 s", revoker.node, via.node)
+		}
+		// And the token no longer opens anything, on any relay.
+		for _, r := range relays {
+			_, err := cli.DialTunnel(ctx, op(r, tok.Token), in.echo2)
+			var re *cli.RelayError
+			if !errors.As(err, &re) || re.Status != 401 {
+				t.Fatalf("revoked token on %s: %v, want 401", r.node, err)
+			}
+		}
+	})
+
+	t.Run("certificates stay on their listener", func(t *testing.T) {
+		ca, err := pki.LoadOrCreateCA(r1.dir, pki.InternalCAName, "unused: the CA exists")
+		must(t, err)
+		leaf, err := ca.PeerCert("e2e-relay", []string{"127.0.0.1"})
+		must(t, err)
+		roots := x509.NewCertPool()
+		roots.AddCert(ca.Cert)
+		agentCert, err := tls.LoadX509KeyPair(filepath.Join(b.dir, "agent.pem"), filepath.Join(b.dir, "agent-key.pem"))
+		must(t, err)
+		peer := func() *tls.Config {
+			return &tls.Config{RootCAs: roots, ServerName: "127.0.0.1", NextProtos: []string{"h2"}}
+		}
+		for _, r := range relays {
+			// A relay leaf of the internal CA is taken at the peer listener.
+			must(t, handshake(r.peerAddr, leaf, peer()))
+			if err := handshake(r.peerAddr, agentCert, peer()); err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("%s: agent certificate at the peer listener: %v, want a certificate refusal", r.node, err)
+			}
+			if err := handshake(r.agentAddr, leaf, &tls.Config{InsecureSkipVerify: true}); err == nil || !strings.Contains(err.Error(), "certificate") {
+				t.Fatalf("%s: relay certificate at the agent listener: %v, want a certificate refusal", r.node, err)
+			}
+		}
+	})
+
+	t.Run("locked job runs once per tick and passes on kill -9", func(t *testing.T) {
+		lockDSN := testpg.DSN(t) // one database for both
+		env := func(h string) []string {
+			return []string{"NANODEMS_E2E_LOCKER=" + h, "NANODEMS_DATABASE=" + lockDSN}
+		}
+		dir := t.TempDir()
+		var lockers []*proc
+		for _, h := range []string{"job-a", "job-b"} {
+			lockers = append(lockers, start(t, dir, h, env(h), os.Args[0], "-test.run=^$"))
+		}
+		// The first to run holds it; the other never runs while it lives.
+		var hold, wait *proc
+		testwait.For(t, 60*time.Second, "a locker holds the job for 30 ticks", func() bool {
+			for i, p := range lockers {
+				if len(lockRuns(t, p)) >= 30 {
+					hold, wait = p, lockers[1-i]
+					return true
+				}
+			}
+			return false
+		})
+		hold.kill()
+		if n := len(lockRuns(t, wait)); n != 0 {
+			t.Fatalf("%s ran %d times while %s held the lock", wait.name, n, hold.name)
+		}
+		if n := len(lockSkips(t, wait)); n < 10 {
+			t.Fatalf("%s ticked %d times while %s held the lock, want it to have tried every tick", wait.name, n, hold.name)
+		}
+		// The holder ran the job at every tick from its first on.
+		held := lockRuns(t, hold)
+		if skips := lockSkips(t, hold); len(skips) > 0 && skips[len(skips)-1].After(held[0]) {
+			t.Fatalf("%s skipped a tick at %v while holding the lock", hold.name, skips[len(skips)-1])
+		}
+		last := held[len(held)-1]
+		var first time.Time
+		testwait.For(t, 30*time.Second, wait.name+" takes the job over", func() bool {
+			if r := lockRuns(t, wait); len(r) > 0 {
+				first = r[0]
+				return true
+			}
+			return false
+		})
+		took := first.Sub(last)
+		t.Logf("%s killed; %s ran the job %v after the holder's last run (TTL %v, tick %v)", hold.name, wait.name, took.Round(time.Millisecond), lockTTL, lockTick)
+		if took < lockTTL-lockTick || took > lockTTL+3*lockTick {
+			t.Fatalf("takeover %v after the last run, want once the TTL %v has passed, at the next tick", took, lockTTL)
+		}
+	})
+
+	t.Run("kill -9 of a relay that holds an agent", func(t *testing.T) {
+		k := byNode[holder[b.id]]
+		var survivor *relayProc
+		for _, r := range relays {
+			if r != k {
+				survivor = r
+				break
+			}
+		}
+		// Write through k until it dies: every write it acknowledged must
+		// be there afterwards.
+		var acked []string
+		var wmu sync.Mutex
+		writerDone := make(chan struct{})
+		go func() {
+			defer close(writerDone)
+			api := k.apiClient()
+			for i := 0; ; i++ {
+				var dev struct {
+					ID string `json:"id"`
+				}
+				body := map[string]any{"host": "127.0.0.1", "ports": []int{20000 + i%1000}, "label": "written " + strconv.Itoa(i)}
+				if err := api.Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", body, &dev, demo.Bearer(in.token)); err != nil {
+					return
+				}
+				wmu.Lock()
+				acked = append(acked, dev.ID)
+				wmu.Unlock()
+			}
+		}()
+		testwait.For(t, 30*time.Second, "writes acknowledged by "+k.node, func() bool {
+			wmu.Lock()
+			defer wmu.Unlock()
+			return len(acked) >= 10
+		})
+		// An agent of k that dies with it leaves a lease nobody deletes.
+		var orphan *agentProc
+		for _, a := range []*agentProc{a1, a2} {
+			if holder[a.id] == k.node {
+				orphan = a
+				break
+			}
+		}
+		st, err := store.OpenPostgres(ctx, dsn, store.PostgresOptions{MaxConns: 1, Log: slog.New(slog.DiscardHandler)})
+		must(t, err)
+		defer st.Close()
+		var orphaned string // a handle pinned to the orphan
+		if orphan != nil {
+			// Frozen first, killed after k: k dies still holding its
+			// session, so nobody deletes its lease.
+			must(t, orphan.cmd.Process.Signal(syscall.SIGSTOP))
+			var dev struct {
+				Handles map[string]string `json:"handles"`
+			}
+			port := echo.Addr().Port
+			must(t, survivor.apiClient().Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "pinned to the orphan"}, &dev, demo.Bearer(in.token)))
+			orphaned = dev.Handles[strconv.Itoa(port)]
+			must(t, st.PinHandle(ctx, orphaned, orphan.id))
+		}
+		killed := time.Now()
+		k.kill()
+		if orphan != nil {
+			orphan.kill()
+		}
+		<-writerDone
+		k.client.CloseIdleConnections()
+
+		// A new tunnel to agent 2's handle through a survivor.
+		tunnelAt := newTunnel(t, op(survivor, in.token), in.echo2, killed.Add(15*time.Second))
+		// The agents list names the relay that holds agent 2 now.
+		var listedAt time.Time
+		testwait.For(t, 15*time.Second, "agents list names agent 2's new relay", func() bool {
+			row := agentsOf(t, survivor, in.token, in.site2)[b.id]
+			if row.Online && row.Relay != k.node && row.Relay != "" {
+				listedAt = time.Now()
+				return true
+			}
+			return false
+		})
+		t.Logf("%s killed (-9): a new tunnel through %s worked after %v; the agents list named agent 2's new relay after %v",
+			k.node, survivor.node, tunnelAt.Sub(killed).Round(time.Millisecond), listedAt.Sub(killed).Round(time.Millisecond))
+
+		if orphan != nil {
+			// A handle pinned to the agent that died with k is served by
+			// the site's other agent, though k's lease still names it.
+			at := newTunnel(t, op(survivor, in.token), orphaned, killed.Add(15*time.Second))
+			t.Logf("a handle pinned to the agent that died with %s: served by the site's other agent %v after the kill", k.node, at.Sub(killed).Round(time.Millisecond))
+			// Readers take k's lease of the dead agent for live until its
+			// expiry and ignore it from then on.
+			l, err := st.LookupLease(ctx, orphan.id, time.Now())
+			must(t, err)
+			if l.RelayNode != k.node {
+				t.Fatalf("lease of the dead agent %+v, want %s's", l, k.node)
+			}
+			if _, err := st.LookupLease(ctx, orphan.id, l.ExpiresAt); !errors.Is(err, store.ErrNotFound) {
+				t.Fatalf("lease of the dead agent at its expiry: %v, want not found", err)
+			}
+			row := agentsOf(t, survivor, in.token, in.site1)[orphan.id]
+			t.Logf("the dead agent's lease names %s until %v (%v after the kill); its agents list row meanwhile: %+v",
+				k.node, l.ExpiresAt.Format(time.TimeOnly), l.ExpiresAt.Sub(killed).Round(time.Second), row)
+		}
+
+		wmu.Lock()
+		defer wmu.Unlock()
+		for _, id := range acked {
+			if err := survivor.apiClient().Do(ctx, "GET", "/api/devices/"+id, nil, nil, demo.Bearer(in.token)); err != nil {
+				t.Fatalf("device %s, acknowledged by %s before it was killed: %v", id, k.node, err)
+			}
+		}
+		t.Logf("%d writes acknowledged by %s before the kill, all present", len(acked), k.node)
+	})
+}
+
+// muxRoundTrip opens the CLI mux (/api/cli/mux) of a CLI session on the
+// relay, one stream to ip:port through it, and checks n bytes each way
+// with half-close.
+func muxRoundTrip(ctx context.Context, r cli.Relay, ip string, port uint16, n int64) error {
+	client := r.HTTPClient()
+	defer client.CloseIdleConnections()
+	u := "wss" + strings.TrimPrefix(r.URL, "https") + "/api/cli/mux"
+	ws, _, err := websocket.Dial(ctx, u, &websocket.DialOptions{HTTPClient: client, HTTPHeader: http.Header{"Authorization": {"Bearer " + r.Token}}})
+	if err != nil {
+		return fmt.Errorf("CLI mux: %w", err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20) // smux frames are up to 64 KiB
+	sess, err := smux.Client(wsconn.New(ws, wsconn.Addr("cli"), wsconn.Addr("relay")), mux.Config())
+	if err != nil {
+		return err
+	}
+	defer sess.Close()
+	st, err := mux.OpenTunnel(sess, mux.Header{Host: ip, Port: port})
+	if err != nil {
+		return fmt.Errorf("CLI mux stream to %s:%d: %w", ip, port, err)
+	}
+	if err := mux.ReadStatus(st); err != nil {
+		return fmt.Errorf("CLI mux stream to %s:%d: %w", ip, port, err)
+	}
+	return testnet.RoundTrip(mux.NewStream(st), n)
+}
+
+// newTunnel opens tunnels to handle until one carries 64 KiB each way,
+// and returns when; it fails the test at deadline.
+func newTunnel(t *testing.T, r cli.Relay, handle string, deadline time.Time) time.Time {
+	t.Helper()
+	for {
+		c, err := cli.DialTunnel(context.Background(), r, handle)
+		if err == nil {
+			err = testnet.RoundTrip(c, 64<<10)
+			c.Close()
+			if err == nil {
+				return time.Now()
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no tunnel to %s through %s by the deadline: %v", handle, r.URL, err)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+func indexOf(rs []*relayProc, r *relayProc) int {
+	for i, x := range rs {
+		if x == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// provision creates the tenant, its user and token, two sites that allow
+// loopback targets, and a device at each: the echo port at both, the page
+// at site 2.
+func provision(t *testing.T, r *relayProc, in *installation, echoPort, pagePort int) {
+	t.Helper()
+	ctx := context.Background()
+	api, admin := r.apiClient(), demo.Admin(in.adminKey)
+	var tn, u, tok, s1, s2 struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	must(t, api.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Fleet tenant"}, &tn, admin))
+	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/users", map[string]string{"email": "op@fleet.example", "password": "fleet-" + rand.Text()[:16]}, &u, admin))
+	must(t, api.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin))
+	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/sites", map[string]any{"name": "Site 1", "allow_loopback": true}, &s1, admin))
+	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/sites", map[string]any{"name": "Site 2", "allow_loopback": true}, &s2, admin))
+	in.userID, in.token, in.site1, in.site2 = u.ID, tok.Token, s1.ID, s2.ID
+	var d1, d2 struct {
+		Handles    map[string]string `json:"handles"`
+		LoopbackIP string            `json:"loopback_ip"`
+	}
+	must(t, api.Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{echoPort}, "label": "echo 1"}, &d1, demo.Bearer(in.token)))
+	must(t, api.Do(ctx, "POST", "/api/sites/"+in.site2+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{echoPort, pagePort}, "label": "echo and page 2"}, &d2, demo.Bearer(in.token)))
+	in.echo1 = d1.Handles[strconv.Itoa(echoPort)]
+	in.echo2, in.page2 = d2.Handles[strconv.Itoa(echoPort)], d2.Handles[strconv.Itoa(pagePort)]
+	in.loopback2 = d2.LoopbackIP
+}
+
+type agentRow struct {
+	ID     string `json:"id"`
+	Online bool   `json:"online"`
+	Relay  string `json:"relay"`
+}
+
+func agentsOf(t *testing.T, r *relayProc, token, siteID string) map[string]agentRow {
+	t.Helper()
+	var rows []agentRow
+	must(t, r.apiClient().Do(context.Background(), "GET", "/api/sites/"+siteID+"/agents", nil, &rows, demo.Bearer(token)))
+	out := map[string]agentRow{}
+	for _, row := range rows {
+		out[row.ID] = row
+	}
+	return out
+}
+
+func get(t *testing.T, r *relayProc, token, path string) []byte {
+	t.Helper()
+	req, _ := http.NewRequest("GET", r.url+path, nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := r.client.Do(req)
+	must(t, err)
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	must(t, err)
+	if resp.StatusCode != 200 {
+		t.Fatalf("GET %s via %s: %d %s", path, r.node, resp.StatusCode, body)
+	}
+	return body
+}
+
+// handshake dials addr presenting cert and reads: the server's first bytes
+// when it took the certificate, its alert when it did not (TLS 1.3 checks
+// the client's certificate after the client's handshake ends). The
+// certificate is sent whatever CAs the server names as acceptable, as an
+// impostor would.
+func handshake(addr string, cert tls.Certificate, cfg *tls.Config) error {
+	cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) { return &cert, nil }
+	cfg.MinVersion = tls.VersionTLS13
+	c, err := tls.Dial("tcp", addr, cfg)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var b [1]byte
+	_, err = c.Read(b[:])
+	return err
+}
