@@ -113,18 +113,35 @@ func (n *NS) Sysctl(t testing.TB, key, value string) {
 }
 
 // Do runs fn on an OS thread that is in n: sockets fn makes belong to n
-// for their whole life, whichever thread uses them later. The thread is
-// never given back to the scheduler, so it ends with fn's goroutine and
-// no other goroutine ever runs in n by accident.
+// for their whole life, whichever thread uses them later. Afterwards the
+// thread goes back to its own namespace and to the scheduler rather than
+// ending: a thread's exit sends Pdeathsig to every child it forked, and
+// the scheduler may have used this very thread to start one (chromedp
+// starts Chromium with SIGKILL as its Pdeathsig; a retired thread killed
+// the browser in mid-test). Only when the way back fails does the thread
+// stay locked and end with the goroutine, so that nothing else ever runs
+// in n by accident.
 func (n *NS) Do(fn func() error) error {
 	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: see above
-		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
+		runtime.LockOSThread()
+		home, err := os.Open("/proc/thread-self/ns/net")
+		if err != nil {
+			runtime.UnlockOSThread()
 			errc <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
 			return
 		}
-		errc <- fn()
+		defer home.Close()
+		if err := unix.Setns(int(n.f.Fd()), unix.CLONE_NEWNET); err != nil {
+			runtime.UnlockOSThread() // still in its own namespace
+			errc <- fmt.Errorf("enter namespace %s: %w", n.Name, err)
+			return
+		}
+		err = fn()
+		if unix.Setns(int(home.Fd()), unix.CLONE_NEWNET) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }

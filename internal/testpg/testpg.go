@@ -108,18 +108,28 @@ func (s *Server) start() error {
 	cmd.Env = []string{"PATH=/usr/bin:/bin", "LANG=C", "HOME=" + s.dir}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred, Pdeathsig: syscall.SIGINT}
-	// Pdeathsig follows the thread that forks; keep it alive meanwhile.
-	runtime.LockOSThread()
-	err = cmd.Start()
-	runtime.UnlockOSThread()
-	if err != nil {
+	// Pdeathsig fires when the thread that forked exits, not the process,
+	// and Go retires threads (a goroutine that ends locked takes its
+	// thread along): fork from a locked thread and keep it, locked and
+	// waiting, until the server is gone.
+	started := make(chan error, 1)
+	exited := make(chan struct{})
+	s.cmd, s.exited = cmd, exited
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		if err := cmd.Start(); err != nil {
+			started <- err
+			return
+		}
+		started <- nil
+		cmd.Wait()
+		close(exited)
+	}()
+	if err := <-started; err != nil {
+		s.cmd, s.exited = nil, nil
 		return fmt.Errorf("testpg: postgres: %w", err)
 	}
-	s.cmd, s.exited = cmd, make(chan struct{})
-	go func() {
-		cmd.Wait()
-		close(s.exited)
-	}()
 	deadline := time.Now().Add(startTimeout)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)

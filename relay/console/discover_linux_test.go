@@ -4,6 +4,7 @@ import (
 	"context"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -217,8 +218,18 @@ func waitPage(t *testing.T, b *Browser, what, cond string) {
 		if err == nil && ok {
 			return
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waiting for %s: %v", what, err)
+		if time.Now().After(deadline) || b.ctx.Err() != nil {
+			var html string
+			if b.ctx.Err() == nil {
+				hctx, hcancel := context.WithTimeout(b.ctx, 5*time.Second)
+				_ = chromedp.Run(hctx, chromedp.Evaluate(`document.body.outerHTML`, &html))
+				hcancel()
+			}
+			b.mu.Lock()
+			problems := slices.Clone(b.problems)
+			b.mu.Unlock()
+			t.Fatalf("waiting for %s: %v (browser: %v)\npage: %.3000s\nbrowser problems so far: %q\nchromium output (tail):\n%s",
+				what, err, b.ctx.Err(), html, problems, b.output.tail(3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
