@@ -39,23 +39,7 @@ type deviceInfoEnvelope struct {
 			SerialNumber    string `xml:"SerialNumber"`
 			HardwareID      string `xml:"HardwareId"`
 		} `xml:"GetDeviceInformationResponse"`
-		Fault *struct {
-			Code struct {
-				Value   string `xml:"Value"`
-				Subcode struct {
-					Value   string `xml:"Value"`
-					Subcode struct {
-						Value string `xml:"Value"`
-					} `xml:"Subcode"`
-				} `xml:"Subcode"`
-			} `xml:"Code"`
-			Reason struct {
-				Text string `xml:"Text"`
-			} `xml:"Reason"`
-			// SOAP 1.1
-			FaultCode   string `xml:"faultcode"`
-			FaultString string `xml:"faultstring"`
-		} `xml:"Fault"`
+		Fault *soapFault `xml:"Fault"`
 	} `xml:"Body"`
 }
 
@@ -73,12 +57,7 @@ func ParseDeviceInformation(b []byte) (DeviceInformation, error) {
 		return DeviceInformation{}, err
 	}
 	if f := env.Body.Fault; f != nil {
-		codes := strings.Join([]string{f.Code.Value, f.Code.Subcode.Value, f.Code.Subcode.Subcode.Value, f.FaultCode}, " ")
-		reason := clip(strings.TrimSpace(f.Reason.Text + f.FaultString))
-		if strings.Contains(codes, "NotAuthorized") || strings.Contains(codes, "FailedAuthentication") {
-			return DeviceInformation{}, fmt.Errorf("%w: %s", ErrNeedsLogin, reason)
-		}
-		return DeviceInformation{}, fmt.Errorf("SOAP fault %s: %s", clip(strings.TrimSpace(codes)), reason)
+		return DeviceInformation{}, f.err()
 	}
 	r := env.Body.Response
 	if r == nil {
