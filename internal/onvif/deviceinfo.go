@@ -14,14 +14,13 @@ const MaxBody = 64 << 10
 // (WS-Security) for GetDeviceInformation.
 var ErrNeedsLogin = errors.New("device needs login")
 
-// GetDeviceInformation is the SOAP 1.2 request body, and SOAPAction the
-// action its Content-Type names.
+// GetDeviceInformation is the SOAP 1.2 request body, and
+// GetDeviceInformationAction the action its Content-Type names.
 const (
 	GetDeviceInformation = `<?xml version="1.0" encoding="UTF-8"?>` +
 		`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">` +
 		`<s:Body xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:GetDeviceInformation/></s:Body></s:Envelope>`
 	GetDeviceInformationAction = "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation"
-	ContentType                = `application/soap+xml; charset=utf-8; action="` + GetDeviceInformationAction + `"`
 )
 
 // DeviceInformation is what GetDeviceInformation answers.
