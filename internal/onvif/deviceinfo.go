@@ -7,7 +7,8 @@ import (
 	"strings"
 )
 
-// MaxBody bounds a GetDeviceInformation answer the agent reads.
+// MaxBody bounds a SOAP answer of a device service or media service the
+// agent reads (GetDeviceInformation, GetServices, GetProfiles, …).
 const MaxBody = 64 << 10
 
 // ErrNeedsLogin is wrapped when the device wants credentials
