@@ -56,6 +56,8 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	}
 	t.Cleanup(d.Close)
 
+	start := time.Now()
+	phase := func(what string) { t.Logf("%-32s at %v", what, time.Since(start).Round(time.Millisecond)) }
 	b := newBrowser(t, d.Info.RelayURL)
 	downloads := allowDownloads(t, b)
 	b.SignIn(d.Info.UserEmail, d.Info.UserPassword)
@@ -82,6 +84,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	if name != "nanodems-agent-install-"+siteID+".sh" {
 		t.Errorf("downloaded as %q", name)
 	}
+	phase("installer downloaded")
 	root := t.TempDir()
 	out, err := installtest.Run(t, script, root)
 	if err != nil {
@@ -101,6 +104,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 		t.Fatalf("installed identity %s (%v), want an agent of %s", raw, err, siteID)
 	}
 
+	phase("installer ran")
 	a, err := agent.New(agent.Config{Dir: state, OnLAN: lan.Agent.Do, Logger: quietLogger()})
 	if err != nil {
 		t.Fatal(err)
@@ -129,6 +133,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	}
 	b.Shot("onboarding-agent-online")
 
+	phase("agent online on the site page")
 	row := `#found tr[data-host="` + cam + `"]`
 	b.Run("Discover → Run discovery",
 		chromedp.Click(`#discover-link`, chromedp.ByQuery),
@@ -136,6 +141,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 		chromedp.Click(`#run-discovery`, chromedp.ByQuery),
 	)
 	waitRunEnds(t, b)
+	phase("discovery ended")
 	b.Run("the camera listed", chromedp.WaitVisible(row, chromedp.ByQuery))
 	if text := b.Text(row); !strings.Contains(text, "Yard Cam") || !strings.Contains(text, "Acme") || !strings.Contains(text, "80, 554, 8080, 8554") {
 		t.Errorf("camera row %q: want its name, maker and ports 80, 554, 8080, 8554", text)
@@ -164,6 +170,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	b.listen(tab)
 	var heading string
 	b.RunIn(tab, "camera page", chromedp.WaitVisible(`#camera`, chromedp.ByQuery), chromedp.Text(`#camera`, &heading, chromedp.ByQuery))
+	phase("camera page open")
 	if heading != "Camera Yard Cam" {
 		t.Errorf("camera tab shows %q", heading)
 	}
