@@ -122,12 +122,19 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	// The site page, opened again until it lists the agent online.
 	online := `#site-agent-` + id.AgentID + `[data-status="online"]`
 	sitePage := d.Info.RelayURL + "/sites/" + siteID
-	b.Run("the site page", chromedp.Navigate(sitePage))
-	waitPage(t, b, "the installed agent online on the site page", `(() => {
-		if (document.querySelector('`+online+`')) return true;
-		if (!window.__reloading) { window.__reloading = true; setTimeout(() => location.assign("`+sitePage+`"), 500); }
-		return false;
-	})()`)
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var shown bool
+		b.Run("the site page", chromedp.Navigate(sitePage), chromedp.WaitVisible(`#site-name`, chromedp.ByQuery),
+			chromedp.Evaluate(`!!document.querySelector('`+online+`')`, &shown))
+		if shown {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the site page does not list agent %s online: %q", id.AgentID, b.Text(`#site-agents-title`))
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
 	if got := b.Text(`#site-agent-` + id.AgentID); !strings.Contains(got, id.AgentID+" online") {
 		t.Errorf("the site page's agent row %q", got)
 	}
