@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"encoding/json"
+	"log/slog"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -105,7 +106,9 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 	}
 
 	phase("installer ran")
-	a, err := agent.New(agent.Config{Dir: state, OnLAN: lan.Agent.Do, Logger: quietLogger()})
+	// What the agent logs is shown when discovery does not end.
+	var agentLog syncBuffer
+	a, err := agent.New(agent.Config{Dir: state, OnLAN: lan.Agent.Do, Logger: slog.New(slog.NewTextHandler(&agentLog, nil))})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,6 +150,27 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 		chromedp.WaitVisible(`#run-discovery`, chromedp.ByQuery),
 		chromedp.Click(`#run-discovery`, chromedp.ByQuery),
 	)
+	var search string
+	for deadline := time.Now().Add(30 * time.Second); search == ""; time.Sleep(200 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(b.ctx, 5*time.Second)
+		err := chromedp.Run(ctx, chromedp.Evaluate(`new URLSearchParams(location.search).get("run") || ""`, &search))
+		cancel()
+		if time.Now().After(deadline) {
+			t.Fatalf("no run's page (%v); Chromium said:\n%s\nthe agent said:\n%s", err, b.output.tail(4000), agentLog.tail(4000))
+		}
+	}
+	var run struct {
+		State, Error string
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		api(t, d, "GET", "/api/sites/"+siteID+"/runs/"+search, nil, &run)
+		if run.State != "running" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("discovery run %s still running after 30 s; the agent said:\n%s", search, agentLog.tail(8000))
+		}
+	}
 	waitRunEnds(t, b)
 	phase("discovery ended")
 	b.Run("the camera listed", chromedp.WaitVisible(row, chromedp.ByQuery))
