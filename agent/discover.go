@@ -25,13 +25,18 @@ import (
 // link-local IPv4 address; the ProbeMatches that come back within the
 // window; then, for each device, GetDeviceInformation on its device
 // service (bounded concurrency, short timeout, no credentials: a device
-// that wants them is reported as needing a login).
+// that wants them is reported as needing a login), and the ports of its
+// media service and of its first profile's RTSP stream where it tells
+// them without credentials.
 
 const (
 	discoverWindow    = 3 * time.Second
 	discoverWindowMax = 10 * time.Second
 	// deviceInfoTimeout bounds one GetDeviceInformation, connect to body.
 	deviceInfoTimeout = 3 * time.Second
+	// mediaTimeout bounds the whole media step of one device (where its
+	// media service is, its first profile, that profile's RTSP URI).
+	mediaTimeout = 5 * time.Second
 	// deviceInfoWorkers bounds the GetDeviceInformation calls at once.
 	deviceInfoWorkers = 8
 	// probeRepeats: WS-Discovery runs over UDP; the Probe is sent twice,
@@ -233,6 +238,11 @@ func (a *Agent) describe(ctx context.Context, client *http.Client, d discovered)
 		return f
 	}
 	info, err := a.deviceInformation(ctx, client, service)
+	for _, p := range a.mediaPorts(ctx, client, service, d.host) {
+		if !slices.Contains(f.Ports, p) {
+			f.Ports = append(f.Ports, p)
+		}
+	}
 	switch {
 	case errors.Is(err, onvif.ErrNeedsLogin):
 		f.NeedsLogin = true
@@ -253,23 +263,31 @@ func (a *Agent) describe(ctx context.Context, client *http.Client, d discovered)
 // credentials. A 401 (HTTP digest) or a NotAuthorized fault
 // (WS-Security) wraps onvif.ErrNeedsLogin.
 func (a *Agent) deviceInformation(ctx context.Context, client *http.Client, url string) (onvif.DeviceInformation, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader([]byte(onvif.GetDeviceInformation)))
+	body, err := soapCall(ctx, client, url, onvif.GetDeviceInformationAction, []byte(onvif.GetDeviceInformation))
 	if err != nil {
 		return onvif.DeviceInformation{}, err
 	}
-	req.Header.Set("Content-Type", onvif.ContentType)
+	return onvif.ParseDeviceInformation(body)
+}
+
+// soapCall posts one SOAP 1.2 request to url, without credentials, and
+// returns the answer's body, at most onvif.MaxBody+1 bytes (so the
+// parser refuses a longer one). A 401 or 403 wraps onvif.ErrNeedsLogin;
+// a fault comes with status 400 or 500, so any other answer is returned
+// for the parser to read.
+func soapCall(ctx context.Context, client *http.Client, url, action string, request []byte) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(request))
+	if err != nil {
+		return nil, err
+	}
+	req.Header.Set("Content-Type", onvif.SOAPContentType(action))
 	resp, err := client.Do(req)
 	if err != nil {
-		return onvif.DeviceInformation{}, err
+		return nil, err
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
-		return onvif.DeviceInformation{}, fmt.Errorf("%w: HTTP %s", onvif.ErrNeedsLogin, resp.Status)
+		return nil, fmt.Errorf("%w: HTTP %s", onvif.ErrNeedsLogin, resp.Status)
 	}
-	body, err := io.ReadAll(io.LimitReader(resp.Body, onvif.MaxBody+1))
-	if err != nil {
-		return onvif.DeviceInformation{}, err
-	}
-	// A fault comes with status 400 or 500: parse whatever came.
-	return onvif.ParseDeviceInformation(body)
+	return io.ReadAll(io.LimitReader(resp.Body, onvif.MaxBody+1))
 }

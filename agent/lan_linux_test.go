@@ -57,6 +57,8 @@ func TestDiscoverInNamespace(t *testing.T) {
 	resp, err := onviftest.Start(f.camNS.Do, "cam0", []onviftest.Device{
 		{IP: netip.MustParseAddr("10.98.0.2"), HTTPPort: 80, UUID: "cam-a", Name: "Lobby Cam", Hardware: "DS-2CD", Manufacturer: "Acme", Model: "AC-100"},
 		{IP: netip.MustParseAddr("10.98.0.3"), HTTPPort: 8080, UUID: "cam-b", Name: "Gate", Hardware: "GX-9", NeedsLogin: true},
+		{IP: netip.MustParseAddr("10.98.0.4"), HTTPPort: 80, MediaPort: 8080, RTSPPort: 8554, UUID: "cam-c", Name: "Yard", Hardware: "YD-1", Manufacturer: "Acme", Model: "YD-1"},
+		{IP: netip.MustParseAddr("10.98.0.5"), HTTPPort: 80, MediaPort: 8000, RTSPPort: 10554, NoGetServices: true, UUID: "cam-d", Name: "Dock", Hardware: "DK-1", Manufacturer: "Old", Model: "DK-1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -75,8 +77,16 @@ func TestDiscoverInNamespace(t *testing.T) {
 	}
 	slices.SortFunc(l.found, func(a, b mux.Found) int { return strings.Compare(a.Host, b.Host) })
 	want := []mux.Found{
-		{Host: "10.98.0.2", Ports: []int{80}, Name: "Lobby Cam", Hardware: "DS-2CD", Manufacturer: "Acme", Model: "AC-100", XAddrs: []string{"http://10.98.0.2:80/onvif/device_service"}},
+		// The device service's port, then the media service's and the
+		// RTSP port of the first profile's stream URI.
+		{Host: "10.98.0.2", Ports: []int{80, 554}, Name: "Lobby Cam", Hardware: "DS-2CD", Manufacturer: "Acme", Model: "AC-100", XAddrs: []string{"http://10.98.0.2:80/onvif/device_service"}},
+		// GetServices answers without credentials, the media service
+		// does not: the stream's port stays unknown.
 		{Host: "10.98.0.3", Ports: []int{8080}, Name: "Gate", Hardware: "GX-9", Model: "GX-9", NeedsLogin: true, XAddrs: []string{"http://10.98.0.3:8080/onvif/device_service"}},
+		{Host: "10.98.0.4", Ports: []int{80, 8080, 8554}, Name: "Yard", Hardware: "YD-1", Manufacturer: "Acme", Model: "YD-1", XAddrs: []string{"http://10.98.0.4:80/onvif/device_service"}},
+		// A device without GetServices names its media service in
+		// GetCapabilities.
+		{Host: "10.98.0.5", Ports: []int{80, 8000, 10554}, Name: "Dock", Hardware: "DK-1", Manufacturer: "Old", Model: "DK-1", XAddrs: []string{"http://10.98.0.5:80/onvif/device_service"}},
 	}
 	if len(l.found) != len(want) {
 		t.Fatalf("found %+v, want %+v", l.found, want)

@@ -90,3 +90,55 @@ func FuzzDeviceInformation(f *testing.F) {
 		}
 	})
 }
+
+// FuzzMediaAnswers: GetServices, GetCapabilities, GetProfiles and
+// GetStreamUri answers are parsed or refused, their lists and strings
+// within their caps, and a stream URI the parser keeps gives a valid
+// port or an error.
+func FuzzMediaAnswers(f *testing.F) {
+	for _, name := range []string{"services.xml", "capabilities.xml", "profiles.xml", "streamuri.xml", "deviceinfo-notauthorized.xml"} {
+		b := onvifSeed(f, name)
+		f.Add(b)
+		f.Add(b[:len(b)/2])
+	}
+	f.Add([]byte(`<Envelope><Body><GetStreamUriResponse><MediaUri><Uri>rtsp://[::1]:99999/x</Uri></MediaUri></GetStreamUriResponse></Body></Envelope>`))
+	f.Add([]byte(`<Envelope><Body><GetProfilesResponse><Profiles token=""/></GetProfilesResponse></Body></Envelope>`))
+	f.Add([]byte{})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		within := func(what string, s string) {
+			if len(s) > 512 {
+				t.Fatalf("%s of %d bytes", what, len(s))
+			}
+		}
+		if svcs, err := onvif.ParseServices(b); err == nil {
+			if len(svcs) > 32 {
+				t.Fatalf("%d services", len(svcs))
+			}
+			for _, s := range svcs {
+				within("namespace", s.Namespace)
+				within("XAddr", s.XAddr)
+			}
+			within("media XAddr", onvif.MediaXAddr(svcs))
+		}
+		if x, err := onvif.ParseCapabilities(b); err == nil {
+			within("media XAddr", x)
+		}
+		if ps, err := onvif.ParseProfiles(b); err == nil {
+			if len(ps) > 32 {
+				t.Fatalf("%d profiles", len(ps))
+			}
+			for _, p := range ps {
+				if p == "" {
+					t.Fatal("an empty profile token")
+				}
+				within("profile token", p)
+			}
+		}
+		if uri, err := onvif.ParseStreamURI(b); err == nil {
+			within("stream URI", uri)
+			if host, port, err := onvif.RTSPAddr(uri); err == nil && (host == "" || port < 1 || port > 65535) {
+				t.Fatalf("RTSPAddr(%q) = %q %d", uri, host, port)
+			}
+		}
+	})
+}

@@ -24,45 +24,10 @@ import (
 
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/demo"
-	"github.com/nanodems/connector/internal/dist"
+	"github.com/nanodems/connector/internal/installtest"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/relay"
 )
-
-// buildAgentDownload fills a downloads directory with nanodems-agent for
-// this machine, built from this source as the relay's downloads are
-// (internal/dist), and its SHA256SUMS.
-func buildAgentDownload(t *testing.T) string {
-	t.Helper()
-	if _, err := exec.LookPath("go"); err != nil {
-		t.Skip("needs the go command to build the agent download")
-	}
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
-	defer cancel()
-	host := dist.Platform{OS: runtime.GOOS, Arch: runtime.GOARCH}
-	if _, err := dist.Build(ctx, dist.BuildOptions{Out: dir, Dir: "..", Targets: dist.Targets([]string{"nanodems-agent"}, []dist.Platform{host})}); err != nil {
-		t.Fatal(err)
-	}
-	return dir
-}
-
-// needMountNamespace skips (fails with CI set) where the test cannot make
-// a mount namespace: it needs root and unshare(1).
-func needMountNamespace(t *testing.T) {
-	t.Helper()
-	if runtime.GOOS != "linux" {
-		t.Skip("the .sh installer is for Linux")
-	}
-	err := exec.Command("unshare", "--mount", "true").Run()
-	if err == nil {
-		return
-	}
-	if ci := os.Getenv("CI"); ci == "" || ci == "false" || ci == "0" {
-		t.Skipf("cannot make a mount namespace (needs root and unshare): %v", err)
-	}
-	t.Fatalf("CI=%s but cannot make a mount namespace: %v", os.Getenv("CI"), err)
-}
 
 // installer asks the relay for a site's installer (POST, admin key) and
 // returns the script, after checking the answer is an attachment.
@@ -117,24 +82,6 @@ func siteAgents(t *testing.T, d *demo.Demo, siteID string) []siteAgent {
 	return out
 }
 
-// runInstaller runs a .sh installer as root in a new mount namespace with a
-// tmpfs over /run, so that no systemd is running there whatever the host
-// runs, and NANODEMS_ROOT=root.
-func runInstaller(t *testing.T, script, root string, args ...string) (string, error) {
-	t.Helper()
-	f := filepath.Join(t.TempDir(), "install.sh")
-	if err := os.WriteFile(f, []byte(script), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, "unshare", append([]string{"--mount", "--propagation", "private", "sh", "-c",
-		`mount -t tmpfs tmpfs /run && exec sh "$@"`, "sh", f}, args...)...)
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + root, "NANODEMS_ROOT=" + root}
-	out, err := cmd.CombinedOutput()
-	return string(out), err
-}
-
 // TestInstallerLinux: the site's .sh installer, run as root in a mount
 // namespace without systemd into a temporary root, downloads the agent
 // from the relay trusting it by the pin, checks its sum, installs it,
@@ -144,8 +91,8 @@ func runInstaller(t *testing.T, script, root string, args ...string) (string, er
 // makes it fail with a sentence and install nothing, and so does a relay
 // whose key is not the pinned one.
 func TestInstallerLinux(t *testing.T) {
-	needMountNamespace(t)
-	dl := buildAgentDownload(t)
+	installtest.NeedMountNamespace(t)
+	dl := installtest.BuildAgentDownload(t)
 	d := startDemo(t, func(c *relay.Config) { c.DownloadsDir = dl })
 	siteID := newSite(t, d, "Installer site")
 
@@ -159,7 +106,7 @@ func TestInstallerLinux(t *testing.T) {
 		t.Error("installer holds no enrollment token")
 	}
 	root := t.TempDir()
-	out, err := runInstaller(t, script, root)
+	out, err := installtest.Run(t, script, root)
 	if err != nil {
 		t.Fatalf("installer: %v\n%s", err, out)
 	}
@@ -214,7 +161,7 @@ func TestInstallerLinux(t *testing.T) {
 	t.Logf("the installed agent was online %v after its start", time.Since(started).Round(time.Millisecond))
 
 	// A second run, with a fresh installer: an update, not a second agent.
-	out, err = runInstaller(t, installer(t, d, siteID, "linux"), root)
+	out, err = installtest.Run(t, installer(t, d, siteID, "linux"), root)
 	if err != nil {
 		t.Fatalf("second run: %v\n%s", err, out)
 	}
@@ -232,7 +179,7 @@ func TestInstallerLinux(t *testing.T) {
 		proxy := tamperingProxy(t, d)
 		s := retarget(installer(t, d, siteID, "linux"), proxy.URL, curlPinOf(proxy.Certificate().RawSubjectPublicKeyInfo))
 		root := t.TempDir()
-		out, err := runInstaller(t, s, root)
+		out, err := installtest.Run(t, s, root)
 		if err == nil {
 			t.Fatalf("installer of an altered binary succeeded:\n%s", out)
 		}
@@ -246,7 +193,7 @@ func TestInstallerLinux(t *testing.T) {
 		// although -k skips the chain.
 		s := retarget(installer(t, d, siteID, "linux"), d.Info.RelayURL, curlPinOf([]byte("another key")))
 		root := t.TempDir()
-		out, err := runInstaller(t, s, root)
+		out, err := installtest.Run(t, s, root)
 		if err == nil {
 			t.Fatalf("installer trusted a relay whose key is not the pinned one:\n%s", out)
 		}
@@ -261,7 +208,7 @@ func TestInstallerLinux(t *testing.T) {
 
 	t.Run("reenroll", func(t *testing.T) {
 		// Asked to, a run enrolls a new agent in place of the old identity.
-		out, err := runInstaller(t, installer(t, d, siteID, "linux"), root, "--reenroll")
+		out, err := installtest.Run(t, installer(t, d, siteID, "linux"), root, "--reenroll")
 		if err != nil {
 			t.Fatalf("--reenroll: %v\n%s", err, out)
 		}

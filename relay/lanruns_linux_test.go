@@ -62,10 +62,11 @@ func waitRun(t *testing.T, d *demo.Demo, runID string) runAnswer {
 // and a tunnel to it reaches its web page.
 func TestDiscoveryThroughRelay(t *testing.T) {
 	netns.Skip(t)
-	site := netns.NewSite(t, 2)
+	site := netns.NewSite(t, 3)
 	resp, err := onviftest.Start(site.Cams.Do, "cam0", []onviftest.Device{
 		{IP: netip.MustParseAddr(netns.CamIP(0)), HTTPPort: 80, UUID: "cam-a", Name: "Lobby", Hardware: "AC-100", Manufacturer: "Acme", Model: "AC-100"},
 		{IP: netip.MustParseAddr(netns.CamIP(1)), HTTPPort: 8080, UUID: "cam-b", Name: "Gate", Hardware: "GX-9", NeedsLogin: true},
+		{IP: netip.MustParseAddr(netns.CamIP(2)), HTTPPort: 80, MediaPort: 8080, RTSPPort: 8554, UUID: "cam-c", Name: "Yard", Hardware: "YD-1", Manufacturer: "Acme", Model: "YD-1"},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -83,27 +84,41 @@ func TestDiscoveryThroughRelay(t *testing.T) {
 		t.Fatalf("started %+v", run)
 	}
 	run = waitRun(t, d, run.ID)
-	if run.State != "done" || len(run.Found) != 2 {
+	if run.State != "done" || len(run.Found) != 3 {
 		t.Fatalf("run %+v", run)
 	}
-	a, b := run.Found[0], run.Found[1]
+	a, b, yard := run.Found[0], run.Found[1], run.Found[2]
 	if a.Host != netns.CamIP(0) || a.Name != "Lobby" || a.Manufacturer != "Acme" || a.Model != "AC-100" || a.NeedsLogin || a.Added || fmt.Sprint(a.AddPorts) != "[80 554]" {
 		t.Errorf("camera a: %+v", a)
 	}
 	if b.Host != netns.CamIP(1) || b.Name != "Gate" || !b.NeedsLogin || fmt.Sprint(b.AddPorts) != "[80 554 8080]" {
 		t.Errorf("camera b: %+v", b)
 	}
+	// Its media service on 8080 and its stream on RTSP 8554, as the
+	// camera's media service told.
+	if yard.Host != netns.CamIP(2) || yard.Name != "Yard" || fmt.Sprint(yard.AddPorts) != "[80 554 8080 8554]" {
+		t.Errorf("camera yard: %+v", yard)
+	}
 
 	var out bulkAnswer
-	body := map[string]any{"devices": []map[string]any{{"host": a.Host, "ports": a.AddPorts, "label": a.Name, "manufacturer": a.Manufacturer, "model": a.Model}}}
+	body := map[string]any{"devices": []map[string]any{
+		{"host": a.Host, "ports": a.AddPorts, "label": a.Name, "manufacturer": a.Manufacturer, "model": a.Model},
+		{"host": yard.Host, "ports": yard.AddPorts, "label": yard.Name, "manufacturer": yard.Manufacturer, "model": yard.Model},
+	}}
 	if err := d.API.Do(ctx, "POST", "/api/sites/"+d.Info.SiteID+"/devices/bulk", body, &out, tok); err != nil {
 		t.Fatal(err)
 	}
 	run = waitRun(t, d, run.ID)
-	if !run.Found[0].Added || run.Found[1].Added {
+	if !run.Found[0].Added || run.Found[1].Added || !run.Found[2].Added {
 		t.Errorf("added markers: %+v", run.Found)
 	}
+	if len(out.Devices) != 2 || fmt.Sprint(out.Devices[1].Ports) != "[80 554 8080 8554]" || out.Devices[1].Handles["8554"] == "" || out.Devices[1].Handles["8080"] == "" {
+		t.Errorf("added devices %+v", out.Devices)
+	}
 	waitAllowlist(t, d, out.Version)
+	if al := d.Agent.Allowlist(); !al.Allows(netns.CamIP(2), 8554) || !al.Allows(netns.CamIP(2), 8080) {
+		t.Errorf("the agent's allowlist does not hold the yard camera's media and RTSP ports")
+	}
 	c, err := cli.DialTunnel(ctx, operator(d), out.Devices[0].Handles["80"])
 	if err != nil {
 		t.Fatal(err)

@@ -7,21 +7,21 @@ import (
 	"strings"
 )
 
-// MaxBody bounds a GetDeviceInformation answer the agent reads.
+// MaxBody bounds a SOAP answer of a device service or media service the
+// agent reads (GetDeviceInformation, GetServices, GetProfiles, …).
 const MaxBody = 64 << 10
 
 // ErrNeedsLogin is wrapped when the device wants credentials
 // (WS-Security) for GetDeviceInformation.
 var ErrNeedsLogin = errors.New("device needs login")
 
-// GetDeviceInformation is the SOAP 1.2 request body, and SOAPAction the
-// action its Content-Type names.
+// GetDeviceInformation is the SOAP 1.2 request body, and
+// GetDeviceInformationAction the action its Content-Type names.
 const (
 	GetDeviceInformation = `<?xml version="1.0" encoding="UTF-8"?>` +
 		`<s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope">` +
 		`<s:Body xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><tds:GetDeviceInformation/></s:Body></s:Envelope>`
 	GetDeviceInformationAction = "http://www.onvif.org/ver10/device/wsdl/GetDeviceInformation"
-	ContentType                = `application/soap+xml; charset=utf-8; action="` + GetDeviceInformationAction + `"`
 )
 
 // DeviceInformation is what GetDeviceInformation answers.
@@ -39,23 +39,7 @@ type deviceInfoEnvelope struct {
 			SerialNumber    string `xml:"SerialNumber"`
 			HardwareID      string `xml:"HardwareId"`
 		} `xml:"GetDeviceInformationResponse"`
-		Fault *struct {
-			Code struct {
-				Value   string `xml:"Value"`
-				Subcode struct {
-					Value   string `xml:"Value"`
-					Subcode struct {
-						Value string `xml:"Value"`
-					} `xml:"Subcode"`
-				} `xml:"Subcode"`
-			} `xml:"Code"`
-			Reason struct {
-				Text string `xml:"Text"`
-			} `xml:"Reason"`
-			// SOAP 1.1
-			FaultCode   string `xml:"faultcode"`
-			FaultString string `xml:"faultstring"`
-		} `xml:"Fault"`
+		Fault *soapFault `xml:"Fault"`
 	} `xml:"Body"`
 }
 
@@ -73,12 +57,7 @@ func ParseDeviceInformation(b []byte) (DeviceInformation, error) {
 		return DeviceInformation{}, err
 	}
 	if f := env.Body.Fault; f != nil {
-		codes := strings.Join([]string{f.Code.Value, f.Code.Subcode.Value, f.Code.Subcode.Subcode.Value, f.FaultCode}, " ")
-		reason := clip(strings.TrimSpace(f.Reason.Text + f.FaultString))
-		if strings.Contains(codes, "NotAuthorized") || strings.Contains(codes, "FailedAuthentication") {
-			return DeviceInformation{}, fmt.Errorf("%w: %s", ErrNeedsLogin, reason)
-		}
-		return DeviceInformation{}, fmt.Errorf("SOAP fault %s: %s", clip(strings.TrimSpace(codes)), reason)
+		return DeviceInformation{}, f.err()
 	}
 	r := env.Body.Response
 	if r == nil {

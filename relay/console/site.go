@@ -32,11 +32,14 @@ type siteView struct {
 	More    string
 	// Sessions are the site's active CLI sessions (cli_sessions.go).
 	Sessions []CLISession
+	// Agents are the site's agents and their state, so an installer's
+	// agent is seen coming online where it was downloaded.
+	Agents []agentRow
 	siteExtras
 }
 
-// sitePage (GET /sites/{siteId}) is a site: its enrollment command, its
-// devices and their port pills.
+// sitePage (GET /sites/{siteId}) is a site: its enrollment command and
+// installers, its agents, its devices and their port pills.
 // Without the script, ✏ and Delete are links to ?edit= and ?delete=,
 // which render the page with that popup open.
 func (h *Handler) sitePage(w http.ResponseWriter, r *http.Request, c *call) error {
@@ -90,6 +93,13 @@ func (h *Handler) showSiteStatus(w http.ResponseWriter, r *http.Request, c *call
 		return err
 	}
 	v.Sessions = sessions
+	var agents []Agent
+	if err := c.Call("GET", "/api/sites/"+url.PathEscape(siteID)+"/agents", nil, &agents); err != nil {
+		return err
+	}
+	for _, a := range agents {
+		v.Agents = append(v.Agents, rowOf(a))
+	}
 	return h.renderFlash(w, r, c, status, "site", "sites", v, x.Flash)
 }
 

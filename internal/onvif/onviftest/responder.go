@@ -2,8 +2,10 @@
 // WS-Discovery Probes on a multicast group as the ONVIF discovery spec
 // says (a unicast ProbeMatches, from the device's own address, relating
 // to the Probe's MessageID, after a short random delay), serves
-// GetDeviceInformation on the device service, and serves a small web page
-// at / so a tunnel to the camera has something to show.
+// GetDeviceInformation, GetServices and GetCapabilities on the device
+// service and GetProfiles and GetStreamUri on the media service, and
+// serves a small web page at / so a tunnel to the camera has something to
+// show.
 package onviftest
 
 import (
@@ -30,9 +32,32 @@ type Device struct {
 	Hardware string // scope onvif://www.onvif.org/hardware/…
 
 	Manufacturer, Model string // GetDeviceInformation
-	// NeedsLogin: GetDeviceInformation answers a NotAuthorized fault, as
-	// a device that wants WS-Security does.
+	// NeedsLogin: GetDeviceInformation, GetProfiles and GetStreamUri
+	// answer a NotAuthorized fault, as a device that wants WS-Security
+	// does; GetServices and GetCapabilities, which ONVIF lets anyone
+	// call, are still answered.
 	NeedsLogin bool
+	// MediaPort is where the media service listens (0: HTTPPort), and
+	// RTSPPort the port of the stream URI it hands out (0: 554).
+	MediaPort, RTSPPort int
+	// NoGetServices: the device service faults GetServices, as a device
+	// older than ONVIF 2.0 does, and names its media service only in
+	// GetCapabilities.
+	NoGetServices bool
+}
+
+func (d Device) mediaPort() int {
+	if d.MediaPort != 0 {
+		return d.MediaPort
+	}
+	return d.HTTPPort
+}
+
+func (d Device) rtspPort() int {
+	if d.RTSPPort != 0 {
+		return d.RTSPPort
+	}
+	return 554
 }
 
 // Responder runs the devices until Close.
@@ -53,6 +78,7 @@ type Responder struct {
 func Start(do func(func() error) error, ifname string, devs []Device) (*Responder, error) {
 	r := &Responder{devs: devs}
 	var lns []net.Listener
+	var lnDev []int // the device of each listener
 	err := do(func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
@@ -68,11 +94,18 @@ func Start(do func(func() error) error, ifname string, devs []Device) (*Responde
 				return err
 			}
 			r.replies = append(r.replies, rc)
-			ln, err := net.Listen("tcp", netip.AddrPortFrom(d.IP, uint16(d.HTTPPort)).String())
-			if err != nil {
-				return err
+			ports := []int{d.HTTPPort}
+			if d.mediaPort() != d.HTTPPort {
+				ports = append(ports, d.mediaPort())
 			}
-			lns = append(lns, ln)
+			for _, port := range ports {
+				ln, err := net.Listen("tcp", netip.AddrPortFrom(d.IP, uint16(port)).String())
+				if err != nil {
+					return err
+				}
+				lns = append(lns, ln)
+				lnDev = append(lnDev, len(r.replies)-1)
+			}
 		}
 		return nil
 	})
@@ -83,13 +116,13 @@ func Start(do func(func() error) error, ifname string, devs []Device) (*Responde
 		}
 		return nil, err
 	}
-	for i, d := range devs {
-		srv := &http.Server{Handler: d.handler(), ReadHeaderTimeout: 5 * time.Second}
+	for i, ln := range lns {
+		srv := &http.Server{Handler: devs[lnDev[i]].handler(), ReadHeaderTimeout: 5 * time.Second}
 		r.servers = append(r.servers, srv)
 		r.wg.Add(1)
 		go func() {
 			defer r.wg.Done()
-			srv.Serve(lns[i])
+			srv.Serve(ln)
 		}()
 	}
 	r.wg.Add(1)
@@ -189,27 +222,93 @@ func pathEscape(s string) string { return strings.ReplaceAll(s, " ", "%20") }
 
 func (d Device) handler() http.Handler {
 	m := http.NewServeMux()
+	esc := html.EscapeString
 	m.HandleFunc("POST /onvif/device_service", func(w http.ResponseWriter, r *http.Request) {
-		body, _ := io.ReadAll(io.LimitReader(r.Body, 64<<10))
+		op, _ := operation(r.Body)
 		w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
-		if !bytes.Contains(body, []byte("GetDeviceInformation")) {
-			w.WriteHeader(http.StatusBadRequest)
-			io.WriteString(w, fault("ter:ActionNotSupported", "not simulated"))
-			return
-		}
-		if d.NeedsLogin {
+		switch {
+		case op == "GetDeviceInformation" && d.NeedsLogin:
 			w.WriteHeader(http.StatusBadRequest)
 			io.WriteString(w, fault("ter:NotAuthorized", "Sender not Authorized"))
-			return
+		case op == "GetDeviceInformation":
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><env:Body><tds:GetDeviceInformationResponse><tds:Manufacturer>%s</tds:Manufacturer><tds:Model>%s</tds:Model><tds:FirmwareVersion>1.0</tds:FirmwareVersion><tds:SerialNumber>%s</tds:SerialNumber><tds:HardwareId>%s</tds:HardwareId></tds:GetDeviceInformationResponse></env:Body></env:Envelope>`,
+				esc(d.Manufacturer), esc(d.Model), esc(d.UUID), esc(d.Hardware))
+		case op == "GetServices" && !d.NoGetServices:
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><SOAP-ENV:Envelope xmlns:SOAP-ENV="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><SOAP-ENV:Body><tds:GetServicesResponse>`+
+				`<tds:Service><tds:Namespace>http://www.onvif.org/ver10/device/wsdl</tds:Namespace><tds:XAddr>%s</tds:XAddr><tds:Version><tt:Major>2</tt:Major><tt:Minor>40</tt:Minor></tds:Version></tds:Service>`+
+				`<tds:Service><tds:Namespace>http://www.onvif.org/ver10/media/wsdl</tds:Namespace><tds:XAddr>%s</tds:XAddr><tds:Version><tt:Major>2</tt:Major><tt:Minor>40</tt:Minor></tds:Version></tds:Service>`+
+				`</tds:GetServicesResponse></SOAP-ENV:Body></SOAP-ENV:Envelope>`, esc(d.xaddr()), esc(d.mediaXAddr()))
+		case op == "GetCapabilities":
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><env:Body><tds:GetCapabilitiesResponse><tds:Capabilities>`+
+				`<tt:Media><tt:XAddr>%s</tt:XAddr><tt:StreamingCapabilities><tt:RTP_RTSP_TCP>true</tt:RTP_RTSP_TCP></tt:StreamingCapabilities></tt:Media>`+
+				`</tds:Capabilities></tds:GetCapabilitiesResponse></env:Body></env:Envelope>`, esc(d.mediaXAddr()))
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, fault("ter:ActionNotSupported", "not simulated"))
 		}
-		fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><env:Envelope xmlns:env="http://www.w3.org/2003/05/soap-envelope" xmlns:tds="http://www.onvif.org/ver10/device/wsdl"><env:Body><tds:GetDeviceInformationResponse><tds:Manufacturer>%s</tds:Manufacturer><tds:Model>%s</tds:Model><tds:FirmwareVersion>1.0</tds:FirmwareVersion><tds:SerialNumber>%s</tds:SerialNumber><tds:HardwareId>%s</tds:HardwareId></tds:GetDeviceInformationResponse></env:Body></env:Envelope>`,
-			html.EscapeString(d.Manufacturer), html.EscapeString(d.Model), html.EscapeString(d.UUID), html.EscapeString(d.Hardware))
+	})
+	m.HandleFunc("POST /onvif/media", func(w http.ResponseWriter, r *http.Request) {
+		op, token := operation(r.Body)
+		w.Header().Set("Content-Type", "application/soap+xml; charset=utf-8")
+		switch {
+		case (op == "GetProfiles" || op == "GetStreamUri") && d.NeedsLogin:
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, fault("ter:NotAuthorized", "Sender not Authorized"))
+		case op == "GetProfiles":
+			io.WriteString(w, `<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:trt="http://www.onvif.org/ver10/media/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><s:Body><trt:GetProfilesResponse>`+
+				`<trt:Profiles token="Profile_1" fixed="true"><tt:Name>mainStream</tt:Name></trt:Profiles><trt:Profiles token="Profile_2" fixed="true"><tt:Name>subStream</tt:Name></trt:Profiles>`+
+				`</trt:GetProfilesResponse></s:Body></s:Envelope>`)
+		case op == "GetStreamUri" && token == "Profile_1":
+			fmt.Fprintf(w, `<?xml version="1.0" encoding="UTF-8"?><s:Envelope xmlns:s="http://www.w3.org/2003/05/soap-envelope" xmlns:trt="http://www.onvif.org/ver10/media/wsdl" xmlns:tt="http://www.onvif.org/ver10/schema"><s:Body><trt:GetStreamUriResponse><trt:MediaUri>`+
+				`<tt:Uri>%s</tt:Uri><tt:InvalidAfterConnect>false</tt:InvalidAfterConnect><tt:InvalidAfterReboot>false</tt:InvalidAfterReboot><tt:Timeout>PT0S</tt:Timeout>`+
+				`</trt:MediaUri></trt:GetStreamUriResponse></s:Body></s:Envelope>`, esc(fmt.Sprintf("rtsp://%s/Streaming/Channels/101?transportmode=unicast&profile=Profile_1", netip.AddrPortFrom(d.IP, uint16(d.rtspPort())))))
+		case op == "GetStreamUri":
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, fault("ter:NoProfile", "no such profile"))
+		default:
+			w.WriteHeader(http.StatusBadRequest)
+			io.WriteString(w, fault("ter:ActionNotSupported", "not simulated"))
+		}
 	})
 	m.HandleFunc("GET /", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/html; charset=utf-8")
 		fmt.Fprintf(w, "<!doctype html><title>%s</title><h1 id=camera>Camera %s</h1>", html.EscapeString(d.Name), html.EscapeString(d.Name))
 	})
 	return m
+}
+
+func (d Device) mediaXAddr() string {
+	return fmt.Sprintf("http://%s/onvif/media", netip.AddrPortFrom(d.IP, uint16(d.mediaPort())))
+}
+
+// operation is the local name of the first element in a SOAP request's
+// Body, and the text of a ProfileToken in it, if any.
+func operation(body io.Reader) (op, token string) {
+	dec := xml.NewDecoder(io.LimitReader(body, 64<<10))
+	inBody, inToken := false, false
+	for {
+		tok, err := dec.Token()
+		if err != nil {
+			return op, token
+		}
+		switch t := tok.(type) {
+		case xml.StartElement:
+			switch {
+			case t.Name.Local == "Body":
+				inBody = true
+			case inBody && op == "":
+				op = t.Name.Local
+			case t.Name.Local == "ProfileToken":
+				inToken = true
+			}
+		case xml.CharData:
+			if inToken {
+				token += string(t)
+			}
+		case xml.EndElement:
+			inToken = false
+		}
+	}
 }
 
 func fault(subcode, reason string) string {
