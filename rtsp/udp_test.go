@@ -21,6 +21,8 @@ type udpViewer struct {
 	rtp, rtcp *net.UDPConn
 	server    [2]int // the gateway's server_port
 	got       atomic.Int64
+	rtpInfo   string      // the PLAY answer's
+	firstPkt  chan []byte // the first RTP packet received
 }
 
 func listenLoopUDP(t *testing.T) *net.UDPConn {
@@ -35,7 +37,7 @@ func listenLoopUDP(t *testing.T) *net.UDPConn {
 
 func playUDP(t *testing.T, g *Gateway, url string) *udpViewer {
 	t.Helper()
-	v := &udpViewer{rc: dialRaw(t, g.Addr()), rtp: listenLoopUDP(t), rtcp: listenLoopUDP(t)}
+	v := &udpViewer{rc: dialRaw(t, g.Addr()), rtp: listenLoopUDP(t), rtcp: listenLoopUDP(t), firstPkt: make(chan []byte, 1)}
 	resp := v.rc.do("DESCRIBE", url)
 	if resp.StatusCode != 200 {
 		t.Fatalf("DESCRIBE %d", resp.StatusCode)
@@ -58,16 +60,31 @@ func playUDP(t *testing.T, g *Gateway, url string) *udpViewer {
 	if resp = v.rc.do("PLAY", base, "Session", sessionID(resp.Header.Get("Session"))); resp.StatusCode != 200 {
 		t.Fatalf("PLAY %d", resp.StatusCode)
 	}
+	v.rtpInfo = resp.Header.Get("RTP-Info")
 	go func() {
 		buf := make([]byte, 2048)
 		for {
-			if _, err := v.rtp.Read(buf); err != nil {
+			n, err := v.rtp.Read(buf)
+			if err != nil {
 				return
 			}
-			v.got.Add(1)
+			if v.got.Add(1) == 1 {
+				v.firstPkt <- append([]byte(nil), buf[:n]...)
+			}
 		}
 	}()
 	return v
+}
+
+func (v *udpViewer) first(t *testing.T) []byte {
+	t.Helper()
+	select {
+	case p := <-v.firstPkt:
+		return p
+	case <-time.After(20 * time.Second):
+		t.Fatal("no RTP packet over UDP after PLAY")
+		return nil
+	}
 }
 
 func port(c *net.UDPConn) int { return c.LocalAddr().(*net.UDPAddr).Port }
