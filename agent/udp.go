@@ -151,7 +151,7 @@ type udpRelay struct {
 	wmu     sync.Mutex // one datagram frame at a time on the stream
 	dropped atomic.Uint64
 	lost    *atomic.Uint64 // the agent's count of datagrams full buffers dropped
-	noPeer  atomic.Uint64 // relay datagrams with nowhere to go yet
+	noPeer  atomic.Uint64  // relay datagrams with nowhere to go yet
 	once    sync.Once
 }
 
