@@ -84,10 +84,18 @@ func sizeSendBuffer(g *Gateway, c *net.UDPConn) {
 	})
 }
 
+// pairTries bounds the attempts at consecutive even/odd ports. Worth
+// many: ffmpeg sends its RTCP (and NAT punches) to server_port's first
+// number + 1 whatever the second says, so with two unrelated ports its
+// receiver reports land on whichever socket holds that port, another
+// client's perhaps. Each try fails with a chance of about one half (an
+// odd port), so 64 make the fallback practically never happen.
+const pairTries = 64
+
 // listenUDPPair binds two UDP sockets, even and odd consecutive ports if
-// it can find them in a few tries, else any two.
+// it can find them in pairTries tries, else any two.
 func listenUDPPair(ip net.IP) (*net.UDPConn, *net.UDPConn, error) {
-	for range 16 {
+	for range pairTries {
 		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 		if err != nil {
 			return nil, nil, err
