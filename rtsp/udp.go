@@ -133,15 +133,17 @@ func (p *udpPair) localRTCP() string {
 
 // start runs the readers of both sockets.
 func (p *udpPair) start() {
-	p.g.goFn(func() { p.read(p.rtp, p.from[0], nil) })
-	p.g.goFn(func() { p.read(p.rtcp, p.from[1], p.onRTCP) })
+	p.g.goFn(func() { p.read(p.rtp, nil) })
+	p.g.goFn(func() { p.read(p.rtcp, p.onRTCP) })
 }
 
 // read takes the client's datagrams to one socket: on the RTP port the
 // "punch" packets clients send to open their NAT (nothing to do), on the
-// RTCP port its receiver reports. Datagrams from any other address or
-// port are dropped and counted.
-func (p *udpPair) read(c *net.UDPConn, want netip.AddrPort, fn func([]byte)) {
+// RTCP port its receiver reports. Either may come from either of the
+// client's announced ports (some clients send RTCP from their RTP
+// socket; RFC 5761 multiplexes both on one). Datagrams from any other
+// address or port are dropped and counted.
+func (p *udpPair) read(c *net.UDPConn, fn func([]byte)) {
 	buf := make([]byte, 2048)
 	for {
 		n, from, err := c.ReadFromUDPAddrPort(buf)
@@ -152,7 +154,7 @@ func (p *udpPair) read(c *net.UDPConn, want netip.AddrPort, fn func([]byte)) {
 			}
 			return
 		}
-		if netip.AddrPortFrom(from.Addr().Unmap(), from.Port()) != want {
+		if from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()); from != p.from[0] && from != p.from[1] {
 			p.strangers.Add(1)
 			p.g.stats.UDPStrangers.Add(1)
 			continue
