@@ -24,8 +24,8 @@ import (
 // ChangeKind is what a Change reports.
 type ChangeKind string
 
-// Kinds of change. ID names the row: an agent, token, CLI session or
-// device id, a handle, the hex SHA-256 of a browser session's cookie, a
+// Kinds of change. ID names the row: an agent, token, CLI session,
+// license, partner key or device id, a handle, the hex SHA-256 of a browser session's cookie, a
 // site id.
 const (
 	ChangeAgentRevoked      ChangeKind = "agent.revoke"
@@ -33,6 +33,10 @@ const (
 	ChangeCLISessionRevoked ChangeKind = "cli_session.revoke"
 	ChangeSessionEnded      ChangeKind = "session.end"
 	ChangeHandleRevoked     ChangeKind = "handle.revoke"
+	ChangeLicenseRevoked    ChangeKind = "license.revoke"
+	// ChangePartnerKeyRevoked: an nk_ key was revoked; each CLI session
+	// it issued comes with its own ChangeCLISessionRevoked.
+	ChangePartnerKeyRevoked ChangeKind = "partner_key.revoke"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"
