@@ -97,7 +97,7 @@ var (
 	webCreds     = []isoCred{credToken, credBasic, credCookie}
 	tunnelCreds  = []isoCred{credToken, credBasic, credCookie, credOps, credLic, credLicSub}
 	partnerCreds = []isoCred{credNK, credNKFar}
-	noTenancy = "takes no id of a tenant"
+	noTenancy    = "takes no id of a tenant"
 )
 
 // isolationRoutes is every route of routesMux. A route added there must
