@@ -51,10 +51,10 @@ type License struct {
 type tokensView struct {
 	Licenses []License // the tenant's, read-only
 	Tokens   []APIToken
-	More    string
-	Label   string // the mint form's label, kept with its error
-	Error   string
-	Created *newToken
+	More     string
+	Label    string // the mint form's label, kept with its error
+	Error    string
+	Created  *newToken
 }
 
 // tokensPage (GET /account/tokens) lists the signed-in user's nt_
