@@ -33,10 +33,6 @@ const (
 	ChangeCLISessionRevoked ChangeKind = "cli_session.revoke"
 	ChangeSessionEnded      ChangeKind = "session.end"
 	ChangeHandleRevoked     ChangeKind = "handle.revoke"
-	ChangeLicenseRevoked    ChangeKind = "license.revoke"
-	// ChangePartnerKeyRevoked: an nk_ key was revoked; each CLI session
-	// it issued comes with its own ChangeCLISessionRevoked.
-	ChangePartnerKeyRevoked ChangeKind = "partner_key.revoke"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"
@@ -48,6 +44,15 @@ const (
 	// to the notifications broke, or a subscriber fell behind): drop
 	// every cache and check every live use against the store.
 	ChangeResync ChangeKind = "resync"
+)
+
+// Kinds of change of the credentials of programs (licenses.go,
+// partnerkeys.go).
+const (
+	ChangeLicenseRevoked ChangeKind = "license.revoke"
+	// ChangePartnerKeyRevoked: an nk_ key was revoked; each CLI session
+	// it issued comes with its own ChangeCLISessionRevoked.
+	ChangePartnerKeyRevoked ChangeKind = "partner_key.revoke"
 )
 
 // Change is one change another relay made.
