@@ -52,6 +52,19 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/audit", auth.api(mgmt.listAudit))
 	m.HandleFunc("POST /api/sites/{siteId}/devices/bulk", auth.api(mgmt.createDevicesBulk)) // relay/api_bulk.go
 
+	// OpCon licenses (relay/licenses.go) and partner keys
+	// (relay/partner_keys.go), issued by the admin key; the CLI sessions
+	// a partner key mints (partnerSessions, relay/partner_sessions.go).
+	m.HandleFunc("POST /api/admin/tenants/{tenantId}/licenses", auth.api(mgmt.createLicense))
+	m.HandleFunc("DELETE /api/admin/tenants/{tenantId}/licenses/{licenseId}", auth.api(mgmt.revokeLicense))
+	m.HandleFunc("GET /api/tenants/{tenantId}/licenses", auth.api(mgmt.listLicenses))
+	m.HandleFunc("POST /api/admin/tenants/{tenantId}/partner-keys", auth.api(mgmt.createPartnerKey))
+	m.HandleFunc("GET /api/admin/tenants/{tenantId}/partner-keys", auth.api(mgmt.listPartnerKeys))
+	m.HandleFunc("DELETE /api/admin/tenants/{tenantId}/partner-keys/{keyId}", auth.api(mgmt.revokePartnerKey))
+	m.HandleFunc("POST /api/v1/sessions", s.partner.partnerAPI(s.partner.createSession))
+	m.HandleFunc("GET /api/v1/sessions", s.partner.partnerAPI(s.partner.listSessions))
+	m.HandleFunc("DELETE /api/v1/sessions/{tokenHash}", s.partner.partnerAPI(s.partner.revokeSession))
+
 	// Discoveries and probes on a site's LAN (lanScans, relay/api_discover.go).
 	m.HandleFunc("POST /api/sites/{siteId}/discoveries", auth.api(s.scans.startDiscovery))
 	m.HandleFunc("POST /api/sites/{siteId}/probes", auth.api(s.scans.startProbe))

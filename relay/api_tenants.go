@@ -24,11 +24,17 @@ func (s *managementAPI) createTenant(w http.ResponseWriter, r *http.Request, p P
 		return fmt.Errorf("%w: name is required", errBadRequest)
 	}
 	t := store.Tenant{ID: newID("ten_"), Name: in.Name, CreatedAt: s.cfg.Now()}
-	if err := s.store.CreateTenant(r.Context(), t); err != nil {
+	// The licensing application onboards a tenant with this call: the
+	// tenant comes with its first OpCon license (licenses.go).
+	l, guid := s.newLicense(t.ID)
+	if err := s.store.CreateTenantLicensed(r.Context(), t, l); err != nil {
 		return err
 	}
 	s.audit(store.AuditEvent{TenantID: t.ID, Actor: p.Actor, Action: "tenant.create", Target: t.ID, Detail: t.Name})
-	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt})
+	s.audit(store.AuditEvent{TenantID: t.ID, Actor: p.Actor, Action: "license.create", Target: l.ID, Detail: "hint " + l.Hint})
+	lj := licenseJSON(l)
+	lj["guid"] = guid
+	writeJSON(w, http.StatusCreated, map[string]any{"id": t.ID, "name": t.Name, "created_at": t.CreatedAt, "license": lj})
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/subtle"
 	"errors"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -62,12 +63,38 @@ func (s *authenticator) authenticate(r *http.Request) (Principal, error) {
 		}
 		return Principal{}, errBadCredential
 	}
+	if r.Header.Get("X-License") != "" {
+		return Principal{}, errLicenseHere
+	}
+	if r.Header.Get("X-API-Key") != "" {
+		return Principal{}, errPartnerKeyHere
+	}
 	return Principal{}, errNoCredential
+}
+
+// Credentials presented where they are not accepted: 401 with where they
+// are (docs/api.md's credential table).
+var (
+	errOpsHere        = fmt.Errorf("%w: an ops_ CLI session is accepted only by the CLI's routes and /api/tunnel/{handle}", errBadCredential)
+	errPartnerKeyHere = fmt.Errorf("%w: an nk_ partner key is accepted only as X-API-Key on /api/v1/sessions", errBadCredential)
+	errLicenseHere    = fmt.Errorf("%w: a license is accepted only on /api/tunnel/{handle}", errBadCredential)
+)
+
+// misplaced is the refusal of a Bearer value that is no nt_ token: the
+// reason names where a credential of its kind is accepted.
+func misplaced(tok string) error {
+	switch {
+	case secret.HasPrefix(tok, secret.CLISession):
+		return errOpsHere
+	case secret.HasPrefix(tok, secret.PartnerKey):
+		return errPartnerKeyHere
+	}
+	return errBadCredential
 }
 
 func (s *authenticator) authToken(ctx context.Context, tok string) (Principal, error) {
 	if !secret.HasPrefix(tok, secret.APIToken) {
-		return Principal{}, errBadCredential
+		return Principal{}, misplaced(tok)
 	}
 	hash := secret.Hash(tok)
 	key := string(hash)

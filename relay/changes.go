@@ -45,6 +45,11 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 		credConns.cut(c.ID, errTokenRevoked)
 	case store.ChangeCLISessionRevoked:
 		credConns.cut(c.ID, errCLIRevoked)
+	case store.ChangeLicenseRevoked:
+		credConns.cut(c.ID, errLicenseRevoked)
+	case store.ChangePartnerKeyRevoked:
+		// Its sessions come each with its own ChangeCLISessionRevoked; the
+		// key itself opens nothing.
 	case store.ChangeSessionEnded:
 		credConns.cut("session:"+c.ID, errSignedOut)
 	case store.ChangeHandleRevoked:
@@ -124,6 +129,11 @@ func (s *Server) credRevoked(ctx context.Context, cred string) error {
 		c, err := s.store.GetCLISession(ctx, cred)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
 			return errCLIRevoked
+		}
+	case strings.HasPrefix(cred, "lic_"):
+		l, err := s.store.GetLicense(ctx, cred)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && l.RevokedAt != nil) {
+			return errLicenseRevoked
 		}
 	case strings.HasPrefix(cred, "session:"):
 		hash, err := hex.DecodeString(strings.TrimPrefix(cred, "session:"))

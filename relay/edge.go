@@ -20,6 +20,8 @@ import "github.com/nanodems/connector/internal/dist"
 //   - wsTunnels (tunnel_ws.go): /api/tunnel/{handle}.
 //   - cliEdge (cli_sessions.go, cli_tunnel.go): /api/cli/…,
 //     /api/sites/{siteId}/cli-sessions.
+//   - partnerSessions (partner_sessions.go): /api/v1/sessions, CLI
+//     sessions minted by a partner's server with its nk_ key.
 //   - rtspGateway (rtsp.go): the RTSP listener and
 //     /api/handles/{handle}/rtsp-url.
 //   - downloadsPart (downloads.go): /downloads/{file}, /api/downloads.
@@ -50,8 +52,9 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 		web:      newWebProxy(b, s, s, s.sealer, s.cfg.CameraTimeout),
 		grantKey: s.grantKey, apiTLS: s.apiTLS, publicURL: s.publicURL,
 	}
-	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
 	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh}
+	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s, cli: s.cli}
+	s.partner = &partnerSessions{base: b, cli: s.cli}
 	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
 	s.claim = newClaimer(b, s.ca, s.publicAgentAddr)

@@ -2,6 +2,7 @@ package relay_test
 
 import (
 	"context"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -11,9 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nanodems/connector/demo"
 	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
 )
 
@@ -25,9 +28,13 @@ const (
 	credBasic  isoCred = "password (Basic)"
 	credCookie isoCred = "session cookie"
 	credOps    isoCred = "ops_ CLI session"
+	credLic    isoCred = "OpCon license (X-License)"
+	credLicSub isoCred = "OpCon license (subprotocol)"
+	credNK     isoCred = "nk_ partner key"
+	credNKFar  isoCred = "nk_ partner key from outside its CIDR"
 )
 
-var allCreds = []isoCred{credToken, credBasic, credCookie, credOps}
+var allCreds = []isoCred{credToken, credBasic, credCookie, credOps, credLic, credLicSub, credNK, credNKFar}
 
 // isoFixture is two tenants on one relay: A (the demo's) with one of
 // everything, and B, whose user makes every request of the matrix.
@@ -36,8 +43,10 @@ type isoFixture struct {
 	// Tenant A's ids.
 	tenant, user, token, site, device, agent, handle, cli, loopback string
 	port                                                            int
+	cliHash, license, partnerKey                                    string
 	// Tenant B.
 	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
+	bLicense, bNK, bNKFar, bHandle                                string
 	bBrowser                                                      *http.Client
 }
 
@@ -78,14 +87,17 @@ func (f *isoFixture) expand(p string) string {
 	return strings.NewReplacer(
 		"{tenant}", f.tenant, "{user}", f.user, "{token}", f.token, "{site}", f.site, "{device}", f.device,
 		"{agent}", f.agent, "{handle}", f.handle, "{cli}", f.cli, "{ip}", f.loopback, "{port}", strconv.Itoa(f.port),
-		"{bUser}", f.bUser, "{bSite}", f.bSite,
+		"{cliHash}", f.cliHash, "{license}", f.license, "{partnerKey}", f.partnerKey,
+		"{bUser}", f.bUser, "{bSite}", f.bSite, "{bTenant}", f.bTenant,
 	).Replace(p)
 }
 
 var (
-	apiCreds  = []isoCred{credToken, credBasic}
-	webCreds  = []isoCred{credToken, credBasic, credCookie}
-	noTenancy = "takes no id of a tenant"
+	apiCreds     = []isoCred{credToken, credBasic}
+	webCreds     = []isoCred{credToken, credBasic, credCookie}
+	tunnelCreds  = []isoCred{credToken, credBasic, credCookie, credOps, credLic, credLicSub}
+	partnerCreds = []isoCred{credNK, credNKFar}
+	noTenancy    = "takes no id of a tenant"
 )
 
 // isolationRoutes is every route of routesMux. A route added there must
@@ -121,6 +133,15 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /api/users/{userId}/tokens", paths: paths("/api/users/{user}/tokens"), accepts: apiCreds},
 	{pattern: "GET /api/sites/{siteId}/handles", paths: paths("/api/sites/{site}/handles"), accepts: apiCreds},
 	{pattern: "POST /api/devices/{deviceId}/ports/{port}/handle", paths: paths("/api/devices/{device}/ports/{port}/handle", "/api/devices/{device}/ports/554/handle"), accepts: apiCreds},
+	{pattern: "POST /api/admin/tenants/{tenantId}/licenses", paths: paths("/api/admin/tenants/{tenant}/licenses"), accepts: apiCreds},
+	{pattern: "DELETE /api/admin/tenants/{tenantId}/licenses/{licenseId}", paths: paths("/api/admin/tenants/{tenant}/licenses/{license}", "/api/admin/tenants/{bTenant}/licenses/{license}"), accepts: apiCreds},
+	{pattern: "GET /api/tenants/{tenantId}/licenses", paths: paths("/api/tenants/{tenant}/licenses"), accepts: apiCreds},
+	{pattern: "POST /api/admin/tenants/{tenantId}/partner-keys", paths: paths("/api/admin/tenants/{tenant}/partner-keys"), accepts: apiCreds},
+	{pattern: "GET /api/admin/tenants/{tenantId}/partner-keys", paths: paths("/api/admin/tenants/{tenant}/partner-keys"), accepts: apiCreds},
+	{pattern: "DELETE /api/admin/tenants/{tenantId}/partner-keys/{keyId}", paths: paths("/api/admin/tenants/{tenant}/partner-keys/{partnerKey}", "/api/admin/tenants/{bTenant}/partner-keys/{partnerKey}"), accepts: apiCreds},
+	{pattern: "POST /api/v1/sessions", paths: paths("/api/v1/sessions"), body: `{"external_operator_id":"x","operator_display_name":"y","site_ids":["{site}"]}`, accepts: partnerCreds},
+	{pattern: "GET /api/v1/sessions", paths: paths("/api/v1/sessions"), accepts: []isoCred{credNK}, check: sessionsWithoutA},
+	{pattern: "DELETE /api/v1/sessions/{tokenHash}", paths: paths("/api/v1/sessions/{cliHash}"), accepts: partnerCreds},
 	{pattern: "POST /api/sites/{siteId}/devices/bulk", paths: paths("/api/sites/{site}/devices/bulk"), body: `{"devices":[{"host":"10.9.9.9","ports":[80]}]}`, accepts: apiCreds},
 	{pattern: "POST /api/sites/{siteId}/discoveries", paths: paths("/api/sites/{site}/discoveries"), accepts: apiCreds},
 	{pattern: "POST /api/sites/{siteId}/probes", paths: paths("/api/sites/{site}/probes"), body: `{"range":"10.9.9.0/30"}`, accepts: apiCreds},
@@ -128,7 +149,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /api/audit", paths: paths("/api/audit?tenant_id={tenant}", "/api/audit"), accepts: apiCreds, check: onlyOwnAudit},
 	{pattern: "GET /api/downloads", skip: "public: the binaries are the same for every tenant"},
 	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
-	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: webCreds},
+	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: tunnelCreds},
 	{pattern: "POST /api/handles/{handle}/rtsp-url", paths: paths("/api/handles/{handle}/rtsp-url"), accepts: apiCreds},
 	{pattern: "GET /login", skip: noTenancy},
 	{pattern: "POST /login", skip: "signs in by email and password; signin_test.go"},
@@ -252,7 +273,10 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	var tok struct{ ID string }
 	must(t, d.API.Do(ctx, "POST", "/api/users/"+f.user+"/tokens", nil, &tok, admin))
 	f.token = tok.ID
-	f.cli = mintCLI(t, d).ID
+	aCLI := mintCLI(t, d)
+	f.cli, f.cliHash = aCLI.ID, hex.EncodeToString(secret.Hash(aCLI.Token))
+	f.license = issueLicense(t, d, f.tenant).ID
+	f.partnerKey = issuePartnerKey(t, d, f.tenant, "").ID
 	var dev struct {
 		LoopbackIP string `json:"loopback_ip"`
 		Ports      []int  `json:"ports"`
@@ -260,19 +284,30 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	must(t, d.API.Do(ctx, "GET", "/api/devices/"+f.device, nil, &dev, admin))
 	f.loopback, f.port = dev.LoopbackIP, dev.Ports[0]
 
-	var ten, usr, btok, site struct {
+	var ten struct {
+		ID      string        `json:"id"`
+		License issuedLicense `json:"license"`
+	}
+	var usr, btok, site struct {
 		ID    string `json:"id"`
 		Token string `json:"token"`
 	}
 	must(t, d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Tenant B"}, &ten, admin))
 	f.bTenant, f.bEmail, f.bPassword = ten.ID, "b@b.invalid", "tenant-b-password-1"
+	f.bLicense = ten.License.GUID
+	f.bNK = issuePartnerKey(t, d, ten.ID, "127.0.0.1/32").Key
+	f.bNKFar = issuePartnerKey(t, d, ten.ID, "203.0.113.0/24").Key
 	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/users", map[string]string{"email": f.bEmail, "password": f.bPassword}, &usr, admin))
 	f.bUser = usr.ID
 	must(t, d.API.Do(ctx, "POST", "/api/users/"+usr.ID+"/tokens", nil, &btok, admin))
 	f.bToken = btok.Token
 	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/sites", map[string]any{"name": "B site", "allow_loopback": true}, &site, demo.Bearer(f.bToken)))
 	f.bSite = site.ID
-	must(t, d.API.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{f.port}}, nil, demo.Bearer(f.bToken)))
+	var bDev struct {
+		Handles map[string]string `json:"handles"`
+	}
+	must(t, d.API.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{f.port}}, &bDev, demo.Bearer(f.bToken)))
+	f.bHandle = bDev.Handles[strconv.Itoa(f.port)]
 	var ops struct {
 		Token string `json:"token"`
 	}
@@ -302,6 +337,20 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	}
 	if status, body := f.do(t, credOps, "GET", "/api/cli/sessions/plan", "", false, false); status != 200 || !strings.Contains(body, f.bSite) {
 		t.Fatalf("B's ops_ session's plan: %d %s", status, body)
+	}
+	// B's tunnel credentials pass authentication on B's own handle (a
+	// plain GET then asks for the upgrade), and B's partner key lists
+	// B's sessions; B's far key is refused for its address alone.
+	for _, c := range []isoCred{credOps, credLic, credLicSub} {
+		if status, body := f.do(t, c, "GET", "/api/tunnel/"+f.bHandle, "", false, false); status != http.StatusUpgradeRequired {
+			t.Fatalf("B's %s on B's handle: %d %s", c, status, body)
+		}
+	}
+	if status, body := f.do(t, credNK, "GET", "/api/v1/sessions", "", false, false); status != 200 || !strings.Contains(body, f.bSite) {
+		t.Fatalf("B's partner key's sessions: %d %s", status, body)
+	}
+	if status, body := f.do(t, credNKFar, "GET", "/api/v1/sessions", "", false, false); status != 403 || !strings.Contains(body, "203.0.113.0/24") {
+		t.Fatalf("B's far partner key: %d %s", status, body)
 	}
 	return f
 }
@@ -338,6 +387,15 @@ func (f *isoFixture) do(t *testing.T, c isoCred, method, path, body string, form
 		req.SetBasicAuth(f.bEmail, f.bPassword)
 	case credOps:
 		req.Header.Set("Authorization", "Bearer "+f.bOps)
+	case credLic:
+		req.Header.Set("X-License", f.bLicense)
+		req.Header.Set("X-User-Id", "b-operator")
+	case credLicSub:
+		req.Header.Set("Sec-WebSocket-Protocol", "license."+f.bLicense+".user.b-operator")
+	case credNK:
+		req.Header.Set("X-API-Key", f.bNK)
+	case credNKFar:
+		req.Header.Set("X-API-Key", f.bNKFar)
 	case credCookie:
 		// As the console's own scripts send it: same origin, with the
 		// session's antiforgery token.
@@ -395,6 +453,19 @@ func (f *isoFixture) snapshot(t *testing.T) string {
 	cs, err := st.GetCLISession(ctx, f.cli)
 	must(t, err)
 	fmt.Fprintf(&b, "; cli %s revoked %v", cs.ID, cs.RevokedAt != nil)
+	lics, err := st.ListLicenses(ctx, f.tenant)
+	must(t, err)
+	for _, l := range lics {
+		fmt.Fprintf(&b, "; license %s revoked %v", l.ID, l.RevokedAt != nil)
+	}
+	keys, err := st.ListPartnerKeys(ctx, f.tenant)
+	must(t, err)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "; partner key %s revoked %v", k.ID, k.RevokedAt != nil)
+	}
+	live, err := st.ListTenantCLISessions(ctx, f.tenant, time.Now())
+	must(t, err)
+	fmt.Fprintf(&b, "; %d live CLI sessions", len(live))
 	// A's audit records, and the records of no tenant (the admin's).
 	aAudit, err := st.ListAudit(ctx, store.AuditFilter{TenantID: f.tenant, Limit: 100000})
 	must(t, err)
@@ -442,6 +513,14 @@ func showsNothingOfA(t *testing.T, f *isoFixture, status int, body string) {
 		if strings.Contains(body, id) {
 			t.Errorf("B's console page names A's %q: %s", id, oneLine(body))
 		}
+	}
+}
+
+// sessionsWithoutA: B's partner key lists B's CLI sessions only.
+func sessionsWithoutA(t *testing.T, f *isoFixture, status int, body string) {
+	t.Helper()
+	if status != 200 || !strings.Contains(body, f.bSite) || strings.Contains(body, f.site) || strings.Contains(body, f.cli) || strings.Contains(body, f.cliHash) {
+		t.Errorf("B's partner sessions: %d %s", status, oneLine(body))
 	}
 }
 

@@ -130,6 +130,7 @@ type Server struct {
 	browser *browserProxy
 	tunnels *wsTunnels
 	cli     *cliEdge
+	partner *partnerSessions
 	rtspGW  *rtspGateway
 	dl      *downloadsPart
 	claim   *claimer

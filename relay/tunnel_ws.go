@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"fmt"
 	"net/http"
 	"sync/atomic"
 
@@ -13,14 +14,17 @@ import (
 )
 
 // wsTunnels serves GET /api/tunnel/{handle}: a raw tunnel to a device
-// port over one WebSocket, for programs (an API credential) and signed-in
-// browsers. It depends on the authenticator, the Dialer it opens the
-// tunnel through, and the resolver (to audit the admin key's use).
+// port over one WebSocket, for programs (an API credential, an OpCon
+// license, an ops_ CLI session) and signed-in browsers. It depends on the
+// authenticator, the Dialer it opens the tunnel through, the resolver
+// (to audit the admin key's use and to check a CLI session's sites) and
+// the CLI edge (which checks ops_ sessions).
 type wsTunnels struct {
 	base
 	auth   *authenticator
 	dialer Dialer
 	routes resolver
+	cli    *cliEdge
 }
 
 // maxMessage bounds one WebSocket message from a client. Clients send at
@@ -33,27 +37,35 @@ const maxMessage = 1 << 20
 // (internal/wsconn). Every refusal is answered before the upgrade, with
 // the HTTP status and a one-line reason.
 func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
-	// A signed-in browser may open tunnels too; a cross-origin upgrade is
-	// refused (crossOrigin) before the device is dialled, so another site
-	// can neither ride the cookie nor make the agent open a connection.
-	p, _, ok := s.auth.sessionPrincipal(r)
-	if !ok {
-		var err error
-		if p, err = s.auth.authenticate(r); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
+	who, err := s.caller(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
 	}
+	p := who.p
 	if !isUpgrade(r) {
 		// Refuse before dialing: a plain GET must not open a device port.
 		writeJSON(w, http.StatusUpgradeRequired, map[string]string{"error": "this endpoint speaks WebSocket only"})
 		return
 	}
-	if err := crossOrigin(r); err != nil {
-		s.writeError(w, r, err)
-		return
+	// A signed-in browser may open tunnels too; a cross-origin upgrade is
+	// refused (crossOrigin) before the device is dialled, so another site
+	// can neither ride the cookie nor make the agent open a connection.
+	// A license is no ambient credential (a page sends it only if it holds
+	// it), and an OpCon's page is of another origin by design.
+	if who.lic == nil {
+		if err := crossOrigin(r); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	h := r.PathValue("handle")
+	if who.sites != nil {
+		if err := s.inSessionSites(r, p, h, who.sites); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
 	var o DialOptions
 	if r.URL.Query().Get("dedicated") == "1" {
 		// A bulk transfer asks for its own connection from the start.
@@ -69,7 +81,23 @@ func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
 		route, _ := s.routes.resolve(r.Context(), h)
 		s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "tunnel.admin_open", Target: h, Detail: r.RemoteAddr})
 	}
-	ws, err := websocket.Accept(smallHijack{w}, r, &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled})
+	opts := &websocket.AcceptOptions{CompressionMode: websocket.CompressionDisabled}
+	if who.lic != nil {
+		// The console's user id is on record with the tunnel it opened,
+		// and nowhere else.
+		s.audit(store.AuditEvent{TenantID: p.TenantID, Actor: p.Actor, Action: "tunnel.license_open", Target: h,
+			Detail: fmt.Sprintf("license %s user %q from %s", p.Cred, who.lic.UserID, r.RemoteAddr)})
+		// The console's page is of another origin (its own), which the
+		// WebSocket library refuses unless told; handleTunnel has made
+		// the origin decision above.
+		opts.OriginPatterns = []string{"*"}
+		if who.lic.Subprotocol != "" {
+			// RFC 6455: the server answers with one subprotocol the
+			// client offered; a browser drops the connection otherwise.
+			opts.Subprotocols = []string{who.lic.Subprotocol}
+		}
+	}
+	ws, err := websocket.Accept(smallHijack{w}, r, opts)
 	if err != nil {
 		conn.Close()
 		return // Accept has answered the client

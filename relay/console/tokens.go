@@ -37,12 +37,24 @@ type newToken struct {
 	Label string `json:"label"`
 }
 
+// License is an OpCon license of the tenant as the API lists it: its
+// id, the last four characters of its GUID, and its dates. The console
+// shows them read-only; the licensing application issues and revokes
+// them through the admin API.
+type License struct {
+	ID        string     `json:"id"`
+	Hint      string     `json:"hint"`
+	CreatedAt time.Time  `json:"created_at"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
 type tokensView struct {
-	Tokens  []APIToken
-	More    string
-	Label   string // the mint form's label, kept with its error
-	Error   string
-	Created *newToken
+	Licenses []License // the tenant's, read-only
+	Tokens   []APIToken
+	More     string
+	Label    string // the mint form's label, kept with its error
+	Error    string
+	Created  *newToken
 }
 
 // tokensPage (GET /account/tokens) lists the signed-in user's nt_
@@ -58,6 +70,11 @@ func (h *Handler) showTokens(w http.ResponseWriter, r *http.Request, c *call, st
 		return err
 	}
 	v.Tokens, v.More = page.Items, page.Next
+	if lp, err := c.tenantPath("/licenses"); err == nil {
+		if err := c.Call("GET", lp, nil, &v.Licenses); err != nil {
+			return err
+		}
+	}
 	return h.render(w, r, c, status, "tokens", "account", v)
 }
 

@@ -23,6 +23,7 @@ const (
 	AdminKey   = "ak_"
 	Session    = "ns_"
 	CLISession = "ops_" // nanodems-tunnel run --token ops_…
+	PartnerKey = "nk_"  // a partner's server mints ops_ sessions with it
 )
 
 // New returns prefix + 43 chars of base64url (256 bits) and its hash.

@@ -24,8 +24,8 @@ import (
 // ChangeKind is what a Change reports.
 type ChangeKind string
 
-// Kinds of change. ID names the row: an agent, token, CLI session or
-// device id, a handle, the hex SHA-256 of a browser session's cookie, a
+// Kinds of change. ID names the row: an agent, token, CLI session,
+// license, partner key or device id, a handle, the hex SHA-256 of a browser session's cookie, a
 // site id.
 const (
 	ChangeAgentRevoked      ChangeKind = "agent.revoke"
@@ -46,6 +46,15 @@ const (
 	// to the notifications broke, or a subscriber fell behind): drop
 	// every cache and check every live use against the store.
 	ChangeResync ChangeKind = "resync"
+)
+
+// Kinds of change of the credentials of programs (licenses.go,
+// partnerkeys.go).
+const (
+	ChangeLicenseRevoked ChangeKind = "license.revoke"
+	// ChangePartnerKeyRevoked: an nk_ key was revoked; each CLI session
+	// it issued comes with its own ChangeCLISessionRevoked.
+	ChangePartnerKeyRevoked ChangeKind = "partner_key.revoke"
 )
 
 // Change is one change another relay made.

@@ -25,6 +25,13 @@ type CLISession struct {
 	HardCapAt  time.Time
 	LastUsedAt *time.Time
 	RevokedAt  *time.Time
+	// IssuerKeyID is the partner key (nk_) that minted the session, ""
+	// for one minted by a user or the admin key; revoking the key
+	// revokes it. ExternalOperatorID and OperatorDisplayName name the
+	// partner's operator it was minted for.
+	IssuerKeyID         string
+	ExternalOperatorID  string
+	OperatorDisplayName string
 }
 
 // CreateCLISession stores c. A duplicate id or hash is ErrConflict, an
@@ -35,15 +42,18 @@ func (s *sqlStore) CreateCLISession(ctx context.Context, c CLISession) error {
 		return wrapf(err, "create cli session %s", c.ID)
 	}
 	_, err = s.exec(ctx, `INSERT INTO cli_sessions
-		(id, hash, tenant_id, user_id, site_ids, label, created_at, expires_at, hard_cap_at, last_used_at, revoked_at)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		(id, hash, tenant_id, user_id, site_ids, label, created_at, expires_at, hard_cap_at, last_used_at, revoked_at,
+		issuer_key_id, external_operator_id, operator_display_name)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, c.Hash, c.TenantID, nullStr(c.UserID), string(sites), c.Label,
-		ts(c.CreatedAt), ts(c.ExpiresAt), ts(c.HardCapAt), nullTS(c.LastUsedAt), nullTS(c.RevokedAt))
+		ts(c.CreatedAt), ts(c.ExpiresAt), ts(c.HardCapAt), nullTS(c.LastUsedAt), nullTS(c.RevokedAt),
+		c.IssuerKeyID, c.ExternalOperatorID, c.OperatorDisplayName)
 	return wrapf(err, "create cli session %s", c.ID)
 }
 
 const cliCols = `id, hash, tenant_id, COALESCE(user_id, ''), site_ids, label,
-	created_at, expires_at, hard_cap_at, last_used_at, revoked_at`
+	created_at, expires_at, hard_cap_at, last_used_at, revoked_at,
+	issuer_key_id, external_operator_id, operator_display_name`
 
 func scanCLISession(r rowScanner) (CLISession, error) {
 	var c CLISession
@@ -51,7 +61,8 @@ func scanCLISession(r rowScanner) (CLISession, error) {
 	var created, expires, hardCap int64
 	var used, revoked sql.Null[int64]
 	err := r.Scan(&c.ID, &c.Hash, &c.TenantID, &c.UserID, &sites, &c.Label,
-		&created, &expires, &hardCap, &used, &revoked)
+		&created, &expires, &hardCap, &used, &revoked,
+		&c.IssuerKeyID, &c.ExternalOperatorID, &c.OperatorDisplayName)
 	if err != nil {
 		return CLISession{}, err
 	}
@@ -86,6 +97,15 @@ func (s *sqlStore) ListCLISessions(ctx context.Context, siteID string, now time.
 		AND `+s.d.jsonArrayHas("site_ids")+`
 		ORDER BY created_at DESC, id`, ts(now), ts(now), siteID)
 	return cs, wrapf(err, "list cli sessions of site %s", siteID)
+}
+
+// ListTenantCLISessions returns the tenant's sessions that are neither
+// revoked nor expired (nor past their cap) at now, newest first.
+func (s *sqlStore) ListTenantCLISessions(ctx context.Context, tenantID string, now time.Time) ([]CLISession, error) {
+	cs, err := queryAll(ctx, s.db, scanCLISession, `SELECT `+cliCols+` FROM cli_sessions
+		WHERE tenant_id = ? AND revoked_at IS NULL AND expires_at > ? AND hard_cap_at > ?
+		ORDER BY created_at DESC, id`, tenantID, ts(now), ts(now))
+	return cs, wrapf(err, "list cli sessions of tenant %s", tenantID)
 }
 
 // TouchCLISession is one use of a session at now: in one write transaction

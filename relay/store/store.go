@@ -306,6 +306,24 @@ type Store interface {
 	// its hard cap, in one transaction.
 	TouchCLISession(ctx context.Context, id string, now, expires time.Time) (CLISession, error)
 	RevokeCLISession(ctx context.Context, id string, at time.Time) error
+	// ListTenantCLISessions returns the tenant's live sessions.
+	ListTenantCLISessions(ctx context.Context, tenantID string, now time.Time) ([]CLISession, error)
+
+	// OpCon licenses (relay/store/licenses.go) and partner keys
+	// (relay/store/partnerkeys.go). Get* return them revoked or not.
+	CreateTenantLicensed(ctx context.Context, t Tenant, l License) error
+	CreateLicense(ctx context.Context, l License) error
+	GetLicense(ctx context.Context, id string) (License, error)
+	GetLicenseByHash(ctx context.Context, hash []byte) (License, error)
+	ListLicenses(ctx context.Context, tenantID string) ([]License, error)
+	RevokeLicense(ctx context.Context, id string, at time.Time) error
+	CreatePartnerKey(ctx context.Context, k PartnerKey) error
+	GetPartnerKey(ctx context.Context, id string) (PartnerKey, error)
+	GetPartnerKeyByHash(ctx context.Context, hash []byte) (PartnerKey, error)
+	ListPartnerKeys(ctx context.Context, tenantID string) ([]PartnerKey, error)
+	// RevokePartnerKey revokes the key and every session it issued, in
+	// one transaction, and returns the ids of those sessions.
+	RevokePartnerKey(ctx context.Context, id string, at time.Time) ([]string, error)
 	// ResolveLoopback maps a CLI's (loopback ip, port) to the route of the
 	// live handle of that device port; ErrNotFound if none.
 	ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error)
