@@ -74,6 +74,12 @@ type Principal struct {
 	Subject string
 	// Expires is when the grant stops opening new connections.
 	Expires time.Time
+	// OnRevoke, if set, watches the credential the connection was
+	// authorized with: the gateway calls it once the connection is
+	// authorized, with a func that ends the connection, which the
+	// backend calls when the credential is revoked; the gateway calls
+	// the returned func when the connection ends.
+	OnRevoke func(end func()) (stop func())
 }
 
 // Target is the LAN address a tunnel reached.
@@ -180,6 +186,8 @@ type Gateway struct {
 	connMu sync.Mutex
 	conns  map[*clientConn]struct{}
 
+	digest *digestAuth // nonces of Digest logins (DigestBackend)
+
 	ln     listener
 	closed atomic.Bool
 	wg     sync.WaitGroup // background work: sources, teardowns
@@ -236,7 +244,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Gateway{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, digest: newDigestAuth(),
 		sources: map[string]*source{}, notShared: map[string]time.Time{}, udpOnly: map[string]time.Time{},
 		tunnels: map[string]*clientConn{}, conns: map[*clientConn]struct{}{},
 	}, nil
