@@ -47,6 +47,8 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 		credConns.cut(c.ID, errCLIRevoked)
 	case store.ChangeSessionEnded:
 		credConns.cut("session:"+c.ID, errSignedOut)
+	case store.ChangeRTSPCredentialRevoked:
+		credConns.cut(c.ID, errRTSPCredRevoked)
 	case store.ChangeHandleRevoked:
 		s.invalidateRoutes()
 		s.cutRevoked(ctx)
@@ -122,6 +124,11 @@ func (s *Server) credRevoked(ctx context.Context, cred string) error {
 		c, err := s.store.GetCLISession(ctx, cred)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
 			return errCLIRevoked
+		}
+	case strings.HasPrefix(cred, rtspCredPrefix):
+		c, err := s.store.GetRTSPCredential(ctx, cred)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
+			return errRTSPCredRevoked
 		}
 	case strings.HasPrefix(cred, "session:"):
 		hash, err := hex.DecodeString(strings.TrimPrefix(cred, "session:"))

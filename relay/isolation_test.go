@@ -34,7 +34,7 @@ var allCreds = []isoCred{credToken, credBasic, credCookie, credOps}
 type isoFixture struct {
 	d *demo.Demo
 	// Tenant A's ids.
-	tenant, user, token, site, device, agent, handle, cli, loopback string
+	tenant, user, token, site, device, agent, handle, cli, loopback, rtspCred string
 	port                                                            int
 	// Tenant B.
 	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
@@ -78,7 +78,7 @@ func (f *isoFixture) expand(p string) string {
 	return strings.NewReplacer(
 		"{tenant}", f.tenant, "{user}", f.user, "{token}", f.token, "{site}", f.site, "{device}", f.device,
 		"{agent}", f.agent, "{handle}", f.handle, "{cli}", f.cli, "{ip}", f.loopback, "{port}", strconv.Itoa(f.port),
-		"{bUser}", f.bUser, "{bSite}", f.bSite,
+		"{rtspCred}", f.rtspCred, "{bUser}", f.bUser, "{bSite}", f.bSite, "{bTenant}", f.bTenant,
 	).Replace(p)
 }
 
@@ -130,6 +130,10 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
 	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: webCreds},
 	{pattern: "POST /api/handles/{handle}/rtsp-url", paths: paths("/api/handles/{handle}/rtsp-url"), accepts: apiCreds},
+	// B's own tenant with A's site: the site is as unknown as one that does not exist.
+	{pattern: "POST /api/tenants/{tenantId}/rtsp-credentials", paths: paths("/api/tenants/{tenant}/rtsp-credentials", "/api/tenants/{bTenant}/rtsp-credentials"), body: `{"name":"by B","site_id":"{site}"}`, accepts: apiCreds},
+	{pattern: "GET /api/tenants/{tenantId}/rtsp-credentials", paths: paths("/api/tenants/{tenant}/rtsp-credentials"), accepts: apiCreds},
+	{pattern: "DELETE /api/tenants/{tenantId}/rtsp-credentials/{id}", paths: paths("/api/tenants/{tenant}/rtsp-credentials/{rtspCred}", "/api/tenants/{bTenant}/rtsp-credentials/{rtspCred}"), accepts: apiCreds},
 	{pattern: "GET /login", skip: noTenancy},
 	{pattern: "POST /login", skip: "signs in by email and password; signin_test.go"},
 	{pattern: "POST /logout", skip: "ends the caller's own session only"},
@@ -253,6 +257,9 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	must(t, d.API.Do(ctx, "POST", "/api/users/"+f.user+"/tokens", nil, &tok, admin))
 	f.token = tok.ID
 	f.cli = mintCLI(t, d).ID
+	var rc struct{ ID string }
+	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+f.tenant+"/rtsp-credentials", map[string]string{"name": "A's VMS"}, &rc, admin))
+	f.rtspCred = rc.ID
 	var dev struct {
 		LoopbackIP string `json:"loopback_ip"`
 		Ports      []int  `json:"ports"`
@@ -386,6 +393,11 @@ func (f *isoFixture) snapshot(t *testing.T) string {
 		}
 		creds, _ := st.GetDeviceCredentials(ctx, d.ID)
 		fmt.Fprintf(&b, " login %d bytes", len(creds))
+	}
+	rcs, err := st.ListRTSPCredentials(ctx, f.tenant)
+	must(t, err)
+	for _, c := range rcs {
+		fmt.Fprintf(&b, "; rtsp credential %s %q", c.ID, c.Name)
 	}
 	agents, err := st.ListAgents(ctx, f.site)
 	must(t, err)

@@ -2,6 +2,7 @@ package rtsp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -137,6 +138,11 @@ type Config struct {
 	Addr    string // listen address, default ":9554"
 	Backend Backend
 	Mode    ListenerMode // default GNet
+	// TLSAddr and TLS, both set, add an RTSPS listener (rtsps://): the
+	// same gateway behind TLS, served by the goroutine listener whatever
+	// Mode says (gnet has no TLS).
+	TLSAddr string
+	TLS     *tls.Config
 	// Loops is the number of gnet event loops; default the CPU count.
 	Loops int
 	// NoFanOut turns sharing off: every viewer gets its own camera
@@ -189,6 +195,7 @@ type Gateway struct {
 	digest *digestAuth // nonces of Digest logins (DigestBackend)
 
 	ln     listener
+	tlsLn  listener // RTSPS; nil without Config.TLS
 	closed atomic.Bool
 	wg     sync.WaitGroup // background work: sources, teardowns
 
@@ -262,7 +269,21 @@ func (g *Gateway) Start() error {
 	if err != nil {
 		return fmt.Errorf("rtsp: listen %s: %w", g.cfg.Addr, err)
 	}
+	if g.cfg.TLS != nil && g.cfg.TLSAddr != "" {
+		if g.tlsLn, err = listenTLS(g); err != nil {
+			g.ln.close()
+			return fmt.Errorf("rtsp: listen (RTSPS) %s: %w", g.cfg.TLSAddr, err)
+		}
+	}
 	return nil
+}
+
+// TLSAddr is the RTSPS listener's address ("" without one).
+func (g *Gateway) TLSAddr() string {
+	if g.tlsLn == nil {
+		return ""
+	}
+	return g.tlsLn.addr()
 }
 
 // Addr is the listening address ("127.0.0.1:9554").
@@ -285,6 +306,9 @@ func (g *Gateway) Close() error {
 	var err error
 	if g.ln != nil {
 		err = g.ln.close()
+	}
+	if g.tlsLn != nil {
+		g.tlsLn.close()
 	}
 	g.connMu.Lock()
 	conns := make([]*clientConn, 0, len(g.conns))

@@ -23,6 +23,9 @@ const (
 	AdminKey   = "ak_"
 	Session    = "ns_"
 	CLISession = "ops_" // nanodems-tunnel run --token ops_…
+	// RTSPSecret is the secret of an RTSP credential, kept by a VMS in
+	// rtsp://user:secret@…; the relay stores its Digest HA1, not its hash.
+	RTSPSecret = "rs_"
 )
 
 // New returns prefix + 43 chars of base64url (256 bits) and its hash.
