@@ -165,24 +165,25 @@ func TestRTSPCredentialDigest(t *testing.T) {
 		}
 	}
 	// No login: a Digest challenge of the gateway's realm.
-	code, hdr := rtspRequest(t, addr, "DESCRIBE", u)
-	if code != 401 || !strings.Contains(hdr.Get("WWW-Authenticate"), `realm="`+rtsp.DigestRealm+`"`) || hdr.Get("X-Nanodems-Error") == "" {
-		t.Fatalf("DESCRIBE without login: %d %v", code, hdr)
+	code, ch := rtspRequest(t, addr, "DESCRIBE", u)
+	if code != 401 || !strings.Contains(ch.Get("WWW-Authenticate"), `realm="`+rtsp.DigestRealm+`"`) || ch.Get("X-Nanodems-Error") == "" {
+		t.Fatalf("DESCRIBE without login: %d %v", code, ch)
 	}
+	var hdr rtsp.Header
 	// Wrong secret, unknown user, another handle's uri: 401, nothing dialed.
 	for _, tc := range []struct{ what, user, secret, uri string }{
 		{"wrong secret", c.User, c.Secret + "x", u},
 		{"unknown user", "rc_nosuchcredential00", c.Secret, u},
 		{"uri of another handle", c.User, c.Secret, "rtsp://" + addr + "/" + d.Info.EchoHandle + "/"},
 	} {
-		code, hdr = rtspRequest(t, addr, "DESCRIBE", u, "Authorization", digestAuthorization(t, hdr, "DESCRIBE", tc.uri, tc.user, tc.secret))
+		code, hdr = rtspRequest(t, addr, "DESCRIBE", u, "Authorization", digestAuthorization(t, ch, "DESCRIBE", tc.uri, tc.user, tc.secret))
 		if code != 401 || hdr.Get("WWW-Authenticate") == "" {
 			t.Fatalf("%s: %d %v, want 401 with a new challenge", tc.what, code, hdr)
 		}
 		noDial(tc.what)
 	}
 	// A forged nonce is challenged again, not taken.
-	forged := strings.Replace(digestAuthorization(t, hdr, "DESCRIBE", u, c.User, c.Secret), `nonce="`, `nonce="00`, 1)
+	forged := strings.Replace(digestAuthorization(t, ch, "DESCRIBE", u, c.User, c.Secret), `nonce="`, `nonce="00`, 1)
 	if code, _ = rtspRequest(t, addr, "DESCRIBE", u, "Authorization", forged); code != 401 {
 		t.Fatalf("forged nonce: %d", code)
 	}
@@ -200,7 +201,7 @@ func TestRTSPCredentialDigest(t *testing.T) {
 		what string
 		cred rtspCredOut
 	}{{"another site's credential", other}, {"another tenant's credential", foreign}} {
-		code, hdr = rtspRequest(t, addr, "DESCRIBE", u, "Authorization", digestAuthorization(t, hdr, "DESCRIBE", u, tc.cred.User, tc.cred.Secret))
+		code, hdr = rtspRequest(t, addr, "DESCRIBE", u, "Authorization", digestAuthorization(t, ch, "DESCRIBE", u, tc.cred.User, tc.cred.Secret))
 		if code != 403 {
 			t.Fatalf("%s: %d %v, want 403", tc.what, code, hdr)
 		}
@@ -313,18 +314,22 @@ func ffmpegFrames(t *testing.T, ff string, args ...string) {
 }
 
 // gstBuffers plays u with GStreamer's rtspsrc over transport and wants 30
-// depayloaded H.264 buffers (then end of stream).
+// depayloaded H.264 buffers. rtspsrc, stopping at fakesink's end of
+// stream, races its own PAUSE against its own flush and may then exit 1
+// with an error of gst_rtspsrc_pause; after 30 buffers that is how it
+// stops, not a failure to play.
 func gstBuffers(t *testing.T, gst, u, transport string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	out, err := exec.CommandContext(ctx, gst, "-q", "rtspsrc", "location="+u, "protocols="+transport, "latency=0",
-		"!", "rtph264depay", "!", "fakesink", "num-buffers=30", "sync=false").CombinedOutput()
-	if err != nil {
-		t.Fatalf("gst-launch-1.0 over %s: %v\n%s", transport, err, out)
+	out, err := exec.CommandContext(ctx, gst, "-v", "rtspsrc", "location="+u, "protocols="+transport, "latency=0",
+		"!", "rtph264depay", "!", "fakesink", "silent=false", "num-buffers=30", "sync=false").CombinedOutput()
+	chains := strings.Count(string(out), "(fakesink0:sink) (")
+	if chains < 30 {
+		t.Fatalf("gst-launch-1.0 over %s: %d buffers, want 30 (%v)\n%s", transport, chains, err, out)
 	}
-	if strings.Contains(strings.ToLower(string(out)), "error") {
-		t.Fatalf("gst-launch-1.0 over %s reported an error:\n%s", transport, out)
+	if err != nil && !strings.Contains(string(out), "gst_rtspsrc_pause") {
+		t.Fatalf("gst-launch-1.0 over %s played %d buffers, then: %v\n%s", transport, chains, err, out)
 	}
 }
 
@@ -350,10 +355,10 @@ func TestRTSPS(t *testing.T) {
 	}
 	c := createRTSPCred(t, d, demo.Bearer(d.Info.Token), d.Info.TenantID, map[string]any{"name": "VMS over TLS"})
 	t.Run("grant", func(t *testing.T) {
-		ffmpegFrames(t, ff, "-rtsp_transport", "tcp", "-tls_verify", "0", "-i", out.RTSPSURL)
+		ffmpegFrames(t, ff, "-rtsp_transport", "tcp", "-i", out.RTSPSURL)
 	})
 	t.Run("credential", func(t *testing.T) {
-		ffmpegFrames(t, ff, "-rtsp_transport", "tcp", "-tls_verify", "0", "-i", credURL("rtsps", addr, c.User, c.Secret, h, "/tls"))
+		ffmpegFrames(t, ff, "-rtsp_transport", "tcp", "-i", credURL("rtsps", addr, c.User, c.Secret, h, "/tls"))
 	})
 	t.Run("no clear text", func(t *testing.T) {
 		// A plain RTSP request on the TLS port gets no RTSP answer.
