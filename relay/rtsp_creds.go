@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -96,6 +97,10 @@ func (s *rtspGateway) createRTSPCredential(w http.ResponseWriter, r *http.Reques
 	s.audit(store.AuditEvent{TenantID: tenantID, Actor: p.Actor, Action: "rtsp_credential.create", Target: id, Detail: detail})
 	j := rtspCredJSON(c)
 	j["secret"] = plain
+	if s.rtsp != nil {
+		// What the VMS is given, once a camera's handle and path are in.
+		j["url_template"] = "rtsp://" + url.UserPassword(id, plain).String() + "@" + s.rtspHost(r, s.rtsp.Addr()) + "/{handle}/"
+	}
 	writeJSON(w, http.StatusCreated, j)
 	return nil
 }
