@@ -403,3 +403,34 @@ func TestRTSPCameraRefusesStoredLogin(t *testing.T) {
 		t.Fatalf("DESCRIBE with a refused stored login: %d %v", code, hdr)
 	}
 }
+
+// TestRTSPCredentialRevokedByAnotherRelay: relays on one database share
+// revocations: a credential revoked through another store (another
+// relay's write) ends the RTSP session it opened on this relay, which
+// then refuses it.
+func TestRTSPCredentialRevokedByAnotherRelay(t *testing.T) {
+	d := startPGDemo(t)
+	ctx := context.Background()
+	other, err := store.OpenPostgres(ctx, d.dsn, store.PostgresOptions{Log: quietLogger()})
+	must(t, err)
+	defer other.Close()
+	_, h := rtspCamera(t, d.Demo, rtsptest.Options{User: rtspUser, Pass: rtspPass}, true)
+	c := createRTSPCred(t, d.Demo, demo.Bearer(d.Info.Token), d.Info.TenantID, map[string]any{"name": "VMS"})
+	u := credURL("rtsp", d.Relay.RTSPAddr(), c.User, c.Secret, h, "/live")
+	p := rtspPull(t, u, gortsplib.ProtocolTCP, gortsplib.TunnelNone)
+	p.wait(t, 10, 10*time.Second)
+	start := time.Now()
+	must(t, other.RevokeRTSPCredential(ctx, c.ID, time.Now()))
+	if err := testwait.Until(10*time.Second, func() error {
+		if p.err.Load() == nil {
+			return fmt.Errorf("the player of a credential revoked elsewhere still plays")
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("revoked on another store to the player's end: %v", time.Since(start).Round(time.Millisecond))
+	if _, err := rtspPullErr(u, gortsplib.ProtocolTCP, gortsplib.TunnelNone); err == nil || !strings.Contains(err.Error(), "401") {
+		t.Fatalf("the credential revoked elsewhere plays again: %v", err)
+	}
+}

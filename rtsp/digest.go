@@ -232,4 +232,4 @@ func (c *clientConn) checkDigest(req *Request, ru relayURL, db DigestBackend) (p
 }
 
 // errChallenge: answer 401 with a fresh challenge.
-var errChallenge = &Error{Status: 401, Reason: "RTSP credentials required: use rtsp://user:secret@… with an RTSP credential, or a minted URL (…?nd_grant=…)"}
+var errChallenge = &Error{Status: 401, Reason: "missing grant or RTSP credential: use the URL the relay minted (…?nd_grant=…) or rtsp://user:secret@… with an RTSP credential"}
