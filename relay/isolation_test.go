@@ -35,7 +35,7 @@ type isoFixture struct {
 	d *demo.Demo
 	// Tenant A's ids.
 	tenant, user, token, site, device, agent, handle, cli, loopback, rtspCred string
-	port                                                            int
+	port                                                                      int
 	// Tenant B.
 	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
 	bBrowser                                                      *http.Client
