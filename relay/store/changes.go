@@ -36,6 +36,8 @@ const (
 	// RTSP sessions it opened end.
 	ChangeRTSPCredentialRevoked ChangeKind = "rtsp_credential.revoke"
 	ChangeHandleRevoked         ChangeKind = "handle.revoke"
+	// ChangeHandlePinned: a handle got its agent on first use.
+	ChangeHandlePinned ChangeKind = "handle.pin"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"
