@@ -75,7 +75,10 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /downloads/{file}", s.dl.handleDownload)
 
 	m.HandleFunc("GET /api/tunnel/{handle}", s.tunnels.handleTunnel)
-	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", auth.api(s.rtspGW.mintRTSPURL)) // docs/rtsp.md
+	m.HandleFunc("POST /api/handles/{handle}/rtsp-url", auth.api(s.rtspGW.mintRTSPURL))                    // docs/rtsp.md
+	m.HandleFunc("POST /api/tenants/{tenantId}/rtsp-credentials", auth.api(s.rtspGW.createRTSPCredential)) // relay/rtsp_creds.go
+	m.HandleFunc("GET /api/tenants/{tenantId}/rtsp-credentials", auth.api(s.rtspGW.listRTSPCredentials))
+	m.HandleFunc("DELETE /api/tenants/{tenantId}/rtsp-credentials/{id}", auth.api(s.rtspGW.revokeRTSPCredential))
 
 	// The browser side (docs/browser.md): signIn, then browserProxy.
 	m.HandleFunc("GET /login", s.signin.handleLoginPage)

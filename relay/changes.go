@@ -52,6 +52,8 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 		// key itself opens nothing.
 	case store.ChangeSessionEnded:
 		credConns.cut("session:"+c.ID, errSignedOut)
+	case store.ChangeRTSPCredentialRevoked:
+		credConns.cut(c.ID, errRTSPCredRevoked)
 	case store.ChangeHandleRevoked:
 		s.invalidateRoutes()
 		s.cutRevoked(ctx)
@@ -134,6 +136,11 @@ func (s *Server) credRevoked(ctx context.Context, cred string) error {
 		l, err := s.store.GetLicense(ctx, cred)
 		if errors.Is(err, store.ErrNotFound) || (err == nil && l.RevokedAt != nil) {
 			return errLicenseRevoked
+		}
+	case strings.HasPrefix(cred, rtspCredPrefix):
+		c, err := s.store.GetRTSPCredential(ctx, cred)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
+			return errRTSPCredRevoked
 		}
 	case strings.HasPrefix(cred, "session:"):
 		hash, err := hex.DecodeString(strings.TrimPrefix(cred, "session:"))

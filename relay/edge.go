@@ -55,7 +55,7 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh}
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s, cli: s.cli}
 	s.partner = &partnerSessions{base: b, cli: s.cli}
-	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh}
+	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh, apiTLS: s.apiTLS}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
 	s.claim = newClaimer(b, s.ca, s.publicAgentAddr)
 	s.install = &installers{base: b, mgmt: s.mgmt, apiPin: s.apiPin}

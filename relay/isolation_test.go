@@ -43,7 +43,7 @@ type isoFixture struct {
 	// Tenant A's ids.
 	tenant, user, token, site, device, agent, handle, cli, loopback string
 	port                                                            int
-	cliHash, license, partnerKey                                    string
+	cliHash, license, partnerKey, rtspCred                          string
 	// Tenant B.
 	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
 	bLicense, bNK, bNKFar, bHandle                                string
@@ -88,7 +88,7 @@ func (f *isoFixture) expand(p string) string {
 		"{tenant}", f.tenant, "{user}", f.user, "{token}", f.token, "{site}", f.site, "{device}", f.device,
 		"{agent}", f.agent, "{handle}", f.handle, "{cli}", f.cli, "{ip}", f.loopback, "{port}", strconv.Itoa(f.port),
 		"{cliHash}", f.cliHash, "{license}", f.license, "{partnerKey}", f.partnerKey,
-		"{bUser}", f.bUser, "{bSite}", f.bSite, "{bTenant}", f.bTenant,
+		"{rtspCred}", f.rtspCred, "{bUser}", f.bUser, "{bSite}", f.bSite, "{bTenant}", f.bTenant,
 	).Replace(p)
 }
 
@@ -151,6 +151,10 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
 	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: tunnelCreds},
 	{pattern: "POST /api/handles/{handle}/rtsp-url", paths: paths("/api/handles/{handle}/rtsp-url"), accepts: apiCreds},
+	// B's own tenant with A's site: the site is as unknown as one that does not exist.
+	{pattern: "POST /api/tenants/{tenantId}/rtsp-credentials", paths: paths("/api/tenants/{tenant}/rtsp-credentials", "/api/tenants/{bTenant}/rtsp-credentials"), body: `{"name":"by B","site_id":"{site}"}`, accepts: apiCreds},
+	{pattern: "GET /api/tenants/{tenantId}/rtsp-credentials", paths: paths("/api/tenants/{tenant}/rtsp-credentials"), accepts: apiCreds},
+	{pattern: "DELETE /api/tenants/{tenantId}/rtsp-credentials/{id}", paths: paths("/api/tenants/{tenant}/rtsp-credentials/{rtspCred}", "/api/tenants/{bTenant}/rtsp-credentials/{rtspCred}"), accepts: apiCreds},
 	{pattern: "GET /login", skip: noTenancy},
 	{pattern: "POST /login", skip: "signs in by email and password; signin_test.go"},
 	{pattern: "POST /logout", skip: "ends the caller's own session only"},
@@ -179,6 +183,9 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /cli-sessions", paths: paths("/cli-sessions", "/cli-sessions?site={site}"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "POST /cli-sessions", paths: paths("/cli-sessions"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /cli-sessions/{sessionId}/revoke", paths: paths("/cli-sessions/{cli}/revoke"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "GET /rtsp-credentials", paths: paths("/rtsp-credentials"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
+	{pattern: "POST /rtsp-credentials", paths: paths("/rtsp-credentials"), body: "name=by+B&site_id={site}", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /rtsp-credentials/{credId}/revoke", paths: paths("/rtsp-credentials/{rtspCred}/revoke"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "GET /download", skip: "the relay's downloads, the same for every tenant"},
 	{pattern: "GET /account/tokens", paths: paths("/account/tokens"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "POST /account/tokens", paths: paths("/account/tokens"), body: "label=by+B", form: true, accepts: []isoCred{credCookie}, check: showsNothingOfA},
@@ -277,6 +284,9 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	f.cli, f.cliHash = aCLI.ID, hex.EncodeToString(secret.Hash(aCLI.Token))
 	f.license = issueLicense(t, d, f.tenant).ID
 	f.partnerKey = issuePartnerKey(t, d, f.tenant, "").ID
+	var rc struct{ ID string }
+	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+f.tenant+"/rtsp-credentials", map[string]string{"name": "A's VMS"}, &rc, admin))
+	f.rtspCred = rc.ID
 	var dev struct {
 		LoopbackIP string `json:"loopback_ip"`
 		Ports      []int  `json:"ports"`
@@ -444,6 +454,11 @@ func (f *isoFixture) snapshot(t *testing.T) string {
 		}
 		creds, _ := st.GetDeviceCredentials(ctx, d.ID)
 		fmt.Fprintf(&b, " login %d bytes", len(creds))
+	}
+	rcs, err := st.ListRTSPCredentials(ctx, f.tenant)
+	must(t, err)
+	for _, c := range rcs {
+		fmt.Fprintf(&b, "; rtsp credential %s %q", c.ID, c.Name)
 	}
 	agents, err := st.ListAgents(ctx, f.site)
 	must(t, err)

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/hmac"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
@@ -47,6 +48,7 @@ type rtspGateway struct {
 	dialer   Dialer
 	routes   resolver
 	sealer   *sealer
+	apiTLS   *tls.Config     // the API's certificate, for RTSPS; nil with plain HTTP
 	rtsp     *rtsp.Gateway   // nil until start, and when off
 	drain    <-chan struct{} // closed when the relay starts draining
 }
@@ -164,10 +166,15 @@ func (s *rtspGateway) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Prin
 	if strings.Contains(path, "?") {
 		sep = "&"
 	}
-	u := "rtsp://" + s.rtspHost(r) + "/" + h + path + sep + rtsp.GrantParam + "=" + grant
+	rest := "/" + h + path + sep + rtsp.GrantParam + "=" + grant
 	s.audit(store.AuditEvent{TenantID: route.TenantID, Actor: p.Actor, Action: "rtsp.url_minted", Target: h,
 		Detail: "path " + path + ", expires " + exp.UTC().Format(time.RFC3339)})
-	writeJSON(w, http.StatusOK, map[string]string{"url": u, "expires_at": exp.UTC().Format(time.RFC3339)})
+	out := map[string]string{"url": "rtsp://" + s.rtspHost(r, s.rtsp.Addr()) + rest, "expires_at": exp.UTC().Format(time.RFC3339)}
+	if a := s.rtsp.TLSAddr(); a != "" {
+		// The same grant over TLS: the URL is then never in clear text.
+		out["rtsps_url"] = "rtsps://" + s.rtspHost(r, a) + rest
+	}
+	writeJSON(w, http.StatusOK, out)
 	return nil
 }
 
@@ -189,8 +196,8 @@ func rtspPath(p string) (string, error) {
 
 // rtspHost is the host:port of the gateway in minted URLs: the relay's
 // public name (PublicURL, else the name the API was reached by) and the
-// gateway's port.
-func (s *rtspGateway) rtspHost(r *http.Request) string {
+// port of the gateway's listener at addr.
+func (s *rtspGateway) rtspHost(r *http.Request, addr string) string {
 	host := r.Host
 	if s.cfg.PublicURL != "" {
 		if u, err := url.Parse(s.cfg.PublicURL); err == nil && u.Host != "" {
@@ -200,7 +207,7 @@ func (s *rtspGateway) rtspHost(r *http.Request) string {
 	if h, _, err := net.SplitHostPort(host); err == nil {
 		host = h
 	}
-	_, port, _ := net.SplitHostPort(s.rtsp.Addr())
+	_, port, _ := net.SplitHostPort(addr)
 	return net.JoinHostPort(strings.Trim(host, "[]"), port)
 }
 
@@ -210,6 +217,14 @@ func (s *Server) RTSPAddr() string {
 		return ""
 	}
 	return s.rtspGW.rtsp.Addr()
+}
+
+// RTSPSAddr is the gateway's RTSPS listening address ("" without one).
+func (s *Server) RTSPSAddr() string {
+	if s.rtspGW.rtsp == nil {
+		return ""
+	}
+	return s.rtspGW.rtsp.TLSAddr()
 }
 
 // RTSPStats are the gateway's live counters (sessions, viewers, slow
@@ -227,6 +242,10 @@ func (s *rtspGateway) start() error {
 		return nil
 	}
 	cfg := rtsp.Config{Addr: s.cfg.RTSPAddr, Backend: rtspBackend{s}, Logger: s.log, CameraTimeout: s.cfg.CameraTimeout}
+	if a := s.cfg.RTSPSAddr; a != "" && a != "off" && s.apiTLS != nil {
+		cfg.TLSAddr = a
+		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: s.apiTLS.Certificates}
+	}
 	// Diagnostic switches (docs/rtsp.md, perf/rtspbench), not settings:
 	// the goroutine-per-connection listener and no fan-out, for comparison.
 	if os.Getenv("NANODEMS_RTSP_LISTENER") == string(rtsp.Goroutines) {
@@ -240,6 +259,9 @@ func (s *rtspGateway) start() error {
 		return err
 	}
 	if err := g.Start(); err != nil {
+		if errors.Is(err, os.ErrPermission) {
+			return fmt.Errorf("relay: RTSP listener: %w (ports below 1024, such as RTSPS's 322, need CAP_NET_BIND_SERVICE; or choose another with --rtsps-addr, or \"off\")", err)
+		}
 		return fmt.Errorf("relay: RTSP listener: %w", err)
 	}
 	s.rtsp = g

@@ -34,6 +34,10 @@ type Config struct {
 	// RTSPAddr is the RTSP gateway's listener (docs/rtsp.md),
 	// default ":9554"; "off" turns the gateway off.
 	RTSPAddr string
+	// RTSPSAddr is the gateway's RTSPS listener (rtsps://, TLS with the
+	// API's certificate), e.g. ":322"; "" or "off" runs none, and so does
+	// PlainHTTP (no certificate). nanodems-relay serve defaults to ":322".
+	RTSPSAddr string
 	// PlainHTTP serves the API without TLS. It is refused unless APIAddr is
 	// a loopback address: tokens must never cross a network in clear.
 	PlainHTTP bool

@@ -61,6 +61,11 @@ type clientConn struct {
 	idle      *time.Timer
 	finished  atomic.Bool
 	refused   int // authorizations refused on this connection
+	// viaDigest: authorized by a Digest login (DigestBackend), whose
+	// Authorization headers the gateway removes from every request.
+	viaDigest bool
+	// unwatch ends the watch on the principal's revocation (OnRevoke).
+	unwatch atomic.Pointer[func()]
 }
 
 // maxRefused is how many refused authorizations a connection gets before
@@ -210,21 +215,9 @@ func (c *clientConn) onRequest(req *Request) {
 		return
 	}
 	if !c.authorized.Load() {
-		if ru.Grant == "" {
-			c.refuse(req, Errorf(401, "missing grant: use the URL the relay minted (…?nd_grant=…)"))
+		if !c.authorize(req, ru) {
 			return
 		}
-		p, err := c.g.cfg.Backend.Authorize(c.ctx, ru.Handle, ru.Grant)
-		if err != nil {
-			c.refuse(req, err)
-			if c.refused++; c.refused >= maxRefused {
-				c.closeTransport()
-			}
-			return
-		}
-		c.handle, c.principal = ru.Handle, p
-		c.authorized.Store(true)
-		c.idle.Stop()
 	} else if ru.Handle != c.handle {
 		// One connection, one handle: later requests (SETUP URLs built
 		// from Content-Base carry no grant) are authorized by the
@@ -240,6 +233,13 @@ func (c *clientConn) onRequest(req *Request) {
 		c.refuse(req, Errorf(401, "this connection is not authorized for that handle"))
 		return
 	}
+	if c.viaDigest {
+		// The client's Digest answers the gateway's challenge; it is
+		// nothing the camera should see (a stored login answers the
+		// camera's), and its presence would keep the stream from being
+		// shared.
+		req.Header.Del("Authorization")
+	}
 	switch c.mode {
 	case modePass:
 		c.pt.forward(req, ru)
@@ -248,6 +248,58 @@ func (c *clientConn) onRequest(req *Request) {
 	default:
 		c.start(req, ru)
 	}
+}
+
+// authorize authorizes the connection by the first request that carries a
+// grant or, with a DigestBackend, a Digest login; it answers the request
+// itself and returns false when it does not.
+func (c *clientConn) authorize(req *Request, ru relayURL) bool {
+	var p Principal
+	var err error
+	db, digest := c.g.cfg.Backend.(DigestBackend)
+	switch {
+	case ru.Grant != "":
+		p, err = c.g.cfg.Backend.Authorize(c.ctx, ru.Handle, ru.Grant)
+	case digest:
+		var stale bool
+		p, stale, err = c.checkDigest(req, ru, db)
+		if err == errChallenge {
+			// Asking for a login is no refusal: a player's first request
+			// never carries one.
+			c.challenge(req, err, stale)
+			return false
+		}
+	default:
+		c.refuse(req, Errorf(401, "missing grant: use the URL the relay minted (…?nd_grant=…)"))
+		return false
+	}
+	if err != nil {
+		if digest && ru.Grant == "" && statusOf(err) == 401 {
+			c.challenge(req, err, false)
+		} else {
+			c.refuse(req, err)
+		}
+		if c.refused++; c.refused >= maxRefused {
+			c.closeTransport()
+		}
+		return false
+	}
+	c.handle, c.principal = ru.Handle, p
+	c.viaDigest = ru.Grant == ""
+	c.authorized.Store(true)
+	c.idle.Stop()
+	if p.OnRevoke != nil {
+		stop := p.OnRevoke(c.closeTransport)
+		c.unwatch.Store(&stop)
+	}
+	return true
+}
+
+// challenge answers 401 with the gateway's Digest challenge and the
+// reason.
+func (c *clientConn) challenge(req *Request, why error, stale bool) {
+	c.g.log.Debug("rtsp: challenged", "client", c.remote, "method", req.Method, "err", why)
+	c.reply(req, 401, Header{{"WWW-Authenticate", c.g.digest.challenge(time.Now(), stale)}, {"X-Nanodems-Error", oneLine(why.Error())}})
 }
 
 // start handles the first request that needs a camera.
@@ -338,6 +390,9 @@ func (c *clientConn) shutdown() {
 	}
 	c.idle.Stop()
 	c.cancel()
+	if stop := c.unwatch.Swap(nil); stop != nil {
+		(*stop)()
+	}
 	switch c.mode {
 	case modePass:
 		c.pt.close()

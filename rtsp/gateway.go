@@ -2,6 +2,7 @@ package rtsp
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -74,6 +75,12 @@ type Principal struct {
 	Subject string
 	// Expires is when the grant stops opening new connections.
 	Expires time.Time
+	// OnRevoke, if set, watches the credential the connection was
+	// authorized with: the gateway calls it once the connection is
+	// authorized, with a func that ends the connection, which the
+	// backend calls when the credential is revoked; the gateway calls
+	// the returned func when the connection ends.
+	OnRevoke func(end func()) (stop func())
 }
 
 // Target is the LAN address a tunnel reached.
@@ -131,6 +138,11 @@ type Config struct {
 	Addr    string // listen address, default ":9554"
 	Backend Backend
 	Mode    ListenerMode // default GNet
+	// TLSAddr and TLS, both set, add an RTSPS listener (rtsps://): the
+	// same gateway behind TLS, served by the goroutine listener whatever
+	// Mode says (gnet has no TLS).
+	TLSAddr string
+	TLS     *tls.Config
 	// Loops is the number of gnet event loops; default the CPU count.
 	Loops int
 	// NoFanOut turns sharing off: every viewer gets its own camera
@@ -180,7 +192,10 @@ type Gateway struct {
 	connMu sync.Mutex
 	conns  map[*clientConn]struct{}
 
+	digest *digestAuth // nonces of Digest logins (DigestBackend)
+
 	ln     listener
+	tlsLn  listener // RTSPS; nil without Config.TLS
 	closed atomic.Bool
 	wg     sync.WaitGroup // background work: sources, teardowns
 
@@ -239,7 +254,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.Default()
 	}
 	return &Gateway{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, digest: newDigestAuth(),
 		sources: map[string]*source{}, notShared: map[string]time.Time{}, udpOnly: map[string]time.Time{},
 		tunnels: map[string]*clientConn{}, conns: map[*clientConn]struct{}{},
 	}, nil
@@ -257,7 +272,21 @@ func (g *Gateway) Start() error {
 	if err != nil {
 		return fmt.Errorf("rtsp: listen %s: %w", g.cfg.Addr, err)
 	}
+	if g.cfg.TLS != nil && g.cfg.TLSAddr != "" {
+		if g.tlsLn, err = listenTLS(g); err != nil {
+			g.ln.close()
+			return fmt.Errorf("rtsp: listen (RTSPS) %s: %w", g.cfg.TLSAddr, err)
+		}
+	}
 	return nil
+}
+
+// TLSAddr is the RTSPS listener's address ("" without one).
+func (g *Gateway) TLSAddr() string {
+	if g.tlsLn == nil {
+		return ""
+	}
+	return g.tlsLn.addr()
 }
 
 // Addr is the listening address ("127.0.0.1:9554").
@@ -280,6 +309,9 @@ func (g *Gateway) Close() error {
 	var err error
 	if g.ln != nil {
 		err = g.ln.close()
+	}
+	if g.tlsLn != nil {
+		g.tlsLn.close()
 	}
 	g.connMu.Lock()
 	conns := make([]*clientConn, 0, len(g.conns))

@@ -3,6 +3,7 @@ package rtsp
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -25,9 +26,25 @@ func listenStd(g *Gateway) (listener, error) {
 	if err != nil {
 		return nil, err
 	}
+	return serveStd(g, ln), nil
+}
+
+// listenTLS is the RTSPS listener (rtsps://): the goroutine listener
+// behind TLS, since gnet's event loops have no TLS. The handshake runs on
+// the connection's reader goroutine, bounded by the idle timeout like the
+// first request.
+func listenTLS(g *Gateway) (listener, error) {
+	ln, err := net.Listen("tcp", g.cfg.TLSAddr)
+	if err != nil {
+		return nil, err
+	}
+	return serveStd(g, tls.NewListener(ln, g.cfg.TLS)), nil
+}
+
+func serveStd(g *Gateway, ln net.Listener) *stdListener {
 	l := &stdListener{g: g, ln: ln}
 	g.goFn(l.accept)
-	return l, nil
+	return l
 }
 
 func (l *stdListener) addr() string { return dialable(l.ln.Addr()) }
@@ -37,7 +54,13 @@ func (l *stdListener) close() error { return l.ln.Close() }
 func (l *stdListener) accept() {
 	acceptloop.Serve(context.Background(), l.ln, l.g.log.With("listener", "rtsp"), func(nc net.Conn) {
 		if n := l.g.cfg.SendBuffer; n > 0 {
-			nc.(*net.TCPConn).SetWriteBuffer(n)
+			if tc, ok := nc.(*net.TCPConn); ok {
+				tc.SetWriteBuffer(n)
+			} else if tc, ok := nc.(*tls.Conn); ok {
+				if tcp, ok := tc.NetConn().(*net.TCPConn); ok {
+					tcp.SetWriteBuffer(n)
+				}
+			}
 		}
 		l.g.goFn(func() { l.serve(nc) })
 	})

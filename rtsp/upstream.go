@@ -268,9 +268,14 @@ func (up *upstream) onResponse(resp *Response) {
 			}
 		}
 		// The stored login did not do: the client must not be asked for
-		// a password it is not meant to know.
-		resp.Header.Del("WWW-Authenticate")
-		resp.Header.Set("X-Nanodems-Error", "camera refused the stored credentials")
+		// a password it is not meant to know, and gets the relay's answer,
+		// with nothing of the camera's (its challenges, its Server header
+		// naming the firmware, its body).
+		resp = &Response{Proto: resp.Proto, StatusCode: 401, Header: Header{
+			{"CSeq", resp.Header.Get("CSeq")},
+			{"Server", userAgent},
+			{"X-Nanodems-Error", "camera refused the stored credentials"},
+		}}
 	}
 	if c.onResp != nil {
 		c.onResp(resp)

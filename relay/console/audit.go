@@ -28,7 +28,7 @@ var auditActions = []string{
 	"agent.connect", "agent.enroll", "agent.reject_certificate", "agent.reject_revoked", "agent.reject_unregistered_cn",
 	"agent.revoke", "allowlist.refused", "camera.tls_changed", "camera.tls_first_seen", "cli_session.create",
 	"cli_session.revoke", "device.create", "device.credentials", "device.delete", "device.update", "handle.create",
-	"proxy.admin_open", "rtsp.url_minted", "site.create", "site.update", "tenant.create", "token.create",
+	"proxy.admin_open", "rtsp.url_minted", "rtsp_credential.create", "rtsp_credential.revoke", "site.create", "site.update", "tenant.create", "token.create",
 	"token.revoke", "tunnel.admin_open", "user.create", "user.signin", "user.signin_failed", "user.signout",
 	"user.switch_tenant",
 }

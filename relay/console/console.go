@@ -106,6 +106,9 @@ func (h *Handler) routes() []route {
 		{"GET /cli-sessions", h.page(h.cliSessionsPage)},
 		{"POST /cli-sessions", h.form(h.createCLISession)},
 		{"POST /cli-sessions/{sessionId}/revoke", h.form(h.revokeCLISession)},
+		{"GET /rtsp-credentials", h.page(h.rtspCredsPage)}, // rtsp_creds.go
+		{"POST /rtsp-credentials", h.form(h.createRTSPCred)},
+		{"POST /rtsp-credentials/{credId}/revoke", h.form(h.revokeRTSPCred)},
 		{"GET /download", h.page(h.downloadPage)},
 		{"GET /account/tokens", h.page(h.tokensPage)},
 		{"POST /account/tokens", h.form(h.createToken)},

@@ -24,6 +24,9 @@ const (
 	Session    = "ns_"
 	CLISession = "ops_" // nanodems-tunnel run --token ops_…
 	PartnerKey = "nk_"  // a partner's server mints ops_ sessions with it
+	// RTSPSecret is the secret of an RTSP credential, kept by a VMS in
+	// rtsp://user:secret@…; the relay stores its Digest HA1, not its hash.
+	RTSPSecret = "rs_"
 )
 
 // New returns prefix + 43 chars of base64url (256 bits) and its hash.

@@ -15,8 +15,8 @@ import (
 //
 // Store writes that revoke or change what relays cache note a Change in
 // the same transaction (RevokeAgent, RevokeAPIToken, RevokeCLISession,
-// DeleteSession, RevokeHandle, ApplyDeviceChange, UpdateSite,
-// SetDeviceCredentials): it reaches the other stores on the same database
+// RevokeRTSPCredential, DeleteSession, RevokeHandle, ApplyDeviceChange,
+// UpdateSite, SetDeviceCredentials): it reaches the other stores on the same database
 // if and only if the write commits. Notify sends one that no write made.
 // A store never hands a relay the changes it made itself: the relay that
 // wrote has acted already.
@@ -32,7 +32,10 @@ const (
 	ChangeTokenRevoked      ChangeKind = "token.revoke"
 	ChangeCLISessionRevoked ChangeKind = "cli_session.revoke"
 	ChangeSessionEnded      ChangeKind = "session.end"
-	ChangeHandleRevoked     ChangeKind = "handle.revoke"
+	// ChangeRTSPCredentialRevoked: an RTSP credential was revoked; the
+	// RTSP sessions it opened end.
+	ChangeRTSPCredentialRevoked ChangeKind = "rtsp_credential.revoke"
+	ChangeHandleRevoked         ChangeKind = "handle.revoke"
 	// ChangeHandlePinned: a handle got its agent on first use.
 	ChangeHandlePinned ChangeKind = "handle.pin"
 	// ChangeDevice: a device was created, edited or deleted (its

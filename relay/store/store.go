@@ -324,6 +324,14 @@ type Store interface {
 	// RevokePartnerKey revokes the key and every session it issued, in
 	// one transaction, and returns the ids of those sessions.
 	RevokePartnerKey(ctx context.Context, id string, at time.Time) ([]string, error)
+	// RTSP credentials (relay/store/rtspcreds.go). Get returns one
+	// whether or not it is revoked or expired; the caller decides.
+	CreateRTSPCredential(ctx context.Context, c RTSPCredential) error
+	GetRTSPCredential(ctx context.Context, id string) (RTSPCredential, error)
+	// ListRTSPCredentials returns the tenant's credentials not revoked.
+	ListRTSPCredentials(ctx context.Context, tenantID string) ([]RTSPCredential, error)
+	RevokeRTSPCredential(ctx context.Context, id string, at time.Time) error
+
 	// ResolveLoopback maps a CLI's (loopback ip, port) to the route of the
 	// live handle of that device port; ErrNotFound if none.
 	ResolveLoopback(ctx context.Context, ip string, port int, now time.Time) (Route, error)
