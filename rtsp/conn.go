@@ -53,6 +53,7 @@ type clientConn struct {
 	authorized atomic.Bool
 	handle     string
 	principal  Principal
+	release    func() // from HoldingBackend.Hold; nil if none
 	mode       connMode
 	pt         *passthrough
 	view       *viewer
@@ -223,6 +224,9 @@ func (c *clientConn) onRequest(req *Request) {
 			return
 		}
 		c.handle, c.principal = ru.Handle, p
+		if hb, ok := c.g.cfg.Backend.(HoldingBackend); ok {
+			c.release = hb.Hold(p, c.closeTransport)
+		}
 		c.authorized.Store(true)
 		c.idle.Stop()
 	} else if ru.Handle != c.handle {
@@ -346,6 +350,9 @@ func (c *clientConn) shutdown() {
 	}
 	c.out.close()
 	c.closeTransport()
+	if c.release != nil {
+		c.release()
+	}
 	c.g.track(c, false)
 	c.g.stats.Conns.Add(-1)
 }

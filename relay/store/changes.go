@@ -33,6 +33,9 @@ const (
 	ChangeCLISessionRevoked ChangeKind = "cli_session.revoke"
 	ChangeSessionEnded      ChangeKind = "session.end"
 	ChangeHandleRevoked     ChangeKind = "handle.revoke"
+	// ChangeUserDisabled: a user was disabled, with every credential of
+	// theirs (ID is the user's id).
+	ChangeUserDisabled ChangeKind = "user.disable"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"
