@@ -69,15 +69,9 @@ type credEntry struct {
 	cut                func(reason error)
 }
 
-// add registers a use of credential cred; cut ends it with a reason. The
-// returned func unregisters it. A use of a credential cut moments ago is
-// cut at once. An empty cred (the admin key, a password: not revocable one
-// by one) registers nothing.
-func (x *credIndex) add(cred string, cut func(reason error)) (remove func()) {
-	return x.addUse(Principal{Cred: cred}, cut)
-}
-
-// addUse registers a use of p's credential, under the credential and
+// addUse registers a use of p's credential (p.Cred); cut ends it with a
+// reason. The returned func unregisters it. A use of a credential cut
+// moments ago is cut at once. It is registered under the credential and
 // under p's user: revoking either cuts it. A password's use (no Cred)
 // is registered under the user alone; the admin key's, nowhere.
 func (x *credIndex) addUse(p Principal, cut func(reason error)) (remove func()) {
