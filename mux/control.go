@@ -61,6 +61,10 @@ type Heartbeat struct {
 	BytesOut      uint64 `json:"bytes_out"` // from the relay toward targets
 	ActiveStreams int64  `json:"active_streams"`
 	TunnelsTotal  uint64 `json:"tunnels_total"`
+	// UDPDrops counts the camera datagrams the agent's UDP relays lost
+	// to a full socket buffer (the host did not schedule the reader in
+	// time), since the agent started.
+	UDPDrops uint64 `json:"udp_drops,omitempty"`
 }
 
 // Target is one (host, port) an agent may dial.

@@ -36,6 +36,8 @@ const (
 	// ChangeUserDisabled: a user was disabled, with every credential of
 	// theirs (ID is the user's id).
 	ChangeUserDisabled ChangeKind = "user.disable"
+	// ChangeHandlePinned: a handle got its agent on first use.
+	ChangeHandlePinned ChangeKind = "handle.pin"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"
