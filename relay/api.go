@@ -43,6 +43,12 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("GET /api/users/{userId}/tokens", auth.api(mgmt.listUserTokens))
 	m.HandleFunc("GET /api/sites/{siteId}/handles", auth.api(mgmt.listSiteHandles))
 	m.HandleFunc("POST /api/devices/{deviceId}/ports/{port}/handle", auth.api(mgmt.ensureHandle)) // relay/api_handles.go
+	m.HandleFunc("GET /api/devices/{deviceId}/handles", auth.api(mgmt.listDeviceHandles))
+	m.HandleFunc("DELETE /api/handles/{handle}", auth.api(mgmt.revokeHandle))
+	m.HandleFunc("POST /api/handles/{handle}/rotate", auth.api(mgmt.rotateHandle))
+	m.HandleFunc("DELETE /api/users/{userId}", auth.api(mgmt.disableUser)) // relay/api_users.go
+	m.HandleFunc("POST /api/admin/users/{userId}/superadmin", auth.api(mgmt.setSuperadmin))
+	m.HandleFunc("GET /api/admin/tenants", auth.api(mgmt.listTenants))
 	m.HandleFunc("GET /api/devices/{deviceId}", auth.api(mgmt.getDevice))
 	m.HandleFunc("PATCH /api/devices/{deviceId}", auth.api(mgmt.patchDevice))
 	m.HandleFunc("DELETE /api/devices/{deviceId}", auth.api(mgmt.deleteDevice))

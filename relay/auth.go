@@ -59,7 +59,7 @@ func (s *authenticator) authenticate(r *http.Request) (Principal, error) {
 			if err != nil {
 				return Principal{}, err
 			}
-			return Principal{Admin: u.Superadmin, TenantID: u.TenantID, UserID: u.ID, Actor: "user:" + u.ID}, nil
+			return Principal{Admin: u.Superadmin, TenantID: u.TenantID, UserID: u.ID, Actor: userActor(u, "")}, nil
 		}
 		return Principal{}, errBadCredential
 	}
@@ -160,7 +160,7 @@ func (s *authenticator) sessionFrom(r *http.Request) (store.Session, store.User,
 		return store.Session{}, store.User{}, false
 	}
 	u, err := s.store.GetUser(r.Context(), ss.UserID)
-	if err != nil {
+	if err != nil || u.DisabledAt != nil {
 		return store.Session{}, store.User{}, false
 	}
 	return ss, u, true
@@ -173,7 +173,19 @@ func (s *authenticator) sessionPrincipal(r *http.Request) (Principal, store.Sess
 	if !ok {
 		return Principal{}, ss, false
 	}
-	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: "user:" + u.ID, Cred: sessionCred(ss.Hash)}, ss, true
+	return Principal{TenantID: ss.TenantID, UserID: u.ID, Actor: userActor(u, ss.TenantID), Cred: sessionCred(ss.Hash)}, ss, true
+}
+
+// userActor is u in the audit log while acting in tenant acting ("" for
+// any tenant: a superadmin's password reaches them all). A superadmin
+// outside their home tenant is "user:{id}@{home tenant}", so that every
+// row of a cross-tenant action, filed under the tenant acted in, also
+// names the tenant the actor belongs to.
+func userActor(u store.User, acting string) string {
+	if u.Superadmin && acting != u.TenantID {
+		return "user:" + u.ID + "@" + u.TenantID
+	}
+	return "user:" + u.ID
 }
 
 // apiFunc is an authenticated JSON handler; a returned error becomes the

@@ -4,7 +4,9 @@ import (
 	"context"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nanodems/connector/relay/store"
 )
@@ -42,18 +44,21 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 		s.kick(c.ID)
 	case store.ChangeTokenRevoked:
 		s.auth.tokens.Clear()
-		credConns.cut(c.ID, errTokenRevoked)
+		s.cutHere(c.ID, "", errTokenRevoked)
 	case store.ChangeCLISessionRevoked:
-		credConns.cut(c.ID, errCLIRevoked)
+		s.cutHere(c.ID, "", errCLIRevoked)
 	case store.ChangeLicenseRevoked:
-		credConns.cut(c.ID, errLicenseRevoked)
+		s.cutHere(c.ID, "", errLicenseRevoked)
 	case store.ChangePartnerKeyRevoked:
 		// Its sessions come each with its own ChangeCLISessionRevoked; the
 		// key itself opens nothing.
 	case store.ChangeSessionEnded:
-		credConns.cut("session:"+c.ID, errSignedOut)
+		s.cutHere("session:"+c.ID, "", errSignedOut)
 	case store.ChangeRTSPCredentialRevoked:
-		credConns.cut(c.ID, errRTSPCredRevoked)
+		s.cutHere(c.ID, "", errRTSPCredRevoked)
+	case store.ChangeUserDisabled:
+		s.auth.tokens.Clear()
+		s.cutHere("", c.ID, errUserDisabled)
 	case store.ChangeHandleRevoked:
 		s.invalidateRoutes()
 		s.cutRevoked(ctx)
@@ -79,6 +84,24 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 	default:
 		s.log.Warn("change from another relay of an unknown kind; resyncing", "kind", c.Kind)
 		s.resync(ctx)
+	}
+}
+
+// cutHere cuts, on this relay, the uses of credential cred (or of every
+// credential of user userID) that another relay revoked, and audits what
+// it cut: the revoking relay's own row counts only its own tunnels.
+func (s *Server) cutHere(cred, userID string, reason error) {
+	n, tenants := credConns.cutUses(cred, userID, reason)
+	if n == 0 {
+		return
+	}
+	target := cred
+	if cred == "" {
+		target = userCred(userID)
+	}
+	for tenant, k := range tenants {
+		s.mgmt.audit(store.AuditEvent{TenantID: tenant, Actor: "relay:" + s.cfg.NodeName, Action: "credential.cut", Target: target,
+			Detail: fmt.Sprintf("tunnels closed: %d (%v, revoked on another relay)", k, reason)})
 	}
 }
 
@@ -113,7 +136,12 @@ func (s *Server) resync(ctx context.Context) {
 	}
 	for _, cred := range credConns.creds() {
 		if reason := s.credRevoked(ctx, cred); reason != nil {
-			credConns.cut(cred, reason)
+			s.cutHere(cred, "", reason)
+		}
+	}
+	for _, id := range credConns.users() {
+		if u, err := s.store.GetUser(ctx, id); errors.Is(err, store.ErrNotFound) || (err == nil && u.DisabledAt != nil) {
+			s.cutHere("", id, errUserDisabled)
 		}
 	}
 }
@@ -121,35 +149,54 @@ func (s *Server) resync(ctx context.Context) {
 // credRevoked is the reason credential cred no longer holds, or nil if it
 // does (or the store cannot tell now: a failed read cuts nothing).
 func (s *Server) credRevoked(ctx context.Context, cred string) error {
+	err := credStillValid(ctx, s.store, cred)
+	if errors.Is(err, errBadCredential) {
+		return err
+	}
+	return nil
+}
+
+// credStillValid is nil if credential cred holds, the reason of its
+// revocation (an errBadCredential) if not, or the store's error.
+func credStillValid(ctx context.Context, st store.Store, cred string) error {
+	gone := func(err error, revokedAt *time.Time) bool {
+		return errors.Is(err, store.ErrNotFound) || (err == nil && revokedAt != nil)
+	}
 	switch {
 	case strings.HasPrefix(cred, "tok_"):
-		t, err := s.store.GetAPIToken(ctx, cred)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && t.RevokedAt != nil) {
+		t, err := st.GetAPIToken(ctx, cred)
+		if gone(err, t.RevokedAt) {
 			return errTokenRevoked
 		}
+		return err
 	case strings.HasPrefix(cred, "cli_"):
-		c, err := s.store.GetCLISession(ctx, cred)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
+		c, err := st.GetCLISession(ctx, cred)
+		if gone(err, c.RevokedAt) {
 			return errCLIRevoked
 		}
+		return err
 	case strings.HasPrefix(cred, "lic_"):
-		l, err := s.store.GetLicense(ctx, cred)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && l.RevokedAt != nil) {
+		l, err := st.GetLicense(ctx, cred)
+		if gone(err, l.RevokedAt) {
 			return errLicenseRevoked
 		}
+		return err
 	case strings.HasPrefix(cred, rtspCredPrefix):
-		c, err := s.store.GetRTSPCredential(ctx, cred)
-		if errors.Is(err, store.ErrNotFound) || (err == nil && c.RevokedAt != nil) {
+		c, err := st.GetRTSPCredential(ctx, cred)
+		if gone(err, c.RevokedAt) {
 			return errRTSPCredRevoked
 		}
+		return err
 	case strings.HasPrefix(cred, "session:"):
 		hash, err := hex.DecodeString(strings.TrimPrefix(cred, "session:"))
 		if err != nil {
-			return nil
-		}
-		if _, err := s.store.GetSession(ctx, hash); errors.Is(err, store.ErrNotFound) {
 			return errSignedOut
 		}
+		_, err = st.GetSession(ctx, hash)
+		if errors.Is(err, store.ErrNotFound) {
+			return errSignedOut
+		}
+		return err
 	}
 	return nil
 }
@@ -161,6 +208,17 @@ func (x *credIndex) creds() []string {
 	out := make([]string, 0, len(x.byCred))
 	for c := range x.byCred {
 		out = append(out, c)
+	}
+	return out
+}
+
+// users lists the users whose credentials have uses registered.
+func (x *credIndex) users() []string {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	out := make([]string, 0, len(x.byUser))
+	for u := range x.byUser {
+		out = append(out, u)
 	}
 	return out
 }

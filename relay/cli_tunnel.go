@@ -139,8 +139,7 @@ func (s *cliEdge) dialCLI(ctx context.Context, c store.CLISession, ip string, po
 	if r.TenantID != c.TenantID || !slices.Contains(c.SiteIDs, r.SiteID) {
 		return nil, refuse
 	}
-	p := Principal{TenantID: c.TenantID, UserID: c.UserID, Actor: "cli:" + c.ID}
-	conn, err := s.dialer.Dial(ctx, p, r.Handle, DialOptions{Flags: flags})
+	conn, err := s.dialer.Dial(ctx, cliPrincipal(c), r.Handle, DialOptions{Flags: flags})
 	if errors.Is(err, ErrUnknownHandle) || errors.Is(err, ErrOtherTenant) {
 		return nil, refuse // revoked between the lookup and the dial
 	}
@@ -183,7 +182,7 @@ func (s *cliEdge) handleCLIRawTunnel(w http.ResponseWriter, r *http.Request) {
 	}
 	ws.SetReadLimit(maxMessage)
 	wc := wsconn.New(ws, wsconn.Addr(r.Host), wsconn.Addr(r.RemoteAddr))
-	defer credConns.add(c.ID, func(reason error) { wc.Abort(reason) })()
+	defer credConns.addUse(cliPrincipal(c), func(reason error) { wc.Abort(reason) })()
 	var up, down atomic.Uint64
 	err = pipe.Join(wc, conn, &up, &down)
 	s.log.Debug("cli raw tunnel closed", "session", c.ID, "target", net.JoinHostPort(ip, strconv.Itoa(port)), "up", up.Load(), "down", down.Load(), "err", err)
@@ -299,7 +298,7 @@ func (s *cliEdge) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := &cliMuxConn{ws: ws, sess: sess}
-	defer credConns.add(c.ID, func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
+	defer credConns.addUse(cliPrincipal(c), func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
 	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
 	log.Info("cli mux connected")
 
@@ -418,4 +417,10 @@ func cliStatus(err error) (mux.Code, string) {
 		return mux.Unreachable, err.Error()
 	}
 	return mux.AgentError, "internal error"
+}
+
+// cliPrincipal is who a CLI session acts as: its tenant and user, its id
+// as the credential its tunnels are cut by.
+func cliPrincipal(c store.CLISession) Principal {
+	return Principal{TenantID: c.TenantID, UserID: c.UserID, Actor: "cli:" + c.ID, Cred: c.ID}
 }

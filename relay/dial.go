@@ -315,14 +315,26 @@ func (c *tunnelConn) cut() {
 }
 
 // cutRevoked closes the live tunnels whose handle no longer resolves (its
-// device was deleted or lost the port): removing a device ends its open
-// sessions, not only future ones.
-func (s *Server) cutRevoked(ctx context.Context) {
+// device was deleted or lost the port, or the handle was revoked or
+// rotated): removing a device ends its open sessions, not only future
+// ones. It returns how many it closed.
+func (s *Server) cutRevoked(ctx context.Context) int {
+	n := 0
 	s.live.Range(func(k, _ any) bool {
 		c := k.(*tunnelConn)
 		if _, err := s.resolve(ctx, c.handle); errors.Is(err, ErrUnknownHandle) {
 			c.Close()
+			n++
 		}
 		return true
 	})
+	return n
+}
+
+// afterHandleRevoked acts on a handle revoked or rotated in the store:
+// cached routes are dropped and the tunnels open on the handle cut. It
+// returns how many were cut.
+func (s *Server) afterHandleRevoked(ctx context.Context) int {
+	s.invalidateRoutes()
+	return s.cutRevoked(ctx)
 }

@@ -32,6 +32,9 @@ type agentSide interface {
 	afterDeviceChange(ctx context.Context, site store.Site, deviceID string)
 	// kick closes an agent's session and tunnels, if it is connected here.
 	kick(agentID string) (bool, int)
+	// afterHandleRevoked drops cached routes and cuts the tunnels of
+	// handles that no longer resolve; it returns how many it cut.
+	afterHandleRevoked(ctx context.Context) int
 }
 
 var _ agentSide = (*Server)(nil)

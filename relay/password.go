@@ -171,7 +171,8 @@ func (s *authenticator) checkLogin(r *http.Request, email, pw string) (store.Use
 		g.byAccount.refund(s.cfg.Now(), acct)
 	}
 	u, err := s.store.GetUserByEmail(r.Context(), email)
-	known := err == nil
+	// A disabled account signs in as no account does.
+	known := err == nil && u.DisabledAt == nil
 	phc := u.PasswordHash
 	if errors.Is(err, store.ErrNotFound) {
 		phc = dummyPHC

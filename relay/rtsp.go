@@ -68,8 +68,12 @@ type rtspGrant struct {
 	Kind   string `json:"k"` // "rtsp": no other grant of this key passes as one
 	Handle string `json:"h"`
 	Tenant string `json:"t"`
-	User   string `json:"u,omitempty"` // who minted it, for logs
-	Exp    int64  `json:"e"`
+	User   string `json:"u,omitempty"` // who minted it; disabling them ends the grant
+	// Cred is the revocable credential it was minted with (an API
+	// token's or CLI session's id, a browser session's key): revoking
+	// it ends the grant and the sessions playing on it.
+	Cred string `json:"c,omitempty"`
+	Exp  int64  `json:"e"`
 }
 
 // rtspGrantKey derives the key of RTSP grants from the relay's grant key,
@@ -161,7 +165,7 @@ func (s *rtspGateway) mintRTSPURL(w http.ResponseWriter, r *http.Request, p Prin
 		}
 	}
 	exp := s.cfg.Now().Add(ttl).Truncate(time.Second)
-	grant := s.signRTSPGrant(rtspGrant{Handle: h, Tenant: route.TenantID, User: p.UserID, Exp: exp.Unix()})
+	grant := s.signRTSPGrant(rtspGrant{Handle: h, Tenant: route.TenantID, User: p.UserID, Cred: p.Cred, Exp: exp.Unix()})
 	sep := "?"
 	if strings.Contains(path, "?") {
 		sep = "&"
@@ -303,11 +307,20 @@ func (b rtspBackend) Authorize(ctx context.Context, h, grant string) (rtsp.Princ
 	if g.Handle != h {
 		return rtsp.Principal{}, rtsp.Errorf(401, "grant is for another handle")
 	}
+	if err := b.s.grantRevoked(ctx, g); err != nil {
+		return rtsp.Principal{}, rtsp.Errorf(401, "%v", err)
+	}
 	subject := "user:" + g.User
 	if g.User == "" {
 		subject = "admin" // minted with the admin key
 	}
-	return rtsp.Principal{Tenant: g.Tenant, Subject: subject, Expires: time.Unix(g.Exp, 0)}, nil
+	return rtsp.Principal{Tenant: g.Tenant, Subject: subject, Expires: time.Unix(g.Exp, 0), Cred: g.Cred, User: g.User}, nil
+}
+
+// Hold registers a playing connection under the credential and user that
+// minted its grant (credConns), so that revoking either closes it.
+func (b rtspBackend) Hold(p rtsp.Principal, end func()) (release func()) {
+	return credConns.addUse(Principal{TenantID: p.Tenant, UserID: p.User, Cred: p.Cred}, func(error) { end() })
 }
 
 func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.Conn, rtsp.Target, error) {
@@ -441,4 +454,27 @@ func rtspError(err error) error {
 		return rtsp.Errorf(500, "internal error")
 	}
 	return rtsp.Errorf(code, "%v", err)
+}
+
+// grantRevoked is why grant g no longer opens anything although its
+// signature and expiry hold: the credential that minted it was revoked,
+// or its user disabled. A grant is checked against the store at every
+// authorization: a revocation on another relay is seen at once, without
+// waiting for the change feed.
+func (s *rtspGateway) grantRevoked(ctx context.Context, g rtspGrant) error {
+	if g.Cred != "" {
+		if err := credStillValid(ctx, s.store, g.Cred); err != nil {
+			return err
+		}
+	}
+	if g.User != "" {
+		u, err := s.store.GetUser(ctx, g.User)
+		if errors.Is(err, store.ErrNotFound) || (err == nil && u.DisabledAt != nil) {
+			return errUserDisabled
+		}
+		if err != nil {
+			return fmt.Errorf("grant's user: %w", err)
+		}
+	}
+	return nil
 }

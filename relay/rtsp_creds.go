@@ -184,8 +184,7 @@ func (b rtspBackend) AuthorizeDigest(ctx context.Context, h, user string, check 
 	if c.SiteID != "" && route.SiteID != c.SiteID {
 		return rtsp.Principal{}, rtsp.Errorf(403, "handle is not in this RTSP credential's site")
 	}
-	p := rtsp.Principal{Tenant: c.TenantID, Subject: "rtsp_credential:" + c.ID,
-		OnRevoke: func(end func()) func() { return credConns.add(c.ID, func(error) { end() }) }}
+	p := rtsp.Principal{Tenant: c.TenantID, Subject: "rtsp_credential:" + c.ID, Cred: c.ID}
 	if c.ExpiresAt != nil {
 		p.Expires = *c.ExpiresAt
 	}

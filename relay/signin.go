@@ -166,7 +166,13 @@ func (s *signIn) handleSwitchTenant(w http.ResponseWriter, r *http.Request) {
 		s.errorPage(w, r, err, "tenant switch")
 		return
 	}
-	s.audit(store.AuditEvent{TenantID: id, Actor: "user:" + u.ID, Action: "user.switch_tenant", Target: id})
+	// Filed under both tenants: the one entered sees who came in, the
+	// superadmin's own sees where they went.
+	from := ss.TenantID
+	s.audit(store.AuditEvent{TenantID: id, Actor: userActor(u, id), Action: "user.switch_tenant", Target: id, Detail: "from " + from + ", home " + u.TenantID})
+	if u.TenantID != id {
+		s.audit(store.AuditEvent{TenantID: u.TenantID, Actor: userActor(u, id), Action: "user.switch_tenant", Target: id, Detail: "from " + from + ", home " + u.TenantID})
+	}
 	http.Redirect(w, r, "/", http.StatusSeeOther)
 }
 

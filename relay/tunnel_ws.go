@@ -111,7 +111,7 @@ func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
 	// from 53.8 to 38.7 KiB (K=1000, docs/perf-bench.md).
 	go func() {
 		// Revoking the credential (token, browser session) cuts the tunnel.
-		defer credConns.add(p.Cred, func(reason error) { c.Abort(reason) })()
+		defer credConns.addUse(p, func(reason error) { c.Abort(reason) })()
 		var up, down atomic.Uint64
 		err := pipe.Join(c, conn, &up, &down)
 		s.log.Debug("tunnel closed", "handle", h, "up", up.Load(), "down", down.Load(), "err", err)

@@ -144,7 +144,7 @@ func (s *browserProxy) proxyTo(w http.ResponseWriter, r *http.Request, h, prefix
 // hours) and closes a WebSocket it upgraded to. done unregisters it.
 func (s *browserProxy) untilRevoked(r *http.Request, p Principal) (_ *http.Request, done func()) {
 	ctx, cancel := context.WithCancelCause(r.Context())
-	remove := credConns.add(p.Cred, cancel)
+	remove := credConns.addUse(p, cancel)
 	return r.WithContext(ctx), func() {
 		remove()
 		cancel(nil)

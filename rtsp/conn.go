@@ -64,7 +64,8 @@ type clientConn struct {
 	// viaDigest: authorized by a Digest login (DigestBackend), whose
 	// Authorization headers the gateway removes from every request.
 	viaDigest bool
-	// unwatch ends the watch on the principal's revocation (OnRevoke).
+	// unwatch releases the connection from the backend that holds it
+	// for revocation (HoldingBackend).
 	unwatch atomic.Pointer[func()]
 }
 
@@ -288,9 +289,9 @@ func (c *clientConn) authorize(req *Request, ru relayURL) bool {
 	c.viaDigest = ru.Grant == ""
 	c.authorized.Store(true)
 	c.idle.Stop()
-	if p.OnRevoke != nil {
-		stop := p.OnRevoke(c.closeTransport)
-		c.unwatch.Store(&stop)
+	if hb, ok := c.g.cfg.Backend.(HoldingBackend); ok {
+		release := hb.Hold(p, c.closeTransport)
+		c.unwatch.Store(&release)
 	}
 	return true
 }

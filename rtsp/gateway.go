@@ -75,12 +75,17 @@ type Principal struct {
 	Subject string
 	// Expires is when the grant stops opening new connections.
 	Expires time.Time
-	// OnRevoke, if set, watches the credential the connection was
-	// authorized with: the gateway calls it once the connection is
-	// authorized, with a func that ends the connection, which the
-	// backend calls when the credential is revoked; the gateway calls
-	// the returned func when the connection ends.
-	OnRevoke func(end func()) (stop func())
+	// Cred and User name the revocable credential that minted the grant
+	// and its user, for a HoldingBackend; empty when there is none.
+	Cred, User string
+}
+
+// HoldingBackend is a Backend whose grants can be revoked while they
+// play: the gateway hands it every connection it authorizes, with a func
+// that closes the connection, and calls release when the connection
+// ends. Revoking the grant's credential closes what it holds.
+type HoldingBackend interface {
+	Hold(p Principal, end func()) (release func())
 }
 
 // Target is the LAN address a tunnel reached.

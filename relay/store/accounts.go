@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"time"
 )
 
@@ -46,15 +47,16 @@ func (s *sqlStore) CreateUser(ctx context.Context, u User) error {
 	return wrapf(err, "create user %s", u.ID)
 }
 
-const userCols = `id, COALESCE(tenant_id, ''), email, password_hash, superadmin, created_at`
+const userCols = `id, COALESCE(tenant_id, ''), email, password_hash, superadmin, created_at, disabled_at`
 
 func scanUser(r rowScanner) (User, error) {
 	var u User
 	var created int64
-	if err := r.Scan(&u.ID, &u.TenantID, &u.Email, &u.PasswordHash, &u.Superadmin, &created); err != nil {
+	var disabled sql.Null[int64]
+	if err := r.Scan(&u.ID, &u.TenantID, &u.Email, &u.PasswordHash, &u.Superadmin, &created, &disabled); err != nil {
 		return User{}, err
 	}
-	u.CreatedAt = fromTS(created)
+	u.CreatedAt, u.DisabledAt = fromTS(created), ptrTS(disabled)
 	return u, nil
 }
 

@@ -36,6 +36,9 @@ const (
 	// RTSP sessions it opened end.
 	ChangeRTSPCredentialRevoked ChangeKind = "rtsp_credential.revoke"
 	ChangeHandleRevoked         ChangeKind = "handle.revoke"
+	// ChangeUserDisabled: a user was disabled, with every credential of
+	// theirs (ID is the user's id).
+	ChangeUserDisabled ChangeKind = "user.disable"
 	// ChangeHandlePinned: a handle got its agent on first use.
 	ChangeHandlePinned ChangeKind = "handle.pin"
 	// ChangeDevice: a device was created, edited or deleted (its

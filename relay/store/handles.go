@@ -114,3 +114,26 @@ func (s *sqlStore) RevokeHandle(ctx context.Context, handle string, at time.Time
 	err := s.execOneChange(ctx, Change{Kind: ChangeHandleRevoked, ID: handle}, `UPDATE handles SET revoked_at = COALESCE(revoked_at, ?) WHERE handle = ?`, ts(at), handle)
 	return wrapf(err, "revoke handle %s", handle)
 }
+
+// RotateHandle revokes handle old and stores nu in its place, in one
+// transaction, so the device port always has one live handle and the
+// relays that follow the change feed drop the old one's routes.
+// ErrNotFound if old is unknown or already revoked.
+func (s *sqlStore) RotateHandle(ctx context.Context, old string, nu Handle, at time.Time) error {
+	err := s.write(ctx, func(tx *txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE handles SET revoked_at = ? WHERE handle = ? AND revoked_at IS NULL`, ts(at), old)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil {
+			return err
+		} else if n == 0 {
+			return ErrNotFound
+		}
+		if err := insertHandle(ctx, tx, nu); err != nil {
+			return err
+		}
+		return tx.notify(ctx, Change{Kind: ChangeHandleRevoked, ID: old})
+	})
+	return wrapf(err, "rotate handle %s", old)
+}

@@ -154,6 +154,9 @@ type User struct {
 	PasswordHash string // PHC-format argon2id string
 	Superadmin   bool
 	CreatedAt    time.Time
+	// DisabledAt is when the account was disabled (DisableUser); nil
+	// while it is active. A disabled user signs in and calls nothing.
+	DisabledAt *time.Time
 }
 
 // APIToken is a per-user bearer (nt_…). Only its SHA-256 is stored. It is
@@ -278,6 +281,15 @@ type Store interface {
 	ResolveHandle(ctx context.Context, handle string) (Route, error)
 	PinHandle(ctx context.Context, handle, agentID string) (pinned string, err error)
 	RevokeHandle(ctx context.Context, handle string, at time.Time) error
+	// RotateHandle revokes old and inserts nu (same device and port) in
+	// one transaction: the device port is never without a live handle.
+	RotateHandle(ctx context.Context, old string, nu Handle, at time.Time) error
+	// DisableUser disables the user and ends every credential of theirs
+	// (API tokens and CLI sessions revoked, browser sessions deleted) in
+	// one transaction. ErrNotFound for an unknown user.
+	DisableUser(ctx context.Context, id string, at time.Time) error
+	// SetUserSuperadmin sets or clears the user's superadmin flag.
+	SetUserSuperadmin(ctx context.Context, id string, on bool) error
 
 	CreateSession(ctx context.Context, s Session) error
 	GetSession(ctx context.Context, hash []byte) (Session, error)
