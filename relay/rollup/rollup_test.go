@@ -190,7 +190,7 @@ func testRollupsOverThreeDays(t *testing.T, st store.Store) {
 			day := start.Add(time.Duration(d) * 24 * time.Hour)
 			var want int64
 			for k, b := range moved {
-				if k.hour.Truncate(24*time.Hour).Equal(day) {
+				if k.hour.Truncate(24 * time.Hour).Equal(day) {
 					want += b
 				}
 			}
