@@ -12,13 +12,13 @@ import (
 // StatCounts are traffic counters of one device port: running totals in
 // a sample, what was moved in an hourly or daily row.
 type StatCounts struct {
-	BytesIn     int64 // device → relay
-	BytesOut    int64 // relay → device
-	OpenedOK    int64
-	Refused     int64
-	Unreachable int64
-	NotAllowed  int64
-	Dedicated   int64 // tunnels moved to a dedicated connection
+	BytesIn     int64 `json:"bytes_in"`  // device → relay
+	BytesOut    int64 `json:"bytes_out"` // relay → device
+	OpenedOK    int64 `json:"opened_ok"`
+	Refused     int64 `json:"refused"`
+	Unreachable int64 `json:"unreachable"`
+	NotAllowed  int64 `json:"not_allowed"`
+	Dedicated   int64 `json:"dedicated"` // tunnels moved to a dedicated connection
 }
 
 // Add is c + d field by field.

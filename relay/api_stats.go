@@ -1,0 +1,74 @@
+package relay
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/nanodems/connector/relay/rollup"
+	"github.com/nanodems/connector/relay/store"
+)
+
+// The stats routes answer the traffic history of an agent, a site or a
+// device (relay/rollup): ?range=24h (hourly points, the default), 30d or
+// 365d (daily points). Each checks the caller's tenant as the object's
+// other routes do: another tenant's id is a 404.
+
+func (s *managementAPI) agentStats(w http.ResponseWriter, r *http.Request, p Principal) error {
+	id := r.PathValue("agentId")
+	a, err := s.store.GetAgent(r.Context(), id)
+	if err != nil {
+		return lookup(err, "agent "+id)
+	}
+	if _, err := s.siteFor(r, p, a.SiteID); err != nil {
+		return err
+	}
+	return s.writeStats(w, r, store.StatScope{AgentID: a.ID}, map[string]any{"agent_id": a.ID, "site_id": a.SiteID})
+}
+
+func (s *managementAPI) siteStats(w http.ResponseWriter, r *http.Request, p Principal) error {
+	site, err := s.siteFor(r, p, r.PathValue("siteId"))
+	if err != nil {
+		return err
+	}
+	return s.writeStats(w, r, store.StatScope{SiteID: site.ID}, map[string]any{"site_id": site.ID})
+}
+
+func (s *managementAPI) deviceStats(w http.ResponseWriter, r *http.Request, p Principal) error {
+	d, _, err := s.deviceFor(r, p)
+	if err != nil {
+		return err
+	}
+	return s.writeStats(w, r, deviceScope(d), map[string]any{"device_id": d.ID, "site_id": d.SiteID})
+}
+
+// deviceScope is the stats of a device: its host and ports, through the
+// agents of its site.
+func deviceScope(d store.Device) store.StatScope {
+	sc := store.StatScope{SiteID: d.SiteID, Host: d.Host}
+	for _, p := range d.Ports {
+		sc.Ports = append(sc.Ports, uint16(p))
+	}
+	return sc
+}
+
+func (s *managementAPI) writeStats(w http.ResponseWriter, r *http.Request, scope store.StatScope, out map[string]any) error {
+	rng := r.URL.Query().Get("range")
+	if rng == "" {
+		rng = "24h"
+	}
+	if _, ok := rollup.Ranges[rng]; !ok {
+		return fmt.Errorf("%w: range must be 24h, 30d or 365d", errBadRequest)
+	}
+	now := s.cfg.Now()
+	series, err := rollup.Query(r.Context(), s.store, scope, rng, now)
+	if err != nil {
+		return err
+	}
+	_, today, err := rollup.Today(r.Context(), s.store, scope, now)
+	if err != nil {
+		return err
+	}
+	out["range"], out["step"], out["points"], out["total"], out["today"] = series.Range, series.Step, series.Points, series.Total, today
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
