@@ -48,7 +48,7 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("DELETE /api/devices/{deviceId}", auth.api(mgmt.deleteDevice))
 	m.HandleFunc("GET /api/sites/{siteId}/agents", auth.api(mgmt.listAgents))
 	m.HandleFunc("POST /api/agents/{agentId}/revoke", auth.api(mgmt.revokeAgent))
-	m.HandleFunc("GET /api/agents", auth.api(mgmt.listTenantAgents)) // relay/api_agents_list.go
+	m.HandleFunc("GET /api/agents", auth.api(mgmt.listTenantAgents))           // relay/api_agents_list.go
 	m.HandleFunc("GET /api/agents/{agentId}/stats", auth.api(mgmt.agentStats)) // relay/api_stats.go
 	m.HandleFunc("GET /api/sites/{siteId}/stats", auth.api(mgmt.siteStats))
 	m.HandleFunc("GET /api/devices/{deviceId}/stats", auth.api(mgmt.deviceStats))
