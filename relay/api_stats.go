@@ -3,6 +3,7 @@ package relay
 import (
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nanodems/connector/relay/rollup"
 	"github.com/nanodems/connector/relay/store"
@@ -64,11 +65,55 @@ func (s *managementAPI) writeStats(w http.ResponseWriter, r *http.Request, scope
 	if err != nil {
 		return err
 	}
-	_, today, err := rollup.Today(r.Context(), s.store, scope, now)
+	byPort, today, err := rollup.Today(r.Context(), s.store, scope, now)
 	if err != nil {
 		return err
 	}
+	todayBytes := make(map[string]int64, len(byPort))
+	for k, c := range byPort {
+		todayBytes[k] = c.Bytes()
+	}
 	out["range"], out["step"], out["points"], out["total"], out["today"] = series.Range, series.Step, series.Points, series.Total, today
+	out["today_bytes_by_port"] = todayBytes // "host:port" → bytes both ways since UTC midnight
 	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+// addTraffic adds to each agent of a list its bytes today ("today_bytes",
+// both ways since UTC midnight) and the bytes of each of the last 24
+// hours, oldest first ("last_24h"), from the hourly rows: one query for
+// the whole list.
+func (s *managementAPI) addTraffic(r *http.Request, items []map[string]any) error {
+	if len(items) == 0 {
+		return nil
+	}
+	ids := make([]string, len(items))
+	for i, j := range items {
+		ids[i] = j["id"].(string)
+	}
+	now := s.cfg.Now().UTC()
+	last := now.Truncate(time.Hour)
+	from := last.Add(-23 * time.Hour)
+	midnight := now.Truncate(24 * time.Hour)
+	rows, err := s.store.HourlyStats(r.Context(), store.StatScope{AgentIDs: ids}, from, last.Add(time.Hour))
+	if err != nil {
+		return err
+	}
+	hours := make(map[string][]int64, len(ids))
+	today := make(map[string]int64, len(ids))
+	for _, id := range ids {
+		hours[id] = make([]int64, 24)
+	}
+	for _, row := range rows {
+		if i := int(row.Start.Sub(from) / time.Hour); i >= 0 && i < 24 {
+			hours[row.AgentID][i] += row.Bytes()
+		}
+		if !row.Start.Before(midnight) {
+			today[row.AgentID] += row.Bytes()
+		}
+	}
+	for i, j := range items {
+		j["today_bytes"], j["last_24h"] = today[ids[i]], hours[ids[i]]
+	}
 	return nil
 }

@@ -68,11 +68,12 @@ type StatRow struct {
 
 // StatScope chooses the rows a stats query sums: one agent, the agents
 // of one site, or one device (its host and ports, through the agents of
-// its site). Exactly one of AgentID and SiteID is set; Host and Ports
-// narrow a site to one device.
+// its site). Exactly one of AgentID, AgentIDs and SiteID is set; Host and
+// Ports narrow a site to one device.
 type StatScope struct {
-	AgentID string
-	SiteID  string
+	AgentID  string
+	AgentIDs []string // several agents, in place of AgentID
+	SiteID   string
 	Host    string
 	Ports   []uint16
 }
@@ -339,6 +340,12 @@ func (sc StatScope) where() (string, []any, error) {
 	var w []string
 	var args []any
 	switch {
+	case len(sc.AgentIDs) > 0 && sc.AgentID == "" && sc.SiteID == "":
+		ph := make([]string, len(sc.AgentIDs))
+		for i, id := range sc.AgentIDs {
+			ph[i], args = "?", append(args, id)
+		}
+		w = append(w, "agent_id IN ("+strings.Join(ph, ", ")+")")
 	case sc.AgentID != "" && sc.SiteID == "":
 		w, args = append(w, "agent_id = ?"), append(args, sc.AgentID)
 	case sc.SiteID != "" && sc.AgentID == "":
