@@ -74,8 +74,8 @@ type StatScope struct {
 	AgentID  string
 	AgentIDs []string // several agents, in place of AgentID
 	SiteID   string
-	Host    string
-	Ports   []uint16
+	Host     string
+	Ports    []uint16
 }
 
 const (
