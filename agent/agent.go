@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"
@@ -63,6 +65,7 @@ type Agent struct {
 	active   atomic.Int64
 	tunnels  atomic.Uint64
 	udpDrops atomic.Uint64 // datagrams the UDP relays' full buffers lost
+	stats    *stats.Set    // per device port, kept in stats.json
 
 	sessions atomic.Int32           // sessions up: two while one moves to another relay
 	relay    atomic.Pointer[string] // the node of the newest session
@@ -99,7 +102,11 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{cfg: cfg, id: id, allow: allow, log: cfg.Logger.With("agent", id.AgentID)}, nil
+	st, err := stats.Open(filepath.Join(cfg.Dir, stats.FileName), nil)
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{cfg: cfg, id: id, allow: allow, stats: st, log: cfg.Logger.With("agent", id.AgentID)}, nil
 }
 
 // ID is the agent's id (its certificate CN).
@@ -169,14 +176,61 @@ func (c *controlConn) send(t mux.MsgType, v any) error {
 func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	var changes stats.Changes // per session: a new relay learns every port
 	for {
 		select {
 		case <-done:
 			return
 		case <-t.C:
 		}
-		if err := c.send(mux.MsgHeartbeat, a.Counters()); err != nil {
+		h := a.Counters()
+		ps := changes.Next(a.stats.Snapshot(a.liveBytes))
+		ps.Counting = countingMode
+		h.Stats = &ps
+		if err := c.send(mux.MsgHeartbeat, h); err != nil {
 			return
+		}
+	}
+}
+
+// countingMode is how the agent counts bytes: in the tunnels' copy loop.
+const countingMode = "userspace"
+
+// liveBytes yields the bytes of the open tunnels, which their port's
+// counter gets when they end.
+func (a *Agent) liveBytes(yield func(p *stats.Port, in, out uint64)) {
+	a.live.Range(func(k, _ any) bool {
+		t := k.(*liveTunnel)
+		if t.port != nil {
+			yield(t.port, t.in.Load(), t.out.Load())
+		}
+		return true
+	})
+}
+
+// Stats are the agent's counters per device port, open tunnels included.
+func (a *Agent) Stats() mux.AgentStats {
+	s := a.stats.Snapshot(a.liveBytes)
+	s.Counting = countingMode
+	return s
+}
+
+// keepStats writes the counters to stats.json every stats.FlushEvery
+// and once more when ctx ends.
+func (a *Agent) keepStats(ctx context.Context) {
+	t := time.NewTicker(stats.FlushEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			if err := a.stats.Save(a.liveBytes); err != nil {
+				a.log.Warn("saving stats", "err", err)
+			}
+			return
+		case <-t.C:
+			if err := a.stats.Save(a.liveBytes); err != nil {
+				a.log.Warn("saving stats", "err", err)
+			}
 		}
 	}
 }

@@ -27,6 +27,17 @@ type link struct {
 // last; a relay that asks the agent to move (it is draining) is left at
 // once, its session kept for the tunnels it still carries.
 func (a *Agent) Run(ctx context.Context) error {
+	// The counters are saved every stats.FlushEvery and once more on the
+	// way out, after the sessions left behind have ended (the deferred
+	// calls run last first), so the last tunnels' bytes are in the file.
+	statsCtx, stopStats := context.WithCancel(context.Background())
+	statsDone := make(chan struct{})
+	go func() {
+		defer close(statsDone)
+		a.keepStats(statsCtx)
+	}()
+	defer func() { <-statsDone }()
+	defer stopStats()
 	var moving sync.WaitGroup // sessions left behind, serving their last tunnels
 	defer moving.Wait()
 	var b backoff.Backoff

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
@@ -31,13 +32,15 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		return
 	}
 	st.SetReadDeadline(time.Time{})
+	port := a.stats.Port(h.Host, h.Port)
 	if !a.allow.Allows(h.Host, h.Port) {
+		port.Open(stats.NotAllowed)
 		a.log.Warn("refusing target not in allowlist", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "allowlist_version", a.allow.Version())
 		mux.WriteStatus(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
 		return
 	}
 	if h.Flags&mux.FlagUDP != 0 {
-		a.serveUDP(st, h) // agent/udp.go: a UDP relay to the host, no TCP dial
+		a.serveUDP(st, h, port) // agent/udp.go: a UDP relay to the host, no TCP dial
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
@@ -50,7 +53,9 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 			reason = lt.reason(h.Host)
 			a.log.Warn("refusing local target", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "reason", reason)
 		}
-		mux.WriteStatus(st, classify(err), reason)
+		code := classify(err)
+		port.Open(result(code))
+		mux.WriteStatus(st, code, reason)
 		return
 	}
 	if err := mux.WriteStatus(st, mux.OK, ""); err != nil {
@@ -60,13 +65,11 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, lastAt: time.Now()}
+	port.Open(stats.Opened)
+	defer port.Begin()()
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, lastAt: time.Now(), port: port}
 	a.live.Store(t, struct{}{})
-	defer func() {
-		a.live.Delete(t)
-		a.bytesIn.Add(t.in.Load())
-		a.bytesOut.Add(t.out.Load())
-	}()
+	defer a.endTunnel(t)
 	if h.Flags&mux.FlagDedicated != 0 {
 		go a.moveToDedicated(t)
 	}
@@ -83,7 +86,8 @@ type liveTunnel struct {
 	in     atomic.Uint64 // target → relay
 	out    atomic.Uint64 // relay → target
 	moving atomic.Bool
-	link   *link // the session it came on
+	link   *link       // the session it came on
+	port   *stats.Port // its device port's counters
 
 	// rate watch state, owned by watchRates
 	lastBytes uint64
@@ -161,7 +165,37 @@ func (a *Agent) moveToDedicated(t *liveTunnel) {
 	if err := t.stream.Attach(conn); err != nil {
 		conn.Close()
 		a.log.Warn("attaching dedicated connection", "err", err)
+		return
 	}
+	if t.port != nil {
+		t.port.Moved()
+	}
+}
+
+// endTunnel counts an ended tunnel's bytes: off the live list first, then
+// into its port's Counter, so a snapshot in between reads the bytes once
+// or not at all, never twice (the relay takes a dip for no new bytes).
+func (a *Agent) endTunnel(t *liveTunnel) {
+	a.live.Delete(t)
+	in, out := t.in.Load(), t.out.Load()
+	a.bytesIn.Add(in)
+	a.bytesOut.Add(out)
+	if t.port != nil {
+		t.port.Add(in, out)
+	}
+}
+
+// result is the stats.Result of a tunnel status.
+func result(c mux.Code) stats.Result {
+	switch c {
+	case mux.OK:
+		return stats.Opened
+	case mux.Refused:
+		return stats.Refused
+	case mux.NotAllowed:
+		return stats.NotAllowed
+	}
+	return stats.Unreachable
 }
 
 // cutDisallowed ends the open tunnels whose target the allowlist no longer

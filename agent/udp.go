@@ -15,6 +15,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/udpbuf"
 	"github.com/nanodems/connector/mux"
 )
@@ -42,7 +43,7 @@ const udpPairTries = 16
 // serveUDP answers a FlagUDP stream whose target passed the allowlist.
 // It returns when the stream or a socket ends (the relay closed it, the
 // allowlist dropped the target, the session died).
-func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
+func (a *Agent) serveUDP(st *smux.Stream, h mux.Header, port *stats.Port) {
 	target := net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port)))
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
 	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", h.Host)
@@ -51,6 +52,7 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
 		if err == nil {
 			err = fmt.Errorf("%s has no address", h.Host)
 		}
+		port.Open(result(classify(err)))
 		mux.WriteStatus(st, classify(err), fmt.Sprintf("UDP relay to %s: %v", target, err))
 		return
 	}
@@ -68,6 +70,7 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
 	if addrs = allowed; len(addrs) == 0 {
 		reason := "UDP relay: " + refused.(*localTargetError).reason(h.Host)
 		a.log.Warn("refusing local target", "target", target, "reason", reason)
+		port.Open(stats.NotAllowed)
 		mux.WriteStatus(st, mux.NotAllowed, reason)
 		return
 	}
@@ -89,16 +92,14 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
+	port.Open(stats.Opened)
+	defer port.Begin()()
 	// A live tunnel like any other: counted in the heartbeat, ended by
 	// cutDisallowed (closing conn ends the relay), movable to a dedicated
 	// connection (the stream does not care what it carries).
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: udpRelayConn{rtp, u}, stream: u.stream, lastAt: time.Now()}
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: udpRelayConn{rtp, u}, stream: u.stream, lastAt: time.Now(), port: port}
 	a.live.Store(t, struct{}{})
-	defer func() {
-		a.live.Delete(t)
-		a.bytesIn.Add(t.in.Load())
-		a.bytesOut.Add(t.out.Load())
-	}()
+	defer a.endTunnel(t)
 	u.log.Debug("UDP relay open", "rtp_port", rtp.LocalAddr().(*net.UDPAddr).Port, "rtcp_port", rtcp.LocalAddr().(*net.UDPAddr).Port)
 	u.run(&t.in, &t.out)
 	if n := u.dropped.Load(); n > 0 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 )
@@ -34,7 +35,11 @@ func newUDPHarness(t *testing.T, targets ...mux.Target) *udpHarness {
 	if err := al.Apply(mux.Allowlist{Version: 1, Targets: targets}); err != nil {
 		t.Fatal(err)
 	}
-	a := &Agent{cfg: Config{DialTimeout: 5 * time.Second, AllowLoopback: true}, allow: al, log: slog.New(slog.DiscardHandler)}
+	st, err := stats.Open(filepath.Join(t.TempDir(), stats.FileName), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{DialTimeout: 5 * time.Second, AllowLoopback: true}, allow: al, stats: st, log: slog.New(slog.DiscardHandler)}
 	rc, ac := net.Pipe()
 	agentSess, err := smux.Client(ac, mux.Config())
 	if err != nil {

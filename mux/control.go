@@ -65,7 +65,77 @@ type Heartbeat struct {
 	// to a full socket buffer (the host did not schedule the reader in
 	// time), since the agent started.
 	UDPDrops uint64 `json:"udp_drops,omitempty"`
+	// Stats are the counters per device port (agent/stats). A relay that
+	// predates them ignores the field; an agent that predates them sends
+	// none.
+	Stats *AgentStats `json:"stats,omitempty"`
 }
+
+// AgentStats are an agent's counters per device port. Totals run since
+// Epoch, the counters' first start; Boot counts the agent's starts within
+// it. A port's Base is its totals when this boot started, so what this
+// boot counted is Totals − Base: the relay needs no earlier heartbeat to
+// know what is new after a restart (docs/stats.md).
+type AgentStats struct {
+	Epoch string `json:"epoch"`
+	Boot  uint64 `json:"boot"`
+	// Counting says how bytes are counted: "userspace" (the copy loop) or
+	// "ebpf" (the kernel).
+	Counting string `json:"counting,omitempty"`
+	// Full is set when Ports holds every port with counters; otherwise
+	// it holds only those that changed since the session's previous
+	// heartbeat.
+	Full  bool        `json:"full,omitempty"`
+	Ports []PortStats `json:"ports"`
+}
+
+// PortStats are the counters of one device port.
+type PortStats struct {
+	Host   string     `json:"host"`
+	Port   uint16     `json:"port"`
+	Totals StatTotals `json:"totals"`
+	Base   StatTotals `json:"base"`
+	Today  StatTotals `json:"today"` // since UTC midnight, restarts included
+	Active int64      `json:"active"`
+}
+
+// StatTotals are running counts of one device port.
+type StatTotals struct {
+	BytesIn     uint64 `json:"bytes_in"`  // device → relay
+	BytesOut    uint64 `json:"bytes_out"` // relay → device
+	OpenedOK    uint64 `json:"opened_ok,omitempty"`
+	Refused     uint64 `json:"refused,omitempty"`
+	Unreachable uint64 `json:"unreachable,omitempty"`
+	NotAllowed  uint64 `json:"not_allowed,omitempty"`
+	Dedicated   uint64 `json:"dedicated,omitempty"` // moved to a dedicated connection
+}
+
+// Sub is t − u field by field, each floored at zero.
+func (t StatTotals) Sub(u StatTotals) StatTotals {
+	d := func(a, b uint64) uint64 {
+		if a < b {
+			return 0
+		}
+		return a - b
+	}
+	return StatTotals{d(t.BytesIn, u.BytesIn), d(t.BytesOut, u.BytesOut), d(t.OpenedOK, u.OpenedOK), d(t.Refused, u.Refused),
+		d(t.Unreachable, u.Unreachable), d(t.NotAllowed, u.NotAllowed), d(t.Dedicated, u.Dedicated)}
+}
+
+// Add is t + u field by field.
+func (t StatTotals) Add(u StatTotals) StatTotals {
+	return StatTotals{t.BytesIn + u.BytesIn, t.BytesOut + u.BytesOut, t.OpenedOK + u.OpenedOK, t.Refused + u.Refused,
+		t.Unreachable + u.Unreachable, t.NotAllowed + u.NotAllowed, t.Dedicated + u.Dedicated}
+}
+
+// Max is the larger of t and u field by field.
+func (t StatTotals) Max(u StatTotals) StatTotals {
+	return StatTotals{max(t.BytesIn, u.BytesIn), max(t.BytesOut, u.BytesOut), max(t.OpenedOK, u.OpenedOK), max(t.Refused, u.Refused),
+		max(t.Unreachable, u.Unreachable), max(t.NotAllowed, u.NotAllowed), max(t.Dedicated, u.Dedicated)}
+}
+
+// IsZero reports whether every count is zero.
+func (t StatTotals) IsZero() bool { return t == StatTotals{} }
 
 // Target is one (host, port) an agent may dial.
 type Target struct {

@@ -165,6 +165,7 @@ func (s *Server) serveSession(tc *coalesce.Conn, raw net.Conn, cert *x509.Certif
 		old.sess.Close()
 	}
 	defer s.dropLease(a) // after remove: runs last
+	defer s.statsRec.End(context.Background(), a.id)
 	defer s.agents.remove(a)
 	// Runs first: however the session ends, its tunnels end with it, those
 	// on dedicated connections included.
@@ -242,6 +243,7 @@ func (s *Server) readControl(a *agentSession) error {
 			a.heartbeat.Store(&heartbeat{Heartbeat: hb, At: now})
 			a.today.add(now, hb.BytesIn+hb.BytesOut)
 			s.putLease(a)
+			s.statsRec.Record(context.Background(), a.id, now, hb.Stats) // relay/rollup
 		case mux.MsgAllowlistAck:
 			var ack mux.AllowlistAck
 			if err := mux.Decode(body, &ack); err != nil {

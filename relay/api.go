@@ -54,7 +54,10 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("DELETE /api/devices/{deviceId}", auth.api(mgmt.deleteDevice))
 	m.HandleFunc("GET /api/sites/{siteId}/agents", auth.api(mgmt.listAgents))
 	m.HandleFunc("POST /api/agents/{agentId}/revoke", auth.api(mgmt.revokeAgent))
-	m.HandleFunc("GET /api/agents", auth.api(mgmt.listTenantAgents)) // relay/api_agents_list.go
+	m.HandleFunc("GET /api/agents", auth.api(mgmt.listTenantAgents))           // relay/api_agents_list.go
+	m.HandleFunc("GET /api/agents/{agentId}/stats", auth.api(mgmt.agentStats)) // relay/api_stats.go
+	m.HandleFunc("GET /api/sites/{siteId}/stats", auth.api(mgmt.siteStats))
+	m.HandleFunc("GET /api/devices/{deviceId}/stats", auth.api(mgmt.deviceStats))
 	m.HandleFunc("GET /api/audit", auth.api(mgmt.listAudit))
 	m.HandleFunc("POST /api/sites/{siteId}/devices/bulk", auth.api(mgmt.createDevicesBulk)) // relay/api_bulk.go
 

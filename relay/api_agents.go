@@ -26,6 +26,9 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 	for _, a := range agents {
 		out = append(out, s.agentJSON(a, held))
 	}
+	if err := s.addTraffic(r, out); err != nil { // relay/api_stats.go
+		return err
+	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -44,6 +44,9 @@ func (s *managementAPI) listTenantAgents(w http.ResponseWriter, r *http.Request,
 		j["site_name"] = names[a.SiteID]
 		items = append(items, j)
 	}
+	if err := s.addTraffic(r, items); err != nil { // relay/api_stats.go
+		return err
+	}
 	writePage(w, items, next)
 	return nil
 }

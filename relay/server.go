@@ -22,6 +22,7 @@ import (
 	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/dist"
 	"github.com/nanodems/connector/relay/pki"
+	"github.com/nanodems/connector/relay/rollup"
 	"github.com/nanodems/connector/relay/secret"
 	"github.com/nanodems/connector/relay/store"
 )
@@ -141,6 +142,10 @@ type Server struct {
 	install *installers
 	scans   *lanScans
 
+	// Traffic history (relay/stats.go, relay/rollup).
+	statsRec  *rollup.Recorder
+	statsJobs *rollup.Jobs
+
 	agentLn, apiLn, debugLn, peerLn net.Listener
 	http                            *http.Server
 	gate                            *handshakeGate // the API listener's TLS handshakes (relay/overload.go)
@@ -213,6 +218,8 @@ func New(cfg Config) (*Server, error) {
 		}
 	}
 	s.wireEdge(catalog)
+	s.statsRec = rollup.NewRecorder(s.store, s.log)
+	s.statsJobs = &rollup.Jobs{Store: s.store, Now: s.cfg.Now, Log: s.log}
 	return s, nil
 }
 
@@ -400,6 +407,7 @@ func (s *Server) Start() error {
 		s.bridge.start(s.peerLn)
 	}
 	s.runLocked("presence-reaper", leaseReapEvery, 3*leaseReapEvery, s.reapLeases)
+	s.runStatsJobs() // relay/stats.go
 	s.wg.Add(3)
 	go func() {
 		defer s.wg.Done()

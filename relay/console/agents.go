@@ -3,6 +3,7 @@ package console
 import (
 	"encoding/json"
 	"fmt"
+	"html/template"
 	"net/http"
 	"net/url"
 	"time"
@@ -21,6 +22,10 @@ type Agent struct {
 	LastHeartbeat *time.Time `json:"last_heartbeat"`
 	ActiveStreams int64      `json:"active_streams"`
 	BytesToday    uint64     `json:"bytes_today"`
+	// TodayBytes and Last24h are from the relay's hourly rows: bytes
+	// since UTC midnight, and per hour over the last 24, oldest first.
+	TodayBytes int64   `json:"today_bytes"`
+	Last24h    []int64 `json:"last_24h"`
 }
 
 // agentPage is one page of GET /api/agents.
@@ -52,6 +57,11 @@ type agentRow struct {
 	Streams    int64  `json:"streams"`
 	Bytes      string `json:"bytes"`
 	BytesN     uint64 `json:"bytes_n"`
+	// Today is the bytes since UTC midnight, restarts of the agent and
+	// the relay included; Spark the last 24 hours (inline SVG).
+	Today  string        `json:"today"`
+	TodayN int64         `json:"today_n"`
+	Spark  template.HTML `json:"-"`
 }
 
 func rowOf(a Agent) agentRow {
@@ -72,6 +82,8 @@ func rowOf(a Agent) agentRow {
 	if r.Bytes == "" {
 		r.Bytes = "—"
 	}
+	r.TodayN, r.Today = a.TodayBytes, humanBytes(uint64(max(a.TodayBytes, 0)))
+	r.Spark = sparkline(a.Last24h, "Agent "+a.ID)
 	r.Revocable = !a.Revoked
 	r.Class = "off"
 	if r.Status == "online" {

@@ -25,6 +25,9 @@ type Device struct {
 	LoopbackIP     string            `json:"loopback_ip"`
 	Handles        map[string]string `json:"handles"` // port → handle
 	CreatedAt      time.Time         `json:"created_at"`
+	// Today is the device's bytes since UTC midnight, both ways, over all
+	// its ports (the site page fills it from the site's stats).
+	Today string `json:"-"`
 }
 
 // devicePage is one page of GET /api/sites/{id}/devices.

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"html/template"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -35,6 +36,11 @@ type siteView struct {
 	// Agents are the site's agents and their state, so an installer's
 	// agent is seen coming online where it was downloaded.
 	Agents []agentRow
+	// Streams are the tunnels open through the site's agents now; Today
+	// and Spark its bytes since UTC midnight and over the last 24 hours.
+	Streams int64
+	Today   string
+	Spark   template.HTML
 	siteExtras
 }
 
@@ -99,6 +105,16 @@ func (h *Handler) showSiteStatus(w http.ResponseWriter, r *http.Request, c *call
 	}
 	for _, a := range agents {
 		v.Agents = append(v.Agents, rowOf(a))
+		v.Streams += a.ActiveStreams
+	}
+	var tr siteTraffic
+	if err := c.Call("GET", "/api/sites/"+url.PathEscape(siteID)+"/stats?range=24h", nil, &tr); err != nil {
+		return err
+	}
+	v.Today = humanBytes(uint64(max(tr.Today.BytesIn+tr.Today.BytesOut, 0)))
+	v.Spark = sparkline(tr.hours(), "Site "+v.Site.Name)
+	for i := range v.Devices {
+		v.Devices[i].Today = humanBytes(uint64(max(tr.deviceToday(v.Devices[i]), 0)))
 	}
 	return h.renderFlash(w, r, c, status, "site", "sites", v, x.Flash)
 }

@@ -382,4 +382,12 @@ type Store interface {
 	TryLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
 	RenewLock(ctx context.Context, name, holder string, ttl time.Duration, now time.Time) (bool, error)
 	ReleaseLock(ctx context.Context, name, holder string) error
+
+	// Traffic counters per agent and device port (stats.go).
+	AddStatSamples(ctx context.Context, samples []StatSample) error
+	RollupHourlyStats(ctx context.Context) (int, error)
+	RollupDailyStats(ctx context.Context, from, to time.Time) error
+	PruneStats(ctx context.Context, hourlyCut, dailyCut time.Time) (hours, days int, err error)
+	HourlyStats(ctx context.Context, scope StatScope, from, to time.Time) ([]StatRow, error)
+	DailyStats(ctx context.Context, scope StatScope, from, to time.Time) ([]StatRow, error)
 }
