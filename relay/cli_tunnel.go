@@ -140,7 +140,7 @@ func (s *cliEdge) dialCLI(ctx context.Context, c store.CLISession, ip string, po
 		return nil, refuse
 	}
 	p := Principal{TenantID: c.TenantID, UserID: c.UserID, Actor: "cli:" + c.ID}
-	conn, err := s.dialer.Dial(ctx, p, r.Handle, DialOptions{Flags: flags})
+	conn, err := s.dialer.Dial(ctx, p, r.Handle, DialOptions{Flags: flags, Path: PathCLI})
 	if errors.Is(err, ErrUnknownHandle) || errors.Is(err, ErrOtherTenant) {
 		return nil, refuse // revoked between the lookup and the dial
 	}
@@ -299,6 +299,8 @@ func (s *cliEdge) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := &cliMuxConn{ws: ws, sess: sess}
+	s.live.Add(1)
+	defer s.live.Add(-1)
 	defer credConns.add(c.ID, func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
 	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
 	log.Info("cli mux connected")

@@ -51,7 +51,7 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 		grantKey: s.grantKey, apiTLS: s.apiTLS, publicURL: s.publicURL,
 	}
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s}
-	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh}
+	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh, live: &s.metrics.cliLive}
 	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh}
 	s.dl = &downloadsPart{base: b, catalog: catalog}
 	s.claim = newClaimer(b, s.ca, s.publicAgentAddr)
