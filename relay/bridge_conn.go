@@ -39,8 +39,8 @@ type bridgeConn struct {
 	// meter is the access path's counters of a tunnel Dial returned (the
 	// calling relay's end); nil on the relay that holds the agent, whose
 	// tunnel counts there. Set before the conn is handed out.
-	meter *pathMeter
-	status        string         // the OK status's reason (a UDP relay's ports)
+	meter  *pathMeter
+	status string // the OK status's reason (a UDP relay's ports)
 
 	data    chan *mem.Reader // data frames from the receive loop; closed at eof, abort or error
 	rerr    error            // why data was closed; read after it is

@@ -125,7 +125,7 @@ type Server struct {
 	metrics    *relayMetrics
 	metricsSrv *metrics.Server
 	runs       *lanRuns // discoveries and probes (lanruns.go)
-	bridge *bridge  // BridgeTunnel; nil without a peer listener
+	bridge     *bridge  // BridgeTunnel; nil without a peer listener
 	// crashed makes Close behave as a crash for presence and locks: no
 	// lease deleted, no lock released (tests of expiry).
 	crashed atomic.Bool
