@@ -27,6 +27,13 @@ type link struct {
 // last; a relay that asks the agent to move (it is draining) is left at
 // once, its session kept for the tunnels it still carries.
 func (a *Agent) Run(ctx context.Context) error {
+	if a.cfg.MetricsAddr != "" {
+		stop, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	var moving sync.WaitGroup // sessions left behind, serving their last tunnels
 	defer moving.Wait()
 	var b backoff.Backoff

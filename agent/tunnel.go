@@ -27,13 +27,13 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
 	if err != nil {
-		mux.WriteStatus(st, mux.BadRequest, err.Error())
+		a.answer(st, mux.BadRequest, err.Error())
 		return
 	}
 	st.SetReadDeadline(time.Time{})
 	if !a.allow.Allows(h.Host, h.Port) {
 		a.log.Warn("refusing target not in allowlist", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "allowlist_version", a.allow.Version())
-		mux.WriteStatus(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
+		a.answer(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
 		return
 	}
 	if h.Flags&mux.FlagUDP != 0 {
@@ -50,10 +50,10 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 			reason = lt.reason(h.Host)
 			a.log.Warn("refusing local target", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "reason", reason)
 		}
-		mux.WriteStatus(st, classify(err), reason)
+		a.answer(st, classify(err), reason)
 		return
 	}
-	if err := mux.WriteStatus(st, mux.OK, ""); err != nil {
+	if err := a.answer(st, mux.OK, ""); err != nil {
 		conn.Close()
 		return
 	}
