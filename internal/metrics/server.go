@@ -23,13 +23,13 @@ const DefaultRelayAddr = "127.0.0.1:9100"
 // only have to be long enough for a scraper on a slow link and short
 // enough that a client that never sends (or never reads) lets go of its
 // connection and goroutine.
-const (
+// Variables, so that a test of a stalled client need not wait out the
+// real bound.
+var (
 	readHeaderTimeout = 5 * time.Second
 	readTimeout       = 10 * time.Second
 	writeTimeout      = 30 * time.Second
 	idleTimeout       = 60 * time.Second
-	// maxInFlight bounds concurrent scrapes: each gathers every series.
-	maxInFlight = 4
 )
 
 // Server serves /metrics of one registry until Close.
@@ -55,9 +55,11 @@ func Listen(addr string, reg *prometheus.Registry, log *slog.Logger) (*Server, e
 	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{
-		ErrorLog:            slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-		MaxRequestsInFlight: maxInFlight,
-		Timeout:             writeTimeout - time.Second,
+		ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+		// No bound on scrapes in flight: a client that never reads its
+		// answer would hold a slot until the write timeout, turning the
+		// next scrapes away. Each scrape is bounded in time instead.
+		Timeout: writeTimeout - time.Second,
 	}))
 	s := &Server{ln: ln, http: &http.Server{
 		Handler:           mux,
