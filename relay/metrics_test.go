@@ -1,0 +1,247 @@
+package relay_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testwait"
+	"github.com/nanodems/connector/relay"
+)
+
+// series is one scrape of /metrics, parsed with the Prometheus text
+// parser.
+type series map[string]*dto.MetricFamily
+
+func scrapeMetrics(t *testing.T, addr string) series {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	must(t, err)
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET /metrics: %s", resp.Status)
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	fams, err := p.TextToMetricFamilies(resp.Body)
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return series(fams)
+}
+
+// value is the sample of family name whose labels are those given
+// (name=value pairs; the sample may have no others). A histogram's value
+// is its count. A missing series fails the test.
+func (s series) value(t *testing.T, name string, labels ...string) float64 {
+	t.Helper()
+	f := s[name]
+	if f == nil {
+		t.Fatalf("no series %s in /metrics", name)
+	}
+next:
+	for _, m := range f.GetMetric() {
+		if len(m.GetLabel()) != len(labels)/2 {
+			continue
+		}
+		for _, lp := range m.GetLabel() {
+			found := false
+			for i := 0; i+1 < len(labels); i += 2 {
+				if labels[i] == lp.GetName() && labels[i+1] == lp.GetValue() {
+					found = true
+				}
+			}
+			if !found {
+				continue next
+			}
+		}
+		switch {
+		case m.Counter != nil:
+			return m.Counter.GetValue()
+		case m.Gauge != nil:
+			return m.Gauge.GetValue()
+		case m.Histogram != nil:
+			return float64(m.Histogram.GetSampleCount())
+		}
+	}
+	t.Fatalf("no sample of %s with labels %v", name, labels)
+	return 0
+}
+
+// startMetricsDemo is a demo whose relay and agent both serve /metrics
+// on loopback; it returns the agent's metrics address too.
+func startMetricsDemo(t *testing.T) (*demo.Demo, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	d, err := demo.Start(ctx, demo.Options{
+		DataDir: t.TempDir(), Logger: quietLogger(),
+		Relay: func(c *relay.Config) { c.MetricsAddr = "127.0.0.1:0" },
+		Agent: func(c *agent.Config) { c.MetricsAddr = "127.0.0.1:0" },
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	testwait.For(t, 10*time.Second, "the agent's metrics listener", func() bool { return d.Agent.MetricsAddr() != "" })
+	return d, d.Agent.MetricsAddr()
+}
+
+// After a known transfer (an exact byte count each way), a refused
+// tunnel, a tunnel denied by the access check and one browser proxy
+// request, the relay's and the agent's series have moved by exactly that.
+func TestMetricsMoveByKnownAmounts(t *testing.T) {
+	d, agentAddr := startMetricsDemo(t)
+	ctx := context.Background()
+	op := operator(d)
+	relayAddr := d.Relay.MetricsAddr()
+	// A closed port, registered before the first scrape: adding it
+	// changes nothing the scrapes compare.
+	refusedHandle := addDevice(t, d, closedLoopbackPort(t))
+
+	r0, a0 := scrapeMetrics(t, relayAddr), scrapeMetrics(t, agentAddr)
+	if n := r0.value(t, "connector_agents_online"); n != 1 {
+		t.Errorf("connector_agents_online = %v, want 1", n)
+	}
+	if up := r0.value(t, "connector_db_up"); up != 1 {
+		t.Errorf("connector_db_up = %v, want 1", up)
+	}
+	if r0.value(t, "connector_store_latency_seconds", "op", "read") == 0 || r0.value(t, "connector_store_latency_seconds", "op", "write") == 0 {
+		t.Error("the store latency histogram saw no reads or no writes after provisioning")
+	}
+
+	// The transfer: n bytes to the echo target and n back.
+	const n = 3<<20 + 12345
+	c, err := cli.DialTunnel(ctx, op, d.Info.EchoHandle)
+	must(t, err)
+	must(t, roundTrip(c, n))
+	c.Close()
+	testwait.For(t, 10*time.Second, "the tunnel to close at the relay and the agent", func() bool {
+		r, a := scrapeMetrics(t, relayAddr), scrapeMetrics(t, agentAddr)
+		return r.value(t, "connector_tunnels_open", "path", "ws") == 0 && a.value(t, "connector_agent_tunnels_active") == 0
+	})
+
+	// The refused tunnel, and two denied by the access check.
+	wantRefusal(t, op, refusedHandle, 502, "connection refused")
+	wantRefusal(t, op, "h-AAAAAAAAAAAAAAAAAAAAAA", 404, "unknown or revoked handle")
+	otherTenant := otherTenantRelay(t, d)
+	wantRefusal(t, otherTenant, d.Info.EchoHandle, 403, "handle does not belong to your tenant")
+
+	// One browser proxy request, with the API credential.
+	resp, _ := get(t, browser(t, d), d.Info.RelayURL+"/c/"+d.Info.HTTPHandle+"/", "Authorization", "Bearer "+d.Info.Token)
+	if resp.StatusCode >= 400 {
+		t.Fatalf("GET /c/{handle}/: %s", resp.Status)
+	}
+	class := fmt.Sprintf("%dxx", resp.StatusCode/100)
+
+	r1, a1 := scrapeMetrics(t, relayAddr), scrapeMetrics(t, agentAddr)
+	delta := func(s0, s1 series, name string, labels ...string) float64 {
+		t.Helper()
+		return s1.value(t, name, labels...) - s0.value(t, name, labels...)
+	}
+	for _, w := range []struct {
+		s0, s1 series
+		name   string
+		labels []string
+		want   float64
+	}{
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "ok"}, 1},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "refused"}, 1},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "unreachable"}, 0},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "not_allowed"}, 0},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "offline"}, 0},
+		{r0, r1, "connector_tunnels_denied_total", []string{"path", "ws"}, 2},
+		{r0, r1, "connector_tunnel_bytes_total", []string{"path", "ws", "direction", "to_device"}, n},
+		{r0, r1, "connector_tunnel_bytes_total", []string{"path", "ws", "direction", "from_device"}, n},
+		{r0, r1, "connector_tunnels_open", []string{"path", "ws"}, 0},
+		{r0, r1, "connector_web_requests_total", []string{"class", class}, 1},
+		{r0, r1, "connector_web_requests_total", []string{"class", "5xx"}, 0},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "cli", "result", "ok"}, 0},
+		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "refused"}, 1},
+		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "not_allowed"}, 0},
+	} {
+		if got := delta(w.s0, w.s1, w.name, w.labels...); got != w.want {
+			t.Errorf("%s%v moved by %v, want %v", w.name, w.labels, got, w.want)
+		}
+	}
+	// The browser proxy's request opened its tunnel (or reused one its
+	// scheme probe opened): at least one web open, and the agent answered
+	// the echo tunnel and every web one with ok.
+	webOK := delta(r0, r1, "connector_tunnels_opened_total", "path", "web", "result", "ok")
+	if webOK < 1 {
+		t.Errorf("connector_tunnels_opened_total{path=web,result=ok} moved by %v, want at least 1", webOK)
+	}
+	// The agent carried the echo's bytes and the browser proxy's, each
+	// exactly as the relay counted them.
+	for _, dir := range []string{"to_device", "from_device"} {
+		want := n + delta(r0, r1, "connector_tunnel_bytes_total", "path", "web", "direction", dir)
+		if got := delta(a0, a1, "connector_agent_tunnel_bytes_total", "direction", dir); got != want {
+			t.Errorf("connector_agent_tunnel_bytes_total{direction=%s} moved by %v, want %v", dir, got, want)
+		}
+	}
+	if got := delta(a0, a1, "connector_agent_tunnels_opened_total", "result", "ok"); got != 1+webOK {
+		t.Errorf("connector_agent_tunnels_opened_total{result=ok} moved by %v, want %v", got, 1+webOK)
+	}
+}
+
+// closedLoopbackPort is a port of 127.0.0.1 nothing listens on.
+func closedLoopbackPort(t *testing.T) int {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	must(t, err)
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	return port
+}
+
+// otherTenantRelay is the relay as a user of a second tenant sees it.
+func otherTenantRelay(t *testing.T, d *demo.Demo) cli.Relay {
+	t.Helper()
+	ctx, admin := context.Background(), demo.Admin(d.Info.AdminKey)
+	var ten, usr, tok struct {
+		ID    string `json:"id"`
+		Token string `json:"token"`
+	}
+	must(t, d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Other"}, &ten, admin))
+	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/users", map[string]string{"email": "m@other.invalid", "password": "another-password"}, &usr, admin))
+	must(t, d.API.Do(ctx, "POST", "/api/users/"+usr.ID+"/tokens", nil, &tok, admin))
+	return cli.Relay{URL: d.Info.RelayURL, Pin: d.Info.CAPin, Token: tok.Token}
+}
+
+// The series live on their own listener only: the API listener, which
+// every tenant's users reach, serves no /metrics, and no series carries a
+// handle, device, site or tenant label.
+func TestMetricsOnlyOnTheirListener(t *testing.T) {
+	d, _ := startMetricsDemo(t)
+	resp, body := get(t, browser(t, d), d.Info.RelayURL+"/metrics", "Authorization", "Bearer "+d.Info.Token)
+	if resp.StatusCode == http.StatusOK || strings.Contains(body, "connector_") {
+		t.Fatalf("the API listener answered /metrics: %s\n%.200s", resp.Status, body)
+	}
+	c, err := cli.DialTunnel(context.Background(), operator(d), d.Info.EchoHandle)
+	must(t, err)
+	must(t, roundTrip(c, 1000))
+	c.Close()
+	for name, f := range scrapeMetrics(t, d.Relay.MetricsAddr()) {
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				switch l.GetName() {
+				case "handle", "device", "device_id", "site", "site_id", "agent", "agent_id", "tenant", "tenant_id", "user":
+					t.Errorf("%s has a %s label: cardinality grows with the installation", name, l.GetName())
+				}
+				if strings.Contains(l.GetValue(), d.Info.EchoHandle) {
+					t.Errorf("%s carries the handle %s in label %s", name, d.Info.EchoHandle, l.GetName())
+				}
+			}
+		}
+	}
+}
