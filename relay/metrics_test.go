@@ -245,3 +245,68 @@ func TestMetricsOnlyOnTheirListener(t *testing.T) {
 		}
 	}
 }
+
+// gathered is s's series read straight from its registry.
+func gathered(t *testing.T, s *relay.Server) series {
+	t.Helper()
+	fams, err := relay.MetricsRegistry(s).Gather()
+	must(t, err)
+	out := series{}
+	for _, f := range fams {
+		out[f.GetName()] = f
+	}
+	return out
+}
+
+// A tunnel opened on a relay that does not hold the agent is counted there
+// under its access path and on the holding relay under path "bridge",
+// each with the exact bytes; both relays count the BridgeTunnel stream in
+// the connector_interrelay_* series.
+func TestMetricsAcrossTheBridge(t *testing.T) {
+	f := startFleet(t, 2)
+	r1, r2 := f.relays[0], f.relays[1] // the demo's agent is on r1
+	via2 := f.via(t, r2)
+	a0, b0 := gathered(t, r1), gathered(t, r2)
+
+	const n = 1<<20 + 333
+	c, err := cli.DialTunnel(context.Background(), operator(via2), f.d.Info.EchoHandle)
+	must(t, err)
+	must(t, roundTrip(c, n))
+	c.Close()
+	testwait.For(t, 10*time.Second, "the bridge to end on both relays", func() bool {
+		return gathered(t, r1).value(t, "connector_interrelay_bridges_open") == 0 && gathered(t, r2).value(t, "connector_interrelay_bridges_open") == 0
+	})
+
+	a1, b1 := gathered(t, r1), gathered(t, r2)
+	for _, w := range []struct {
+		relay  string
+		s0, s1 series
+		name   string
+		labels []string
+		want   float64
+	}{
+		{"r2", b0, b1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "ok"}, 1},
+		{"r2", b0, b1, "connector_tunnel_bytes_total", []string{"path", "ws", "direction", "to_device"}, n},
+		{"r2", b0, b1, "connector_tunnel_bytes_total", []string{"path", "ws", "direction", "from_device"}, n},
+		{"r2", b0, b1, "connector_interrelay_bridge_opens_total", nil, 1},
+		{"r2", b0, b1, "connector_interrelay_bridge_bytes_total", nil, 2 * n},
+		{"r2", b0, b1, "connector_interrelay_bridge_failures_total", nil, 0},
+		{"r1", a0, a1, "connector_tunnels_opened_total", []string{"path", "bridge", "result", "ok"}, 1},
+		{"r1", a0, a1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "ok"}, 0},
+		{"r1", a0, a1, "connector_tunnel_bytes_total", []string{"path", "bridge", "direction", "to_device"}, n},
+		{"r1", a0, a1, "connector_tunnel_bytes_total", []string{"path", "bridge", "direction", "from_device"}, n},
+		{"r1", a0, a1, "connector_interrelay_bridge_opens_total", nil, 1},
+		{"r1", a0, a1, "connector_interrelay_bridge_bytes_total", nil, 2 * n},
+		{"r1", a0, a1, "connector_tunnels_open", []string{"path", "bridge"}, 0},
+	} {
+		if got := w.s1.value(t, w.name, w.labels...) - w.s0.value(t, w.name, w.labels...); got != w.want {
+			t.Errorf("%s: %s%v moved by %v, want %v", w.relay, w.name, w.labels, got, w.want)
+		}
+	}
+	if n := a1.value(t, "connector_agents_online"); n != 1 {
+		t.Errorf("r1: connector_agents_online = %v, want 1", n)
+	}
+	if n := b1.value(t, "connector_agents_online"); n != 0 {
+		t.Errorf("r2: connector_agents_online = %v, want 0", n)
+	}
+}
