@@ -2,9 +2,12 @@ package relay_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -16,6 +19,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/metrics"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/relay"
 )
@@ -220,9 +224,33 @@ func otherTenantRelay(t *testing.T, d *demo.Demo) cli.Relay {
 
 // The series live on their own listener only: the API listener, which
 // every tenant's users reach, serves no /metrics, and no series carries a
-// handle, device, site or tenant label.
+// handle, device, site or tenant label. The relay and the agent serve
+// every series docs/metrics.md lists, and no connector_ series it does
+// not.
 func TestMetricsOnlyOnTheirListener(t *testing.T) {
-	d, _ := startMetricsDemo(t)
+	d, agentAddr := startMetricsDemo(t)
+	docRelay, docAgent := documentedSeries(t)
+	for who, w := range map[string]struct {
+		addr string
+		doc  map[string]bool
+	}{"relay": {d.Relay.MetricsAddr(), docRelay}, "agent": {agentAddr, docAgent}} {
+		got := scrapeMetrics(t, w.addr)
+		for name := range w.doc {
+			if got[name] == nil {
+				t.Errorf("%s: docs/metrics.md lists %s, /metrics has no such series", who, name)
+			}
+		}
+		for name := range got {
+			if strings.HasPrefix(name, "connector_") && !w.doc[name] {
+				t.Errorf("%s: /metrics has %s, docs/metrics.md does not list it", who, name)
+			}
+		}
+		for _, want := range []string{"go_goroutines", "process_resident_memory_bytes"} {
+			if got[want] == nil {
+				t.Errorf("%s: no runtime series %s", who, want)
+			}
+		}
+	}
 	resp, body := get(t, browser(t, d), d.Info.RelayURL+"/metrics", "Authorization", "Bearer "+d.Info.Token)
 	if resp.StatusCode == http.StatusOK || strings.Contains(body, "connector_") {
 		t.Fatalf("the API listener answered /metrics: %s\n%.200s", resp.Status, body)
@@ -308,5 +336,103 @@ func TestMetricsAcrossTheBridge(t *testing.T) {
 	}
 	if n := b1.value(t, "connector_agents_online"); n != 0 {
 		t.Errorf("r2: connector_agents_online = %v, want 0", n)
+	}
+}
+
+// documentedSeries are the series the tables of docs/metrics.md list,
+// the relay's and the agent's.
+func documentedSeries(t *testing.T) (relaySeries, agentSeries map[string]bool) {
+	t.Helper()
+	b, err := os.ReadFile("../docs/metrics.md")
+	must(t, err)
+	relaySeries, agentSeries = map[string]bool{}, map[string]bool{}
+	row := regexp.MustCompile("(?m)^\\| `(connector_[a-z_]+)` \\|")
+	for _, m := range row.FindAllStringSubmatch(string(b), -1) {
+		if strings.HasPrefix(m[1], "connector_agent_") {
+			agentSeries[m[1]] = true
+		} else {
+			relaySeries[m[1]] = true
+		}
+	}
+	if len(relaySeries) < 10 || len(agentSeries) < 3 {
+		t.Fatalf("docs/metrics.md lists %d relay and %d agent series; its tables did not parse", len(relaySeries), len(agentSeries))
+	}
+	return relaySeries, agentSeries
+}
+
+// The Grafana dashboard is valid JSON, and every expression in it names
+// only series that exist: connector_ series docs/metrics.md lists (a
+// histogram's _bucket, _sum and _count included), or the Go runtime and
+// process series every registry carries.
+func TestGrafanaDashboard(t *testing.T) {
+	b, err := os.ReadFile("../docs/grafana/connector.json")
+	must(t, err)
+	var dash any
+	if err := json.Unmarshal(b, &dash); err != nil {
+		t.Fatalf("docs/grafana/connector.json: %v", err)
+	}
+	var exprs []string
+	var walk func(v any)
+	walk = func(v any) {
+		switch v := v.(type) {
+		case map[string]any:
+			for k, e := range v {
+				if s, ok := e.(string); ok && k == "expr" {
+					exprs = append(exprs, s)
+				}
+				walk(e)
+			}
+		case []any:
+			for _, e := range v {
+				walk(e)
+			}
+		}
+	}
+	walk(dash)
+	if len(exprs) < 10 {
+		t.Fatalf("the dashboard has %d expressions", len(exprs))
+	}
+	docRelay, docAgent := documentedSeries(t)
+	runtime := map[string]bool{}
+	fams, err := metrics.NewRegistry().Gather()
+	must(t, err)
+	for _, f := range fams {
+		runtime[f.GetName()] = true
+	}
+	known := func(name string) bool {
+		if docRelay[name] || docAgent[name] || runtime[name] {
+			return true
+		}
+		for _, suffix := range []string{"_bucket", "_sum", "_count"} {
+			if base, ok := strings.CutSuffix(name, suffix); ok && (docRelay[base] || docAgent[base]) {
+				return true
+			}
+		}
+		return false
+	}
+	seriesName := regexp.MustCompile(`\b(connector|go|process)_[a-z_]+\b`)
+	used := map[string]bool{}
+	for _, e := range exprs {
+		names := seriesName.FindAllString(e, -1)
+		if len(names) == 0 {
+			t.Errorf("expression %q names no series", e)
+		}
+		for _, n := range names {
+			used[n] = true
+			if !known(n) {
+				t.Errorf("expression %q names %s, which docs/metrics.md does not list and no registry serves", e, n)
+			}
+		}
+	}
+	// Every documented series has a panel.
+	for n := range docRelay {
+		if !used[n] && !used[n+"_bucket"] {
+			t.Errorf("no dashboard panel shows %s", n)
+		}
+	}
+	for n := range docAgent {
+		if !used[n] {
+			t.Errorf("no dashboard panel shows %s", n)
+		}
 	}
 }
