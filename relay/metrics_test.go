@@ -21,6 +21,7 @@ import (
 	"github.com/nanodems/connector/demo"
 	"github.com/nanodems/connector/internal/metrics"
 	"github.com/nanodems/connector/internal/testwait"
+	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay"
 )
 
@@ -435,4 +436,47 @@ func TestGrafanaDashboard(t *testing.T) {
 			t.Errorf("no dashboard panel shows %s", n)
 		}
 	}
+}
+
+// A CLI mux counts as a live CLI session while it is connected, and its
+// tunnels count under path "cli" with their exact bytes.
+func TestMetricsCLIMux(t *testing.T) {
+	d, _ := startMetricsDemo(t)
+	addr := d.Relay.MetricsAddr()
+	s0 := scrapeMetrics(t, addr)
+	if n := s0.value(t, "connector_cli_sessions_live"); n != 0 {
+		t.Fatalf("connector_cli_sessions_live = %v before any CLI, want 0", n)
+	}
+	m := dialMux(t, d, mintCLI(t, d).Token)
+	testwait.For(t, 10*time.Second, "the CLI mux to count as live", func() bool {
+		return scrapeMetrics(t, addr).value(t, "connector_cli_sessions_live") == 1
+	})
+	const n = 1<<20 + 99
+	st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
+	must(t, err)
+	must(t, roundTrip(mux.NewStream(st), n))
+	st.Close()
+	testwait.For(t, 10*time.Second, "the CLI tunnel to close", func() bool {
+		return scrapeMetrics(t, addr).value(t, "connector_tunnels_open", "path", "cli") == 0
+	})
+	s1 := scrapeMetrics(t, addr)
+	for _, w := range []struct {
+		labels []string
+		name   string
+		want   float64
+	}{
+		{[]string{"path", "cli", "result", "ok"}, "connector_tunnels_opened_total", 1},
+		{[]string{"path", "cli", "direction", "to_device"}, "connector_tunnel_bytes_total", n},
+		{[]string{"path", "cli", "direction", "from_device"}, "connector_tunnel_bytes_total", n},
+		{[]string{"path", "ws", "result", "ok"}, "connector_tunnels_opened_total", 0},
+	} {
+		if got := s1.value(t, w.name, w.labels...) - s0.value(t, w.name, w.labels...); got != w.want {
+			t.Errorf("%s%v moved by %v, want %v", w.name, w.labels, got, w.want)
+		}
+	}
+	m.sess.Close()
+	m.ws.CloseNow()
+	testwait.For(t, 10*time.Second, "the CLI mux to end", func() bool {
+		return scrapeMetrics(t, addr).value(t, "connector_cli_sessions_live") == 0
+	})
 }
