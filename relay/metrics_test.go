@@ -23,6 +23,7 @@ import (
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay"
+	"github.com/nanodems/connector/relay/store"
 )
 
 // series is one scrape of /metrics, parsed with the Prometheus text
@@ -111,8 +112,12 @@ func TestMetricsMoveByKnownAmounts(t *testing.T) {
 	op := operator(d)
 	relayAddr := d.Relay.MetricsAddr()
 	// A closed port, registered before the first scrape: adding it
-	// changes nothing the scrapes compare.
+	// changes nothing the scrapes compare. And a handle the relay routes
+	// but the agent's allowlist lacks (what a compromised relay would ask
+	// for).
 	refusedHandle := addDevice(t, d, closedLoopbackPort(t))
+	notAllowed := "h-" + strings.Repeat("M", 21) + "A"
+	must(t, d.Relay.Store().InsertHandle(ctx, store.Handle{Handle: notAllowed, TenantID: d.Info.TenantID, DeviceID: d.Info.DeviceID, Port: 9, CreatedAt: time.Now()}))
 
 	r0, a0 := scrapeMetrics(t, relayAddr), scrapeMetrics(t, agentAddr)
 	if n := r0.value(t, "connector_agents_online"); n != 1 {
@@ -136,8 +141,10 @@ func TestMetricsMoveByKnownAmounts(t *testing.T) {
 		return r.value(t, "connector_tunnels_open", "path", "ws") == 0 && a.value(t, "connector_agent_tunnels_active") == 0
 	})
 
-	// The refused tunnel, and two denied by the access check.
+	// The refused tunnel, one the allowlist refuses, and two denied by
+	// the access check.
 	wantRefusal(t, op, refusedHandle, 502, "connection refused")
+	wantRefusal(t, op, notAllowed, 403, "target not in allowlist")
 	wantRefusal(t, op, "h-AAAAAAAAAAAAAAAAAAAAAA", 404, "unknown or revoked handle")
 	otherTenant := otherTenantRelay(t, d)
 	wantRefusal(t, otherTenant, d.Info.EchoHandle, 403, "handle does not belong to your tenant")
@@ -163,7 +170,7 @@ func TestMetricsMoveByKnownAmounts(t *testing.T) {
 		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "ok"}, 1},
 		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "refused"}, 1},
 		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "unreachable"}, 0},
-		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "not_allowed"}, 0},
+		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "not_allowed"}, 1},
 		{r0, r1, "connector_tunnels_opened_total", []string{"path", "ws", "result", "offline"}, 0},
 		{r0, r1, "connector_tunnels_denied_total", []string{"path", "ws"}, 2},
 		{r0, r1, "connector_tunnel_bytes_total", []string{"path", "ws", "direction", "to_device"}, n},
@@ -173,7 +180,8 @@ func TestMetricsMoveByKnownAmounts(t *testing.T) {
 		{r0, r1, "connector_web_requests_total", []string{"class", "5xx"}, 0},
 		{r0, r1, "connector_tunnels_opened_total", []string{"path", "cli", "result", "ok"}, 0},
 		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "refused"}, 1},
-		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "not_allowed"}, 0},
+		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "not_allowed"}, 1},
+		{a0, a1, "connector_agent_tunnels_opened_total", []string{"result", "unreachable"}, 0},
 	} {
 		if got := delta(w.s0, w.s1, w.name, w.labels...); got != w.want {
 			t.Errorf("%s%v moved by %v, want %v", w.name, w.labels, got, w.want)
@@ -196,6 +204,16 @@ func TestMetricsMoveByKnownAmounts(t *testing.T) {
 	}
 	if got := delta(a0, a1, "connector_agent_tunnels_opened_total", "result", "ok"); got != 1+webOK {
 		t.Errorf("connector_agent_tunnels_opened_total{result=ok} moved by %v, want %v", got, 1+webOK)
+	}
+
+	// With the agent gone, an open finds no agent: offline.
+	must(t, d.API.Do(ctx, "POST", "/api/agents/"+d.Info.AgentID+"/revoke", nil, nil, demo.Admin(d.Info.AdminKey)))
+	testwait.For(t, 10*time.Second, "the revoked agent to go offline", func() bool {
+		return scrapeMetrics(t, relayAddr).value(t, "connector_agents_online") == 0
+	})
+	wantRefusal(t, op, d.Info.EchoHandle, 503, "agent reconnecting")
+	if got := delta(r1, scrapeMetrics(t, relayAddr), "connector_tunnels_opened_total", "path", "ws", "result", "offline"); got != 1 {
+		t.Errorf("connector_tunnels_opened_total{path=ws,result=offline} moved by %v, want 1", got)
 	}
 }
 
