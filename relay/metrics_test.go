@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bluenviron/gortsplib/v5"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
@@ -24,6 +25,7 @@ import (
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay"
 	"github.com/nanodems/connector/relay/store"
+	"github.com/nanodems/connector/rtsp/rtsptest"
 )
 
 // series is one scrape of /metrics, parsed with the Prometheus text
@@ -496,5 +498,46 @@ func TestMetricsCLIMux(t *testing.T) {
 	m.ws.CloseNow()
 	testwait.For(t, 10*time.Second, "the CLI mux to end", func() bool {
 		return scrapeMetrics(t, addr).value(t, "connector_cli_sessions_live") == 0
+	})
+}
+
+// Viewers of one camera path count as RTSP viewers of one shared camera
+// session, whose tunnel counts under path "rtsp"; the gauges fall back to
+// zero when they leave.
+func TestMetricsRTSPViewers(t *testing.T) {
+	d := startDemo(t)
+	_, h := rtspCamera(t, d, rtsptest.Options{User: rtspUser, Pass: rtspPass}, true)
+	u := mintRTSP(t, d, demo.Bearer(d.Info.Token), h, "/metrics", 0)
+	s0 := gathered(t, d.Relay)
+	const viewers = 3
+	var ps []*rtspPuller
+	for range viewers {
+		p, err := rtspPullErr(u, gortsplib.ProtocolTCP, gortsplib.TunnelNone)
+		must(t, err)
+		ps = append(ps, p)
+	}
+	testwait.For(t, 10*time.Second, "three viewers of one shared session", func() bool {
+		s := gathered(t, d.Relay)
+		return s.value(t, "connector_rtsp_viewers") == viewers && s.value(t, "connector_rtsp_shared_sessions") == 1
+	})
+	s1 := gathered(t, d.Relay)
+	if n := s1.value(t, "connector_rtsp_camera_sessions"); n != 1 {
+		t.Errorf("connector_rtsp_camera_sessions = %v for %d viewers of one path, want 1", n, viewers)
+	}
+	if n := s1.value(t, "connector_rtsp_clients"); n != viewers {
+		t.Errorf("connector_rtsp_clients = %v, want %d", n, viewers)
+	}
+	if got := s1.value(t, "connector_tunnels_opened_total", "path", "rtsp", "result", "ok") - s0.value(t, "connector_tunnels_opened_total", "path", "rtsp", "result", "ok"); got != 1 {
+		t.Errorf("connector_tunnels_opened_total{path=rtsp,result=ok} moved by %v for one camera session, want 1", got)
+	}
+	if n := s1.value(t, "connector_tunnel_bytes_total", "path", "rtsp", "direction", "from_device"); n == 0 {
+		t.Error("no bytes from the camera counted under path rtsp")
+	}
+	for _, p := range ps {
+		p.c.Close()
+	}
+	testwait.For(t, 20*time.Second, "the viewers and the camera session to end", func() bool {
+		s := gathered(t, d.Relay)
+		return s.value(t, "connector_rtsp_viewers") == 0 && s.value(t, "connector_rtsp_shared_sessions") == 0 && s.value(t, "connector_tunnels_open", "path", "rtsp") == 0
 	})
 }
