@@ -51,6 +51,10 @@ type Config struct {
 	// interface list) of discovery, probes and tunnel dials are made
 	// inside it. Nil runs fn as is; a test runs it in a network namespace.
 	OnLAN func(fn func() error) error
+	// MetricsAddr, when set, serves the agent's Prometheus series at
+	// http://MetricsAddr/metrics while Run runs (docs/metrics.md). Off by
+	// default; meant for a loopback address.
+	MetricsAddr string
 }
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -66,6 +70,9 @@ type Agent struct {
 	tunnels  atomic.Uint64
 	udpDrops atomic.Uint64 // datagrams the UDP relays' full buffers lost
 	stats    *stats.Set    // per device port, kept in stats.json
+	opens    openCounts    // by result, and UDP relays (metrics.go)
+	// metricsAddr is the metrics listener's address while Run serves it.
+	metricsAddr atomic.Pointer[string]
 
 	sessions atomic.Int32           // sessions up: two while one moves to another relay
 	relay    atomic.Pointer[string] // the node of the newest session

@@ -38,6 +38,13 @@ func (a *Agent) Run(ctx context.Context) error {
 	}()
 	defer func() { <-statsDone }()
 	defer stopStats()
+	if a.cfg.MetricsAddr != "" {
+		stop, err := a.serveMetrics()
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	var moving sync.WaitGroup // sessions left behind, serving their last tunnels
 	defer moving.Wait()
 	var b backoff.Backoff

@@ -28,7 +28,7 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
 	if err != nil {
-		mux.WriteStatus(st, mux.BadRequest, err.Error())
+		a.answer(st, mux.BadRequest, err.Error())
 		return
 	}
 	st.SetReadDeadline(time.Time{})
@@ -36,7 +36,7 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	if !a.allow.Allows(h.Host, h.Port) {
 		port.Open(stats.NotAllowed)
 		a.log.Warn("refusing target not in allowlist", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "allowlist_version", a.allow.Version())
-		mux.WriteStatus(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
+		a.answer(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
 		return
 	}
 	if h.Flags&mux.FlagUDP != 0 {
@@ -55,10 +55,10 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		}
 		code := classify(err)
 		port.Open(result(code))
-		mux.WriteStatus(st, code, reason)
+		a.answer(st, code, reason)
 		return
 	}
-	if err := mux.WriteStatus(st, mux.OK, ""); err != nil {
+	if err := a.answer(st, mux.OK, ""); err != nil {
 		conn.Close()
 		return
 	}

@@ -53,7 +53,7 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header, port *stats.Port) {
 			err = fmt.Errorf("%s has no address", h.Host)
 		}
 		port.Open(result(classify(err)))
-		mux.WriteStatus(st, classify(err), fmt.Sprintf("UDP relay to %s: %v", target, err))
+		a.answer(st, classify(err), fmt.Sprintf("UDP relay to %s: %v", target, err))
 		return
 	}
 	// Only the addresses the agent may reach: datagrams go to these alone.
@@ -71,7 +71,7 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header, port *stats.Port) {
 		reason := "UDP relay: " + refused.(*localTargetError).reason(h.Host)
 		a.log.Warn("refusing local target", "target", target, "reason", reason)
 		port.Open(stats.NotAllowed)
-		mux.WriteStatus(st, mux.NotAllowed, reason)
+		a.answer(st, mux.NotAllowed, reason)
 		return
 	}
 	network := "udp6"
@@ -80,12 +80,12 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header, port *stats.Port) {
 	}
 	rtp, rtcp, err := listenUDPPair(network)
 	if err != nil {
-		mux.WriteStatus(st, mux.AgentError, fmt.Sprintf("UDP relay to %s: bind: %v", target, err))
+		a.answer(st, mux.AgentError, fmt.Sprintf("UDP relay to %s: bind: %v", target, err))
 		return
 	}
 	u := &udpRelay{log: a.log.With("target", target), stream: mux.NewStream(st), rtp: rtp, rtcp: rtcp, allowed: addrs, lost: &a.udpDrops}
 	u.sizeBuffers()
-	if err := mux.WriteStatus(st, mux.OK, mux.FormatUDPPorts(u.ports())); err != nil {
+	if err := a.answer(st, mux.OK, mux.FormatUDPPorts(u.ports())); err != nil {
 		u.close()
 		return
 	}
@@ -94,6 +94,9 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header, port *stats.Port) {
 	defer a.active.Add(-1)
 	port.Open(stats.Opened)
 	defer port.Begin()()
+	a.opens.udpOpened.Add(1)
+	a.opens.udpActive.Add(1)
+	defer a.opens.udpActive.Add(-1)
 	// A live tunnel like any other: counted in the heartbeat, ended by
 	// cutDisallowed (closing conn ends the relay), movable to a dedicated
 	// connection (the stream does not care what it carries).

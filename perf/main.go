@@ -379,7 +379,7 @@ func (e *env) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {

@@ -95,8 +95,9 @@ func (s *Server) routesMux() http.Handler {
 	m.HandleFunc("POST /logout", s.signin.handleLogout)
 	m.HandleFunc("POST /switch-tenant", s.signin.handleSwitchTenant)
 	m.HandleFunc("GET /c-auth", s.browser.handleCAuth)
-	m.HandleFunc("/c/{handle}", s.browser.handleProxy)
-	m.HandleFunc("/c/{handle}/{rest...}", s.browser.handleProxy)
+	// Its answers are counted by status class (docs/metrics.md).
+	m.HandleFunc("/c/{handle}", s.metrics.countWeb(s.browser.handleProxy))
+	m.HandleFunc("/c/{handle}/{rest...}", s.metrics.countWeb(s.browser.handleProxy))
 	m.HandleFunc("/", s.browser.handleRoot)
 
 	// CLI sessions and the tunnels of nanodems-tunnel run (cliEdge,
@@ -122,7 +123,7 @@ func (s *Server) handler() http.Handler {
 			return
 		}
 		if h := s.browser.subdomainHandle(r.Host); h != "" {
-			s.browser.serveSubdomain(w, r, h)
+			s.metrics.countWeb(func(w http.ResponseWriter, r *http.Request) { s.browser.serveSubdomain(w, r, h) })(w, r)
 			return
 		}
 		routes.ServeHTTP(w, r)

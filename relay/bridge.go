@@ -224,15 +224,18 @@ func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o
 	if !timer.Stop() || !stop() {
 		return fail(ctx.Err())
 	}
+	m := b.s.metrics.path(o.Path)
+	m.open.Add(1)
 	var ended sync.Once
 	end := func() {
 		ended.Do(func() {
 			cancel()
 			b.open.Add(-1)
+			m.open.Add(-1)
 		})
 	}
 	c := newBridgeConn(st, true, end, bridgeAddr("bridge:"+b.s.cfg.NodeName), bridgeAddr("bridge:"+l.RelayNode+"/"+l.AgentID), &b.bytes)
-	c.status = reason
+	c.status, c.meter = reason, m
 	return c, nil
 }
 
@@ -289,7 +292,9 @@ func (b *bridge) serveTunnel(_ any, ss grpc.ServerStream) error {
 // dialBridged dials for another relay that has done the access check: the
 // handle must still resolve and the agent must be held here, at the
 // handle's site.
-func (s *Server) dialBridged(ctx context.Context, o bridgeOpen) (net.Conn, error) {
+// Its tunnels are counted under PathBridge.
+func (s *Server) dialBridged(ctx context.Context, o bridgeOpen) (c net.Conn, err error) {
+	defer func() { s.metrics.path(PathBridge).dialed(err) }()
 	r, err := s.resolve(ctx, o.Handle)
 	if err != nil {
 		return nil, err
@@ -298,7 +303,7 @@ func (s *Server) dialBridged(ctx context.Context, o bridgeOpen) (net.Conn, error
 	if a == nil || a.siteID != r.SiteID {
 		return nil, fmt.Errorf("%w: agent %s is not on relay %s", ErrAgentOffline, o.Agent, s.cfg.NodeName)
 	}
-	return s.openOn(ctx, a, r, DialOptions{Flags: o.Flags})
+	return s.openOn(ctx, a, r, DialOptions{Flags: o.Flags, Path: PathBridge})
 }
 
 // BridgeStats are the bridge's counters (docs/ha.md names their

@@ -36,7 +36,11 @@ type bridgeConn struct {
 	end           func()
 	local, remote net.Addr
 	bytes         *atomic.Uint64 // counts both directions, may be nil
-	status        string         // the OK status's reason (a UDP relay's ports)
+	// meter is the access path's counters of a tunnel Dial returned (the
+	// calling relay's end); nil on the relay that holds the agent, whose
+	// tunnel counts there. Set before the conn is handed out.
+	meter  *pathMeter
+	status string // the OK status's reason (a UDP relay's ports)
 
 	data    chan *mem.Reader // data frames from the receive loop; closed at eof, abort or error
 	rerr    error            // why data was closed; read after it is
@@ -135,6 +139,9 @@ func (c *bridgeConn) Read(p []byte) (int, error) {
 	if c.bytes != nil {
 		c.bytes.Add(uint64(n))
 	}
+	if c.meter != nil {
+		c.meter.fromDevice.Add(uint64(n))
+	}
 	return n, nil
 }
 
@@ -190,6 +197,9 @@ func (c *bridgeConn) Write(p []byte) (int, error) {
 		}
 		if c.bytes != nil {
 			c.bytes.Add(uint64(n))
+		}
+		if c.meter != nil {
+			c.meter.toDevice.Add(uint64(n))
 		}
 		written += n
 		p = p[n:]

@@ -154,6 +154,9 @@ func decodeStatus(body []byte) (string, error) {
 	if code == bridgeOK {
 		return rest, nil
 	}
+	if code == bridgeUnreachable && rest == strings.TrimPrefix(errRefused.Error(), ErrUnreachable.Error()) {
+		return "", errRefused // the same bytes as any unreachable, told apart for the counters
+	}
 	for _, e := range bridgeErrors {
 		if e.code == code {
 			if rest == "" {

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 	"unicode"
 
@@ -37,6 +38,7 @@ type cliEdge struct {
 	apiPin string          // "sha256:…" in the run command, "" when not pinned
 	done   <-chan struct{} // closed when the relay shuts down
 	drain  <-chan struct{} // closed when the relay starts draining
+	live   *atomic.Int64   // mux connections up (connector_cli_sessions_live)
 }
 
 const (

@@ -139,7 +139,7 @@ func (s *cliEdge) dialCLI(ctx context.Context, c store.CLISession, ip string, po
 	if r.TenantID != c.TenantID || !slices.Contains(c.SiteIDs, r.SiteID) {
 		return nil, refuse
 	}
-	conn, err := s.dialer.Dial(ctx, cliPrincipal(c), r.Handle, DialOptions{Flags: flags})
+	conn, err := s.dialer.Dial(ctx, cliPrincipal(c), r.Handle, DialOptions{Flags: flags, Path: PathCLI})
 	if errors.Is(err, ErrUnknownHandle) || errors.Is(err, ErrOtherTenant) {
 		return nil, refuse // revoked between the lookup and the dial
 	}
@@ -298,6 +298,8 @@ func (s *cliEdge) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	m := &cliMuxConn{ws: ws, sess: sess}
+	s.live.Add(1)
+	defer s.live.Add(-1)
 	defer credConns.addUse(cliPrincipal(c), func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
 	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
 	log.Info("cli mux connected")

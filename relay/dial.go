@@ -46,6 +46,9 @@ func (p Principal) canAccess(tenantID string) bool { return p.Admin || p.TenantI
 // DialOptions tune one tunnel.
 type DialOptions struct {
 	Flags uint8 // mux header flags
+	// Path is the access path that dials, for the tunnel counters
+	// (docs/metrics.md); it changes nothing else.
+	Path AccessPath
 }
 
 // A Dialer reaches a device port on behalf of a principal. It is what the
@@ -76,12 +79,19 @@ var _ resolver = (*Server)(nil)
 
 // Dial opens a tunnel to the device port behind handle h on behalf of p.
 // The returned conn supports CloseWrite (half-close).
+//
+// Every access path's tunnels are counted here, by path and result
+// (accesspath.go), and by the conn it returns (bytes, open tunnels).
 func (s *Server) Dial(ctx context.Context, p Principal, h string, o DialOptions) (net.Conn, error) {
+	m := s.metrics.path(o.Path)
 	r, err := s.route(ctx, p, h)
 	if err != nil {
+		m.dialed(err)
 		return nil, err
 	}
-	return s.dialRoute(ctx, r, o)
+	c, err := s.dialRoute(ctx, r, o)
+	m.dialed(err)
+	return c, err
 }
 
 // route is handle h's live route if p may use it: the one access check of
@@ -213,14 +223,17 @@ func (s *Server) openOn(ctx context.Context, a *agentSession, r store.Route, o D
 		return nil, ErrAgentOffline
 	}
 	a.active.Add(1)
+	m := s.metrics.path(o.Path)
+	m.open.Add(1)
 	// Registered before the status is read: an agent asked for a
 	// dedicated connection (mux.FlagDedicated) dials it as soon as it has
 	// sent its status (attachDedicated also waits a moment for a tunnel
 	// it does not know yet).
-	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s}
+	c := &tunnelConn{Stream: mux.NewStream(st), agent: a, handle: r.Handle, s: s, meter: m}
 	if !a.addTunnel(st.ID(), c) {
 		st.Close()
 		a.active.Add(-1)
+		m.open.Add(-1)
 		return nil, ErrAgentOffline
 	}
 	status, err := awaitStatus(ctx, st)
@@ -265,7 +278,7 @@ func awaitStatus(ctx context.Context, st *smux.Stream) (string, error) {
 		case mux.TimedOut:
 			return "", fmt.Errorf("%w: %s", ErrTimeout, se.Reason)
 		case mux.Refused:
-			return "", fmt.Errorf("%w: connection refused", ErrUnreachable)
+			return "", errRefused
 		default:
 			return "", fmt.Errorf("%w: %s", ErrUnreachable, se.Error())
 		}
@@ -277,12 +290,15 @@ func awaitStatus(ctx context.Context, st *smux.Stream) (string, error) {
 }
 
 // tunnelConn is a tunnel: a framed stream that keeps its agent's count of
-// active tunnels right.
+// active tunnels right, and its access path's counters (Read, Write and
+// WriteFrame add what they carry; the stream's other methods, WaitRead
+// among them, are promoted untouched).
 type tunnelConn struct {
 	*mux.Stream
 	agent  *agentSession
 	handle string
 	s      *Server
+	meter  *pathMeter
 	status string // the reason of the agent's OK status
 	once   sync.Once
 	closed atomic.Bool
@@ -293,9 +309,36 @@ type tunnelConn struct {
 
 func (c *tunnelConn) openStatus() string { return c.status }
 
+func (c *tunnelConn) Read(p []byte) (int, error) {
+	n, err := c.Stream.Read(p)
+	if n > 0 {
+		c.meter.fromDevice.Add(uint64(n))
+	}
+	return n, err
+}
+
+func (c *tunnelConn) Write(p []byte) (int, error) {
+	n, err := c.Stream.Write(p)
+	if n > 0 {
+		c.meter.toDevice.Add(uint64(n))
+	}
+	return n, err
+}
+
+// WriteFrame is the stream's (pipe.FrameWriter), counting the payload.
+func (c *tunnelConn) WriteFrame(b []byte) error {
+	err := c.Stream.WriteFrame(b)
+	if err == nil {
+		header, _ := c.Stream.FrameLayout()
+		c.meter.toDevice.Add(uint64(len(b) - header))
+	}
+	return err
+}
+
 func (c *tunnelConn) Close() error {
 	c.once.Do(func() {
 		c.closed.Store(true)
+		c.meter.open.Add(-1)
 		c.agent.active.Add(-1)
 		c.agent.tunnels.Delete(c.ID())
 		c.s.live.Delete(c)

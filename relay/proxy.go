@@ -246,7 +246,7 @@ func (p *webProxy) dial(ctx context.Context, _, addr string) (net.Conn, error) {
 	if pr == nil || pr.route.Handle != h {
 		return nil, fmt.Errorf("%w: dial of %s outside a proxied request", ErrUnknownHandle, h)
 	}
-	return p.dialer.Dial(ctx, pr.who, h, DialOptions{})
+	return p.dialer.Dial(ctx, pr.who, h, DialOptions{Path: PathWeb})
 }
 
 // dialTLS opens a tunnel and speaks TLS 1.2 or 1.3 to the camera over it.
@@ -322,7 +322,7 @@ func (p *webProxy) probeScheme(ctx context.Context, who Principal, r store.Route
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	c, err := p.dialer.Dial(ctx, who, r.Handle, DialOptions{})
+	c, err := p.dialer.Dial(ctx, who, r.Handle, DialOptions{Path: PathWeb})
 	if err != nil {
 		return // the real request will report it
 	}

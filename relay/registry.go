@@ -151,6 +151,13 @@ func (r *registry) remove(a *agentSession) {
 	}
 }
 
+// count is how many agents have a session here.
+func (r *registry) count() int {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return len(r.byID)
+}
+
 func (r *registry) get(id string) *agentSession {
 	r.mu.RLock()
 	defer r.mu.RUnlock()

@@ -328,7 +328,7 @@ func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.
 	if err != nil {
 		return nil, rtsp.Target{}, rtspError(err)
 	}
-	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{})
+	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Path: PathRTSP})
 	if err != nil {
 		return nil, rtsp.Target{}, rtspError(err)
 	}
@@ -340,7 +340,7 @@ func (b rtspBackend) Dial(ctx context.Context, p rtsp.Principal, h string) (net.
 // route and allowlist apply as to the camera's RTSP port, and the agent
 // relays datagrams only to and from that camera's address.
 func (b rtspBackend) DialUDP(ctx context.Context, p rtsp.Principal, h string) (rtsp.UDPRelay, error) {
-	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Flags: mux.FlagUDP})
+	c, err := b.s.dialer.Dial(ctx, Principal{TenantID: p.Tenant, Actor: p.Subject}, h, DialOptions{Flags: mux.FlagUDP, Path: PathRTSP})
 	if err != nil {
 		return nil, rtspError(err)
 	}

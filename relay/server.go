@@ -21,6 +21,7 @@ import (
 	"github.com/nanodems/connector/internal/atomicfile"
 	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/dist"
+	"github.com/nanodems/connector/internal/metrics"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/rollup"
 	"github.com/nanodems/connector/relay/secret"
@@ -59,6 +60,11 @@ type Config struct {
 	// https://relay.example.com; the subdomain mode sends users there to
 	// sign in.
 	PublicURL string
+	// MetricsAddr, when set, serves the relay's Prometheus series at
+	// http://MetricsAddr/metrics (docs/metrics.md) on a listener of its
+	// own. "" serves none; `nanodems-relay serve` defaults it to
+	// 127.0.0.1:9100.
+	MetricsAddr string
 	// DebugAddr, when set, serves net/http/pprof on its own listener. It
 	// must be a loopback address: profiles reveal memory contents.
 	DebugAddr string
@@ -119,8 +125,12 @@ type Server struct {
 	adminKeyFile string  // set on the first start only
 
 	agents *registry
-	runs   *lanRuns // discoveries and probes (lanruns.go)
-	bridge *bridge  // BridgeTunnel; nil without a peer listener
+	// metrics are the counters of /metrics (metrics.go), served by
+	// metricsSrv when Config.MetricsAddr is set.
+	metrics    *relayMetrics
+	metricsSrv *metrics.Server
+	runs       *lanRuns // discoveries and probes (lanruns.go)
+	bridge     *bridge  // BridgeTunnel; nil without a peer listener
 	// crashed makes Close behave as a crash for presence and locks: no
 	// lease deleted, no lock released (tests of expiry).
 	crashed atomic.Bool
@@ -210,6 +220,7 @@ func New(cfg Config) (*Server, error) {
 		s.store.Close()
 		return nil, err
 	}
+	s.metrics = newRelayMetrics(s)
 	var catalog *dist.Catalog
 	if cfg.DownloadsDir != "" {
 		if catalog, err = dist.OpenCatalog(cfg.DownloadsDir); err != nil {
@@ -437,6 +448,11 @@ func (s *Server) Start() error {
 			s.log.Error("API listener", "err", err)
 		}
 	}()
+	if s.cfg.MetricsAddr != "" {
+		if s.metricsSrv, err = metrics.Listen(s.cfg.MetricsAddr, s.metrics.reg, s.log); err != nil {
+			return fmt.Errorf("relay: %w", err)
+		}
+	}
 	if s.cfg.DebugAddr != "" {
 		if s.debugLn, err = net.Listen("tcp", s.cfg.DebugAddr); err != nil {
 			return fmt.Errorf("relay: debug listener: %w", err)
@@ -447,7 +463,8 @@ func (s *Server) Start() error {
 		dm.HandleFunc("/debug/pprof/profile", pprof.Profile)
 		dm.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		dm.HandleFunc("/debug/pprof/trace", pprof.Trace)
-		// BridgeTunnel's counters, until the relay has /metrics.
+		// BridgeTunnel's counters as JSON; the same counters are
+		// connector_interrelay_* on the metrics listener.
 		dm.HandleFunc("/debug/bridge", func(w http.ResponseWriter, r *http.Request) {
 			writeJSON(w, http.StatusOK, s.BridgeStats())
 		})
@@ -508,6 +525,9 @@ func (s *Server) Close() error {
 		}
 		if s.debugLn != nil {
 			s.debugLn.Close()
+		}
+		if s.metricsSrv != nil {
+			s.metricsSrv.Close()
 		}
 		if s.http != nil {
 			// Hijacked WebSocket tunnels are not tracked by net/http; they

@@ -66,7 +66,7 @@ func (s *wsTunnels) handleTunnel(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	var o DialOptions
+	o := DialOptions{Path: PathWS}
 	if r.URL.Query().Get("dedicated") == "1" {
 		// A bulk transfer asks for its own connection from the start.
 		o.Flags |= mux.FlagDedicated

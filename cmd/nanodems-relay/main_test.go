@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -32,7 +33,10 @@ func TestMain(m *testing.M) {
 	goleak.VerifyTestMain(m)
 }
 
-var apiURL = regexp.MustCompile(`msg="relay listening" api=(\S+)`)
+var (
+	apiURL     = regexp.MustCompile(`msg="relay listening" api=(\S+)`)
+	metricsURL = regexp.MustCompile(`msg="metrics listening" url=(\S+)`)
+)
 
 // `serve` answers ready while it runs; SIGTERM makes it drain (with
 // nothing open, at once) and exit 0.
@@ -41,7 +45,7 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, os.Args[0], "-test.run=^$", "--", "serve",
 		"--data-dir", t.TempDir(), "--api-addr", "127.0.0.1:0", "--agent-addr", "127.0.0.1:0", "--peer-addr", "127.0.0.1:0",
-		"--rtsp-addr", "off", "--plain-http", "--node", "sigterm-relay", "--drain-timeout", "10s")
+		"--rtsp-addr", "off", "--plain-http", "--node", "sigterm-relay", "--drain-timeout", "10s", "--metrics-addr", "127.0.0.1:0")
 	cmd.Env = append(os.Environ(), "NANODEMS_RELAY_AS_MAIN=1")
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
@@ -52,11 +56,14 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	}
 	sc := bufio.NewScanner(stderr)
 	var log []string
-	url := ""
+	url, metrics := "", ""
 	for url == "" && sc.Scan() {
 		log = append(log, sc.Text())
 		if m := apiURL.FindStringSubmatch(sc.Text()); m != nil {
 			url = m[1]
+		}
+		if m := metricsURL.FindStringSubmatch(sc.Text()); m != nil {
+			metrics = m[1]
 		}
 	}
 	if url == "" {
@@ -74,6 +81,20 @@ func TestServeDrainsOnSIGTERM(t *testing.T) {
 	client.CloseIdleConnections()
 	if resp.StatusCode != 200 || body["status"] != "ready" || body["node"] != "sigterm-relay" {
 		t.Fatalf("ready: %d %v", resp.StatusCode, body)
+	}
+	// --metrics-addr serves the relay's series.
+	if metrics == "" {
+		t.Fatalf("no 'metrics listening' line:\n%s", strings.Join(log, "\n"))
+	}
+	resp, err = client.Get(metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	series, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	client.CloseIdleConnections()
+	if resp.StatusCode != 200 || !strings.Contains(string(series), "\nconnector_agents_online 0\n") {
+		t.Fatalf("GET %s: %d\n%.500s", metrics, resp.StatusCode, series)
 	}
 
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {

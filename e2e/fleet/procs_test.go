@@ -152,7 +152,7 @@ func startRelay(t *testing.T, node, dir, dsn, pin string) *relayProc {
 	r.proc = start(t, filepath.Dir(dir), node, []string{"NANODEMS_DATABASE=" + dsn}, filepath.Join(bins, "nanodems-relay"), "serve",
 		"--data-dir", dir, "--node", node,
 		"--api-addr", r.api, "--agent-addr", r.agentAddr, "--peer-addr", r.peerAddr, "--peer-endpoint", r.peerAddr,
-		"--debug-addr", r.debug, "--rtsp-addr", "off", "--drain-timeout", "2s")
+		"--debug-addr", r.debug, "--metrics-addr", "127.0.0.1:0", "--rtsp-addr", "off", "--drain-timeout", "2s")
 	if pin == "" {
 		testwait.For(t, 60*time.Second, node+" prints its API pin", func() bool {
 			if !r.running() {

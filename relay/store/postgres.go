@@ -68,7 +68,7 @@ func OpenPostgres(ctx context.Context, dsn string, o PostgresOptions) (*Postgres
 	origin := make([]byte, 8)
 	rand.Read(origin)
 	s := &Postgres{
-		sqlStore: sqlStore{db: conn{db: db, d: postgresDialect}, d: postgresDialect, feed: newFeed(), origin: hex.EncodeToString(origin)},
+		sqlStore: sqlStore{db: conn{db: db, d: postgresDialect, lat: &latencyHook{}}, d: postgresDialect, feed: newFeed(), origin: hex.EncodeToString(origin)},
 		dsn:      dsn,
 		log:      o.Log,
 	}

@@ -42,19 +42,23 @@ type sqlStore struct {
 
 // conn is a *sql.DB that speaks the store's dialect.
 type conn struct {
-	db *sql.DB
-	d  *dialect
+	db  *sql.DB
+	d   *dialect
+	lat *latencyHook // the store's LatencyObserver; shared by copies
 }
 
 func (c conn) QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	defer c.lat.since("read", time.Now())
 	return c.db.QueryContext(ctx, c.d.rebind(q), c.d.args(args)...)
 }
 
 func (c conn) QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row {
+	defer c.lat.since("read", time.Now())
 	return c.db.QueryRowContext(ctx, c.d.rebind(q), c.d.args(args)...)
 }
 
 func (c conn) ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	defer c.lat.since("write", time.Now())
 	return c.db.ExecContext(ctx, c.d.rebind(q), c.d.args(args)...)
 }
 
@@ -95,6 +99,7 @@ const writeAttempts = 5
 // write runs fn in a write transaction, committing if it returns nil.
 // fn must use only tx: s.db would see a different connection.
 func (s *sqlStore) write(ctx context.Context, fn func(tx *txn) error) error {
+	defer s.db.lat.since("write", time.Now())
 	if s.d.serialWrites {
 		s.wmu.Lock()
 		defer s.wmu.Unlock()

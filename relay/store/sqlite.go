@@ -46,7 +46,7 @@ func OpenSQLite(path string) (*SQLite, error) {
 	if err != nil {
 		abs = path
 	}
-	s := &SQLite{sqlStore: sqlStore{db: conn{db: db, d: sqliteDialect}, d: sqliteDialect, feed: newFeed()}, path: abs}
+	s := &SQLite{sqlStore: sqlStore{db: conn{db: db, d: sqliteDialect, lat: &latencyHook{}}, d: sqliteDialect, feed: newFeed()}, path: abs}
 	if err := s.migrate(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("store: open %s: %w", path, err)
