@@ -11,6 +11,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/bpfcount"
 	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"
@@ -49,7 +50,18 @@ type Config struct {
 	// interface list) of discovery, probes and tunnel dials are made
 	// inside it. Nil runs fn as is; a test runs it in a network namespace.
 	OnLAN func(fn func() error) error
+	// Counting is where the agent counts its tunnels' bytes:
+	// CountingAuto ("" too) in the kernel when it may load BPF programs
+	// (agent/bpfcount), else in userspace; CountingUserspace always in
+	// userspace.
+	Counting string
 }
+
+// The values of Config.Counting.
+const (
+	CountingAuto      = "auto"
+	CountingUserspace = "userspace"
+)
 
 // Agent is an enrolled agent. Run keeps it connected.
 type Agent struct {
@@ -57,6 +69,9 @@ type Agent struct {
 	id    *Identity
 	allow *Allowlist
 	log   *slog.Logger
+	// count counts the LAN sockets' bytes in the kernel, or says they
+	// are counted in the copy loop; set while Run runs.
+	count atomic.Pointer[bpfcount.Counter]
 
 	bytesIn  atomic.Uint64 // target → relay
 	bytesOut atomic.Uint64 // relay → target
@@ -86,6 +101,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	switch cfg.Counting {
+	case "":
+		cfg.Counting = CountingAuto
+	case CountingAuto, CountingUserspace:
+	default:
+		return nil, fmt.Errorf("counting %q: want %s or %s", cfg.Counting, CountingAuto, CountingUserspace)
 	}
 	id, err := LoadIdentity(cfg.Dir)
 	if err != nil {
@@ -181,22 +203,28 @@ func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struc
 }
 
 // Counters is what the heartbeat carries: the bytes of ended tunnels plus
-// those of the open ones.
+// those of the open ones, and where they are counted.
 func (a *Agent) Counters() mux.Heartbeat {
+	count := a.count.Load()
 	h := mux.Heartbeat{
 		BytesIn:       a.bytesIn.Load(),
 		BytesOut:      a.bytesOut.Load(),
 		ActiveStreams: a.active.Load(),
 		TunnelsTotal:  a.tunnels.Load(),
+		Counting:      count.Mode(),
 	}
 	a.live.Range(func(k, _ any) bool {
-		t := k.(*liveTunnel)
-		h.BytesIn += t.in.Load()
-		h.BytesOut += t.out.Load()
+		in, out := k.(*liveTunnel).Bytes(count)
+		h.BytesIn += in
+		h.BytesOut += out
 		return true
 	})
 	return h
 }
+
+// Counting is where the agent counts its tunnels' bytes now:
+// bpfcount.ModeEBPF or bpfcount.ModeUserspace.
+func (a *Agent) Counting() string { return a.count.Load().Mode() }
 
 // readControl handles the relay's control messages until the stream
 // ends; goaway is called when the relay asks the agent to move.

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/agent/bpfcount"
 	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
@@ -41,9 +42,20 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
-	d := net.Dialer{Control: a.dialControl}
+	dc := lanDialCount{count: a.count.Load(), log: a.log}
+	d := net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		if err := a.dialControl(network, address, rc); err != nil {
+			return err
+		}
+		dc.track(rc)
+		return nil
+	}}
 	conn, err := a.lanDial(ctx, &d, net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
 	cancel()
+	key := dc.settle(conn)
+	if key != 0 {
+		defer dc.count.Forget(key)
+	}
 	if err != nil {
 		reason := err.Error()
 		if lt := (*localTargetError)(nil); errors.As(err, &lt) {
@@ -60,15 +72,20 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	a.tunnels.Add(1)
 	a.active.Add(1)
 	defer a.active.Add(-1)
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, lastAt: time.Now()}
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, key: key, lastAt: time.Now()}
 	a.live.Store(t, struct{}{})
-	defer func() {
+	defer func() { // before the deferred Forget: the kernel's count is read last here
 		a.live.Delete(t)
-		a.bytesIn.Add(t.in.Load())
-		a.bytesOut.Add(t.out.Load())
+		in, out := t.Bytes(dc.count)
+		a.bytesIn.Add(in)
+		a.bytesOut.Add(out)
 	}()
 	if h.Flags&mux.FlagDedicated != 0 {
 		go a.moveToDedicated(t)
+	}
+	if key != 0 {
+		pipe.Join(t.stream, conn, nil, nil) // the kernel counts
+		return
 	}
 	pipe.Join(t.stream, conn, &t.out, &t.in)
 }
@@ -80,8 +97,12 @@ type liveTunnel struct {
 	target mux.Target
 	conn   net.Conn
 	stream *mux.Stream
-	in     atomic.Uint64 // target → relay
-	out    atomic.Uint64 // relay → target
+	// in (target → relay) and out (relay → target) are counted by the
+	// copy loop when key is 0; otherwise the kernel counts the LAN
+	// socket's bytes under key.
+	in     atomic.Uint64
+	out    atomic.Uint64
+	key    bpfcount.Key
 	moving atomic.Bool
 	link   *link // the session it came on
 
@@ -102,6 +123,7 @@ func (a *Agent) watchRates(sess *smux.Session) {
 		return
 	}
 	done := sess.CloseChan()
+	count := a.count.Load()
 	tick := time.NewTicker(rateTick)
 	defer tick.Stop()
 	for {
@@ -114,7 +136,8 @@ func (a *Agent) watchRates(sess *smux.Session) {
 				if t.link == nil || t.link.sess != sess {
 					return true // another session's, watched by its own
 				}
-				total := t.in.Load() + t.out.Load()
+				in, out := t.Bytes(count)
+				total := in + out
 				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
 				t.lastBytes, t.lastAt = total, now
 				if rate > float64(a.cfg.DedicatedRate) && !t.moving.Load() {

@@ -61,6 +61,9 @@ type Heartbeat struct {
 	BytesOut      uint64 `json:"bytes_out"` // from the relay toward targets
 	ActiveStreams int64  `json:"active_streams"`
 	TunnelsTotal  uint64 `json:"tunnels_total"`
+	// Counting says where the agent counts bytes: "ebpf" (in the kernel)
+	// or "userspace" (in its copy loop); an older agent sends none.
+	Counting string `json:"counting,omitempty"`
 }
 
 // Target is one (host, port) an agent may dial.
