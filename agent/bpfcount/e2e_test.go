@@ -244,13 +244,21 @@ func runChild() int {
 		fmt.Println("FAIL transfer:", err)
 		return 1
 	}
-	fmt.Printf("counting=%s out=%d got=%d in=%d sent=%d\n", d.Agent.Counting(), m.agent.BytesOut, m.targetGot, m.agent.BytesIn, m.targetSent)
+	// The heartbeat (every 5 s) tells the relay.
+	var relaySays string
+	testwait.Until(30*time.Second, func() error {
+		if relaySays = siteCounting(ctx, d); relaySays != bpfcount.ModeUserspace {
+			return errors.New("no heartbeat with the mode yet")
+		}
+		return nil
+	})
+	fmt.Printf("counting=%s relay=%s out=%d got=%d in=%d sent=%d\n", d.Agent.Counting(), relaySays, m.agent.BytesOut, m.targetGot, m.agent.BytesIn, m.targetSent)
 	return 0
 }
 
 // Without the rights to load BPF programs, an agent that asks for the
-// kernel mode counts in userspace, says why once in its log, and still
-// counts every byte. The child drops the capabilities from its bounding
+// kernel mode counts in userspace, says why once in its log and in its
+// heartbeat, and still counts every byte. The child drops the capabilities from its bounding
 // set with setpriv (util-linux) before it runs; as root its permitted set
 // is then everything but those.
 func TestFallbackWithoutRights(t *testing.T) {
@@ -274,7 +282,7 @@ func TestFallbackWithoutRights(t *testing.T) {
 	if err != nil {
 		t.Fatalf("child: %v\n%s\n%s", err, stdout.String(), stderr.String())
 	}
-	if !strings.Contains(stdout.String(), "counting=userspace out=1048576 got=1048576 in=65536 sent=65536") {
+	if !strings.Contains(stdout.String(), "counting=userspace relay=userspace out=1048576 got=1048576 in=65536 sent=65536") {
 		t.Errorf("the child did not count in userspace, or not every byte: %s", stdout.String())
 	}
 	var line string
@@ -287,7 +295,7 @@ func TestFallbackWithoutRights(t *testing.T) {
 		}
 	}
 	t.Logf("the agent's log line: %s", line)
-	for _, want := range []string{`msg="counting tunnel bytes in userspace"`, "counting=userspace", "operation not permitted (needs root, or CAP_BPF and CAP_NET_ADMIN)"} {
+	for _, want := range []string{`msg="counting tunnel bytes in userspace"`, "counting=userspace", `reason="load BPF programs: operation not permitted (needs root, or CAP_BPF and CAP_NET_ADMIN)"`} {
 		if !strings.Contains(line, want) {
 			t.Errorf("the log line %q lacks %q", line, want)
 		}

@@ -54,10 +54,12 @@ func openKernel() (*kernel, error) {
 	return k, nil
 }
 
-// explain adds what the agent lacks to a permission error.
+// explain turns a permission error into what the agent lacks. The
+// library's own text for it guesses at RLIMIT_MEMLOCK, which newer
+// kernels no longer use: the usual cause is missing capabilities.
 func explain(err error) error {
 	if errors.Is(err, unix.EPERM) || errors.Is(err, unix.EACCES) {
-		return fmt.Errorf("%w (needs root, or CAP_BPF and CAP_NET_ADMIN)", err)
+		return fmt.Errorf("%w (needs root, or CAP_BPF and CAP_NET_ADMIN)", unix.EPERM)
 	}
 	return err
 }
