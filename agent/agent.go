@@ -53,7 +53,8 @@ type Config struct {
 	// Counting is where the agent counts its tunnels' bytes:
 	// CountingAuto ("" too) in the kernel when it may load BPF programs
 	// (agent/bpfcount), else in userspace; CountingUserspace always in
-	// userspace.
+	// userspace; CountingOff nowhere (the heartbeat's bytes stay 0), the
+	// baseline perf/ measures the cost of counting against.
 	Counting string
 }
 
@@ -61,6 +62,7 @@ type Config struct {
 const (
 	CountingAuto      = "auto"
 	CountingUserspace = "userspace"
+	CountingOff       = "off"
 )
 
 // Agent is an enrolled agent. Run keeps it connected.
@@ -105,9 +107,9 @@ func New(cfg Config) (*Agent, error) {
 	switch cfg.Counting {
 	case "":
 		cfg.Counting = CountingAuto
-	case CountingAuto, CountingUserspace:
+	case CountingAuto, CountingUserspace, CountingOff:
 	default:
-		return nil, fmt.Errorf("counting %q: want %s or %s", cfg.Counting, CountingAuto, CountingUserspace)
+		return nil, fmt.Errorf("counting %q: want %s, %s or %s", cfg.Counting, CountingAuto, CountingUserspace, CountingOff)
 	}
 	id, err := LoadIdentity(cfg.Dir)
 	if err != nil {
@@ -211,7 +213,7 @@ func (a *Agent) Counters() mux.Heartbeat {
 		BytesOut:      a.bytesOut.Load(),
 		ActiveStreams: a.active.Load(),
 		TunnelsTotal:  a.tunnels.Load(),
-		Counting:      count.Mode(),
+		Counting:      a.Counting(),
 	}
 	a.live.Range(func(k, _ any) bool {
 		in, out := k.(*liveTunnel).Bytes(count)
@@ -223,8 +225,13 @@ func (a *Agent) Counters() mux.Heartbeat {
 }
 
 // Counting is where the agent counts its tunnels' bytes now:
-// bpfcount.ModeEBPF or bpfcount.ModeUserspace.
-func (a *Agent) Counting() string { return a.count.Load().Mode() }
+// bpfcount.ModeEBPF, bpfcount.ModeUserspace, or CountingOff.
+func (a *Agent) Counting() string {
+	if a.cfg.Counting == CountingOff {
+		return CountingOff
+	}
+	return a.count.Load().Mode()
+}
 
 // readControl handles the relay's control messages until the stream
 // ends; goaway is called when the relay asks the agent to move.

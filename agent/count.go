@@ -14,8 +14,12 @@ import (
 // Run: in the kernel when Config.Counting allows it and the agent may,
 // else in userspace. bpfcount logs which, once.
 func (a *Agent) openCounter() *bpfcount.Counter {
-	if a.cfg.Counting == CountingUserspace {
+	switch a.cfg.Counting {
+	case CountingUserspace:
 		return bpfcount.Userspace(a.log, "--counting=userspace")
+	case CountingOff:
+		a.log.Info("not counting tunnel bytes", "counting", CountingOff)
+		return nil
 	}
 	return bpfcount.Open(a.log)
 }

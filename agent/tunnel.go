@@ -83,8 +83,8 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	if h.Flags&mux.FlagDedicated != 0 {
 		go a.moveToDedicated(t)
 	}
-	if key != 0 {
-		pipe.Join(t.stream, conn, nil, nil) // the kernel counts
+	if key != 0 || a.cfg.Counting == CountingOff {
+		pipe.Join(t.stream, conn, nil, nil) // the kernel counts, or nobody
 		return
 	}
 	pipe.Join(t.stream, conn, &t.out, &t.in)

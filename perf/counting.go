@@ -1,0 +1,140 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// The counting figure (-counting): the agent's CPU per GB echoed with its
+// tunnel bytes counted in the kernel (eBPF, agent/bpfcount), in its copy
+// loop (userspace), and not at all (off), in the same run: the agent is
+// restarted with --counting before every throughput run, the three modes
+// take turns within each repeat so that drift of the machine hits them
+// alike. It writes docs/perf-counting.md.
+
+// countingModes are the agent's --counting values, the baseline last.
+var countingModes = []string{"auto", "userspace", "off"}
+
+// countingLine is the start of the agent's one log line about its mode.
+const countingLine = "counting="
+
+// countingFigure is one mode's sums over its runs.
+type countingFigure struct {
+	mode      string // what the agent said it runs: ebpf, userspace, off
+	bytes     int64  // echoed, one direction
+	agentCPU  float64
+	relayCPU  float64
+	otherCPU  float64
+	wall      time.Duration
+	runs      int
+	perRunCPU []float64 // agent CPU s per GB of each run
+}
+
+func (f *countingFigure) perGB() float64 { return f.agentCPU / (float64(f.bytes) / 1e9) }
+
+func runCounting(ctx context.Context, c *config, e *env) error {
+	started := time.Now()
+	p := &payload{pool: make([]byte, 16<<20+12345), chunk: c.chunk}
+	rand.Read(p.pool)
+	const conns = 8
+	per := int64(c.totalMiB) << 20 / conns
+	sums := make([][32]byte, conns)
+	for i := range sums {
+		sums[i] = p.sum(i, per)
+	}
+	figs := map[string]*countingFigure{}
+	for _, m := range countingModes {
+		figs[m] = &countingFigure{}
+	}
+	for rep := range c.repeats {
+		for _, mode := range countingModes {
+			e.agent.stop(5 * time.Second)
+			args := append(slices.Clip(e.agentArgs), "--counting", mode)
+			var err error
+			if e.agent, err = children.start(e.tmp, "agent", e.agentPath, args, e.cfg.serverEnv, movedLine, countingLine); err != nil {
+				return err
+			}
+			if err := e.waitOnline(ctx); err != nil {
+				return err
+			}
+			line, err := e.agent.waitLine(ctx, countingLine, 10*time.Second)
+			if err != nil {
+				return fmt.Errorf("agent --counting %s did not say its mode: %w", mode, err)
+			}
+			said := line[strings.Index(line, countingLine)+len(countingLine):]
+			said, _, _ = strings.Cut(said, " ")
+			f := figs[mode]
+			if f.mode != "" && f.mode != said {
+				return fmt.Errorf("agent --counting %s ran %s, then %s", mode, f.mode, said)
+			}
+			f.mode = said
+			rctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+			res, err := throughput(rctx, e.dial[pathWS], conns, per, p, sums, e.meter())
+			cancel()
+			if err != nil {
+				if aerr := e.alive(); aerr != nil {
+					return aerr
+				}
+				return fmt.Errorf("throughput with --counting %s: %w", mode, err)
+			}
+			f.bytes += res.Bytes
+			f.agentCPU += res.CPU["agent"]
+			f.relayCPU += res.CPU["relay"]
+			f.otherCPU += res.CPU["other"]
+			f.wall += res.Dur
+			f.runs++
+			f.perRunCPU = append(f.perRunCPU, res.CPU["agent"]/(float64(res.Bytes)/1e9))
+			logf("counting %-9s (%s) run %d: %.0f MB/s, agent %.2f CPU s (%.3f CPU s/GB), relay %.2f, other processes %.2f",
+				mode, said, rep+1, res.MBps(), res.CPU["agent"], f.perRunCPU[len(f.perRunCPU)-1], res.CPU["relay"], res.CPU["other"])
+		}
+	}
+	md := countingReport(c, figs, conns, time.Since(started))
+	fmt.Print(md)
+	if c.write {
+		out := filepath.Join(c.outDir, "perf-counting.md")
+		if err := os.WriteFile(out, []byte(md), 0o644); err != nil {
+			return err
+		}
+		logf("wrote %s", out)
+	}
+	return nil
+}
+
+func countingReport(c *config, figs map[string]*countingFigure, conns int, elapsed time.Duration) string {
+	var b strings.Builder
+	w := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	base := figs["off"]
+	w("# Performance: what counting tunnel bytes costs the agent\n\n")
+	cmd := "nice -n -20 go run ./perf -counting"
+	if c.quick {
+		cmd += " -quick"
+	}
+	w("Written by `%s` (perf/counting.go); %s, %d cores, GOMAXPROCS %d, %d WebSocket tunnels echoing %d MiB per run through the relay and the agent (one direction; every byte also comes back), %d run(s) per mode; the run took %v.\n\n",
+		cmd, time.Now().UTC().Format("2006-01-02"), runtime.NumCPU(), runtime.GOMAXPROCS(0), conns, c.totalMiB, c.repeats, elapsed.Round(time.Second))
+	w("The agent is restarted with `--counting MODE` before every run, and the modes take turns within each repeat. Agent CPU is utime + stime from `/proc/PID/stat` around the timed part of each run: in eBPF mode the programs run in the kernel, on the CPU of whichever process sends or receives the packet, so the agent's stime holds its share of them.\n\n")
+	w("| --counting | the agent ran | agent CPU s per GB echoed | vs off | median run | relay CPU s per GB | other processes' CPU s per GB |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
+	for _, m := range countingModes {
+		f := figs[m]
+		gb := float64(f.bytes) / 1e9
+		rel := "—"
+		if m != "off" && base.perGB() > 0 {
+			rel = fmt.Sprintf("%+.1f %%", (f.perGB()/base.perGB()-1)*100)
+		}
+		runs := slices.Clone(f.perRunCPU)
+		slices.Sort(runs)
+		med := 0.0
+		if len(runs) > 0 {
+			med = runs[len(runs)/2]
+		}
+		w("| %s | %s | %.3f | %s | %.3f | %.3f | %.3f |\n", m, f.mode, f.perGB(), rel, med, f.relayCPU/gb, f.otherCPU/gb)
+	}
+	w("\nTarget: counting costs under 2 %% of the agent's CPU. \"vs off\" is (mode − off) ÷ off over all runs of each mode; on a shared 2-core machine its noise is a few per cent either way, which the per-run medians show.\n")
+	return b.String()
+}
