@@ -53,8 +53,9 @@ type Config struct {
 	// Counting is where the agent counts its tunnels' bytes:
 	// CountingAuto ("" too) in the kernel when it may load BPF programs
 	// (agent/bpfcount), else in userspace; CountingUserspace always in
-	// userspace; CountingOff nowhere (the heartbeat's bytes stay 0), the
-	// baseline perf/ measures the cost of counting against.
+	// userspace; CountingOff nowhere: the heartbeat's bytes stay 0 and
+	// the rate watch, which reads them, moves no tunnel to a dedicated
+	// connection. Off is the baseline perf/ measures counting against.
 	Counting string
 }
 
