@@ -245,6 +245,8 @@ type env struct {
 	admin                   demo.Cred
 	relayPath, agentPath    string
 	relayArgs, agentArgs    []string
+	agentCgroup             *agentCgroup // -counting: where the agent runs (perf/counting.go)
+	cgroupNote              string       // -counting: says where the agent ran
 	dial                    map[string]dialFunc
 	profiles                []string // CPU profiles written (-pprof)
 
