@@ -69,7 +69,10 @@ func runCounting(ctx context.Context, c *config, e *env) (err error) {
 		logf("agent in the harness's cgroup: %v", err)
 		e.cgroupNote = "the agent ran in the harness's cgroup (" + err.Error() + "), so its programs ran for every packet of the processes there"
 	} else {
-		defer cg.close()
+		defer func() {
+			e.agent.stop(5 * time.Second) // a cgroup goes once its last process has
+			cg.close()
+		}()
 		e.agentCgroup = cg
 		e.cgroupNote = "the agent ran in a cgroup of its own (`" + cg.dir + "`), as under its systemd unit, so its programs ran for its own packets only"
 	}

@@ -9,7 +9,6 @@
 
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
-#include <bpf/bpf_endian.h>
 
 // counts is one socket's bytes: in, from the device to the agent; out,
 // from the agent to the device. Each way counts the TCP sequence space
@@ -53,34 +52,31 @@ struct segment {
 // that is not TCP.
 static __always_inline int parse(struct __sk_buff *skb, struct segment *s)
 {
-	__u8 b, proto, flags;
-	__u32 l3, seq;
+	__u8 ip[10], tcp[14];
+	__u32 l3;
 
-	if (bpf_skb_load_bytes(skb, 0, &b, 1) < 0)
+	// Two loads: the IP header's first bytes, then the TCP header's.
+	if (bpf_skb_load_bytes(skb, 0, ip, sizeof(ip)) < 0)
 		return 0;
-	switch (b >> 4) {
+	switch (ip[0] >> 4) {
 	case 4:
-		l3 = (__u32)(b & 0xf) * 4;
-		if (bpf_skb_load_bytes(skb, 9, &proto, 1) < 0)
+		if (ip[9] != 6) // IPPROTO_TCP
 			return 0;
+		l3 = (__u32)(ip[0] & 0xf) * 4;
 		break;
 	case 6:
-		l3 = 40;
-		if (bpf_skb_load_bytes(skb, 6, &proto, 1) < 0)
+		if (ip[6] != 6)
 			return 0;
+		l3 = 40;
 		break;
 	default:
 		return 0;
 	}
-	if (proto != 6) // IPPROTO_TCP
+	if (bpf_skb_load_bytes(skb, l3, tcp, sizeof(tcp)) < 0)
 		return 0;
-	if (bpf_skb_load_bytes(skb, l3 + 4, &seq, 4) < 0 ||
-	    bpf_skb_load_bytes(skb, l3 + 12, &b, 1) < 0 ||
-	    bpf_skb_load_bytes(skb, l3 + 13, &flags, 1) < 0)
-		return 0;
-	s->seq = bpf_ntohl(seq);
-	s->syn = flags & 0x02;
-	l3 += (__u32)(b >> 4) * 4;
+	s->seq = (__u32)tcp[4] << 24 | (__u32)tcp[5] << 16 | (__u32)tcp[6] << 8 | tcp[7];
+	s->syn = tcp[13] & 0x02;
+	l3 += (__u32)(tcp[12] >> 4) * 4;
 	s->len = skb->len > l3 ? skb->len - l3 : 0;
 	return 1;
 }
