@@ -80,6 +80,7 @@ type Agent struct {
 	bytesOut atomic.Uint64 // relay → target
 	active   atomic.Int64
 	tunnels  atomic.Uint64
+	udpDrops atomic.Uint64 // datagrams the UDP relays' full buffers lost
 
 	sessions atomic.Int32           // sessions up: two while one moves to another relay
 	relay    atomic.Pointer[string] // the node of the newest session
@@ -215,6 +216,7 @@ func (a *Agent) Counters() mux.Heartbeat {
 		ActiveStreams: a.active.Load(),
 		TunnelsTotal:  a.tunnels.Load(),
 		Counting:      a.Counting(),
+		UDPDrops:      a.udpDrops.Load(),
 	}
 	a.live.Range(func(k, _ any) bool {
 		in, out := k.(*liveTunnel).Bytes(count)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/udpbuf"
 	"github.com/nanodems/connector/mux"
 )
 
@@ -79,7 +80,8 @@ func (a *Agent) serveUDP(st *smux.Stream, h mux.Header) {
 		mux.WriteStatus(st, mux.AgentError, fmt.Sprintf("UDP relay to %s: bind: %v", target, err))
 		return
 	}
-	u := &udpRelay{log: a.log.With("target", target), stream: mux.NewStream(st), rtp: rtp, rtcp: rtcp, allowed: addrs}
+	u := &udpRelay{log: a.log.With("target", target), stream: mux.NewStream(st), rtp: rtp, rtcp: rtcp, allowed: addrs, lost: &a.udpDrops}
+	u.sizeBuffers()
 	if err := mux.WriteStatus(st, mux.OK, mux.FormatUDPPorts(u.ports())); err != nil {
 		u.close()
 		return
@@ -148,7 +150,8 @@ type udpRelay struct {
 
 	wmu     sync.Mutex // one datagram frame at a time on the stream
 	dropped atomic.Uint64
-	noPeer  atomic.Uint64 // relay datagrams with nowhere to go yet
+	lost    *atomic.Uint64 // the agent's count of datagrams full buffers dropped
+	noPeer  atomic.Uint64  // relay datagrams with nowhere to go yet
 	once    sync.Once
 }
 
@@ -198,14 +201,46 @@ func (u *udpRelay) allows(a netip.Addr) bool {
 	return false
 }
 
+// bufferNote logs once per process that the system capped the receive
+// buffers: the fix is a sysctl, which one line says well enough.
+var bufferNote sync.Once
+
+// sizeBuffers gives both sockets receive buffers for video
+// (udpbuf.Video): with the default (208 KiB, 0.4 s of 4 Mbit/s) a loaded
+// host loses a camera's datagrams before the reader runs, and every
+// viewer shows the same gaps.
+func (u *udpRelay) sizeBuffers() {
+	for _, c := range []*net.UDPConn{u.rtp, u.rtcp} {
+		got, err := udpbuf.Size(c, udpbuf.Receive, udpbuf.Video)
+		if err == nil && got >= udpbuf.Video {
+			continue
+		}
+		bufferNote.Do(func() {
+			u.log.Warn("UDP relay: receive buffers smaller than asked; a loaded host may drop camera datagrams (raise net.core.rmem_max)",
+				"asked", udpbuf.Video, "got", got, "err", err)
+		})
+		return
+	}
+	u.log.Debug("UDP relay receive buffers sized", "bytes", udpbuf.Video)
+}
+
 // readSocket sends the camera's datagrams of one socket to the relay.
 func (u *udpRelay) readSocket(c *net.UDPConn, ch byte, in *atomic.Uint64) {
 	buf := make([]byte, mux.DatagramHeaderLen+mux.MaxDatagram)
+	r := udpbuf.NewReader(c)
+	var lost uint64
 	for {
-		n, from, err := c.ReadFromUDPAddrPort(buf[mux.DatagramHeaderLen:])
+		n, from, err := r.ReadFrom(buf[mux.DatagramHeaderLen:])
 		if err != nil {
 			u.close()
 			return
+		}
+		if d := r.Drops(); d > lost {
+			if lost == 0 {
+				u.log.Warn("UDP relay: the socket's buffer overflowed; camera datagrams lost", "port", c.LocalAddr().(*net.UDPAddr).Port, "lost", d)
+			}
+			u.lost.Add(d - lost)
+			lost = d
 		}
 		if !u.allows(from.Addr()) {
 			if u.dropped.Add(1) == 1 {

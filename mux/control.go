@@ -64,6 +64,10 @@ type Heartbeat struct {
 	// Counting says where the agent counts bytes: "ebpf" (in the kernel)
 	// or "userspace" (in its copy loop); an older agent sends none.
 	Counting string `json:"counting,omitempty"`
+	// UDPDrops counts the camera datagrams the agent's UDP relays lost
+	// to a full socket buffer (the host did not schedule the reader in
+	// time), since the agent started.
+	UDPDrops uint64 `json:"udp_drops,omitempty"`
 }
 
 // Target is one (host, port) an agent may dial.

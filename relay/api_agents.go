@@ -30,12 +30,17 @@ func (s *managementAPI) listAgents(w http.ResponseWriter, r *http.Request, p Pri
 	return nil
 }
 
-// heldElsewhere are the live leases of other relays, by agent id: the
+// heldElsewhere are the fresh leases of other relays, by agent id: the
 // agents this relay does not hold but another relay of the fleet does.
+// A lease stays live for leaseTTL so that routing and the reaper tolerate
+// a slow database, but an agent whose lease was not renewed for
+// leaseFresh (three missed heartbeats) is shown offline: an agent that
+// died with its relay would otherwise show online for up to 90 s.
 func (s *managementAPI) heldElsewhere(leases []store.Lease) map[string]store.Lease {
 	held := make(map[string]store.Lease, len(leases))
+	stale := s.cfg.Now().Add(-leaseFresh)
 	for _, l := range leases {
-		if l.RelayNode != s.cfg.NodeName {
+		if l.RelayNode != s.cfg.NodeName && l.ExpiresAt.Add(-leaseTTL).After(stale) {
 			held[l.AgentID] = l
 		}
 	}

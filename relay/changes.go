@@ -50,6 +50,8 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 	case store.ChangeHandleRevoked:
 		s.invalidateRoutes()
 		s.cutRevoked(ctx)
+	case store.ChangeHandlePinned:
+		s.routes.Delete(c.ID)
 	case store.ChangeDevice:
 		site, err := s.store.GetSite(ctx, c.SiteID)
 		if err != nil {

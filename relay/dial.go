@@ -186,8 +186,8 @@ func (s *Server) dialLeastLoaded(ctx context.Context, r *store.Route, o DialOpti
 	if r.AgentID == "" {
 		// Pin on first use so a camera does not bounce between agents;
 		// a pinned agent that is offline is stood in for, not replaced.
-		if err := s.store.PinHandle(ctx, r.Handle, chosen); err == nil {
-			r.AgentID = chosen
+		if pinned, err := s.store.PinHandle(ctx, r.Handle, chosen); err == nil {
+			r.AgentID = pinned
 			s.routes.Store(r.Handle, *r)
 		}
 	}

@@ -35,6 +35,9 @@ func RunLocked(s *Server, name string, every, ttl time.Duration, fn func()) {
 // leases stay until they expire, its locks until their TTL passes.
 func Crash(s *Server) { s.crashed.Store(true) }
 
+// LeaseTTL is how long a presence lease outlives its last renewal.
+const LeaseTTL = leaseTTL
+
 // PeerTLS is the relay's leaf under the internal CA and the CA's pool, as
 // another relay of the fleet presents and trusts them.
 func PeerTLS(s *Server) (tls.Certificate, *x509.CertPool) {

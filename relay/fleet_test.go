@@ -290,6 +290,19 @@ func TestFleetCrashedRelayLeasesExpire(t *testing.T) {
 	}
 	// r1 bridges to the dead relay and fails as for an offline agent.
 	wantRefusal(t, operator(f.d), echoB, 503, "agent reconnecting")
+	// The list shows the agent online while its lease was renewed within
+	// three heartbeats, and offline once it was not, long before the
+	// lease expires.
+	if row := agentsOf(t, f.d, siteB)[b.ID()]; !row.Online || row.Relay != "r2" {
+		t.Fatalf("agent on the just-crashed r2 listed as %+v, want online on r2", row)
+	}
+	stale := l
+	stale.ExpiresAt = time.Now().Add(relay.LeaseTTL - 16*time.Second)
+	must(t, r1.Store().PutLease(ctx, stale))
+	if row := agentsOf(t, f.d, siteB)[b.ID()]; row.Online || row.Relay != "" {
+		t.Fatalf("agent whose lease was last renewed 16 s ago listed as %+v, want offline", row)
+	}
+	l = stale
 	_, err = r1.Store().LookupLease(ctx, b.ID(), l.ExpiresAt)
 	wantErrIs(t, err, store.ErrNotFound)
 	// Reaped, the row is gone: not found even at a time it was live.
@@ -314,7 +327,9 @@ func TestFleetCrashedRelayStandIn(t *testing.T) {
 	h, _ := f.echoDevice(t, site)
 	x := f.startAgent(t, r2, site)
 	y := f.startAgent(t, r3, site)
-	must(t, r1.Store().PinHandle(ctx, h, x.ID()))
+	if _, err := r1.Store().PinHandle(ctx, h, x.ID()); err != nil {
+		t.Fatal(err)
+	}
 	relay.Crash(r2)
 	must(t, r2.Close())
 	x.stop()

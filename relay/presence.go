@@ -17,6 +17,10 @@ import (
 // that died without deleting its leases stops being named after this.
 const leaseTTL = 90 * time.Second
 
+// leaseFresh is how recently a lease must have been renewed for the
+// agents list to show its agent online: three heartbeats.
+const leaseFresh = 3 * heartbeatSeconds * time.Second
+
 // leaseReapEvery is how often one relay of the fleet (under a TTL lock)
 // deletes expired leases. Readers ignore them anyway; this keeps the table
 // small.

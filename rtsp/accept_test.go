@@ -87,3 +87,33 @@ func TestListenerSurvivesEMFILE(t *testing.T) {
 		})
 	}
 }
+
+// TestListenTakenPort: a taken port is refused by both listeners with
+// the same error, naming the address and the reason (not gnet's
+// "setsockopt: bad file descriptor").
+func TestListenTakenPort(t *testing.T) {
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	addr := taken.Addr().String()
+	for _, mode := range []ListenerMode{GNet, Goroutines} {
+		t.Run(string(mode), func(t *testing.T) {
+			g, err := New(Config{Addr: addr, Backend: &fakeBackend{}, Mode: mode, Logger: testLogger(), Loops: 1})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = g.Start()
+			if err == nil {
+				g.Close()
+				t.Fatalf("%s listener started on the taken %s", mode, addr)
+			}
+			want := "listen tcp " + addr + ": bind: address already in use"
+			if !errors.Is(err, syscall.EADDRINUSE) || !strings.Contains(err.Error(), want) {
+				t.Fatalf("%s listener: %q, want it to say %q", mode, err, want)
+			}
+			t.Logf("%s: %v", mode, err)
+		})
+	}
+}

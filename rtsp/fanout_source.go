@@ -48,7 +48,26 @@ type source struct {
 	once    sync.Once
 
 	dirty []*subscription // packet path: queued to since the last kick
+
+	// Packets of the camera that arrive after the PLAY went out and
+	// before its answer was read: a camera that only does UDP sends them
+	// over its relays, which may overtake the answer on the RTSP tunnel.
+	// They belong to the first viewer (the camera's RTP-Info names the
+	// first of them). Packet path only; awaitPlay says whether to keep.
+	awaitPlay atomic.Bool
+	early     []earlyPacket
 }
+
+// earlyPacket is a packet kept for the first viewer.
+type earlyPacket struct {
+	p         *packet
+	tr        *srcTrack
+	rtcp, key bool
+}
+
+// maxEarly bounds the packets kept before the PLAY answer: a second of a
+// 4 Mbit/s stream, far more than an answer is overtaken by.
+const maxEarly = 512
 
 type srcTrack struct {
 	idx     int
@@ -344,12 +363,16 @@ func (s *source) ensurePlay(rng string, onFirst func(*Response)) (first bool, re
 	if rng != "" {
 		req.Header.Add("Range", rng)
 	}
+	s.awaitPlay.Store(true)
 	resp, err = s.up.do(ctx, req, func(r *Response) {
 		if r.StatusCode == 200 {
 			onFirst(r)
 		}
+		s.awaitPlay.Store(false)
+		s.dropEarly()
 	})
 	if err != nil {
+		s.awaitPlay.Store(false)
 		return false, nil, err
 	}
 	if resp.StatusCode != 200 {
@@ -437,8 +460,12 @@ func (s *source) publishLocked() {
 // onFrame is the packet path: one camera packet to every playing viewer.
 func (s *source) onFrame(it Item) {
 	byCh := s.byCh.Load()
+	if byCh == nil {
+		return
+	}
 	snap := s.snap.Load()
-	if byCh == nil || snap == nil || len(*snap) == 0 {
+	early := s.awaitPlay.Load() && len(s.early) < maxEarly
+	if (snap == nil || len(*snap) == 0) && !early {
 		return
 	}
 	tr := byCh[it.Channel]
@@ -453,6 +480,10 @@ func (s *source) onFrame(it Item) {
 		}
 	}
 	p := newPacket(it.Frame)
+	if early && (snap == nil || len(*snap) == 0) {
+		s.early = append(s.early, earlyPacket{p: p, tr: tr, rtcp: rtcp, key: key})
+		return
+	}
 	now := time.Now().UnixNano()
 	for _, sub := range *snap {
 		if st := sub.tracks[tr.idx]; st != nil && !sub.dropped {
@@ -460,6 +491,27 @@ func (s *source) onFrame(it Item) {
 		}
 	}
 	p.release()
+}
+
+// replayEarly gives the first viewer the packets that came before the
+// camera's PLAY answer; it runs on the packet path, right after the
+// viewer subscribed.
+func (s *source) replayEarly(sub *subscription) {
+	now := time.Now().UnixNano()
+	for _, e := range s.early {
+		if st := sub.tracks[e.tr.idx]; st != nil && !sub.dropped {
+			sub.deliver(e.p, st, e.rtcp, e.key, now)
+		}
+	}
+	s.dropEarly()
+}
+
+func (s *source) dropEarly() {
+	for i, e := range s.early {
+		e.p.release()
+		s.early[i] = earlyPacket{}
+	}
+	s.early = s.early[:0]
 }
 
 // kick starts the writes of every viewer queued to since the last kick;

@@ -236,9 +236,18 @@ func (v *viewer) play(req *Request, ru relayURL) {
 	}
 	v.base = ru.Base()
 	first, resp, err := s.ensurePlay(req.Header.Get("Range"), func(r *Response) {
+		// The first viewer takes the stream from the camera's first
+		// packet, the one the camera's RTP-Info names: no wait for a
+		// keyframe, or RTP-Info would name packets it never gets.
+		for _, st := range sub.tracks {
+			if st != nil {
+				st.waitKey = false
+			}
+		}
 		v.replyPlay(req, r, true)
 		v.sub = sub
 		s.subscribe(sub)
+		s.replayEarly(sub)
 	})
 	if err != nil {
 		c.refuse(req, err)
@@ -252,8 +261,9 @@ func (v *viewer) play(req *Request, ru relayURL) {
 }
 
 // replyPlay answers a viewer's PLAY. The first viewer gets the camera's
-// RTP-Info (it gets the stream from its first packet); later ones join a
-// running stream at an unknown packet and get none, which RFC 2326 allows
+// RTP-Info, which names the first packet it gets (it gets every packet
+// from the camera's first); later ones join a running stream at the next
+// keyframe, a packet not known yet, and get none, which RFC 2326 allows
 // and clients handle by taking the first packet's numbers.
 func (v *viewer) replyPlay(req *Request, camResp *Response, first bool) {
 	h := v.sessionHeader()

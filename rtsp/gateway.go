@@ -195,6 +195,9 @@ type Stats struct {
 	CameraSessions atomic.Int64 // camera connections open (shared or not)
 	Skips          atomic.Int64 // times a slow viewer was skipped to a keyframe
 	Drops          atomic.Int64 // slow viewers disconnected
+	// UDPStrangers counts datagrams to a UDP client's server ports from
+	// other ports than the client announced (dropped: see udpPair).
+	UDPStrangers atomic.Int64
 }
 
 type listener interface {

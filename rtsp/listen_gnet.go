@@ -187,7 +187,7 @@ func listenGnet(g *Gateway) (listener, error) {
 	select {
 	case <-l.booted:
 	case <-l.stopped:
-		return nil, l.runErr
+		return nil, bindError(g.cfg.Addr, l.runErr)
 	}
 	err := l.lookAddr()
 	close(l.ready) // run may restart the engine from here on
@@ -196,6 +196,23 @@ func listenGnet(g *Gateway) (listener, error) {
 		return nil, err
 	}
 	return l, nil
+}
+
+// bindError says why the first engine did not start. gnet (v2.10.0)
+// loses the reason when the bind fails: it reports the error of a
+// setsockopt on the socket its failed bind already closed
+// ("setsockopt: bad file descriptor"). Binding the address as net.Listen
+// does (the same SO_REUSEADDR) gives the real one, "listen tcp
+// 127.0.0.1:9554: bind: address already in use", as the goroutine
+// listener says it; if that bind works (the port was freed meanwhile),
+// gnet's error stands.
+func bindError(addr string, gnetErr error) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	ln.Close()
+	return gnetErr
 }
 
 // lookAddr reads the address the first engine bound: the one to dial,

@@ -3,8 +3,12 @@ package rtsp
 import (
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
+	"sync"
 	"sync/atomic"
+
+	"github.com/nanodems/connector/internal/udpbuf"
 )
 
 // udpDest is where a UDP client wants a track: its IP (always the
@@ -19,19 +23,31 @@ type udpDest struct {
 // allows, as RFC 3550 §11 recommends and some clients assume), sending to
 // the client and reading its RTCP.
 //
+// Packets go to the ports the client announced in SETUP (client_port or
+// dest_addr) and nowhere else, and only datagrams from those ports are
+// taken. The pair does no "symmetric RTP" latching (sending to wherever
+// the client's datagrams come from): the server ports are announced and
+// scannable, and behind a shared or carrier-grade NAT, or on the same
+// host, the client's IP is also everyone else's, so one datagram from
+// another port of that IP would move the stream there for good. Nor can
+// latching be bounded usefully: a client behind a port-changing NAT has
+// received nothing, so its RTCP carries no report block that would prove
+// it the stream's receiver, and "the first packet wins" races the
+// attacker. Such a client gets no UDP and does what players do when
+// nothing arrives: ffmpeg, VLC and GStreamer retry over TCP, which the
+// gateway serves on the same connection.
+//
 // The sockets are plain net.UDPConns on the standard netpoller, in both
 // listener modes: they are per track and carry datagrams, not the many
 // idle TCP connections gnet is for.
 type udpPair struct {
-	g         *Gateway
-	rtp, rtcp *net.UDPConn
-	dst       udpDest
-	// Where packets go: the client's ports, or where its packets came
-	// from once it has sent some (a NAT between client and relay maps its
-	// ports, and clients send "punch" packets to the server ports for
-	// exactly this reason).
-	rtpTo, rtcpTo atomic.Pointer[net.UDPAddr]
+	g             *Gateway
+	rtp, rtcp     *net.UDPConn
+	dst           udpDest
+	rtpTo, rtcpTo *net.UDPAddr // the client's announced ports
+	from          [2]netip.AddrPort
 	onRTCP        func([]byte)
+	strangers     atomic.Uint64 // datagrams from other ports, dropped
 	closed        atomic.Bool
 }
 
@@ -42,18 +58,44 @@ func newUDPPair(g *Gateway, localIP net.IP, dst udpDest) (*udpPair, error) {
 	if err != nil {
 		return nil, fmt.Errorf("UDP ports for the client: %w", err)
 	}
-	for _, c := range []*net.UDPConn{p.rtp, p.rtcp} {
-		c.SetWriteBuffer(1 << 20) // a keyframe burst, not a drop
-	}
-	p.rtpTo.Store(&net.UDPAddr{IP: dst.ip, Port: dst.rtp})
-	p.rtcpTo.Store(&net.UDPAddr{IP: dst.ip, Port: dst.rtcp})
+	// A keyframe is a burst of a few hundred KiB written at once: the
+	// send buffer takes it rather than the sender waiting on it.
+	sizeSendBuffer(g, p.rtp)
+	p.rtpTo = &net.UDPAddr{IP: dst.ip, Port: dst.rtp}
+	p.rtcpTo = &net.UDPAddr{IP: dst.ip, Port: dst.rtcp}
+	ip, _ := netip.AddrFromSlice(dst.ip)
+	ip = ip.Unmap()
+	p.from = [2]netip.AddrPort{netip.AddrPortFrom(ip, uint16(dst.rtp)), netip.AddrPortFrom(ip, uint16(dst.rtcp))}
 	return p, nil
 }
 
+// sendBufferNote logs once per process what the system left of the
+// send buffer asked for, when it capped it.
+var sendBufferNote sync.Once
+
+func sizeSendBuffer(g *Gateway, c *net.UDPConn) {
+	got, err := udpbuf.Size(c, udpbuf.Send, udpbuf.Video)
+	if err == nil && got >= udpbuf.Video {
+		return
+	}
+	sendBufferNote.Do(func() {
+		g.log.Warn("rtsp: UDP send buffers to clients are smaller than asked; raise net.core.wmem_max",
+			"asked", udpbuf.Video, "got", got, "err", err)
+	})
+}
+
+// pairTries bounds the attempts at consecutive even/odd ports. Worth
+// many: ffmpeg sends its RTCP (and NAT punches) to server_port's first
+// number + 1 whatever the second says, so with two unrelated ports its
+// receiver reports land on whichever socket holds that port, another
+// client's perhaps. Each try fails with a chance of about one half (an
+// odd port), so 64 make the fallback practically never happen.
+const pairTries = 64
+
 // listenUDPPair binds two UDP sockets, even and odd consecutive ports if
-// it can find them in a few tries, else any two.
+// it can find them in pairTries tries, else any two.
 func listenUDPPair(ip net.IP) (*net.UDPConn, *net.UDPConn, error) {
-	for range 16 {
+	for range pairTries {
 		a, err := net.ListenUDP("udp", &net.UDPAddr{IP: ip})
 		if err != nil {
 			return nil, nil, err
@@ -91,23 +133,31 @@ func (p *udpPair) localRTCP() string {
 
 // start runs the readers of both sockets.
 func (p *udpPair) start() {
-	p.g.goFn(func() { p.read(p.rtp, &p.rtpTo, nil) })
-	p.g.goFn(func() { p.read(p.rtcp, &p.rtcpTo, p.onRTCP) })
+	p.g.goFn(func() { p.read(p.rtp, nil) })
+	p.g.goFn(func() { p.read(p.rtcp, p.onRTCP) })
 }
 
-func (p *udpPair) read(c *net.UDPConn, to *atomic.Pointer[net.UDPAddr], fn func([]byte)) {
+// read takes the client's datagrams to one socket: on the RTP port the
+// "punch" packets clients send to open their NAT (nothing to do), on the
+// RTCP port its receiver reports. Either may come from either of the
+// client's announced ports (some clients send RTCP from their RTP
+// socket; RFC 5761 multiplexes both on one). Datagrams from any other
+// address or port are dropped and counted.
+func (p *udpPair) read(c *net.UDPConn, fn func([]byte)) {
 	buf := make([]byte, 2048)
 	for {
-		n, from, err := c.ReadFromUDP(buf)
+		n, from, err := c.ReadFromUDPAddrPort(buf)
 		if err != nil {
+			if s := p.strangers.Load(); s > 0 && c == p.rtcp {
+				p.g.log.Info("rtsp: dropped datagrams to a UDP client's server ports from other ports than it announced",
+					"client", p.rtpTo.IP.String(), "dropped", s)
+			}
 			return
 		}
-		// Only the client itself steers where its packets go.
-		if !from.IP.Equal(p.dst.ip) {
+		if from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port()); from != p.from[0] && from != p.from[1] {
+			p.strangers.Add(1)
+			p.g.stats.UDPStrangers.Add(1)
 			continue
-		}
-		if cur := to.Load(); cur.Port != from.Port || !cur.IP.Equal(from.IP) {
-			to.Store(from)
 		}
 		if fn != nil && n > 0 {
 			fn(buf[:n])
@@ -119,9 +169,9 @@ func (p *udpPair) read(c *net.UDPConn, to *atomic.Pointer[net.UDPAddr], fn func(
 // as UDP does.
 func (p *udpPair) send(rtcp bool, b []byte) {
 	if rtcp {
-		p.rtcp.WriteToUDP(b, p.rtcpTo.Load())
+		p.rtcp.WriteToUDP(b, p.rtcpTo)
 	} else {
-		p.rtp.WriteToUDP(b, p.rtpTo.Load())
+		p.rtp.WriteToUDP(b, p.rtpTo)
 	}
 }
 

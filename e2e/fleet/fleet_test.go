@@ -368,7 +368,9 @@ func TestFleetProcesses(t *testing.T) {
 			port := echo.Addr().Port
 			must(t, survivor.apiClient().Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{port}, "label": "pinned to the orphan"}, &dev, demo.Bearer(in.token)))
 			orphaned = dev.Handles[strconv.Itoa(port)]
-			must(t, st.PinHandle(ctx, orphaned, orphan.id))
+			if pinned, err := st.PinHandle(ctx, orphaned, orphan.id); err != nil || pinned != orphan.id {
+				t.Fatalf("pin %s to the orphan: %q, %v", orphaned, pinned, err)
+			}
 		}
 		killed := time.Now()
 		k.kill()

@@ -33,6 +33,8 @@ const (
 	ChangeCLISessionRevoked ChangeKind = "cli_session.revoke"
 	ChangeSessionEnded      ChangeKind = "session.end"
 	ChangeHandleRevoked     ChangeKind = "handle.revoke"
+	// ChangeHandlePinned: a handle got its agent on first use.
+	ChangeHandlePinned ChangeKind = "handle.pin"
 	// ChangeDevice: a device was created, edited or deleted (its
 	// handles with it); its site's allowlist changed.
 	ChangeDevice ChangeKind = "device"

@@ -84,6 +84,16 @@ func TestChangesReachOtherStores(t *testing.T) {
 		d, _, err := a.ApplyDeviceChange(ctx, DeviceChange{Op: DeviceCreate, Device: Device{ID: "d1", SiteID: "s1", Host: "10.0.0.5", Ports: []int{80}, CreatedAt: t0},
 			Handles: []Handle{{Handle: "h_1", Port: 80, CreatedAt: t0}}, Now: t0})
 		must(t, err)
+		pinned, err := a.PinHandle(ctx, "h_1", "ag1")
+		must(t, err)
+		if pinned != "ag1" {
+			t.Fatalf("pinned to %q, want ag1", pinned)
+		}
+		pinned, err = a.PinHandle(ctx, "h_1", "ag2") // pinned already: no change
+		must(t, err)
+		if pinned != "ag1" {
+			t.Fatalf("second pin moved the handle to %q, want it kept on ag1", pinned)
+		}
 		must(t, a.RevokeAgent(ctx, "ag1", at(time.Second)))
 		must(t, a.RevokeAPIToken(ctx, "tok1", at(time.Second)))
 		must(t, a.RevokeCLISession(ctx, "cli1", at(time.Second)))
@@ -95,6 +105,7 @@ func TestChangesReachOtherStores(t *testing.T) {
 
 		want := []Change{
 			{Kind: ChangeDevice, ID: "d1", SiteID: "s1", TenantID: "t1"},
+			{Kind: ChangeHandlePinned, ID: "h_1"},
 			{Kind: ChangeAgentRevoked, ID: "ag1"},
 			{Kind: ChangeTokenRevoked, ID: "tok1"},
 			{Kind: ChangeCLISessionRevoked, ID: "cli1"},

@@ -85,10 +85,27 @@ func (s *sqlStore) ResolveHandle(ctx context.Context, handle string) (Route, err
 	return r, nil
 }
 
-// PinHandle records the agent that serves the handle.
-func (s *sqlStore) PinHandle(ctx context.Context, handle, agentID string) error {
-	err := s.execOne(ctx, `UPDATE handles SET agent_id = ? WHERE handle = ?`, agentID, handle)
-	return wrapf(err, "pin handle %s", handle)
+// PinHandle pins handle to agentID unless an agent is pinned already (two
+// relays may pin the same handle at once, and the first pin wins), and
+// returns the agent the handle is pinned to. A new pin is a Change, so
+// that other relays drop the route they cached without the pin.
+func (s *sqlStore) PinHandle(ctx context.Context, handle, agentID string) (string, error) {
+	var pinned string
+	err := s.write(ctx, func(tx *txn) error {
+		res, err := tx.ExecContext(ctx, `UPDATE handles SET agent_id = ? WHERE handle = ? AND agent_id = ''`, agentID, handle)
+		if err != nil {
+			return err
+		}
+		if n, err := res.RowsAffected(); err != nil || n > 0 {
+			pinned = agentID
+			if err != nil {
+				return err
+			}
+			return tx.notify(ctx, Change{Kind: ChangeHandlePinned, ID: handle})
+		}
+		return tx.QueryRowContext(ctx, `SELECT agent_id FROM handles WHERE handle = ?`, handle).Scan(&pinned)
+	})
+	return pinned, wrapf(err, "pin handle %s", handle)
 }
 
 // RevokeHandle marks the handle revoked. Revoking it again keeps the

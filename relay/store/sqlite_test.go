@@ -707,14 +707,20 @@ func testHandles(t *testing.T, s *sqlStore) {
 	_, err = s.ResolveHandle(ctx, "nope")
 	wantErr(t, err, ErrNotFound)
 
-	must(t, s.PinHandle(ctx, "web", "a2"))
-	must(t, s.PinHandle(ctx, "web", "a2")) // unchanged is not "not found"
+	for _, agent := range []string{"a2", "a2", "a1"} { // the first pin wins
+		pinned, err := s.PinHandle(ctx, "web", agent)
+		must(t, err)
+		if pinned != "a2" {
+			t.Errorf("PinHandle(web, %s) = %q, want a2", agent, pinned)
+		}
+	}
 	r, err = s.ResolveHandle(ctx, "web")
 	must(t, err)
 	if r.AgentID != "a2" {
 		t.Errorf("AgentID = %q, want a2", r.AgentID)
 	}
-	wantErr(t, s.PinHandle(ctx, "nope", "a2"), ErrNotFound)
+	_, err = s.PinHandle(ctx, "nope", "a2")
+	wantErr(t, err, ErrNotFound)
 
 	list, err := s.ListHandles(ctx, "d1")
 	must(t, err)

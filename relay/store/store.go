@@ -276,7 +276,7 @@ type Store interface {
 	// ResolveHandle returns the route of a handle whether or not it is
 	// revoked or expired; the caller decides. ErrNotFound if unknown.
 	ResolveHandle(ctx context.Context, handle string) (Route, error)
-	PinHandle(ctx context.Context, handle, agentID string) error
+	PinHandle(ctx context.Context, handle, agentID string) (pinned string, err error)
 	RevokeHandle(ctx context.Context, handle string, at time.Time) error
 
 	CreateSession(ctx context.Context, s Session) error
