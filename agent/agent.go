@@ -13,6 +13,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/nanodems/connector/agent/stats"
+	"github.com/nanodems/connector/agent/bpfcount"
 	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"
@@ -55,7 +56,21 @@ type Config struct {
 	// http://MetricsAddr/metrics while Run runs (docs/metrics.md). Off by
 	// default; meant for a loopback address.
 	MetricsAddr string
+	// Counting is where the agent counts its tunnels' bytes:
+	// CountingAuto ("" too) in the kernel when it may load BPF programs
+	// (agent/bpfcount), else in userspace; CountingUserspace always in
+	// userspace; CountingOff nowhere: the heartbeat's bytes stay 0 and
+	// the rate watch, which reads them, moves no tunnel to a dedicated
+	// connection. Off is the baseline perf/ measures counting against.
+	Counting string
 }
+
+// The values of Config.Counting.
+const (
+	CountingAuto      = "auto"
+	CountingUserspace = "userspace"
+	CountingOff       = "off"
+)
 
 // Agent is an enrolled agent. Run keeps it connected.
 type Agent struct {
@@ -63,6 +78,9 @@ type Agent struct {
 	id    *Identity
 	allow *Allowlist
 	log   *slog.Logger
+	// count counts the LAN sockets' bytes in the kernel, or says they
+	// are counted in the copy loop; set while Run runs.
+	count atomic.Pointer[bpfcount.Counter]
 
 	bytesIn  atomic.Uint64 // target → relay
 	bytesOut atomic.Uint64 // relay → target
@@ -97,6 +115,13 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
+	}
+	switch cfg.Counting {
+	case "":
+		cfg.Counting = CountingAuto
+	case CountingAuto, CountingUserspace, CountingOff:
+	default:
+		return nil, fmt.Errorf("counting %q: want %s, %s or %s", cfg.Counting, CountingAuto, CountingUserspace, CountingOff)
 	}
 	id, err := LoadIdentity(cfg.Dir)
 	if err != nil {
@@ -192,7 +217,7 @@ func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struc
 		}
 		h := a.Counters()
 		ps := changes.Next(a.stats.Snapshot(a.liveBytes))
-		ps.Counting = countingMode
+		ps.Counting = a.Counting()
 		h.Stats = &ps
 		if err := c.send(mux.MsgHeartbeat, h); err != nil {
 			return
@@ -200,16 +225,15 @@ func (a *Agent) heartbeat(c *controlConn, every time.Duration, done <-chan struc
 	}
 }
 
-// countingMode is how the agent counts bytes: in the tunnels' copy loop.
-const countingMode = "userspace"
-
 // liveBytes yields the bytes of the open tunnels, which their port's
 // counter gets when they end.
 func (a *Agent) liveBytes(yield func(p *stats.Port, in, out uint64)) {
+	count := a.count.Load()
 	a.live.Range(func(k, _ any) bool {
 		t := k.(*liveTunnel)
 		if t.port != nil {
-			yield(t.port, t.in.Load(), t.out.Load())
+			in, out := t.Bytes(count)
+			yield(t.port, in, out)
 		}
 		return true
 	})
@@ -218,7 +242,7 @@ func (a *Agent) liveBytes(yield func(p *stats.Port, in, out uint64)) {
 // Stats are the agent's counters per device port, open tunnels included.
 func (a *Agent) Stats() mux.AgentStats {
 	s := a.stats.Snapshot(a.liveBytes)
-	s.Counting = countingMode
+	s.Counting = a.Counting()
 	return s
 }
 
@@ -243,22 +267,33 @@ func (a *Agent) keepStats(ctx context.Context) {
 }
 
 // Counters is what the heartbeat carries: the bytes of ended tunnels plus
-// those of the open ones.
+// those of the open ones, and where they are counted.
 func (a *Agent) Counters() mux.Heartbeat {
+	count := a.count.Load()
 	h := mux.Heartbeat{
 		BytesIn:       a.bytesIn.Load(),
 		BytesOut:      a.bytesOut.Load(),
 		ActiveStreams: a.active.Load(),
 		TunnelsTotal:  a.tunnels.Load(),
+		Counting:      a.Counting(),
 		UDPDrops:      a.udpDrops.Load(),
 	}
 	a.live.Range(func(k, _ any) bool {
-		t := k.(*liveTunnel)
-		h.BytesIn += t.in.Load()
-		h.BytesOut += t.out.Load()
+		in, out := k.(*liveTunnel).Bytes(count)
+		h.BytesIn += in
+		h.BytesOut += out
 		return true
 	})
 	return h
+}
+
+// Counting is where the agent counts its tunnels' bytes now:
+// bpfcount.ModeEBPF, bpfcount.ModeUserspace, or CountingOff.
+func (a *Agent) Counting() string {
+	if a.cfg.Counting == CountingOff {
+		return CountingOff
+	}
+	return a.count.Load().Mode()
 }
 
 // readControl handles the relay's control messages until the stream

@@ -27,6 +27,12 @@ type link struct {
 // last; a relay that asks the agent to move (it is draining) is left at
 // once, its session kept for the tunnels it still carries.
 func (a *Agent) Run(ctx context.Context) error {
+	count := a.openCounter()
+	a.count.Store(count)
+	defer func() { // after the sessions left behind (deferred below) end
+		a.count.Store(nil)
+		count.Close()
+	}()
 	// The counters are saved every stats.FlushEvery and once more on the
 	// way out, after the sessions left behind have ended (the deferred
 	// calls run last first), so the last tunnels' bytes are in the file.

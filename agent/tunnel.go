@@ -16,6 +16,7 @@ import (
 	"github.com/xtaci/smux"
 
 	"github.com/nanodems/connector/agent/stats"
+	"github.com/nanodems/connector/agent/bpfcount"
 	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
@@ -44,9 +45,20 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
-	d := net.Dialer{Control: a.dialControl}
+	dc := lanDialCount{count: a.count.Load(), log: a.log}
+	d := net.Dialer{Control: func(network, address string, rc syscall.RawConn) error {
+		if err := a.dialControl(network, address, rc); err != nil {
+			return err
+		}
+		dc.track(rc)
+		return nil
+	}}
 	conn, err := a.lanDial(ctx, &d, net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
 	cancel()
+	key := dc.settle(conn)
+	if key != 0 {
+		defer dc.count.Forget(key)
+	}
 	if err != nil {
 		reason := err.Error()
 		if lt := (*localTargetError)(nil); errors.As(err, &lt) {
@@ -67,11 +79,15 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	defer a.active.Add(-1)
 	port.Open(stats.Opened)
 	defer port.Begin()()
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, lastAt: time.Now(), port: port}
+	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, key: key, lastAt: time.Now(), port: port}
 	a.live.Store(t, struct{}{})
 	defer a.endTunnel(t)
 	if h.Flags&mux.FlagDedicated != 0 {
 		go a.moveToDedicated(t)
+	}
+	if key != 0 || a.cfg.Counting == CountingOff {
+		pipe.Join(t.stream, conn, nil, nil) // the kernel counts, or nobody
+		return
 	}
 	pipe.Join(t.stream, conn, &t.out, &t.in)
 }
@@ -83,8 +99,12 @@ type liveTunnel struct {
 	target mux.Target
 	conn   net.Conn
 	stream *mux.Stream
-	in     atomic.Uint64 // target → relay
-	out    atomic.Uint64 // relay → target
+	// in (target → relay) and out (relay → target) are counted by the
+	// copy loop when key is 0; otherwise the kernel counts the LAN
+	// socket's bytes under key.
+	in     atomic.Uint64
+	out    atomic.Uint64
+	key    bpfcount.Key
 	moving atomic.Bool
 	link   *link       // the session it came on
 	port   *stats.Port // its device port's counters
@@ -106,6 +126,7 @@ func (a *Agent) watchRates(sess *smux.Session) {
 		return
 	}
 	done := sess.CloseChan()
+	count := a.count.Load()
 	tick := time.NewTicker(rateTick)
 	defer tick.Stop()
 	for {
@@ -118,7 +139,8 @@ func (a *Agent) watchRates(sess *smux.Session) {
 				if t.link == nil || t.link.sess != sess {
 					return true // another session's, watched by its own
 				}
-				total := t.in.Load() + t.out.Load()
+				in, out := t.Bytes(count)
+				total := in + out
 				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
 				t.lastBytes, t.lastAt = total, now
 				if rate > float64(a.cfg.DedicatedRate) && !t.moving.Load() {
@@ -177,7 +199,7 @@ func (a *Agent) moveToDedicated(t *liveTunnel) {
 // or not at all, never twice (the relay takes a dip for no new bytes).
 func (a *Agent) endTunnel(t *liveTunnel) {
 	a.live.Delete(t)
-	in, out := t.in.Load(), t.out.Load()
+	in, out := t.Bytes(a.count.Load())
 	a.bytesIn.Add(in)
 	a.bytesOut.Add(out)
 	if t.port != nil {

@@ -61,6 +61,9 @@ type Heartbeat struct {
 	BytesOut      uint64 `json:"bytes_out"` // from the relay toward targets
 	ActiveStreams int64  `json:"active_streams"`
 	TunnelsTotal  uint64 `json:"tunnels_total"`
+	// Counting says where the agent counts bytes: "ebpf" (in the kernel)
+	// or "userspace" (in its copy loop); an older agent sends none.
+	Counting string `json:"counting,omitempty"`
 	// UDPDrops counts the camera datagrams the agent's UDP relays lost
 	// to a full socket buffer (the host did not schedule the reader in
 	// time), since the agent started.

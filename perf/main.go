@@ -63,6 +63,7 @@ type config struct {
 	dedRate     int64           // -pprof only: the agent's DedicatedRate
 	only        map[string]bool // phases to run; empty: all
 	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
+	counting    bool            // the counting figure instead of the main run (perf/counting.go)
 }
 
 func (c *config) on(phase string) bool { return len(c.only) == 0 || c.only[phase] }
@@ -82,6 +83,7 @@ func main() {
 	flag.BoolVar(&c.pprofMode, "pprof", false, "diagnostics: run relay and agent as roles of this binary with a debug listener; adds Go heap per idle tunnel and CPU/heap/goroutine profiles of relay and agent (in $TMPDIR/nanodems-perf-pprof)")
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness itself to this file")
 	flag.BoolVar(&c.bridge, "bridge", false, "measure a tunnel through a bridge hop (a second relay on the same database) beside the same tunnel on the relay that holds the agent; writes docs/perf-ha.md instead of perf.md")
+	flag.BoolVar(&c.counting, "counting", false, "measure the agent's CPU per GB echoed with its tunnel bytes counted in the kernel (eBPF), in userspace and not at all, in the same run; writes docs/perf-counting.md instead of perf.md (run it as root under nice -n -20 for the eBPF mode)")
 	flag.BoolVar(&c.write, "write", true, "write the report files (false: stdout only)")
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
@@ -243,6 +245,8 @@ type env struct {
 	admin                   demo.Cred
 	relayPath, agentPath    string
 	relayArgs, agentArgs    []string
+	agentCgroup             *agentCgroup // -counting: where the agent runs (perf/counting.go)
+	cgroupNote              string       // -counting: says where the agent ran
 	dial                    map[string]dialFunc
 	profiles                []string // CPU profiles written (-pprof)
 
@@ -304,6 +308,9 @@ func run(ctx context.Context, c *config) (err error) {
 	}
 	if c.bridge {
 		return runBridge(ctx, c, e)
+	}
+	if c.counting {
+		return runCounting(ctx, c, e)
 	}
 	rep := newReport(c, started)
 	rep.machine = machineInfo(root)

@@ -54,6 +54,12 @@ var children procs
 // start runs path with args. stderr goes to dir/name.log; lines that
 // contain one of watch are also kept in memory for waitLine.
 func (ps *procs) start(dir, name, path string, args, env []string, watch ...string) (*proc, error) {
+	return ps.startIn(-1, dir, name, path, args, env, watch...)
+}
+
+// startIn is start with the process born into the cgroup v2 directory
+// open as cgroupFD (-1: this process's own).
+func (ps *procs) startIn(cgroupFD int, dir, name, path string, args, env []string, watch ...string) (*proc, error) {
 	// A restarted process (the relay and agent are restarted between
 	// phases) keeps its earlier logs: relay.log, relay-2.log, ...
 	logPath := filepath.Join(dir, name+".log")
@@ -77,6 +83,9 @@ func (ps *procs) start(dir, name, path string, args, env []string, watch ...stri
 	}
 	cmd.Stderr = pw
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if cgroupFD >= 0 {
+		cmd.SysProcAttr.UseCgroupFD, cmd.SysProcAttr.CgroupFD = true, cgroupFD
+	}
 	p := &proc{name: name, cmd: cmd, log: logPath, done: make(chan struct{}), watch: watch, seen: make(chan struct{}, 1)}
 	if err := cmd.Start(); err != nil {
 		lf.Close()

@@ -615,7 +615,7 @@ func (r *report) write(dir string) error {
 	if err := os.WriteFile(filepath.Join(dir, "perf.svg"), []byte(r.svg()), 0o644); err != nil {
 		return err
 	}
-	md := r.markdown() + rtspSection(dir)
+	md := r.markdown() + rtspSection(dir) + countingSection(dir)
 	return os.WriteFile(filepath.Join(dir, "perf.md"), []byte(md), 0o644)
 }
 

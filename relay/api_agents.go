@@ -73,6 +73,9 @@ func (s *managementAPI) agentJSON(a store.Agent, held map[string]store.Lease) ma
 			j["bytes_in"] = hb.BytesIn
 			j["bytes_out"] = hb.BytesOut
 			j["agent_active_streams"] = hb.ActiveStreams
+			if hb.Counting != "" {
+				j["counting"] = hb.Counting
+			}
 		}
 	} else if l, ok := held[a.ID]; ok && a.RevokedAt == nil {
 		// Held by another relay of the fleet: what its lease says, as of

@@ -89,6 +89,7 @@ func run(ctx context.Context, args []string) error {
 	fs.Int64Var(&cfg.DedicatedRate, "dedicated-rate", 0, "bytes/s (both directions) above which a tunnel moves to a dedicated connection (default 8 MiB/s; -1: never)")
 	fs.BoolVar(&cfg.AllowLoopback, "allow-loopback", false, "also dial loopback, link-local (cloud metadata included), unspecified and multicast addresses and this host's own addresses, refused by default")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "serve Prometheus metrics at http://ADDR/metrics, e.g. 127.0.0.1:9101 (default: off; docs/metrics.md)")
+	fs.StringVar(&cfg.Counting, "counting", agent.CountingAuto, "where to count tunnel bytes: auto (in the kernel with eBPF when allowed: root, or CAP_BPF and CAP_NET_ADMIN; else userspace), userspace, or off (no byte counts: the baseline of perf -counting)")
 	level := cmdline.LogLevel(fs, slog.LevelInfo)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err

@@ -1,0 +1,84 @@
+package agent
+
+import (
+	"errors"
+	"log/slog"
+	"net"
+	"sync"
+	"syscall"
+
+	"github.com/nanodems/connector/agent/bpfcount"
+)
+
+// openCounter opens where the agent counts its tunnels' bytes for one
+// Run: in the kernel when Config.Counting allows it and the agent may,
+// else in userspace. bpfcount logs which, once.
+func (a *Agent) openCounter() *bpfcount.Counter {
+	switch a.cfg.Counting {
+	case CountingUserspace:
+		return bpfcount.Userspace(a.log, "--counting=userspace")
+	case CountingOff:
+		a.log.Info("not counting tunnel bytes", "counting", CountingOff)
+		return nil
+	}
+	return bpfcount.Open(a.log)
+}
+
+// Bytes returns tunnel t's bytes so far: in, from its device toward the
+// relay, and out, from the relay to its device. They are the kernel's
+// count of its LAN socket when count tracks it, else the copy loop's;
+// both are TCP payload bytes. Per-port sums add these up.
+func (t *liveTunnel) Bytes(count *bpfcount.Counter) (in, out uint64) {
+	if t.key != 0 {
+		if in, out, err := count.Read(t.key); err == nil {
+			return in, out
+		}
+	}
+	return t.in.Load(), t.out.Load()
+}
+
+// lanDialCount tracks the sockets of one LAN dial in the kernel, from
+// the dialer's Control hook so that a device's first bytes are counted.
+// A dial may try several addresses, one socket each; settle keeps the
+// one that connected.
+type lanDialCount struct {
+	count *bpfcount.Counter
+	log   *slog.Logger
+
+	mu   sync.Mutex // Control runs on the dialer's goroutines
+	keys []bpfcount.Key
+}
+
+func (d *lanDialCount) track(rc syscall.RawConn) {
+	k, err := d.count.Track(rc)
+	if err != nil {
+		if !errors.Is(err, bpfcount.ErrUserspace) {
+			d.log.Warn("counting this tunnel's bytes in userspace", "err", err)
+		}
+		return
+	}
+	d.mu.Lock()
+	d.keys = append(d.keys, k)
+	d.mu.Unlock()
+}
+
+// settle forgets the sockets of attempts that did not connect and
+// returns the key of conn's, or 0 when the copy loop must count conn
+// (not tracked, or the dial failed).
+func (d *lanDialCount) settle(conn net.Conn) bpfcount.Key {
+	var won bpfcount.Key
+	if sc, ok := conn.(syscall.Conn); ok {
+		won, _ = bpfcount.Cookie(sc)
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var kept bpfcount.Key
+	for _, k := range d.keys {
+		if k == won {
+			kept = k
+			continue
+		}
+		d.count.Forget(k)
+	}
+	return kept
+}
