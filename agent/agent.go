@@ -12,8 +12,8 @@ import (
 
 	"github.com/xtaci/smux"
 
-	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/agent/bpfcount"
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/relaydial"
 	"github.com/nanodems/connector/internal/version"
 	"github.com/nanodems/connector/mux"

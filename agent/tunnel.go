@@ -15,8 +15,8 @@ import (
 
 	"github.com/xtaci/smux"
 
-	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/agent/bpfcount"
+	"github.com/nanodems/connector/agent/stats"
 	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 )
