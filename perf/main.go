@@ -10,6 +10,7 @@
 //
 //	go run ./perf           # full run, a few minutes on 2 cores
 //	go run ./perf -quick    # about a minute
+//	go run ./perf -peers    # frp beside the CLI path (perf/peers.go): docs/perf-peers.md
 //
 // It is a program, not a test: CI's go test never runs it.
 package main
@@ -64,6 +65,7 @@ type config struct {
 	only        map[string]bool // phases to run; empty: all
 	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
 	counting    bool            // the counting figure instead of the main run (perf/counting.go)
+	peers       bool            // frp beside the CLI path instead of the main run (perf/peers.go)
 }
 
 func (c *config) on(phase string) bool { return len(c.only) == 0 || c.only[phase] }
@@ -84,6 +86,7 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness itself to this file")
 	flag.BoolVar(&c.bridge, "bridge", false, "measure a tunnel through a bridge hop (a second relay on the same database) beside the same tunnel on the relay that holds the agent; writes docs/perf-ha.md instead of perf.md")
 	flag.BoolVar(&c.counting, "counting", false, "measure the agent's CPU per GB echoed with its tunnel bytes counted in the kernel (eBPF), in userspace and not at all, in the same run; writes docs/perf-counting.md instead of perf.md (run it as root under nice -n -20 for the eBPF mode)")
+	flag.BoolVar(&c.peers, "peers", false, "measure frp (built from perf/peers into a cache directory: a tcp proxy, and an stcp proxy with a visitor) beside the CLI path and direct TCP; repeats default 4 (quick 1); writes docs/perf-peers.md and perf-peers.svg instead of perf.md")
 	flag.BoolVar(&c.write, "write", true, "write the report files (false: stdout only)")
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
@@ -193,12 +196,18 @@ func (c *config) defaults() {
 		}
 	}
 	def(&c.totalMiB, 512, 128)
+	if c.peers {
+		def(&c.repeats, 4, 1)
+	}
 	def(&c.repeats, 3, 3)
 	def(&c.idleK, 10000, 1000)
 	if c.timeout == 0 {
 		c.timeout = 10 * time.Minute
 		if c.quick {
 			c.timeout = 4 * time.Minute
+		}
+		if c.peers {
+			c.timeout = time.Duration(c.repeats) * 8 * time.Minute
 		}
 	}
 	c.concs = []int{1, 8, 64}
@@ -280,6 +289,9 @@ func run(ctx context.Context, c *config) (err error) {
 		c.outDir = filepath.Join(root, "docs")
 	}
 	nofile := raiseNofile()
+	if c.peers && nofile < 4*loadConns+512 {
+		return fmt.Errorf("-peers opens %d connections through up to three processes: RLIMIT_NOFILE is %d", loadConns, nofile)
+	}
 	if need := uint64(c.idleK) + 512; nofile < need {
 		k := int(nofile) - 512
 		logf("RLIMIT_NOFILE is %d: idle tunnels lowered from %d to %d", nofile, c.idleK, k)
@@ -311,6 +323,9 @@ func run(ctx context.Context, c *config) (err error) {
 	}
 	if c.counting {
 		return runCounting(ctx, c, e)
+	}
+	if c.peers {
+		return runPeers(ctx, c, e, root)
 	}
 	rep := newReport(c, started)
 	rep.machine = machineInfo(root)

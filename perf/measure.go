@@ -148,6 +148,15 @@ func (r tpResult) MBps() float64 { return float64(r.Bytes) / r.Dur.Seconds() / 1
 // the last byte read; both directions are checked with SHA-256. cpu
 // samples the subprocesses (and this process) around the timed part.
 func throughput(ctx context.Context, dial dialFunc, conns int, perConn int64, p *payload, sums [][32]byte, m meter) (tpResult, error) {
+	return throughputEnds(ctx, dial, conns, perConn, p, sums, m, true)
+}
+
+// throughputEnds is throughput; with halfClose false the writer does not
+// CloseWrite and the reader stops after perConn bytes. frp ends a proxied
+// connection as soon as either direction ends, so a half-close there cuts
+// the echo still on its way back; the peers figure measures every path
+// this way.
+func throughputEnds(ctx context.Context, dial dialFunc, conns int, perConn int64, p *payload, sums [][32]byte, m meter, halfClose bool) (tpResult, error) {
 	res := tpResult{Conns: conns, PerConn: perConn, Bytes: int64(conns) * perConn}
 	cs, err := dialAll(ctx, dial, conns, 16)
 	if err != nil {
@@ -188,7 +197,7 @@ func throughput(ctx context.Context, dial dialFunc, conns int, perConn int64, p 
 				_, err := c.Write(b)
 				return err
 			})
-			if err == nil {
+			if err == nil && halfClose {
 				err = c.(closeWriter).CloseWrite()
 			}
 			if err != nil {
@@ -199,7 +208,11 @@ func throughput(ctx context.Context, dial dialFunc, conns int, perConn int64, p 
 			defer wg.Done()
 			h := sha256.New()
 			buf := make([]byte, 64<<10)
-			n, err := io.CopyBuffer(h, readerOnly{c}, buf)
+			var r io.Reader = c
+			if !halfClose {
+				r = io.LimitReader(c, perConn)
+			}
+			n, err := io.CopyBuffer(h, readerOnly{r}, buf)
 			switch {
 			case err != nil:
 				fail(fmt.Errorf("stream %d: read after %d bytes: %w", i, n, err))

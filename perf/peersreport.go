@@ -1,0 +1,325 @@
+package main
+
+import (
+	"fmt"
+	"math"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+)
+
+// peerFigure is one row of the peers table: how to read it from a
+// repetition, which way is better, and the targets of the CLI path as
+// ratios to frp's default tcp proxy.
+type peerFigure struct {
+	name   string
+	unit   string
+	dec    int
+	higher bool // higher is better
+	get    func(peerRun) float64
+	// target is the CLI path's bound as a ratio to frp tcp (≥ when
+	// higher is better, ≤ otherwise); 0: none.
+	target float64
+	direct bool // direct TCP has this figure
+}
+
+// peerFigures are the rows, in order.
+var peerFigures = []peerFigure{
+	{name: "throughput, 1 stream", unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[1] }},
+	{name: "throughput, 8 streams", unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[8] }},
+	{name: "throughput, 64 streams", unit: "MB/s", higher: true, direct: true, get: func(r peerRun) float64 { return r.MBps[64] }},
+	{name: "64 B round trip p50", unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P50) }},
+	{name: "64 B round trip p99", unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P99) }},
+	{name: "connections per second", unit: "/s", higher: true, target: 1.4, direct: true, get: func(r peerRun) float64 { return r.Opens }},
+	{name: "RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms", unit: "MiB", dec: 1, target: 0.8,
+		get: func(r peerRun) float64 { return float64(r.Load.rssTotal()) / (1 << 20) }},
+	{name: "CPU of all tunnel processes over those 10 s", unit: "CPU s", dec: 2, target: 1.0, get: func(r peerRun) float64 { return r.Load.cpuTotal() }},
+	{name: "64 B echoes per second achieved under that load (asked: 10,000)", unit: "/s", higher: true, direct: true, get: func(r peerRun) float64 { return float64(r.Load.Echoes) / loadFor.Seconds() }},
+	{name: "64 B echo p50 under that load", unit: "ms", dec: 1, direct: true, get: func(r peerRun) float64 { return us(r.Load.P50) / 1000 }},
+	{name: "64 B echo p99 under that load", unit: "ms", dec: 1, direct: true, get: func(r peerRun) float64 { return us(r.Load.P99) / 1000 }},
+}
+
+// stcpLead is the lead the CLI path is to have over frp stcp + visitor
+// (same hops, same encryption) on every figure.
+const stcpLead = 1.5
+
+// peerName is how the report names a path.
+var peerName = map[string]string{
+	pathDirect:  "direct",
+	pathCLI:     "nanodems CLI",
+	pathFrpTCP:  "frp tcp (default: mux, TLS)",
+	pathFrpSTCP: "frp stcp + visitor",
+}
+
+type peersReport struct {
+	cfg     *config
+	machine machine
+	frp     string
+	runs    map[string][]peerRun // by path, one per repetition
+	elapsed time.Duration
+	niced   int
+
+	med map[string][]float64 // by path: the median of each figure, in peerFigures order
+}
+
+// medianOf is the median of vs (the mean of the middle two for an even
+// count); NaN for none.
+func medianOf(vs []float64) float64 {
+	if len(vs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+// compute fills med.
+func (r *peersReport) compute() {
+	r.med = map[string][]float64{}
+	for path, runs := range r.runs {
+		m := make([]float64, len(peerFigures))
+		for i, f := range peerFigures {
+			if path == pathDirect && !f.direct {
+				m[i] = math.NaN()
+				continue
+			}
+			vs := make([]float64, 0, len(runs))
+			for _, run := range runs {
+				vs = append(vs, f.get(run))
+			}
+			m[i] = medianOf(vs)
+		}
+		r.med[path] = m
+	}
+}
+
+// ratio is path's median of figure i over frp tcp's.
+func (r *peersReport) ratio(path string, i int) float64 {
+	base := r.med[pathFrpTCP]
+	v := r.med[path]
+	if base == nil || v == nil || base[i] == 0 || math.IsNaN(v[i]) {
+		return math.NaN()
+	}
+	return v[i] / base[i]
+}
+
+// met says whether ratio q meets bound t in the figure's direction.
+func (f peerFigure) met(q, t float64) bool {
+	if f.higher {
+		return q >= t
+	}
+	return q <= t
+}
+
+// lead is how many times better a is than b on figure f (above 1: a leads).
+func (f peerFigure) lead(a, b float64) float64 {
+	if f.higher {
+		return a / b
+	}
+	return b / a
+}
+
+func (r *peersReport) cell(path string, i int) string {
+	v := r.med[path]
+	if v == nil || math.IsNaN(v[i]) {
+		return "–"
+	}
+	s := num(v[i], peerFigures[i].dec) + " " + peerFigures[i].unit
+	if path != pathFrpTCP {
+		if q := r.ratio(path, i); !math.IsNaN(q) {
+			s += fmt.Sprintf(" (%.2f×)", q)
+		}
+	}
+	return s
+}
+
+// loadParts is the per-process RSS (MiB) and CPU of path's median load run.
+func (r *peersReport) loadParts(path string) string {
+	runs := slices.Clone(r.runs[path])
+	if len(runs) == 0 || runs[0].Load.RSS == nil || len(runs[0].Load.RSS) == 0 {
+		return ""
+	}
+	slices.SortFunc(runs, func(a, b peerRun) int { return int(a.Load.rssTotal() - b.Load.rssTotal()) })
+	l := runs[len(runs)/2].Load
+	return fmt.Sprintf("RSS %s MiB; CPU %s s", fmtParts(l.RSS, func(v int64) string { return num(float64(v)/(1<<20), 0) }),
+		fmtParts(l.CPU, func(v float64) string { return num(v, 1) }))
+}
+
+// rows renders the table body shared by the terminal and the document.
+func (r *peersReport) rows() [][]string {
+	var out [][]string
+	for i, f := range peerFigures {
+		row := []string{f.name}
+		for _, p := range peerPaths {
+			row = append(row, r.cell(p, i))
+		}
+		q := r.ratio(pathCLI, i)
+		switch {
+		case f.target == 0 || math.IsNaN(q):
+			row = append(row, "")
+		case f.met(q, f.target):
+			row = append(row, fmt.Sprintf("%s %.1f×: met", cmpSign(f.higher), f.target))
+		default:
+			row = append(row, fmt.Sprintf("%s %.1f×: **missed**", cmpSign(f.higher), f.target))
+		}
+		cli, stcp := r.med[pathCLI], r.med[pathFrpSTCP]
+		if cli == nil || stcp == nil || math.IsNaN(cli[i]) || stcp[i] == 0 {
+			row = append(row, "–")
+		} else {
+			l := f.lead(cli[i], stcp[i])
+			verdict := "met"
+			if l < stcpLead {
+				verdict = "**missed**"
+			}
+			row = append(row, fmt.Sprintf("%.2f× (%s)", l, verdict))
+		}
+		out = append(out, row)
+	}
+	return out
+}
+
+func cmpSign(higher bool) string {
+	if higher {
+		return "≥"
+	}
+	return "≤"
+}
+
+var peerHeader = []string{"figure (medians)", "direct", "nanodems CLI", "frp tcp proxy, default (mux, TLS)", "frp stcp + visitor", "CLI target vs frp tcp", "CLI lead over frp stcp (target ≥ 1.5×)"}
+
+// table is the plain-text table printed at the end of the run.
+func (r *peersReport) table() string {
+	rows := append([][]string{peerHeader}, r.rows()...)
+	w := make([]int, len(peerHeader))
+	for _, row := range rows {
+		for j, c := range row {
+			w[j] = max(w[j], len([]rune(c)))
+		}
+	}
+	var b strings.Builder
+	for _, row := range rows {
+		for j, c := range row {
+			fmt.Fprintf(&b, "%-*s  ", w[j], c)
+		}
+		b.WriteString("\n")
+	}
+	b.WriteString("(ratios in parentheses: ÷ frp tcp, same run)\n")
+	return b.String()
+}
+
+func (r *peersReport) markdown() string {
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	c := r.cfg
+	cmd := "go run ./perf -peers"
+	if c.quick {
+		cmd += " -quick"
+	}
+	p("# Performance beside frp\n\n")
+	p("The operator's CLI path beside frp, the tunnel a user would otherwise run, and direct loopback TCP, measured in one run by `%s` (perf/peers.go) with the same clients against the same echo target. Generated; do not edit by hand, rerun it.\n\n", cmd)
+	p("| | |\n|---|---|\n")
+	p("| date | %s |\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	p("| run | %d repetition%s (medians), %d MiB per throughput run, %d round trips, opens for %v with %d openers; took %v |\n",
+		c.repeats, plural(c.repeats), c.totalMiB, c.rttSamples, c.openDur, c.openPar, r.elapsed.Round(time.Second))
+	p("| machine | `nproc` = %s, %s, Linux %s |\n", r.machine.NProc, r.machine.CPU, r.machine.Kernel)
+	p("| Go | %s (GOMAXPROCS %d) |\n", r.machine.GoVersion, runtime.GOMAXPROCS(0))
+	p("| frp | %s, built from perf/peers (`-tags noweb`) |\n", r.frp)
+	p("| harness niceness | %d (the tunnel processes inherit it) |\n\n", r.niced)
+	p("> **The machine was shared.** Other engineers built and tested on the same 2 cores during this run; absolute figures are lower (and CPU seconds higher) than on an idle machine. The ratios compare paths measured in the same run, the paths taking turns within each repetition, and are the figures to read.\n\n")
+	p("![ratios to frp tcp](perf-peers.svg)\n\n")
+	p("| %s |\n|%s\n", strings.Join(peerHeader, " | "), strings.Repeat("---|", len(peerHeader)))
+	for _, row := range r.rows() {
+		p("| %s |\n", strings.Join(row, " | "))
+	}
+	p("\nRatios in parentheses are ÷ frp's default tcp proxy in the same run; for round trips, RSS and CPU lower is better. The lead over frp stcp + visitor is how many times better the CLI path is (above 1: ahead).\n\n")
+	p("Where the memory and CPU of the load figure go, per process (the median repetition by RSS):\n\n")
+	for _, path := range peerPaths[1:] {
+		if s := r.loadParts(path); s != "" {
+			p("- %s: %s\n", peerName[path], s)
+		}
+	}
+	p("\n## Paths\n\n")
+	p("- **direct**: TCP to the echo target. Its load run (no tunnel process, so no RSS or CPU figure) is the floor of the echo figures: what the harness and the echo target manage on this machine.\n")
+	p("- **nanodems CLI**: TCP to `nanodems-tunnel run`'s listener on the device's plan address (127.0.0.X) → a stream on its one WebSocket/TLS session to the relay → smux stream over the agent's TLS session → agent → TCP to the echo target. Tunnel processes: relay, agent, nanodems-tunnel. The client's leg to the relay is encrypted.\n")
+	p("- **frp tcp proxy, default**: TCP to frps's remote port → a yamux stream over frpc's TLS connection → frpc → TCP to the echo target. Tunnel processes: frps, frpc. The client reaches frps in clear: one hop fewer than ours and no encryption on the client's leg; the setup frp users run.\n")
+	p("- **frp stcp + visitor**: TCP to a visitor frpc on 127.0.0.1 → TLS (mux) to frps → frpc → TCP to the echo target. Tunnel processes: frps, frpc, visitor frpc. Same hops and the same encryption of the client's leg as ours.\n\n")
+	p("frp runs with its defaults (`transport.tls.enable` and `transport.tcpMux` on) but for addresses, `auth.token` and `log.level = \"warn\"` (the relay runs with `--log-level warn` here too).\n\n")
+	p("## Method\n\n")
+	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp); figures are medians over repetitions.\n")
+	p("- Throughput: %d MiB per run split over 1, 8 or 64 connections; each connection has a writer (32 KiB writes, then CloseWrite) and a reader that checks the SHA-256 of what comes back. MB/s = bytes echoed (one direction) ÷ wall time; 1 MB = 10⁶ bytes.\n", c.totalMiB)
+	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones.\n", c.rttSamples)
+	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT).\n", c.openPar, c.openDur)
+	p("- Load: before the other figures of a repetition, the path's tunnel processes are restarted (fresh heaps, as a Go process keeps freed memory), %d connections are opened (each with a 1-byte echo), then each echoes %d random bytes every %v (starts spread over the interval) for %v, every echo checked. RSS is VmRSS of every tunnel process at the end of the window with every connection open; CPU is utime+stime over the window.\n", loadConns, loadSize, loadEvery, loadFor)
+	p("- Chart: the CLI path and frp stcp + visitor as ratios to frp tcp, oriented so that right of the 1× line is better (for round trips, RSS and CPU the bar is frp tcp ÷ path).\n")
+	return b.String()
+}
+
+// svg draws the ratios to frp tcp as horizontal bars, oriented so that
+// longer is better.
+func (r *peersReport) svg() string {
+	type bar struct {
+		label string
+		v     float64
+		color string
+	}
+	var groups [][]bar
+	var names []string
+	maxV := 2.0
+	for i, f := range peerFigures {
+		var g []bar
+		for _, x := range []struct{ path, color string }{{pathCLI, "#2b6cb0"}, {pathFrpSTCP, "#c05621"}} {
+			q := r.ratio(x.path, i)
+			if math.IsNaN(q) || q == 0 {
+				continue
+			}
+			if !f.higher {
+				q = 1 / q
+			}
+			maxV = max(maxV, q)
+			g = append(g, bar{peerName[x.path], q, x.color})
+		}
+		groups = append(groups, g)
+		names = append(names, f.name)
+	}
+	maxV = math.Ceil(maxV*2) / 2
+	const (
+		left, width, rowH, barH, top = 330, 420, 44, 16, 40
+	)
+	H := top + rowH*len(groups) + 40
+	W := left + width + 80
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p(`<svg xmlns="http://www.w3.org/2000/svg" width="%d" height="%d" viewBox="0 0 %d %d" font-family="sans-serif" font-size="12">`+"\n", W, H, W, H)
+	p(`<rect width="100%%" height="100%%" fill="white"/>` + "\n")
+	p(`<text x="10" y="18" font-size="14" font-weight="bold">Ratio to frp tcp proxy (default), same run; right of 1× is better</text>` + "\n")
+	x := func(v float64) float64 { return left + v/maxV*width }
+	for i, g := range groups {
+		y := top + i*rowH
+		label := names[i]
+		if len(label) > 52 {
+			label = label[:49] + "…"
+		}
+		p(`<text x="%d" y="%d" text-anchor="end">%s</text>`+"\n", left-8, y+barH+4, xmlEscape(label))
+		for j, br := range g {
+			by := y + j*(barH+2)
+			p(`<rect x="%d" y="%d" width="%.1f" height="%d" fill="%s"/>`+"\n", left, by, x(br.v)-left, barH, br.color)
+			p(`<text x="%.1f" y="%d">%.2f×</text>`+"\n", x(br.v)+4, by+barH-4, br.v)
+		}
+	}
+	p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="4 3"/>`+"\n", x(1), top-6, x(1), top+rowH*len(groups))
+	p(`<text x="%.1f" y="%d" text-anchor="middle">1× (frp tcp)</text>`+"\n", x(1), top+rowH*len(groups)+14)
+	ly := H - 12
+	p(`<rect x="%d" y="%d" width="12" height="12" fill="#2b6cb0"/><text x="%d" y="%d">nanodems CLI</text>`+"\n", left, ly-10, left+16, ly)
+	p(`<rect x="%d" y="%d" width="12" height="12" fill="#c05621"/><text x="%d" y="%d">frp stcp + visitor</text>`+"\n", left+130, ly-10, left+146, ly)
+	p("</svg>\n")
+	return b.String()
+}
+
+func xmlEscape(s string) string {
+	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}

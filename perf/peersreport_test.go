@@ -1,0 +1,126 @@
+package main
+
+import (
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+
+func TestMedianOf(t *testing.T) {
+	for _, c := range []struct {
+		in   []float64
+		want float64
+	}{
+		{[]float64{3}, 3},
+		{[]float64{5, 1, 3}, 3},
+		{[]float64{4, 1, 3, 2}, 2.5},
+	} {
+		if got := medianOf(c.in); got != c.want {
+			t.Errorf("medianOf(%v) = %v, want %v", c.in, got, c.want)
+		}
+	}
+	if !math.IsNaN(medianOf(nil)) {
+		t.Error("medianOf(nil) is not NaN")
+	}
+	in := []float64{3, 1, 2}
+	medianOf(in)
+	if in[0] != 3 {
+		t.Error("medianOf sorted its argument")
+	}
+}
+
+// run builds a repetition with the given figures.
+func fakeRun(mbps1, mbps8 float64, p50, p99 time.Duration, opens float64, rssMiB int64, cpu float64) peerRun {
+	return peerRun{
+		MBps: map[int]float64{1: mbps1, 8: mbps8, 64: mbps8},
+		P50:  p50, P99: p99, Opens: opens,
+		Load: loadResult{RSS: map[string]int64{"a": rssMiB << 19, "b": rssMiB << 19}, CPU: map[string]float64{"a": cpu / 2, "b": cpu / 2}, P99: p99},
+	}
+}
+
+func fig(name string) int {
+	for i, f := range peerFigures {
+		if f.name == name {
+			return i
+		}
+	}
+	panic(name)
+}
+
+// TestPeersRatiosAndTargets checks the medians over repetitions, the
+// ratios to frp tcp, the direction of each target and the lead over frp
+// stcp on a made-up run.
+func TestPeersRatiosAndTargets(t *testing.T) {
+	ms := time.Millisecond
+	r := &peersReport{cfg: &config{repeats: 3}, runs: map[string][]peerRun{
+		pathDirect: {fakeRun(1000, 2000, 30*time.Microsecond, 90*time.Microsecond, 9000, 0, 0)},
+		// CLI: 1-stream median 300 (1.5× frp's 200), round trip p50
+		// 0.5 ms (1.25× frp's 0.4: missed), RSS 80 MiB (0.8×: met).
+		pathCLI: {
+			fakeRun(290, 300, ms/2, ms, 1000, 80, 10),
+			fakeRun(300, 310, ms/2, ms, 1000, 80, 10),
+			fakeRun(900, 320, ms/2, ms, 1000, 80, 10),
+		},
+		pathFrpTCP:  {fakeRun(200, 300, 4*ms/10, ms, 500, 100, 10)},
+		pathFrpSTCP: {fakeRun(100, 100, ms, 2*ms, 400, 200, 20)},
+	}}
+	r.compute()
+	tp1, p50, rss, cpu := fig("throughput, 1 stream"), fig("64 B round trip p50"), fig("RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms"), fig("CPU of all tunnel processes over those 10 s")
+	if got := r.med[pathCLI][tp1]; got != 300 {
+		t.Fatalf("CLI 1-stream median %v, want 300", got)
+	}
+	if got := r.ratio(pathCLI, tp1); got != 1.5 {
+		t.Errorf("CLI 1-stream ratio %v, want 1.5", got)
+	}
+	if got := r.ratio(pathCLI, p50); math.Abs(got-1.25) > 1e-9 {
+		t.Errorf("CLI p50 ratio %v, want 1.25", got)
+	}
+	if got := r.med[pathCLI][rss]; got != 80 {
+		t.Errorf("CLI RSS median %v MiB, want 80", got)
+	}
+	if !math.IsNaN(r.med[pathDirect][rss]) {
+		t.Errorf("direct has an RSS figure: %v", r.med[pathDirect][rss])
+	}
+	rows := r.rows()
+	want := map[int]string{tp1: "≥ 1.3×: met", p50: "≤ 0.8×: **missed**", rss: "≤ 0.8×: met", cpu: "≤ 1.0×: met"}
+	for i, w := range want {
+		if got := rows[i][5]; got != w {
+			t.Errorf("%s target cell %q, want %q", peerFigures[i].name, got, w)
+		}
+	}
+	// Lead over stcp: throughput 300/100 = 3×; round trip 1 ms / 0.5 ms = 2×.
+	if got := rows[tp1][6]; got != "3.00× (met)" {
+		t.Errorf("1-stream lead over stcp %q", got)
+	}
+	if got := rows[p50][6]; got != "2.00× (met)" {
+		t.Errorf("p50 lead over stcp %q", got)
+	}
+	if got := rows[rss][6]; got != "2.50× (met)" {
+		t.Errorf("RSS lead over stcp %q", got)
+	}
+	if got := rows[cpu][6]; got != "2.00× (met)" {
+		t.Errorf("CPU lead over stcp %q", got)
+	}
+	if got := rows[tp1][2]; got != "300 MB/s (1.50×)" {
+		t.Errorf("CLI 1-stream cell %q", got)
+	}
+	if got := rows[tp1][3]; got != "200 MB/s" {
+		t.Errorf("frp tcp cell %q: the base carries no ratio", got)
+	}
+	md := r.markdown()
+	for _, s := range []string{"| nanodems CLI |", "perf-peers.svg", "shared", "≤ 0.8×: **missed**"} {
+		if !strings.Contains(md, s) {
+			t.Errorf("markdown lacks %q", s)
+		}
+	}
+	svg := r.svg()
+	// The p50 bar of the CLI is oriented: frp 0.4 ms ÷ CLI 0.5 ms = 0.80×.
+	if !strings.Contains(svg, "0.80×") || !strings.HasPrefix(svg, "<svg") {
+		t.Errorf("svg lacks the oriented p50 ratio 0.80×:\n%s", svg)
+	}
+}
