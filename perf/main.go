@@ -93,7 +93,7 @@ func main() {
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay and agent, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
-	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; a partial run does not write the report files)")
+	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
@@ -146,7 +146,10 @@ func main() {
 		}
 		c.write = false
 	}
-	if *paths != "" {
+	if *paths != "" && c.peers {
+		peerPaths = strings.Split(*paths, ",")
+		c.write = false
+	} else if *paths != "" {
 		tunnelPaths = strings.Split(*paths, ",")
 		allPaths = append(slices.Clone(tunnelPaths), pathDirect)
 		c.write = false
@@ -243,6 +246,7 @@ type env struct {
 	relay, agent, echo, cli *proc
 	relayDebug              string // debug listener of the relay role (-pprof)
 	agentDebug              string
+	cliDebug                string // of the tunnel role (-pprof)
 	apiURL, pin             string
 	token, handle           string
 	opsToken                string // the CLI session nanodems-tunnel runs with
@@ -574,8 +578,21 @@ func (e *env) startCLI(ctx context.Context) error {
 	if e.pin != "" {
 		args = append(args, "--ca-pin", e.pin)
 	}
+	path := filepath.Join(e.bin, "nanodems-tunnel")
+	if e.cfg.pprofMode {
+		self, err := os.Executable()
+		if err != nil {
+			return err
+		}
+		if e.cliDebug == "" {
+			if e.cliDebug, err = freeAddr(); err != nil {
+				return err
+			}
+		}
+		path, args = self, append([]string{"-role", "tunnel", "-debug-addr", e.cliDebug, "--"}, args[1:]...)
+	}
 	var err error
-	if e.cli, err = children.start(e.tmp, "cli", filepath.Join(e.bin, "nanodems-tunnel"), args, nil); err != nil {
+	if e.cli, err = children.start(e.tmp, "cli", path, args, nil); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)

@@ -407,7 +407,21 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 		if _, err := opens(ctx, dial, 4, 300*time.Millisecond, 100, nopMeter{}); err != nil {
 			return r, fmt.Errorf("warm-up: %w", err)
 		}
-		if r.Load, err = load(ctx, dial, e.tunnelProcs(f, path)); err != nil {
+		var during func()
+		if path == pathCLI && e.cfg.pprofMode {
+			during = func() {
+				e.saveProfile(ctx, "heap", "load")
+				e.saveProfile(ctx, "goroutine", "load")
+				for _, x := range []struct{ who, addr string }{{"relay", e.relayDebug}, {"agent", e.agentDebug}, {"nanodems-tunnel", e.cliDebug}} {
+					var m memStats
+					if debugGet(ctx, x.addr, "/perf/mem", &m) == nil {
+						logf("load   %s: heap in use %.1f MiB, stacks %.1f MiB, Sys %.1f MiB, %d goroutines", x.who,
+							float64(m.HeapInuse)/(1<<20), float64(m.StackInuse)/(1<<20), float64(m.Sys)/(1<<20), m.Goroutines)
+					}
+				}
+			}
+		}
+		if r.Load, err = load(ctx, dial, e.tunnelProcs(f, path), during); err != nil {
 			return r, fmt.Errorf("load: %w", err)
 		}
 		logf("load   %-8s %d conns × %d B every %v for %v: %d echoes, RSS %s MiB, CPU %.2f s, echo p50 %v p99 %v (opened in %v)",
@@ -467,8 +481,9 @@ func fmtParts[T any](m map[string]T, f func(T) string) string {
 // load opens loadConns connections, then on each echoes loadSize bytes
 // every loadEvery (starts spread over the first interval) for loadFor,
 // checking every echo. CPU of procs is read around the loadFor window,
-// their RSS at its end, with every connection still open.
-func load(ctx context.Context, dial dialFunc, procs []*proc) (loadResult, error) {
+// their RSS at its end, with every connection still open; during, if
+// set, runs then too.
+func load(ctx context.Context, dial dialFunc, procs []*proc, during func()) (loadResult, error) {
 	res := loadResult{RSS: map[string]int64{}, CPU: map[string]float64{}}
 	t0 := time.Now()
 	octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -537,6 +552,9 @@ func load(ctx context.Context, dial dialFunc, procs []*proc) (loadResult, error)
 	// RSS with every connection open, before the echoes stop.
 	for _, p := range procs {
 		res.RSS[p.name], _ = rssBytes(p.pid())
+	}
+	if during != nil {
+		during() // -pprof: profiles with every connection still open
 	}
 	wg.Wait()
 	for _, p := range procs {

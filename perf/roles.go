@@ -31,10 +31,11 @@ import (
 	"syscall"
 
 	"github.com/nanodems/connector/agent"
+	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/relay"
 )
 
-// runRole runs role ("relay" or "agent") with args, serving debug
+// runRole runs role ("relay", "agent" or "tunnel") with args, serving debug
 // endpoints on debugAddr.
 func runRole(role, debugAddr string, args []string) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -84,6 +85,16 @@ func runRole(role, debugAddr string, args []string) error {
 			return err
 		}
 		return a.Run(ctx)
+	case "tunnel":
+		// nanodems-tunnel run, as cmd/nanodems-tunnel does it.
+		fs := flag.NewFlagSet("tunnel", flag.ExitOnError)
+		var o cli.Options
+		fs.StringVar(&o.Relay.URL, "relay", "", "")
+		fs.StringVar(&o.Relay.Token, "token", "", "")
+		fs.StringVar(&o.Relay.Pin, "ca-pin", "", "")
+		fs.Parse(args)
+		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
+		return cli.Run(ctx, o)
 	}
 	return fmt.Errorf("unknown role %q", role)
 }
@@ -165,9 +176,13 @@ func debugGet(ctx context.Context, addr, path string, out any) error {
 	return nil
 }
 
-// saveProfile fetches /debug/pprof/NAME of relay and agent (-pprof).
+// saveProfile fetches /debug/pprof/NAME of relay, agent and
+// nanodems-tunnel (-pprof).
 func (e *env) saveProfile(ctx context.Context, name, tag string) {
-	for _, x := range []struct{ who, addr string }{{"relay", e.relayDebug}, {"agent", e.agentDebug}} {
+	for _, x := range []struct{ who, addr string }{{"relay", e.relayDebug}, {"agent", e.agentDebug}, {"cli", e.cliDebug}} {
+		if x.addr == "" {
+			continue
+		}
 		file := filepath.Join(profileDir(), x.who+"-"+name+"-"+tag+".pprof")
 		q := "?gc=1"
 		if name == "goroutine" {
