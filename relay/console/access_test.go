@@ -88,7 +88,7 @@ func TestConsoleErrors(t *testing.T) {
 	b.Run("stale form",
 		SetValues(`#new-site input[name=csrf]`, "stale-token", `#site-name`, "Never made"),
 		chromedp.Click(`#new-site-button`, chromedp.ByQuery),
-		chromedp.Click(`#create-site`, chromedp.ByQuery),
+		SubmitPage(`#create-site`),
 		chromedp.WaitVisible(`#error-reason`, chromedp.ByQuery))
 	if got := b.Text(`#error-title`); got != "HTTP 400 · Bad Request" {
 		t.Errorf("antiforgery title %q", got)

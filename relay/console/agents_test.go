@@ -81,7 +81,7 @@ func TestConsoleAgents(t *testing.T) {
 		chromedp.Click(row+` [data-dialog="revoke-agent"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#confirm-revoke-agent`, chromedp.ByQuery))
 	b.Shot("agents-revoke")
-	b.Run("confirm", chromedp.Click(`#confirm-revoke-agent`, chromedp.ByQuery), chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
+	b.Run("confirm", SubmitPage(`#confirm-revoke-agent`), chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
 	if got := b.Text(`#flash`); got != "Agent "+d.Info.AgentID+" revoked. Its session was closed." {
 		t.Errorf("flash %q", got)
 	}

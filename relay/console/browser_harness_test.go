@@ -469,3 +469,15 @@ func SetValues(fields ...string) chromedp.Action {
 	var ok bool
 	return chromedp.Evaluate(js.String(), &ok)
 }
+
+// SubmitPage clicks a form's submit button and waits until the page the
+// form posts to has replaced the current one. Waiting for `body` alone is
+// satisfied by the old page, and reading it then reads a stale form.
+func SubmitPage(sel string) chromedp.Action {
+	var ok bool
+	return chromedp.Tasks{
+		chromedp.Evaluate(`document.documentElement.dataset.leaving = "1"; true`, &ok),
+		chromedp.Click(sel, chromedp.ByQuery),
+		chromedp.WaitReady(`html:not([data-leaving]) body`, chromedp.ByQuery),
+	}
+}

@@ -127,7 +127,7 @@ func TestConsoleCLISession(t *testing.T) {
 	b.Run("revoke",
 		chromedp.Click(`#sessions button.danger`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#confirm-revoke-session`, chromedp.ByQuery),
-		chromedp.Click(`#confirm-revoke-session`, chromedp.ByQuery),
+		SubmitPage(`#confirm-revoke-session`),
 		chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
 	if got := b.Text(`#flash`); !strings.HasPrefix(got, "CLI session revoked") {
 		t.Errorf("flash %q", got)

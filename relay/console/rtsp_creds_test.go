@@ -49,7 +49,7 @@ func TestConsoleRTSPCredentials(t *testing.T) {
 		t.Error("a reload shows the secret again")
 	}
 	b.Run("revoke",
-		chromedp.Click(`#rc-`+user+` button.danger`, chromedp.ByQuery),
+		SubmitPage(`#rc-`+user+` button.danger`),
 		chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
 	if got := b.Text(`#flash`); got != "RTSP credential revoked; its streams have ended." {
 		t.Errorf("flash %q", got)

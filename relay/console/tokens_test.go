@@ -72,7 +72,7 @@ func TestConsoleTokens(t *testing.T) {
 	b.Run("revoke",
 		chromedp.Click(`#tok-`+id+` button.danger`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#confirm-revoke-token`, chromedp.ByQuery),
-		chromedp.Click(`#confirm-revoke-token`, chromedp.ByQuery),
+		SubmitPage(`#confirm-revoke-token`),
 		chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
 	if got := b.Text(`#flash`); got != "Token revoked; its next call gets 401." {
 		t.Errorf("flash %q", got)

@@ -137,8 +137,7 @@ func TestConsoleDevices(t *testing.T) {
 			chromedp.WaitVisible(`#dev-host`, chromedp.ByQuery),
 			SetValues(`#dev-label`, label, `#dev-host`, host, `#dev-ports`, ports, `#dev-manufacturer`, "Hikvision",
 				`#dev-model`, "DS-2CD2143", `#dev-username`, user, `#dev-password`, pass),
-			chromedp.Click(`#add-device-submit`, chromedp.ByQuery),
-			chromedp.WaitReady(`body`, chromedp.ByQuery),
+			SubmitPage(`#add-device-submit`),
 		)
 	}
 
@@ -198,7 +197,7 @@ func TestConsoleDevices(t *testing.T) {
 	b.Shot("device-delete-confirm")
 	var gone bool
 	b.Run("confirm", chromedp.Evaluate(`document.getElementById("flash")?.remove(); true`, &gone),
-		chromedp.Click(`#confirm-delete`, chromedp.ByQuery), chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
+		SubmitPage(`#confirm-delete`), chromedp.WaitVisible(`#flash`, chromedp.ByQuery))
 	if got := b.Text(`#flash`); !strings.HasPrefix(got, "Device Lobby deleted") {
 		t.Errorf("flash %q", got)
 	}
@@ -252,7 +251,7 @@ func TestConsoleEditPorts(t *testing.T) {
 	b.Expect(400, d.Info.RelayURL+"/devices/"+dev.ID+"/ports")
 	b.Run("save a bad list",
 		chromedp.SetValue(`#edit-ports-input`, want+", 70000", chromedp.ByQuery),
-		chromedp.Click(`#save-ports`, chromedp.ByQuery),
+		SubmitPage(`#save-ports`),
 		chromedp.WaitVisible(`#edit-ports-error`, chromedp.ByQuery),
 	)
 	if got := b.Text(`#edit-ports-error`); got != "port 70000 is out of range" {
@@ -268,7 +267,7 @@ func TestConsoleEditPorts(t *testing.T) {
 	open()
 	b.Run("save",
 		chromedp.SetValue(`#edit-ports-input`, want+", "+strconv.Itoa(newPort), chromedp.ByQuery),
-		chromedp.Click(`#save-ports`, chromedp.ByQuery),
+		SubmitPage(`#save-ports`),
 		chromedp.WaitVisible(`#flash`, chromedp.ByQuery),
 	)
 	flash := b.Text(`#flash`)
