@@ -5,8 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,20 +24,9 @@ import (
 // live; once PostgreSQL is back, everything works again without a
 // restart. The figures go to docs/ha.md's failure table.
 func TestFleetDatabaseAway(t *testing.T) {
-	dsn := testpg.DSN(t)
-	if _, err := binaries(); err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
 	ctx := context.Background()
-	r1 := startRelay(t, "r1", filepath.Join(root, "r1"), dsn, "")
-	var in installation
-	in.pin = pinLine.FindStringSubmatch(r1.log())[1]
-	key, err := os.ReadFile(filepath.Join(r1.dir, "admin-key"))
-	must(t, err)
-	in.adminKey = strings.TrimSpace(string(key))
-	copyKeys(t, r1.dir, filepath.Join(root, "r2"))
-	r2 := startRelay(t, "r2", filepath.Join(root, "r2"), dsn, in.pin)
+	root, _, in, relays := startFleet(t, "r1", "r2")
+	r1, r2 := relays[0], relays[1]
 	echo, err := demo.StartEcho("127.0.0.1:0")
 	must(t, err)
 	t.Cleanup(func() { echo.Close() })

@@ -66,25 +66,10 @@ type installation struct {
 // TestFleetProcesses is the fleet's end-to-end check with real processes:
 // three relays on one PostgreSQL, two agents at site 1 and one at site 2.
 func TestFleetProcesses(t *testing.T) {
-	dsn := testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
-	if _, err := binaries(); err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
 	ctx := context.Background()
-
-	r1 := startRelay(t, "r1", filepath.Join(root, "r1"), dsn, "")
-	var in installation
-	in.pin = pinLine.FindStringSubmatch(r1.log())[1]
-	key, err := os.ReadFile(filepath.Join(r1.dir, "admin-key"))
-	must(t, err)
-	in.adminKey = strings.TrimSpace(string(key))
-	copyKeys(t, r1.dir, filepath.Join(root, "r2"))
-	copyKeys(t, r1.dir, filepath.Join(root, "r3"))
-	r2 := startRelay(t, "r2", filepath.Join(root, "r2"), dsn, in.pin)
-	twoUp := time.Now() // from here two relays run the locked jobs
-	r3 := startRelay(t, "r3", filepath.Join(root, "r3"), dsn, in.pin)
-	relays := []*relayProc{r1, r2, r3}
+	root, dsn, in, relays := startFleet(t, "r1", "r2", "r3")
+	r1, r2, r3 := relays[0], relays[1], relays[2]
+	twoUp := r2.up // from here two relays run the locked jobs
 
 	// Targets, in this process: an echo server that honours half-close,
 	// and a web page that also answers an upload with its sha256.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testpg"
 	"github.com/nanodems/connector/internal/testwait"
 )
 
@@ -141,6 +142,7 @@ type relayProc struct {
 	api, agentAddr, peerAddr, debug, rtsp string
 	url                                   string // https://api
 	client                                *http.Client
+	up                                    time.Time // when it answered ready
 	// link is the relay's peer endpoint, a forwarder to peerAddr that
 	// the test can break (link_test.go).
 	link *link
@@ -154,6 +156,31 @@ const (
 	jobTick = time.Second
 	jobTTL  = 3 * jobTick
 )
+
+// startFleet starts relays named nodes on a new database of the test
+// PostgreSQL: the first creates the installation's key material, the
+// others get copies of it (copyKeys). It returns the directory under which
+// their data and logs are, the database, and the installation's pin and
+// admin key.
+func startFleet(t *testing.T, nodes ...string) (root, dsn string, in installation, relays []*relayProc) {
+	t.Helper()
+	dsn = testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
+	if _, err := binaries(); err != nil {
+		t.Fatal(err)
+	}
+	root = t.TempDir()
+	first := startRelay(t, nodes[0], filepath.Join(root, nodes[0]), dsn, "")
+	in.pin = pinLine.FindStringSubmatch(first.log())[1]
+	key, err := os.ReadFile(filepath.Join(first.dir, "admin-key"))
+	must(t, err)
+	in.adminKey = strings.TrimSpace(string(key))
+	relays = []*relayProc{first}
+	for _, node := range nodes[1:] {
+		copyKeys(t, first.dir, filepath.Join(root, node))
+		relays = append(relays, startRelay(t, node, filepath.Join(root, node), dsn, in.pin))
+	}
+	return root, dsn, in, relays
+}
 
 // startRelay starts relay node on the shared database with data directory
 // dir (already holding the installation's key material, except for the
@@ -197,6 +224,7 @@ func startRelay(t *testing.T, node, dir, dsn, pin string) *relayProc {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	r.up = time.Now()
 	return r
 }
 
