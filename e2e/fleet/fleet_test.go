@@ -250,7 +250,7 @@ func TestFleetProcesses(t *testing.T) {
 
 	t.Run("peer link refused and cut under a bridged tunnel", func(t *testing.T) {
 		x, h := other(b), byNode[holder[b.id]]
-		checkPeerLink(t, op(x, in.token), x.node, op(h, in.token), h, in.echo2)
+		checkPeerLink(t, op(x, in.token), x, op(h, in.token), h, in.echo2)
 	})
 
 	t.Run("kill -9 of a relay that holds an agent", func(t *testing.T) {

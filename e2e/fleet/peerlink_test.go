@@ -19,8 +19,10 @@ import (
 // peer whose listener is down or firewalled). Each time the bridged
 // tunnel must end on the client's side, a tunnel through holder itself
 // must go on, and once the link is back a new bridged tunnel must work;
-// while it is refused, a new bridged tunnel is refused with 503.
-func checkPeerLink(t *testing.T, via cli.Relay, viaNode string, holder cli.Relay, hp *relayProc, handle string) {
+// while it is refused, a new bridged tunnel is refused with 503 and
+// counted in the bridge's failures.
+func checkPeerLink(t *testing.T, via cli.Relay, vp *relayProc, holder cli.Relay, hp *relayProc, handle string) {
+	viaNode := vp.node
 	ctx := context.Background()
 	for _, refuse := range []bool{false, true} {
 		what := "cut"
@@ -62,11 +64,15 @@ func checkPeerLink(t *testing.T, via cli.Relay, viaNode string, holder cli.Relay
 			hp.node, what, viaNode, seen, endedAfter.Round(time.Millisecond), hp.node)
 		back := time.Now()
 		if refuse {
+			before := vp.bridgeStats(t)
 			start := time.Now()
 			_, err := cli.DialTunnel(ctx, via, handle)
 			var re *cli.RelayError
 			if !errors.As(err, &re) || re.Status != 503 {
 				t.Fatalf("link to %s refused: a new tunnel through %s: %v, want 503", hp.node, viaNode, err)
+			}
+			if after := vp.bridgeStats(t); after.Failures <= before.Failures {
+				t.Fatalf("%s bridge failures %d → %d: the refused bridge was not counted", viaNode, before.Failures, after.Failures)
 			}
 			t.Logf("link to %s refused: a new tunnel through %s answered %d %q after %v", hp.node, viaNode, re.Status, re.Reason, time.Since(start).Round(time.Millisecond))
 			hp.link.restore(t)

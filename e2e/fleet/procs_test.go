@@ -236,8 +236,9 @@ func (r *relayProc) apiClient() *demo.API { return &demo.API{Base: r.url, Client
 // bridgeStats reads the relay's BridgeTunnel counters from its debug
 // listener.
 func (r *relayProc) bridgeStats(t *testing.T) (st struct {
-	Opens uint64 `json:"bridge_opens_total"`
-	Bytes uint64 `json:"bridge_bytes_total"`
+	Opens    uint64 `json:"bridge_opens_total"`
+	Bytes    uint64 `json:"bridge_bytes_total"`
+	Failures uint64 `json:"bridge_failures_total"`
 }) {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{}}
