@@ -266,7 +266,7 @@ func (s *cliEdge) cliSession(r *http.Request) (store.CLISession, error) {
 // so a revocation racing with a use wins.
 func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.CLISession, error) {
 	now := s.cfg.Now()
-	if err := cliLive(c, now); err != nil {
+	if err := cliLive(ctx, s.store, c, now); err != nil {
 		return c, err
 	}
 	want := now.Add(cliSlide)
@@ -279,7 +279,7 @@ func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.
 	c, err := s.store.TouchCLISession(ctx, c.ID, now, want)
 	switch {
 	case errors.Is(err, store.ErrRevoked):
-		return c, errCLIRevoked
+		return c, sessionRevoked(ctx, s.store, c)
 	case errors.Is(err, store.ErrExpired):
 		return c, errCLIExpired
 	case errors.Is(err, store.ErrNotFound):
@@ -289,10 +289,10 @@ func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.
 }
 
 // cliLive says why c cannot be used at now, or nil.
-func cliLive(c store.CLISession, now time.Time) error {
+func cliLive(ctx context.Context, st store.Store, c store.CLISession, now time.Time) error {
 	switch {
 	case c.RevokedAt != nil:
-		return errCLIRevoked
+		return sessionRevoked(ctx, st, c)
 	case !now.Before(c.ExpiresAt), !now.Before(c.HardCapAt):
 		return errCLIExpired
 	}
