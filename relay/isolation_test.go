@@ -189,6 +189,8 @@ var isolationRoutes = []isoRoute{
 	{pattern: "POST /sites/{siteId}/probe", paths: paths("/sites/{site}/probe"), body: "range=10.9.9.0/30", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/runs/{runId}/add", paths: paths("/sites/{site}/runs/run_x/add"), body: "host=10.9.9.1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/rtsp/{port}", paths: paths("/devices/{device}/rtsp/{port}"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /handles/{handle}/revoke", paths: paths("/handles/{handle}/revoke"), body: "site_id={site}&device_id={device}", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /handles/{handle}/rotate", paths: paths("/handles/{handle}/rotate"), body: "site_id={site}&device_id={device}", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "GET /cli-sessions", paths: paths("/cli-sessions", "/cli-sessions?site={site}"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "POST /cli-sessions", paths: paths("/cli-sessions"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /cli-sessions/{sessionId}/revoke", paths: paths("/cli-sessions/{cli}/revoke"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
