@@ -13,6 +13,21 @@ import (
 // (DELETE /api/handles/{handle}, POST /api/handles/{handle}/rotate):
 // the same checks, tunnel cuts and audit records.
 
+// handleAction is one of a handle's buttons on the site page, with its
+// confirm dialog (#rotate-handle, #revoke-handle).
+type handleAction struct {
+	Verb, Label, Class string
+	Says               string // what confirming does, in the dialog
+}
+
+// HandleActions are the buttons of each handle on the site page.
+func (siteView) HandleActions() []handleAction {
+	return []handleAction{
+		{Verb: "rotate", Label: "Rotate", Says: "The port gets a new handle; its URLs with the old one (/c/…, rtsp://) answer 404 at once and its open tunnels are cut."},
+		{Verb: "revoke", Label: "Revoke", Class: "danger", Says: "Its URLs answer 404 at once and its open tunnels are cut. The port has no handle until it is opened again."},
+	}
+}
+
 // handleBack is where a handle's button returns: the device's row on its
 // site page, or the sites list when the form names no site.
 func handleBack(r *http.Request) string {
