@@ -46,7 +46,11 @@ func (s *Server) applyChange(ctx context.Context, c store.Change) {
 		s.auth.tokens.Clear()
 		s.cutHere(c.ID, "", errTokenRevoked)
 	case store.ChangeCLISessionRevoked:
-		s.cutHere(c.ID, "", errCLIRevoked)
+		reason := errCLIRevoked
+		if c.By != "" {
+			reason = errPartnerKeyRevoked
+		}
+		s.cutHere(c.ID, "", reason)
 	case store.ChangeLicenseRevoked:
 		s.cutHere(c.ID, "", errLicenseRevoked)
 	case store.ChangePartnerKeyRevoked:
@@ -171,8 +175,11 @@ func credStillValid(ctx context.Context, st store.Store, cred string) error {
 		return err
 	case strings.HasPrefix(cred, "cli_"):
 		c, err := st.GetCLISession(ctx, cred)
-		if gone(err, c.RevokedAt) {
+		if errors.Is(err, store.ErrNotFound) {
 			return errCLIRevoked
+		}
+		if err == nil && c.RevokedAt != nil {
+			return sessionRevoked(ctx, st, c)
 		}
 		return err
 	case strings.HasPrefix(cred, "lic_"):

@@ -203,14 +203,21 @@ func (s *cliEdge) listCLISessions(w http.ResponseWriter, r *http.Request, p Prin
 	if err != nil {
 		return err
 	}
+	writeJSON(w, http.StatusOK, sessionsJSON(cs, cliSessionJSON))
+	return nil
+}
+
+// sessionsJSON is a list of CLI sessions as show draws each, with the
+// connections each has open on this relay. The site's Active sessions
+// and a partner's GET /api/v1/sessions list with it.
+func sessionsJSON(cs []store.CLISession, show func(store.CLISession) map[string]any) []map[string]any {
 	out := make([]map[string]any, 0, len(cs))
 	for _, c := range cs {
-		j := cliSessionJSON(c)
+		j := show(c)
 		j["connections"] = credConns.count(c.ID)
 		out = append(out, j)
 	}
-	writeJSON(w, http.StatusOK, out)
-	return nil
+	return out
 }
 
 // revokeCLISession serves DELETE /api/cli/sessions/{id}: the token stops
@@ -225,18 +232,28 @@ func (s *cliEdge) revokeCLISession(w http.ResponseWriter, r *http.Request, p Pri
 	if !p.canAccess(c.TenantID) {
 		return fmt.Errorf("%w: CLI session does not belong to your tenant", errForbidden)
 	}
-	if err := s.store.RevokeCLISession(r.Context(), id, s.cfg.Now()); err != nil {
-		return err
-	}
-	closed := credConns.cut(id, errCLIRevoked)
-	s.audit(store.AuditEvent{TenantID: c.TenantID, Actor: p.Actor, Action: "cli_session.revoke", Target: id,
-		Detail: fmt.Sprintf("connections closed: %d", closed)})
-	c, err = s.store.GetCLISession(r.Context(), id)
+	c, closed, err := s.endCLISession(r.Context(), c, p.Actor)
 	if err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]any{"id": id, "revoked_at": c.RevokedAt, "closed_connections": closed})
 	return nil
+}
+
+// endCLISession revokes CLI session c for actor: the token stops
+// working, what it opened here is cut (elsewhere through the change
+// feed), and the revocation is audited. It returns the session as stored
+// afterwards and how many connections it closed. A user's DELETE and a
+// partner's DELETE /api/v1/sessions/{tokenHash} both revoke with it.
+func (s *base) endCLISession(ctx context.Context, c store.CLISession, actor string) (store.CLISession, int, error) {
+	if err := s.store.RevokeCLISession(ctx, c.ID, s.cfg.Now()); err != nil {
+		return c, 0, err
+	}
+	closed := credConns.cut(c.ID, errCLIRevoked)
+	s.audit(store.AuditEvent{TenantID: c.TenantID, Actor: actor, Action: "cli_session.revoke", Target: c.ID,
+		Detail: fmt.Sprintf("connections closed: %d", closed)})
+	c, err := s.store.GetCLISession(ctx, c.ID)
+	return c, closed, err
 }
 
 // cliSession authenticates a CLI by its Bearer ops_ token, checks that the
@@ -266,7 +283,7 @@ func (s *cliEdge) cliSession(r *http.Request) (store.CLISession, error) {
 // so a revocation racing with a use wins.
 func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.CLISession, error) {
 	now := s.cfg.Now()
-	if err := cliLive(c, now); err != nil {
+	if err := cliLive(ctx, s.store, c, now); err != nil {
 		return c, err
 	}
 	want := now.Add(cliSlide)
@@ -279,7 +296,7 @@ func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.
 	c, err := s.store.TouchCLISession(ctx, c.ID, now, want)
 	switch {
 	case errors.Is(err, store.ErrRevoked):
-		return c, errCLIRevoked
+		return c, sessionRevoked(ctx, s.store, c)
 	case errors.Is(err, store.ErrExpired):
 		return c, errCLIExpired
 	case errors.Is(err, store.ErrNotFound):
@@ -289,10 +306,10 @@ func (s *cliEdge) useCLISession(ctx context.Context, c store.CLISession) (store.
 }
 
 // cliLive says why c cannot be used at now, or nil.
-func cliLive(c store.CLISession, now time.Time) error {
+func cliLive(ctx context.Context, st store.Store, c store.CLISession, now time.Time) error {
 	switch {
 	case c.RevokedAt != nil:
-		return errCLIRevoked
+		return sessionRevoked(ctx, st, c)
 	case !now.Before(c.ExpiresAt), !now.Before(c.HardCapAt):
 		return errCLIExpired
 	}

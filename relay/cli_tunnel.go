@@ -337,7 +337,7 @@ func (s *cliEdge) watchCLIMux(id string, m *cliMuxConn) {
 		case <-t.C:
 			c, err := s.store.GetCLISession(context.Background(), id)
 			if err == nil {
-				err = cliLive(c, s.cfg.Now())
+				err = cliLive(context.Background(), s.store, c, s.cfg.Now())
 			}
 			var ae cliAuthError
 			if errors.As(err, &ae) {

@@ -48,13 +48,17 @@ func TestCredentialRevokedElsewhereCutsTunnels(t *testing.T) {
 	st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
 	must(t, err)
 	defer st.Close()
+	run := runCLI(t, d.Demo, s.Token)
 	start = time.Now()
 	revoked, err := other.RevokePartnerKey(ctx, k.ID, time.Now())
 	must(t, err)
 	if len(revoked) != 1 || revoked[0] != s.ID {
 		t.Fatalf("revoked sessions %v, want [%s]", revoked, s.ID)
 	}
-	rd.wantCut(t, start)
+	if rd.wantCut(t, start) && (rd.err == nil || !strings.Contains(rd.err.Error(), "partner key revoked")) {
+		t.Errorf("partner session's tunnel on A ended with %v, want the key's revocation", rd.err)
+	}
+	wantCLIExit(t, run, keyRevokedExit)
 	select {
 	case <-m.dead:
 		t.Logf("CLI mux on A closed %v after its partner key was revoked elsewhere", time.Since(start).Round(time.Millisecond))
@@ -62,7 +66,8 @@ func TestCredentialRevokedElsewhereCutsTunnels(t *testing.T) {
 		t.Fatal("CLI mux on A still open after its partner key was revoked elsewhere")
 	}
 	_, err = cli.DialTunnel(ctx, cliRelay(d.Demo, s.Token), d.Info.EchoHandle)
-	wantRelayError(t, err, 401, "CLI session revoked")
+	wantRelayError(t, err, 401, "partner key revoked: the CLI sessions it issued are revoked with it")
+	wantAuditDetail(t, d.Demo, "credential.cut", s.ID, "(partner key revoked: the CLI sessions it issued are revoked with it, revoked on another relay)")
 
 	// Unannounced: only a resync finds it.
 	l2 := issueLicense(t, d.Demo, d.Info.TenantID)

@@ -300,12 +300,14 @@ func TestPartnerKeySessions(t *testing.T) {
 	must(t, err)
 	defer c3.Close()
 	otherR := echoTunnel(t, "other key's session's tunnel", c3)
+	run := runCLI(t, d, s.Token)
 
 	start := time.Now()
 	must(t, d.API.Do(ctx, "DELETE", "/api/admin/tenants/"+d.Info.TenantID+"/partner-keys/"+k.ID, nil, nil, demo.Admin(d.Info.AdminKey)))
-	if rd.wantCut(t, start) && (rd.err == nil || !strings.Contains(rd.err.Error(), "partner key")) {
+	if rd.wantCut(t, start) && (rd.err == nil || !strings.Contains(rd.err.Error(), "partner key revoked")) {
 		t.Errorf("tunnel ended with %v, want the key's revocation", rd.err)
 	}
+	wantCLIExit(t, run, keyRevokedExit)
 	select {
 	case <-m.dead:
 		t.Logf("CLI mux closed %v after its partner key was revoked", time.Since(start).Round(time.Millisecond))
@@ -313,9 +315,15 @@ func TestPartnerKeySessions(t *testing.T) {
 		t.Fatal("CLI mux still open after its partner key was revoked")
 	}
 	otherR.wantOpen(t)
-	wantAuditDetail(t, d, "partner_key.revoke", k.ID, "sessions revoked: 1 ("+s.ID+"); connections closed: 2")
-	// The CLI's next request is refused, and so is the key.
+	wantAuditDetail(t, d, "partner_key.revoke", k.ID, "sessions revoked: 1 ("+s.ID+"); connections closed: ")
+	// The CLI's next request is refused with the key's revocation, and so
+	// is the key; the session the partner revoked before keeps its own
+	// reason.
 	err = d.API.Do(ctx, "GET", "/api/cli/sessions/plan", nil, nil, demo.Bearer(s.Token))
+	wantRelayError(t, err, 401, "partner key revoked: the CLI sessions it issued are revoked with it")
+	_, err = cli.DialTunnel(ctx, cliRelay(d, s.Token), d.Info.EchoHandle)
+	wantRelayError(t, err, 401, "partner key revoked: the CLI sessions it issued are revoked with it")
+	_, err = cli.DialTunnel(ctx, cliRelay(d, s2.Token), d.Info.EchoHandle)
 	wantRelayError(t, err, 401, "CLI session revoked")
 	err = d.API.Do(ctx, "GET", "/api/v1/sessions", nil, nil, apiKey(k.Key))
 	wantRelayError(t, err, 401, "invalid or revoked credential: X-API-Key is not a live nk_ partner key")

@@ -48,6 +48,9 @@ type isoFixture struct {
 	bTenant, bUser, bSite, bEmail, bPassword, bToken, bOps, bCSRF string
 	bLicense, bNK, bNKFar, bHandle                                string
 	bBrowser                                                      *http.Client
+	// B's ids, for the columns of B's credentials on B's own objects,
+	// and B's revoked nt_ token (isolation_columns_test.go).
+	bDevice, bTokenID, bCLI, bCLIHash, bLicenseID, bNKID, bRevoked string
 }
 
 // isoRoute is one route of the relay and how to aim it at tenant A.
@@ -69,6 +72,10 @@ type isoRoute struct {
 	// check replaces the 403/404 rule for routes that answer B with B's
 	// own data: it must show nothing of A.
 	check func(t *testing.T, f *isoFixture, status int, body string)
+	// admin is the admin key's status on the route's GET of A's objects,
+	// and own the status of B's accepted credentials on B's own objects,
+	// where not 2xx (isolation_columns_test.go).
+	admin, own int
 }
 
 func paths(ps ...string) func(*isoFixture) []string {
@@ -140,7 +147,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "DELETE /api/admin/tenants/{tenantId}/licenses/{licenseId}", paths: paths("/api/admin/tenants/{tenant}/licenses/{license}", "/api/admin/tenants/{bTenant}/licenses/{license}"), accepts: apiCreds},
 	{pattern: "GET /api/tenants/{tenantId}/licenses", paths: paths("/api/tenants/{tenant}/licenses"), accepts: apiCreds},
 	{pattern: "POST /api/admin/tenants/{tenantId}/partner-keys", paths: paths("/api/admin/tenants/{tenant}/partner-keys"), accepts: apiCreds},
-	{pattern: "GET /api/admin/tenants/{tenantId}/partner-keys", paths: paths("/api/admin/tenants/{tenant}/partner-keys"), accepts: apiCreds},
+	{pattern: "GET /api/admin/tenants/{tenantId}/partner-keys", paths: paths("/api/admin/tenants/{tenant}/partner-keys"), accepts: apiCreds, own: 403},
 	{pattern: "DELETE /api/admin/tenants/{tenantId}/partner-keys/{keyId}", paths: paths("/api/admin/tenants/{tenant}/partner-keys/{partnerKey}", "/api/admin/tenants/{bTenant}/partner-keys/{partnerKey}"), accepts: apiCreds},
 	{pattern: "POST /api/v1/sessions", paths: paths("/api/v1/sessions"), body: `{"external_operator_id":"x","operator_display_name":"y","site_ids":["{site}"]}`, accepts: partnerCreds},
 	{pattern: "GET /api/v1/sessions", paths: paths("/api/v1/sessions"), accepts: []isoCred{credNK}, check: sessionsWithoutA},
@@ -152,7 +159,7 @@ var isolationRoutes = []isoRoute{
 	{pattern: "GET /api/audit", paths: paths("/api/audit?tenant_id={tenant}", "/api/audit"), accepts: apiCreds, check: onlyOwnAudit},
 	{pattern: "GET /api/downloads", skip: "public: the binaries are the same for every tenant"},
 	{pattern: "GET /downloads/{file}", skip: "public: the binaries are the same for every tenant"},
-	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: tunnelCreds},
+	{pattern: "GET /api/tunnel/{handle}", paths: paths("/api/tunnel/{handle}"), ws: true, accepts: tunnelCreds, admin: 426},
 	{pattern: "POST /api/handles/{handle}/rtsp-url", paths: paths("/api/handles/{handle}/rtsp-url"), accepts: apiCreds},
 	// B's own tenant with A's site: the site is as unknown as one that does not exist.
 	{pattern: "POST /api/tenants/{tenantId}/rtsp-credentials", paths: paths("/api/tenants/{tenant}/rtsp-credentials", "/api/tenants/{bTenant}/rtsp-credentials"), body: `{"name":"by B","site_id":"{site}"}`, accepts: apiCreds},
@@ -163,14 +170,14 @@ var isolationRoutes = []isoRoute{
 	{pattern: "POST /api/handles/{handle}/rotate", paths: paths("/api/handles/{handle}/rotate"), accepts: apiCreds},
 	{pattern: "DELETE /api/users/{userId}", paths: paths("/api/users/{user}", "/api/users/{bUser}"), accepts: apiCreds},
 	{pattern: "POST /api/admin/users/{userId}/superadmin", paths: paths("/api/admin/users/{user}/superadmin", "/api/admin/users/{bUser}/superadmin"), body: `{"superadmin":true}`, accepts: apiCreds},
-	{pattern: "GET /api/admin/tenants", paths: paths("/api/admin/tenants"), accepts: apiCreds},
+	{pattern: "GET /api/admin/tenants", paths: paths("/api/admin/tenants"), accepts: apiCreds, own: 403},
 	{pattern: "GET /login", skip: noTenancy},
 	{pattern: "POST /login", skip: "signs in by email and password; signin_test.go"},
 	{pattern: "POST /logout", skip: "ends the caller's own session only"},
 	{pattern: "POST /switch-tenant", paths: paths("/switch-tenant"), body: "tenant_id={tenant}", form: true, accepts: []isoCred{credCookie}},
-	{pattern: "GET /c-auth", paths: paths("/c-auth?handle={handle}&next=/"), accepts: []isoCred{credCookie}},
-	{pattern: "/c/{handle}", paths: paths("/c/{handle}"), accepts: webCreds},
-	{pattern: "/c/{handle}/{rest...}", paths: paths("/c/{handle}/", "/c/{handle}/index.html"), body: `x=1`, accepts: webCreds},
+	{pattern: "GET /c-auth", paths: paths("/c-auth?handle={handle}&next=/"), accepts: []isoCred{credCookie}, own: 303},
+	{pattern: "/c/{handle}", paths: paths("/c/{handle}"), accepts: webCreds, admin: passThrough, own: 503},
+	{pattern: "/c/{handle}/{rest...}", paths: paths("/c/{handle}/", "/c/{handle}/index.html"), body: `x=1`, accepts: webCreds, admin: passThrough, own: 503},
 	{pattern: "/", skip: "the catch-all: a page that names no object, or a 404"},
 	// The console's pages (relay/console): a session cookie and, on a
 	// form, its antiforgery token; every other credential is sent to sign in.
@@ -189,6 +196,8 @@ var isolationRoutes = []isoRoute{
 	{pattern: "POST /sites/{siteId}/probe", paths: paths("/sites/{site}/probe"), body: "range=10.9.9.0/30", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /sites/{siteId}/runs/{runId}/add", paths: paths("/sites/{site}/runs/run_x/add"), body: "host=10.9.9.1", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /devices/{deviceId}/rtsp/{port}", paths: paths("/devices/{device}/rtsp/{port}"), body: "go=1", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /handles/{handle}/revoke", paths: paths("/handles/{handle}/revoke"), body: "site_id={site}&device_id={device}", form: true, accepts: []isoCred{credCookie}},
+	{pattern: "POST /handles/{handle}/rotate", paths: paths("/handles/{handle}/rotate"), body: "site_id={site}&device_id={device}", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "GET /cli-sessions", paths: paths("/cli-sessions", "/cli-sessions?site={site}"), accepts: []isoCred{credCookie}, check: showsNothingOfA},
 	{pattern: "POST /cli-sessions", paths: paths("/cli-sessions"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
 	{pattern: "POST /cli-sessions/{sessionId}/revoke", paths: paths("/cli-sessions/{cli}/revoke"), body: "site_id={site}", form: true, accepts: []isoCred{credCookie}},
@@ -215,7 +224,7 @@ var isolationRoutes = []isoRoute{
 // serves: the answer is 403 or 404 (never a 2xx, 3xx into A's data, or
 // 5xx), and tenant A's objects in the store are as they were.
 func TestTenantIsolation(t *testing.T) {
-	d := startDemo(t, func(c *relay.Config) { c.AppsDomain = "apps.invalid" })
+	d := startDemo(t, func(c *relay.Config) { c.AppsDomain = "apps.invalid"; c.RTSPSAddr = "127.0.0.1:0" })
 	f := newIsoFixture(t, d)
 
 	registered := relay.RoutePatterns(d.Relay)
@@ -278,6 +287,8 @@ func TestTenantIsolation(t *testing.T) {
 			t.Fatalf("after %s, tenant A's state changed:\nbefore %s\nafter  %s", r.pattern, before, after)
 		}
 	}
+	f.moreColumns(t, before) // isolation_columns_test.go
+	f.rtspIsolation(t)       // isolation_rtsp_test.go
 }
 
 // newIsoFixture mints tenant A's remaining ids and makes tenant B: a
@@ -313,25 +324,32 @@ func newIsoFixture(t *testing.T, d *demo.Demo) *isoFixture {
 	}
 	must(t, d.API.Do(ctx, "POST", "/api/admin/tenants", map[string]string{"name": "Tenant B"}, &ten, admin))
 	f.bTenant, f.bEmail, f.bPassword = ten.ID, "b@b.invalid", "tenant-b-password-1"
-	f.bLicense = ten.License.GUID
-	f.bNK = issuePartnerKey(t, d, ten.ID, "127.0.0.1/32").Key
+	f.bLicense, f.bLicenseID = ten.License.GUID, ten.License.ID
+	bKey := issuePartnerKey(t, d, ten.ID, "127.0.0.1/32")
+	f.bNK, f.bNKID = bKey.Key, bKey.ID
 	f.bNKFar = issuePartnerKey(t, d, ten.ID, "203.0.113.0/24").Key
 	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/users", map[string]string{"email": f.bEmail, "password": f.bPassword}, &usr, admin))
 	f.bUser = usr.ID
 	must(t, d.API.Do(ctx, "POST", "/api/users/"+usr.ID+"/tokens", nil, &btok, admin))
-	f.bToken = btok.Token
+	f.bToken, f.bTokenID = btok.Token, btok.ID
 	must(t, d.API.Do(ctx, "POST", "/api/tenants/"+ten.ID+"/sites", map[string]any{"name": "B site", "allow_loopback": true}, &site, demo.Bearer(f.bToken)))
 	f.bSite = site.ID
 	var bDev struct {
+		ID      string            `json:"id"`
 		Handles map[string]string `json:"handles"`
 	}
 	must(t, d.API.Do(ctx, "POST", "/api/sites/"+site.ID+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{f.port}}, &bDev, demo.Bearer(f.bToken)))
-	f.bHandle = bDev.Handles[strconv.Itoa(f.port)]
+	f.bHandle, f.bDevice = bDev.Handles[strconv.Itoa(f.port)], bDev.ID
 	var ops struct {
+		ID    string `json:"id"`
 		Token string `json:"token"`
 	}
 	must(t, d.API.Do(ctx, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{site.ID}}, &ops, demo.Bearer(f.bToken)))
-	f.bOps = ops.Token
+	f.bOps, f.bCLI, f.bCLIHash = ops.Token, ops.ID, hex.EncodeToString(secret.Hash(ops.Token))
+	var gone struct{ ID, Token string }
+	must(t, d.API.Do(ctx, "POST", "/api/users/"+usr.ID+"/tokens", nil, &gone, admin))
+	must(t, d.API.Do(ctx, "DELETE", "/api/users/"+usr.ID+"/tokens/"+gone.ID, nil, nil, admin))
+	f.bRevoked = gone.Token
 
 	f.bBrowser = browser(t, d)
 	if resp := signIn(t, d, f.bBrowser, f.bEmail, f.bPassword); resp.StatusCode != http.StatusSeeOther {
@@ -400,6 +418,13 @@ func (f *isoFixture) do(t *testing.T, c isoCred, method, path, body string, form
 	}
 	client := f.d.API.Client
 	switch c {
+	case credNone:
+	case credGarbage:
+		f.garbage(req)
+	case credAdmin:
+		req.Header.Set("X-Admin-Api-Key", f.d.Info.AdminKey)
+	case credRevoked:
+		req.Header.Set("Authorization", "Bearer "+f.bRevoked)
 	case credToken:
 		req.Header.Set("Authorization", "Bearer "+f.bToken)
 	case credBasic:

@@ -1,6 +1,7 @@
 package relay
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/netip"
@@ -19,8 +20,27 @@ import (
 // key's routes.
 
 // errPartnerKeyRevoked is the reason the connections of a session whose
-// partner key was revoked end with; the CLI prints it as it exits.
-var errPartnerKeyRevoked = cliAuthError("CLI session revoked: the partner key that issued it was revoked")
+// partner key was revoked end with, and the refusal of its later
+// requests, on every relay; the CLI prints it as it exits. It names the
+// key, not the session: an operator told "CLI session revoked" asks the
+// partner for a new session, and the partner's key is what is gone.
+var errPartnerKeyRevoked = cliAuthError("partner key revoked: the CLI sessions it issued are revoked with it")
+
+// sessionRevoked is why revoked session c is refused: its partner key's
+// revocation if that is what revoked it (the key's revoked_at is the
+// session's, or earlier when c was read before the write), else
+// errCLIRevoked. It reads the key only for a session a key issued, and
+// only on the way to a refusal.
+func sessionRevoked(ctx context.Context, st store.Store, c store.CLISession) error {
+	if c.IssuerKeyID == "" {
+		return errCLIRevoked
+	}
+	k, err := st.GetPartnerKey(ctx, c.IssuerKeyID)
+	if err == nil && k.RevokedAt != nil && (c.RevokedAt == nil || !k.RevokedAt.After(*c.RevokedAt)) {
+		return errPartnerKeyRevoked
+	}
+	return errCLIRevoked
+}
 
 const maxPartnerKeyLabel = 200 // bytes of a key's label
 

@@ -197,13 +197,7 @@ func (s *partnerSessions) listSessions(w http.ResponseWriter, r *http.Request, k
 	if err != nil {
 		return err
 	}
-	out := make([]map[string]any, 0, len(cs))
-	for _, c := range cs {
-		j := partnerSessionJSON(c)
-		j["connections"] = credConns.count(c.ID)
-		out = append(out, j)
-	}
-	writeJSON(w, http.StatusOK, out)
+	writeJSON(w, http.StatusOK, sessionsJSON(cs, partnerSessionJSON))
 	return nil
 }
 
@@ -224,13 +218,8 @@ func (s *partnerSessions) revokeSession(w http.ResponseWriter, r *http.Request, 
 	if err != nil {
 		return err
 	}
-	if err := s.store.RevokeCLISession(r.Context(), c.ID, s.cfg.Now()); err != nil {
-		return err
-	}
-	closed := credConns.cut(c.ID, errCLIRevoked)
-	s.audit(store.AuditEvent{TenantID: c.TenantID, Actor: "partner_key:" + k.ID, Action: "cli_session.revoke", Target: c.ID,
-		Detail: fmt.Sprintf("connections closed: %d", closed)})
-	if c, err = s.store.GetCLISession(r.Context(), c.ID); err != nil {
+	c, closed, err := s.endCLISession(r.Context(), c, "partner_key:"+k.ID)
+	if err != nil {
 		return err
 	}
 	out := partnerSessionJSON(c)

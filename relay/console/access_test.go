@@ -3,6 +3,7 @@ package console_test
 import (
 	"context"
 	"errors"
+	"maps"
 	"net/http"
 	"net/url"
 	"slices"
@@ -153,11 +154,11 @@ func TestConsoleTenantIsolation(t *testing.T) {
 	api(t, d, "POST", "/api/users/"+d.Info.UserID+"/tokens", nil, &aTok)
 	api(t, d, "POST", "/api/cli/sessions", map[string]any{"site_ids": []string{d.Info.SiteID}}, &aCLI)
 	ids := strings.NewReplacer("{siteId}", d.Info.SiteID, "{deviceId}", d.Info.DeviceID, "{port}", port, "{file}", "app.css",
-		"{agentId}", d.Info.AgentID, "{tokenId}", aTok.ID, "{sessionId}", aCLI.ID)
+		"{agentId}", d.Info.AgentID, "{tokenId}", aTok.ID, "{sessionId}", aCLI.ID, "{handle}", dev.Handles[port])
 	tested := 0
 	for _, rt := range console.New(nil, nil, console.Options{}).Routes() {
 		method, pattern, _ := strings.Cut(rt.Pattern, " ")
-		if !strings.Contains(pattern, "Id}") {
+		if !strings.Contains(pattern, "Id}") && !strings.Contains(pattern, "{handle}") {
 			continue // no id of anyone's: nothing to isolate
 		}
 		path := ids.Replace(pattern)
@@ -191,7 +192,7 @@ func TestConsoleTenantIsolation(t *testing.T) {
 		t.Fatalf("tenant B changed tenant A's devices: %d → %d", len(before), len(after))
 	}
 	for i := range after {
-		if !slices.Equal(after[i].Ports, before[i].Ports) || len(after[i].Handles) != len(before[i].Handles) {
+		if !slices.Equal(after[i].Ports, before[i].Ports) || !maps.Equal(after[i].Handles, before[i].Handles) {
 			t.Errorf("tenant B changed device %s: %+v → %+v", after[i].ID, before[i], after[i])
 		}
 	}

@@ -103,6 +103,8 @@ func (h *Handler) routes() []route {
 		{"POST /devices/{deviceId}/delete", h.form(h.deleteDevice)},
 		{"POST /devices/{deviceId}/open/{port}", h.form(h.openPort)},
 		{"POST /devices/{deviceId}/rtsp/{port}", h.form(h.rtspURL)},
+		{"POST /handles/{handle}/revoke", h.form(h.revokeHandle)}, // handles.go
+		{"POST /handles/{handle}/rotate", h.form(h.rotateHandle)},
 		{"GET /cli-sessions", h.page(h.cliSessionsPage)},
 		{"POST /cli-sessions", h.form(h.createCLISession)},
 		{"POST /cli-sessions/{sessionId}/revoke", h.form(h.revokeCLISession)},

@@ -59,7 +59,8 @@ const (
 const (
 	ChangeLicenseRevoked ChangeKind = "license.revoke"
 	// ChangePartnerKeyRevoked: an nk_ key was revoked; each CLI session
-	// it issued comes with its own ChangeCLISessionRevoked.
+	// it issued comes with its own ChangeCLISessionRevoked, whose By is
+	// the key.
 	ChangePartnerKeyRevoked ChangeKind = "partner_key.revoke"
 )
 
@@ -69,6 +70,10 @@ type Change struct {
 	ID       string     `json:"i,omitempty"`
 	SiteID   string     `json:"s,omitempty"`
 	TenantID string     `json:"t,omitempty"`
+	// By names the credential whose revocation this change follows: the
+	// partner key of a ChangeCLISessionRevoked that RevokePartnerKey
+	// made, so that the relays cutting the session say the key did it.
+	By string `json:"b,omitempty"`
 }
 
 // notify notes c as part of the transaction.

@@ -74,6 +74,9 @@ func TestChangesReachOtherStores(t *testing.T) {
 		must(t, a.CreateCLISession(ctx, CLISession{ID: "cli1", Hash: []byte("c1"), TenantID: "t1", SiteIDs: []string{"s1"},
 			CreatedAt: t0, ExpiresAt: at(time.Hour), HardCapAt: at(2 * time.Hour)}))
 		must(t, a.CreateSession(ctx, Session{Hash: []byte{0xab, 0xcd}, UserID: "u1", TenantID: "t1", CreatedAt: t0, ExpiresAt: at(time.Hour)}))
+		must(t, a.CreatePartnerKey(ctx, PartnerKey{ID: "pk1", Hash: []byte("k1"), TenantID: "t1", CreatedAt: t0}))
+		must(t, a.CreateCLISession(ctx, CLISession{ID: "cli2", Hash: []byte("c2"), TenantID: "t1", SiteIDs: []string{"s1"},
+			CreatedAt: t0, ExpiresAt: at(time.Hour), HardCapAt: at(2 * time.Hour), IssuerKeyID: "pk1"}))
 
 		// A failed write notes nothing: the next change B hears is the
 		// one after it.
@@ -97,6 +100,8 @@ func TestChangesReachOtherStores(t *testing.T) {
 		must(t, a.RevokeAgent(ctx, "ag1", at(time.Second)))
 		must(t, a.RevokeAPIToken(ctx, "tok1", at(time.Second)))
 		must(t, a.RevokeCLISession(ctx, "cli1", at(time.Second)))
+		_, err = a.RevokePartnerKey(ctx, "pk1", at(time.Second))
+		must(t, err)
 		must(t, a.DeleteSession(ctx, []byte{0xab, 0xcd}))
 		must(t, a.RevokeHandle(ctx, "h_1", at(time.Second)))
 		must(t, a.UpdateSite(ctx, Site{ID: "s2", TenantID: "t1", Name: "Renamed", AllowLoopback: true}))
@@ -109,6 +114,9 @@ func TestChangesReachOtherStores(t *testing.T) {
 			{Kind: ChangeAgentRevoked, ID: "ag1"},
 			{Kind: ChangeTokenRevoked, ID: "tok1"},
 			{Kind: ChangeCLISessionRevoked, ID: "cli1"},
+			// The key's sessions say the key revoked them.
+			{Kind: ChangePartnerKeyRevoked, ID: "pk1"},
+			{Kind: ChangeCLISessionRevoked, ID: "cli2", By: "pk1"},
 			{Kind: ChangeSessionEnded, ID: "abcd"},
 			{Kind: ChangeHandleRevoked, ID: "h_1"},
 			{Kind: ChangeSite, ID: "s2", TenantID: "t1"},

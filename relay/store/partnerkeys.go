@@ -68,8 +68,8 @@ func (s *sqlStore) ListPartnerKeys(ctx context.Context, tenantID string) ([]Part
 // RevokePartnerKey marks the key revoked and, in the same transaction,
 // every live CLI session it issued, and returns the ids of the sessions
 // it revoked. The other relays hear of the key and of each session
-// (ChangePartnerKeyRevoked, ChangeCLISessionRevoked) if and only if it
-// commits. Revoking the key again keeps its first time and revokes the
+// (ChangePartnerKeyRevoked, ChangeCLISessionRevoked with By set to the
+// key) if and only if it commits. Revoking the key again keeps its first time and revokes the
 // sessions still live.
 func (s *sqlStore) RevokePartnerKey(ctx context.Context, id string, at time.Time) ([]string, error) {
 	var sessions []string
@@ -107,7 +107,7 @@ func (s *sqlStore) RevokePartnerKey(ctx context.Context, id string, at time.Time
 			return err
 		}
 		for _, sid := range sessions {
-			if err := tx.notify(ctx, Change{Kind: ChangeCLISessionRevoked, ID: sid}); err != nil {
+			if err := tx.notify(ctx, Change{Kind: ChangeCLISessionRevoked, ID: sid, By: id}); err != nil {
 				return err
 			}
 		}
