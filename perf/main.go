@@ -94,7 +94,7 @@ func main() {
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay and agent, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
 	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
-	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
+	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
 	tlsFwdSpec := flag.String("serve-tls-forward", "", "internal: terminate TLS on LISTEN and forward over a new TLS connection to TARGET (LISTEN>TARGET): one extra TLS leg, the yardstick of the bridge figure")
