@@ -218,8 +218,8 @@ func (c *Stream) awaitDedicated() error {
 }
 
 // Write frames p, copying it through a pooled buffer (a small one for a
-// small p) so each chunk goes to smux in one Write (one smux frame). pipe.Copy avoids the copy by
-// reading straight into a frame (WriteFrame).
+// small p) so each chunk goes to smux in one Write (one smux frame).
+// pipe.Copy avoids the copy by reading straight into a frame (WriteFrame).
 //
 // After a failed write the buffer is dropped, not pooled: smux's Write
 // returns at a deadline or when the session dies while its send loop may
