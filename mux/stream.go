@@ -217,16 +217,16 @@ func (c *Stream) awaitDedicated() error {
 	}
 }
 
-// Write frames p, copying it through a pooled buffer so each chunk goes to
-// smux in one Write (one smux frame). pipe.Copy avoids the copy by
-// reading straight into a frame (WriteFrame).
+// Write frames p, copying it through a pooled buffer (a small one for a
+// small p) so each chunk goes to smux in one Write (one smux frame).
+// pipe.Copy avoids the copy by reading straight into a frame (WriteFrame).
 //
 // After a failed write the buffer is dropped, not pooled: smux's Write
 // returns at a deadline or when the session dies while its send loop may
 // still be reading the frame, so reusing it would race (the race detector
 // caught it in TestRTSPFFmpeg).
 func (c *Stream) Write(p []byte) (int, error) {
-	bp := pipe.GetBuf()
+	bp := pipe.GetBufFor(frameHeader + min(len(p), MaxPayload))
 	buf := *bp
 	written := 0
 	for len(p) > 0 {

@@ -238,3 +238,54 @@ func TestCopyIntoEmbeddedStream(t *testing.T) {
 		t.Errorf("Copy went through the embedding type's Write %d times, want 0", n)
 	}
 }
+
+// Writes of every size around the copy buffers' edges (pipe.SmallBufSize,
+// a frame, pipe.BufSize), mixed with small ones, cross a Stream and
+// pipe.Join to an echoing TCP target and back intact and in order: a
+// buffer that fills must neither cut a frame short nor drop a chunk.
+func TestStreamJoinMixedSizes(t *testing.T) {
+	r, a := oneStream(t)
+	withDeadline(t, r)
+	target, piped := pipeToTarget(t, a, nil, nil)
+	go func() {
+		io.Copy(target, target) // the echo target
+		target.CloseWrite()
+	}()
+	var sizes []int
+	for _, edge := range []int{pipe.SmallBufSize, mux.MaxPayload, pipe.BufSize} {
+		for d := -4; d <= 4; d++ {
+			sizes = append(sizes, edge+d, 64, 1)
+		}
+	}
+	sizes = append(sizes, 3<<20, 64, 100_000, 7)
+	total := 0
+	for _, n := range sizes {
+		total += n
+	}
+	data := randomBytes(total)
+	wrote := make(chan error, 1)
+	go func() {
+		rest := data
+		for _, n := range sizes {
+			if _, err := r.Write(rest[:n]); err != nil {
+				wrote <- err
+				return
+			}
+			rest = rest[n:]
+		}
+		wrote <- r.CloseWrite()
+	}()
+	got, err := io.ReadAll(r)
+	if err != nil {
+		t.Fatalf("read %d of %d bytes: %v", len(got), total, err)
+	}
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, data) {
+		t.Fatalf("echo of %d bytes differs (got %d)", total, len(got))
+	}
+	if err := <-piped; err != nil {
+		t.Fatalf("Join = %v", err)
+	}
+}

@@ -59,7 +59,7 @@ type config struct {
 	write       bool
 	perfstat    bool
 	extraEvents bool
-	serverEnv   []string        // extra environment of relay and agent
+	serverEnv   []string        // extra environment of relay, agent and nanodems-tunnel
 	plainHTTP   bool            // diagnostic: relay API without TLS
 	dedRate     int64           // -pprof only: the agent's DedicatedRate
 	only        map[string]bool // phases to run; empty: all
@@ -92,9 +92,9 @@ func main() {
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
-	senv := flag.String("server-env", "", "extra environment for relay and agent, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
+	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
 	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
-	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol (default all; a partial run does not write the report files)")
+	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
 	tlsFwdSpec := flag.String("serve-tls-forward", "", "internal: terminate TLS on LISTEN and forward over a new TLS connection to TARGET (LISTEN>TARGET): one extra TLS leg, the yardstick of the bridge figure")
@@ -405,7 +405,7 @@ func (e *env) up(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--metrics-addr", "127.0.0.1:0", "--rtsp-addr", "off", "--rtsps-addr", "off", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {
@@ -592,7 +592,7 @@ func (e *env) startCLI(ctx context.Context) error {
 		path, args = self, append([]string{"-role", "tunnel", "-debug-addr", e.cliDebug, "--"}, args[1:]...)
 	}
 	var err error
-	if e.cli, err = children.start(e.tmp, "cli", path, args, nil); err != nil {
+	if e.cli, err = children.start(e.tmp, "cli", path, args, e.cfg.serverEnv); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -1015,6 +1015,9 @@ func (e *env) measureIdle(ctx context.Context, rep *report, path string) error {
 			if debugGet(ctx, e.agentDebug, "/perf/mem", &m) == nil {
 				s.Mem["agent"] = m
 			}
+			if e.cliDebug != "" && debugGet(ctx, e.cliDebug, "/perf/mem", &m) == nil {
+				s.Mem["cli"] = m
+			}
 		}
 		return s
 	}
@@ -1041,7 +1044,7 @@ func (e *env) measureIdle(ctx context.Context, rep *report, path string) error {
 		float64(r.After.RSS["agent"]-r.Before.RSS["agent"])/(1<<20),
 		float64(r.After.RSS["cli"]-r.Before.RSS["cli"])/(1<<20),
 		float64(r.After.RSS["echo"]-r.Before.RSS["echo"])/(1<<20))
-	for _, who := range []string{"relay", "agent"} {
+	for _, who := range []string{"relay", "agent", "cli"} {
 		if h, ok := r.heapPerConn(who); ok {
 			b, a := r.Before.Mem[who], r.After.Mem[who]
 			logf("idle %s: %s Go heap+stacks %+.1f KiB per tunnel (heap %+.1f, stacks %+.1f), %+.2f goroutines per tunnel", path, who, h/1024,

@@ -667,7 +667,7 @@ func (r *report) markdown() string {
 		mode += ", **-plain-http** (relay API without TLS: a diagnostic, not the product)"
 	}
 	if len(c.serverEnv) > 0 {
-		mode += ", relay and agent with " + strings.Join(c.serverEnv, " ")
+		mode += ", relay, agent and nanodems-tunnel with " + strings.Join(c.serverEnv, " ")
 	}
 	p("# Performance\n\n")
 	p("End-to-end figures of the two operator paths through the relay, each beside direct loopback TCP to the same echo target in the same run: ")
@@ -851,9 +851,17 @@ func (r *report) markdown() string {
 		}
 		if len(id.After.Mem) > 0 {
 			p("\nGo runtime (after a forced GC, -pprof):\n\n| process | heap in use before → with K | stacks before → with K | goroutines before → with K | goroutines per tunnel |\n|---|---:|---:|---:|---:|\n")
-			for _, who := range []string{"relay", "agent"} {
-				bm, am := id.Before.Mem[who], id.After.Mem[who]
-				p("| %s | %s → %s MiB | %s → %s MiB | %d → %d | %.1f |\n", who,
+			for _, who := range []string{"relay", "agent", "cli"} {
+				bm, ok := id.Before.Mem[who]
+				am, ok2 := id.After.Mem[who]
+				if !ok || !ok2 {
+					continue
+				}
+				name := who
+				if who == "cli" {
+					name = "nanodems-tunnel"
+				}
+				p("| %s | %s → %s MiB | %s → %s MiB | %d → %d | %.1f |\n", name,
 					num(float64(bm.HeapInuse)/(1<<20), 1), num(float64(am.HeapInuse)/(1<<20), 1),
 					num(float64(bm.StackInuse)/(1<<20), 1), num(float64(am.StackInuse)/(1<<20), 1),
 					bm.Goroutines, am.Goroutines, float64(am.Goroutines-bm.Goroutines)/float64(id.K))

@@ -54,6 +54,9 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.StringVar(&cfg.PeerAddr, "peer-addr", "", "")
 		fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "")
 		fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
+		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
+		fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", "", "")
+		fs.StringVar(&cfg.RTSPSAddr, "rtsps-addr", "", "")
 		level := fs.String("log-level", "info", "")
 		fs.Parse(args)
 		var l slog.Level

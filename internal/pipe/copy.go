@@ -42,17 +42,24 @@ type FrameWriter interface {
 // (if not nil), and then half-closes dst so the peer sees EOF while the
 // other direction keeps flowing. It returns the bytes copied and the first
 // error other than EOF.
+//
+// A chunk is read into a SmallBufSize buffer until a read fills one; then
+// into BufSize buffers for as long as reads bring more than a small buffer
+// holds. An echo of 64 B holds 4 KiB while it waits for its destination,
+// and a bulk transfer still moves 64 KiB chunks after its first 4 KiB.
 func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 	fw, framed := dst.(FrameWriter)
-	header, payload := 0, BufSize
+	header, maxPayload := 0, BufSize
 	if framed {
-		header, payload = fw.FrameLayout()
-		payload = min(payload, BufSize-header)
+		header, maxPayload = fw.FrameLayout()
 	}
+	payload := min(maxPayload, BufSize-header)
+	small := min(maxPayload, SmallBufSize-header)
 	wait := readWaiterOf(src)
 	var total int64
 	var err error
 	full := false // the last read filled the buffer: more is likely queued
+	bulk := false // the last read brought at least a small buffer's worth
 	for {
 		if wait != nil && !full {
 			if werr := wait(); werr != nil {
@@ -62,8 +69,12 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 				break
 			}
 		}
-		bp := GetBuf()
-		buf := (*bp)[header : header+payload]
+		size := small
+		if bulk {
+			size = payload
+		}
+		bp := GetBufFor(header + size)
+		buf := (*bp)[header : header+size]
 		n, rerr := src.Read(buf)
 		var werr error
 		if n > 0 {
@@ -80,6 +91,7 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 			}
 		}
 		full = n == len(buf)
+		bulk = n >= small
 		if werr != nil {
 			// Not back to the pool: smux's Write returns at a deadline
 			// or the session's death while its send loop may still be

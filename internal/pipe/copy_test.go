@@ -196,3 +196,81 @@ func TestCopyFromOSPipe(t *testing.T) {
 		t.Fatalf("Copy from a pipe = %d, %v with %d CloseWrites; want %d bytes and a half-close", n, err, dst.closeWrites, len(data))
 	}
 }
+
+// capFramer is a FrameWriter that reports the capacity of the buffer each
+// frame was read into and its payload, in the order they were written.
+type capFramer struct {
+	frames chan [2]int // cap, payload
+	out    bytes.Buffer
+}
+
+func (f *capFramer) FrameLayout() (int, int) { return 3, 65532 }
+
+func (f *capFramer) WriteFrame(frame []byte) error {
+	f.out.Write(frame[3:])
+	f.frames <- [2]int{cap(frame), len(frame) - 3}
+	return nil
+}
+
+func (f *capFramer) Write([]byte) (int, error) { return 0, errors.New("not framed") }
+
+// A small message is read into a small buffer, so a connection waiting on
+// its destination holds kilobytes; bulk data moves in full frames after
+// the first small read; and once the bulk ends, small again.
+func TestCopyBufferFollowsLoad(t *testing.T) {
+	in, copyFrom := testnet.TCPPair(t)
+	withDeadline(t, in, copyFrom)
+	f := &capFramer{frames: make(chan [2]int, 1024)}
+	copied := make(chan error, 1)
+	go func() {
+		_, err := pipe.Copy(f, copyFrom, nil)
+		copied <- err
+	}()
+	next := func() [2]int {
+		select {
+		case fr := <-f.frames:
+			return fr
+		case <-time.After(20 * time.Second):
+			t.Fatal("no frame")
+			return [2]int{}
+		}
+	}
+	small := func(what string) {
+		if _, err := in.Write(randomBytes(64)); err != nil {
+			t.Fatal(err)
+		}
+		if fr := next(); fr[0] != pipe.SmallBufSize || fr[1] != 64 {
+			t.Fatalf("%s: 64 B read into a %d B buffer as %d B; want a %d B buffer", what, fr[0], fr[1], pipe.SmallBufSize)
+		}
+	}
+	small("first message")
+	small("second message")
+
+	bulk := randomBytes(4 << 20)
+	go in.Write(bulk)
+	got, largest := 0, 0
+	for got < len(bulk) {
+		fr := next()
+		got += fr[1]
+		largest = max(largest, fr[1])
+	}
+	if largest != 65532 {
+		t.Errorf("largest frame of a 4 MiB transfer carried %d B, want 65532", largest)
+	}
+	// The first read after the bulk may still take a large buffer (the
+	// bulk's last read filled one); it brings 64 B, so the next is small.
+	if _, err := in.Write(randomBytes(64)); err != nil {
+		t.Fatal(err)
+	}
+	if fr := next(); fr[1] != 64 {
+		t.Fatalf("message after the bulk read as %d B", fr[1])
+	}
+	small("second message after the bulk")
+	in.CloseWrite()
+	if err := <-copied; err != nil {
+		t.Fatal(err)
+	}
+	if f.out.Len() != 64*4+len(bulk) || !bytes.Equal(f.out.Bytes()[128:128+len(bulk)], bulk) {
+		t.Fatalf("destination got %d bytes, want %d in order", f.out.Len(), 64*4+len(bulk))
+	}
+}
