@@ -92,6 +92,7 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.StringVar(&o.Relay.URL, "relay", "", "")
 		fs.StringVar(&o.Relay.Token, "token", "", "")
 		fs.StringVar(&o.Relay.Pin, "ca-pin", "", "")
+		fs.StringVar(&o.Transport, "relay-transport", "", "")
 		fs.Parse(args)
 		o.Logger = slog.New(slog.NewTextHandler(os.Stderr, nil))
 		return cli.Run(ctx, o)
