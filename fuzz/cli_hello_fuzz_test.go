@@ -21,7 +21,7 @@ func FuzzCLIHello(f *testing.F) {
 		}
 		f.Add(b)
 		f.Add(append(b, 0, 0, 0x02, 0)) // smux behind the hello
-		f.Add(b[:len(b)-1])              // truncated token
+		f.Add(b[:len(b)-1])             // truncated token
 	}
 	f.Add([]byte{})
 	f.Add([]byte{mux.HeaderVersion})
@@ -61,7 +61,7 @@ func FuzzCLIAnswer(f *testing.F) {
 		f.Add(b[:len(b)-1])
 	}
 	f.Add([]byte{})
-	f.Add([]byte{mux.HeaderVersion, 0, 0, 0})      // status 0
+	f.Add([]byte{mux.HeaderVersion, 0, 0, 0})       // status 0
 	f.Add([]byte{mux.HeaderVersion, 0xff, 0xff, 0}) // status 65535
 	f.Add([]byte("HTTP/1.1 400 Bad Request\r\n"))
 
