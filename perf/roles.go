@@ -53,6 +53,7 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.StringVar(&cfg.NodeName, "node", "", "")
 		fs.StringVar(&cfg.PeerAddr, "peer-addr", "", "")
 		fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "")
+		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
 		fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
 		level := fs.String("log-level", "info", "")
 		fs.Parse(args)
