@@ -39,14 +39,18 @@ type benchDialers struct {
 
 // benchTunnel starts a demo and a CLI session with OS listeners and the
 // proxy.
-func benchTunnel(b *testing.B) benchDialers {
+func benchTunnel(b *testing.B) benchDialers { return benchTunnelOn(b, cli.TransportAuto) }
+
+// benchTunnelOn is benchTunnel with the mux connection on transport.
+func benchTunnelOn(b *testing.B, transport string) benchDialers {
 	d := startDemo(b)
 	s := mint(b, d)
 	r := cli.Relay{URL: d.Info.RelayURL, Token: s.Token, Pin: d.Info.CAPin}
 	tun, err := cli.Open(context.Background(), cli.Options{
-		Relay:  r,
-		Socks:  "127.0.0.1:0",
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Relay:     r,
+		Socks:     "127.0.0.1:0",
+		Logger:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Transport: transport,
 	})
 	if err != nil {
 		b.Fatal(err)
@@ -68,6 +72,11 @@ func BenchmarkCLIListener(b *testing.B)  { runBenches(b, benchTunnel(b).listener
 func BenchmarkCLISocks(b *testing.B)     { runBenches(b, benchTunnel(b).socks) }
 func BenchmarkCLIDialPlan(b *testing.B)  { runBenches(b, benchTunnel(b).dialPlan) }
 func BenchmarkCLIRawTunnel(b *testing.B) { runBenches(b, benchTunnel(b).raw) }
+
+// BenchmarkCLIDialPlanWS is BenchmarkCLIDialPlan with the mux connection on
+// the WebSocket rather than the raw transport: the raw transport's
+// before and after in one process.
+func BenchmarkCLIDialPlanWS(b *testing.B) { runBenches(b, benchTunnelOn(b, cli.TransportWS).dialPlan) }
 
 func runBenches(b *testing.B, dial dialFunc) {
 	b.Run("throughput-1conn", func(b *testing.B) { benchThroughput(b, dial, 1) })

@@ -48,8 +48,9 @@ func (r Relay) targets() ([]string, error) {
 // system roots with the name of the relay reached) when secure, plain
 // TCP otherwise. Requests keep URL's host in their Host header: the
 // relays of one installation answer the same. onWin, if set, learns the
-// address that won each race.
-func (r Relay) raceDial(secure bool, onWin func(netip.AddrPort)) func(ctx context.Context, network, addr string) (net.Conn, error) {
+// address that won each race. protos, if set, are the ALPN protocols the
+// TLS handshake offers (the raw transport, raw.go).
+func (r Relay) raceDial(secure bool, onWin func(netip.AddrPort), protos ...string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	targets, terr := r.targets()
 	d := r.Dialer
 	if d == nil {
@@ -60,6 +61,7 @@ func (r Relay) raceDial(secure bool, onWin func(netip.AddrPort)) func(ctx contex
 		hs = func(ctx context.Context, raw net.Conn, target string) (net.Conn, error) {
 			cfg := r.TLSConfig()
 			cfg.ServerName, _, _ = net.SplitHostPort(target)
+			cfg.NextProtos = protos
 			c := coalesce.Client(raw, cfg)
 			if err := c.HandshakeContext(ctx); err != nil {
 				return nil, fmt.Errorf("TLS handshake: %w", err)

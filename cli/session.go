@@ -48,6 +48,10 @@ type Options struct {
 	Logger *slog.Logger
 	// Out gets the table of the first plan; nil prints none.
 	Out io.Writer
+	// Transport is how the mux connection reaches the relay:
+	// TransportAuto (the default, ""), TransportRaw or TransportWS
+	// (raw.go).
+	Transport string
 }
 
 // SessionRefusedError is the relay refusing the CLI session itself (401):
@@ -109,7 +113,10 @@ type Tunnel struct {
 	cmu   sync.Mutex
 	conns map[net.Conn]struct{} // local connections being served
 
-	relayAt atomic.Pointer[netip.AddrPort] // the address the last mux connection reached
+	relayAt   atomic.Pointer[netip.AddrPort] // the address the last mux connection reached
+	onWin     func(netip.AddrPort)           // sets relayAt
+	fellBack  atomic.Bool                    // auto fell back to the WebSocket (logged once)
+	transport atomic.Value                   // TransportRaw or TransportWS: the last mux connection's
 
 	umu     sync.Mutex
 	unknown map[netip.AddrPort]bool // unknown addresses already logged
@@ -150,12 +157,17 @@ func Open(ctx context.Context, o Options) (*Tunnel, error) {
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
+	var err error
+	if o.Transport, err = ParseTransport(o.Transport); err != nil {
+		return nil, err
+	}
 	t := &Tunnel{
 		o: o, log: o.Logger, client: o.Relay.raceHTTPClient(),
 		changed: make(chan struct{}), done: make(chan struct{}),
 		conns: map[net.Conn]struct{}{}, unknown: map[netip.AddrPort]bool{},
 	}
-	t.ws = o.Relay.wsHTTPClient(func(a netip.AddrPort) { t.relayAt.Store(&a) })
+	t.onWin = func(a netip.AddrPort) { t.relayAt.Store(&a) }
+	t.ws = o.Relay.wsHTTPClient(t.onWin)
 	t.ctx, t.cancel = context.WithCancel(context.Background())
 	p, err := fetchPlan(ctx, t.client, o.Relay)
 	if err != nil {
@@ -290,6 +302,13 @@ func (t *Tunnel) RelayAddr() netip.AddrPort {
 		return *p
 	}
 	return netip.AddrPort{}
+}
+
+// Transport is the transport of the last mux connection, TransportRaw or
+// TransportWS; empty before the first.
+func (t *Tunnel) Transport() string {
+	s, _ := t.transport.Load().(string)
+	return s
 }
 
 // MuxConnections is how many mux connections the tunnel has made: one,
@@ -572,8 +591,14 @@ func sleep(ctx context.Context, d time.Duration) bool {
 
 // sessionError turns a refusal that no retry can fix into its final form:
 // 401 is the session itself (revoked, expired, unknown), any other 4xx a
-// relay that does not serve this CLI. Other errors come back unchanged.
+// relay that does not serve this CLI, and so is a relay without the raw
+// transport when only that was asked for. Other errors come back
+// unchanged.
 func sessionError(err error) error {
+	if errors.Is(err, errRawNotOffered) {
+		// Only --relay-transport raw gets here: auto falls back.
+		return fmt.Errorf("%w; --relay-transport auto or ws use the WebSocket", err)
+	}
 	var re *RelayError
 	if !errors.As(err, &re) {
 		return err
@@ -587,15 +612,28 @@ func sessionError(err error) error {
 	return err
 }
 
-// dialMux opens the WebSocket of /api/cli/mux and starts the smux client
-// on its byte stream.
+// dialMux opens the mux connection, by the raw transport or the
+// WebSocket of /api/cli/mux as Options.Transport says, and starts the
+// smux client on its byte stream.
 func (t *Tunnel) dialMux(ctx context.Context) (*smux.Session, error) {
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := dialWebSocket(ctx, t.ws, t.o.Relay, "/api/cli/mux", "", nil, "/api/cli/mux")
+	var c net.Conn
+	used, err := TransportRaw, errRawNotOffered
+	if t.o.Transport != TransportWS {
+		c, err = dialRaw(ctx, t.o.Relay, t.onWin)
+	}
+	if errors.Is(err, errRawNotOffered) && t.o.Transport != TransportRaw {
+		if t.o.Transport == TransportAuto && t.fellBack.CompareAndSwap(false, true) {
+			t.log.Info("using the WebSocket transport", "reason", err)
+		}
+		used = TransportWS
+		c, err = dialWebSocket(ctx, t.ws, t.o.Relay, "/api/cli/mux", "", nil, "/api/cli/mux")
+	}
 	if err != nil {
 		return nil, err
 	}
+	t.transport.Store(used)
 	sess, err := smux.Client(c, mux.Config())
 	if err != nil {
 		c.Close()

@@ -191,11 +191,16 @@ func connect(proxy, target string) (net.Conn, error) {
 	return c, nil
 }
 
-func TestRunServesPlanThreeWays(t *testing.T) {
+func TestRunServesPlanThreeWays(t *testing.T) { forTransports(t, testRunServesPlanThreeWays) }
+
+func testRunServesPlanThreeWays(t *testing.T, transport string) {
 	d := startDemo(t)
 	s := mint(t, d)
 	var out bytes.Buffer
-	tun, logs := open(t, d, s.Token, func(o *cli.Options) { o.Socks = "127.0.0.1:0"; o.Out = &out })
+	tun, logs := open(t, d, s.Token, func(o *cli.Options) { o.Socks = "127.0.0.1:0"; o.Out = &out; o.Transport = transport })
+	if tun.Transport() != transport {
+		t.Fatalf("transport %q, want %q", tun.Transport(), transport)
+	}
 	echo := d.Echo.Addr().Port
 	addr := fmt.Sprintf("127.0.0.2:%d", echo)
 
@@ -284,10 +289,12 @@ func TestRunServesPlanThreeWays(t *testing.T) {
 	})
 }
 
-func Test50ConnectionsOneMuxSession(t *testing.T) {
+func Test50ConnectionsOneMuxSession(t *testing.T) { forTransports(t, test50ConnectionsOneMuxSession) }
+
+func test50ConnectionsOneMuxSession(t *testing.T, transport string) {
 	d := startDemo(t)
 	s := mint(t, d)
-	tun, _ := open(t, d, s.Token, nil)
+	tun, _ := open(t, d, s.Token, func(o *cli.Options) { o.Transport = transport })
 	addr := fmt.Sprintf("127.0.0.2:%d", d.Echo.Addr().Port)
 	const conns = 50
 	var wg sync.WaitGroup
@@ -433,7 +440,9 @@ func TestPrivilegedPortRetried(t *testing.T) {
 	c.Close()
 }
 
-func TestRevokeEndsRun(t *testing.T) {
+func TestRevokeEndsRun(t *testing.T) { forTransports(t, testRevokeEndsRun) }
+
+func testRevokeEndsRun(t *testing.T, transport string) {
 	d := startDemo(t)
 	s := mint(t, d)
 	logs := &logBuffer{}
@@ -442,8 +451,9 @@ func TestRevokeEndsRun(t *testing.T) {
 	defer cancel()
 	go func() {
 		done <- cli.Run(ctx, cli.Options{
-			Relay:  cli.Relay{URL: d.Info.RelayURL, Token: s.Token, Pin: d.Info.CAPin},
-			Logger: slog.New(slog.NewTextHandler(logs, nil)),
+			Relay:     cli.Relay{URL: d.Info.RelayURL, Token: s.Token, Pin: d.Info.CAPin},
+			Logger:    slog.New(slog.NewTextHandler(logs, nil)),
+			Transport: transport,
 		})
 	}()
 	logs.wait(t, "listening on 127.0.0.2:")
@@ -460,10 +470,12 @@ func TestRevokeEndsRun(t *testing.T) {
 	}
 }
 
-func TestReconnectAfterRelayRestart(t *testing.T) {
+func TestReconnectAfterRelayRestart(t *testing.T) { forTransports(t, testReconnectAfterRelayRestart) }
+
+func testReconnectAfterRelayRestart(t *testing.T, transport string) {
 	d := startDemo(t)
 	s := mint(t, d)
-	tun, logs := open(t, d, s.Token, func(o *cli.Options) { o.NoBind = true })
+	tun, logs := open(t, d, s.Token, func(o *cli.Options) { o.NoBind = true; o.Transport = transport })
 	echo := uint16(d.Echo.Addr().Port)
 	c, err := tun.DialPlan(context.Background(), "127.0.0.2", echo)
 	must(t, err)
@@ -485,6 +497,9 @@ func TestReconnectAfterRelayRestart(t *testing.T) {
 	c.Close()
 	if n := tun.MuxConnections(); n < 2 {
 		t.Errorf("%d mux connections, want a reconnect", n)
+	}
+	if tun.Transport() != transport {
+		t.Errorf("reconnected on %q, want %q", tun.Transport(), transport)
 	}
 }
 
@@ -513,10 +528,12 @@ func TestOpenRefusals(t *testing.T) {
 // No goroutine outlives its connection: after one warm-up connection each
 // way, 30 more through the listener, the proxy and DialPlan leave the
 // CLI, relay and agent with the goroutines they had.
-func TestNoGoroutineLeftBehind(t *testing.T) {
+func TestNoGoroutineLeftBehind(t *testing.T) { forTransports(t, testNoGoroutineLeftBehind) }
+
+func testNoGoroutineLeftBehind(t *testing.T, transport string) {
 	d := startDemo(t)
 	s := mint(t, d)
-	tun, _ := open(t, d, s.Token, func(o *cli.Options) { o.Socks = "127.0.0.1:0" })
+	tun, _ := open(t, d, s.Token, func(o *cli.Options) { o.Socks = "127.0.0.1:0"; o.Transport = transport })
 	echo := d.Echo.Addr().Port
 	dials := []func() (net.Conn, error){
 		func() (net.Conn, error) { return net.Dial("tcp", fmt.Sprintf("127.0.0.2:%d", echo)) },

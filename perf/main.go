@@ -61,6 +61,7 @@ type config struct {
 	extraEvents bool
 	serverEnv   []string        // extra environment of relay, agent and nanodems-tunnel
 	plainHTTP   bool            // diagnostic: relay API without TLS
+	cliTranspt  string          // nanodems-tunnel run --relay-transport
 	dedRate     int64           // -pprof only: the agent's DedicatedRate
 	only        map[string]bool // phases to run; empty: all
 	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
@@ -91,6 +92,7 @@ func main() {
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
+	flag.StringVar(&c.cliTranspt, "cli-transport", "auto", "nanodems-tunnel run --relay-transport: auto, raw (smux over TLS, ALPN) or ws (smux over a WebSocket); a before/after of the CLI's leg in one harness")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
 	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
@@ -574,7 +576,7 @@ func (e *env) startAgent(ctx context.Context, rate int64) error {
 // startCLI starts nanodems-tunnel run with the CLI session and waits
 // until its listener on the echo target's plan address answers.
 func (e *env) startCLI(ctx context.Context) error {
-	args := []string{"run", "--relay", e.apiURL, "--token", e.opsToken}
+	args := []string{"run", "--relay", e.apiURL, "--token", e.opsToken, "--relay-transport", e.cfg.cliTranspt}
 	if e.pin != "" {
 		args = append(args, "--ca-pin", e.pin)
 	}

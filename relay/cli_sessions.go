@@ -39,6 +39,9 @@ type cliEdge struct {
 	done   <-chan struct{} // closed when the relay shuts down
 	drain  <-chan struct{} // closed when the relay starts draining
 	live   *atomic.Int64   // mux connections up (connector_cli_sessions_live)
+	// late says whether a raw connection from an address waited too long
+	// for its TLS handshake, with the reason to refuse it (overload.go).
+	late func(addr string) (reason string, late bool)
 }
 
 const (
@@ -264,17 +267,26 @@ func (s *cliEdge) cliSession(r *http.Request) (store.CLISession, error) {
 		return store.CLISession{}, errNoCredential
 	}
 	tok, ok := strings.CutPrefix(auth, "Bearer ")
-	if tok = strings.TrimSpace(tok); !ok || !secret.HasPrefix(tok, secret.CLISession) {
+	if !ok {
 		return store.CLISession{}, errBadCredential
 	}
-	c, err := s.store.GetCLISessionByHash(r.Context(), secret.Hash(tok))
+	return s.cliSessionByToken(r.Context(), strings.TrimSpace(tok))
+}
+
+// cliSessionByToken is cliSession for a token presented some other way
+// (the raw transport's hello, cli_raw.go).
+func (s *cliEdge) cliSessionByToken(ctx context.Context, tok string) (store.CLISession, error) {
+	if !secret.HasPrefix(tok, secret.CLISession) {
+		return store.CLISession{}, errBadCredential
+	}
+	c, err := s.store.GetCLISessionByHash(ctx, secret.Hash(tok))
 	if errors.Is(err, store.ErrNotFound) {
 		return c, errBadCredential
 	}
 	if err != nil {
 		return c, err
 	}
-	return s.useCLISession(r.Context(), c)
+	return s.useCLISession(ctx, c)
 }
 
 // useCLISession refuses a revoked or expired session and otherwise slides

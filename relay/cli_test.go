@@ -347,6 +347,16 @@ type muxClient struct {
 	err  error         // why, once dead is closed
 }
 
+// dialMuxOn is dialMux on the CLI transport named: "ws" (/api/cli/mux)
+// or "raw" (ALPN, cli_raw.go).
+func dialMuxOn(t *testing.T, d *demo.Demo, token, transport string) *muxClient {
+	t.Helper()
+	if transport == "raw" {
+		return dialRawMux(t, d, token)
+	}
+	return dialMux(t, d, token)
+}
+
 func dialMux(t *testing.T, d *demo.Demo, token string) *muxClient {
 	t.Helper()
 	client := cliRelay(d, token).HTTPClient()
@@ -393,11 +403,13 @@ func wantMuxStatus(t *testing.T, err error, code mux.Code, reason string) {
 	}
 }
 
-func TestCLIMuxStatuses(t *testing.T) {
+func TestCLIMuxStatuses(t *testing.T) { forCLITransports(t, testCLIMuxStatuses) }
+
+func testCLIMuxStatuses(t *testing.T, transport string) {
 	d := startDemo(t)
 	ctx := context.Background()
 	s := mintCLI(t, d)
-	m := dialMux(t, d, s.Token)
+	m := dialMuxOn(t, d, s.Token, transport)
 	echo := uint16(d.Echo.Addr().Port)
 
 	st, err := m.open("127.0.0.2", echo)
@@ -446,11 +458,13 @@ func TestCLIMuxStatuses(t *testing.T) {
 	wantMuxStatus(t, err, mux.AgentError, "agent reconnecting")
 }
 
-func TestCLIRevokeCutsMux(t *testing.T) {
+func TestCLIRevokeCutsMux(t *testing.T) { forCLITransports(t, testCLIRevokeCutsMux) }
+
+func testCLIRevokeCutsMux(t *testing.T, transport string) {
 	d := startDemo(t)
 	ctx := context.Background()
 	s := mintCLI(t, d)
-	m := dialMux(t, d, s.Token)
+	m := dialMuxOn(t, d, s.Token, transport)
 	st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
 	must(t, err)
 	defer st.Close()
@@ -469,6 +483,16 @@ func TestCLIRevokeCutsMux(t *testing.T) {
 		t.Fatal("mux session still open 2 s after revoke")
 	}
 	t.Logf("mux closed %v after revoke", time.Since(start).Round(time.Millisecond))
+	if transport == "raw" {
+		// The raw transport has no close frame: the reason comes with
+		// the refusal of the next hello.
+		_, err := rawHello(t, d, s.Token)
+		var re *cli.RelayError
+		if !errors.As(err, &re) || re.Status != 401 || re.Reason != "CLI session revoked" {
+			t.Fatalf("raw hello after revoke: %v, want 401 CLI session revoked", err)
+		}
+		return
+	}
 	err = m.err
 	if websocket.CloseStatus(err) != websocket.StatusPolicyViolation || !strings.Contains(err.Error(), "CLI session revoked") {
 		t.Errorf("WebSocket ended with %v, want policy violation \"CLI session revoked\"", err)

@@ -203,12 +203,15 @@ func parseCLITarget(ip, port string) (string, int, error) {
 }
 
 // cliMuxConn is one CLI's multiplexed connection: an smux session (the
-// CLI is the client) over the byte stream of one WebSocket.
+// CLI is the client) over the byte stream of one WebSocket, or over the
+// TLS connection itself on the raw transport (cli_raw.go).
 type cliMuxConn struct {
-	ws    *websocket.Conn
-	sess  *smux.Session
-	once  sync.Once
-	known sync.Map // "ip:port" → handle, see dialCLI
+	// closeConn closes the connection under sess, telling the CLI why
+	// where the transport can (a WebSocket close frame).
+	closeConn func(code websocket.StatusCode, reason string)
+	sess      *smux.Session
+	once      sync.Once
+	known     sync.Map // "ip:port" → handle, see dialCLI
 
 	mu       sync.Mutex
 	cached   store.CLISession // the session as last read or slid
@@ -266,7 +269,7 @@ func (m *cliMuxConn) session(ctx context.Context, s *cliEdge, id string) (store.
 // the session, which ends every stream of it.
 func (m *cliMuxConn) end(code websocket.StatusCode, reason string) {
 	m.once.Do(func() {
-		m.ws.Close(code, reason)
+		m.closeConn(code, reason)
 		m.sess.Close()
 	})
 }
@@ -297,12 +300,20 @@ func (s *cliEdge) handleCLIMux(w http.ResponseWriter, r *http.Request) {
 		ws.CloseNow()
 		return
 	}
-	m := &cliMuxConn{ws: ws, sess: sess}
+	s.serveCLIMux(c, &cliMuxConn{closeConn: func(code websocket.StatusCode, reason string) { ws.Close(code, reason) }, sess: sess}, r.RemoteAddr, "websocket")
+}
+
+// serveCLIMux serves the streams of a CLI's mux connection m, whichever
+// transport carries it, until it ends: the session is cut with its
+// credential (credConns), watched (watchCLIMux) and re-checked on every
+// stream open.
+func (s *cliEdge) serveCLIMux(c store.CLISession, m *cliMuxConn, remote, transport string) {
+	sess := m.sess
 	s.live.Add(1)
 	defer s.live.Add(-1)
 	defer credConns.addUse(cliPrincipal(c), func(reason error) { m.end(websocket.StatusPolicyViolation, reason.Error()) })()
-	log := s.log.With("session", c.ID, "remote", r.RemoteAddr)
-	log.Info("cli mux connected")
+	log := s.log.With("session", c.ID, "remote", remote)
+	log.Info("cli mux connected", "transport", transport)
 
 	var wg sync.WaitGroup
 	wg.Go(func() { s.watchCLIMux(c.ID, m) })

@@ -52,7 +52,8 @@ func (s *Server) wireEdge(catalog *dist.Catalog) {
 		web:      newWebProxy(b, s, s, s.sealer, s.cfg.CameraTimeout),
 		grantKey: s.grantKey, apiTLS: s.apiTLS, publicURL: s.publicURL,
 	}
-	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh, live: &s.metrics.cliLive}
+	s.cli = &cliEdge{base: b, auth: s.auth, dialer: s, routes: s, apiPin: s.apiPin, done: s.done, drain: s.drainCh, live: &s.metrics.cliLive,
+		late: func(addr string) (string, bool) { _, reason, late := s.lateRefusal(addr); return reason, late }}
 	s.tunnels = &wsTunnels{base: b, auth: s.auth, dialer: s, routes: s, cli: s.cli}
 	s.partner = &partnerSessions{base: b, cli: s.cli}
 	s.rtspGW = &rtspGateway{base: b, grantKey: s.grantKey, dialer: s, routes: s, sealer: s.sealer, drain: s.drainCh, apiTLS: s.apiTLS}

@@ -196,13 +196,23 @@ func (g *handshakeGate) Addr() net.Addr { return g.ln.Addr() }
 // lateAfter for its handshake: 503, and a Retry-After of about the wait,
 // which is how long the queue ahead of it took to clear.
 func (s *Server) overloaded(w http.ResponseWriter, r *http.Request) bool {
-	waited, ok := s.gate.takeLate(r.RemoteAddr)
-	if !ok {
+	secs, reason, late := s.lateRefusal(r.RemoteAddr)
+	if !late {
 		return false
 	}
-	secs := min(max(int(waited.Round(time.Second)/time.Second), 1), 30)
-	s.log.Info("relay overloaded: request refused", "remote", r.RemoteAddr, "handshake_wait", waited.Round(time.Millisecond), "retry_after", secs)
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
-	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": "relay overloaded: this connection waited " + waited.Round(time.Second).String() + " for its TLS handshake; retry after " + strconv.Itoa(secs) + " s"})
+	writeJSON(w, http.StatusServiceUnavailable, map[string]string{"error": reason})
 	return true
+}
+
+// lateRefusal says whether the connection from addr is to be refused as
+// overloaded has it, with the Retry-After seconds and the reason.
+func (s *Server) lateRefusal(addr string) (secs int, reason string, late bool) {
+	waited, ok := s.gate.takeLate(addr)
+	if !ok {
+		return 0, "", false
+	}
+	secs = min(max(int(waited.Round(time.Second)/time.Second), 1), 30)
+	s.log.Info("relay overloaded: request refused", "remote", addr, "handshake_wait", waited.Round(time.Millisecond), "retry_after", secs)
+	return secs, "relay overloaded: this connection waited " + waited.Round(time.Second).String() + " for its TLS handshake; retry after " + strconv.Itoa(secs) + " s", true
 }

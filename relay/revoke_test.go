@@ -119,8 +119,14 @@ var revokePaths = map[string]accessPath{
 			return nil
 		}
 	}},
-	"cli": {"CLI mux stream", func(t *testing.T, d *revokeDemo, c *credential) func() error {
-		m := dialMux(t, d.Demo, c.cliToken)
+	"cli":    {"CLI mux stream", cliStreamPath("ws")},
+	"cliraw": {"CLI mux stream, raw transport", cliStreamPath("raw")},
+}
+
+// cliStreamPath opens a stream of a CLI mux connection on transport.
+func cliStreamPath(transport string) func(t *testing.T, d *revokeDemo, c *credential) func() error {
+	return func(t *testing.T, d *revokeDemo, c *credential) func() error {
+		m := dialMuxOn(t, d.Demo, c.cliToken, transport)
 		st, err := m.open("127.0.0.2", uint16(d.Echo.Addr().Port))
 		must(t, err)
 		t.Cleanup(func() { st.Close() })
@@ -130,7 +136,7 @@ var revokePaths = map[string]accessPath{
 		must(t, err)
 		rd.waitBytes(t, 5)
 		return readerEnded(rd)
-	}},
+	}
 }
 
 // The access paths each credential opens tunnels on.
@@ -141,8 +147,8 @@ var revokeMatrix = []struct {
 }{
 	{"token", tokenCredential, []string{"tunnel", "stream", "cws", "rtsp"}},
 	{"session", sessionCredential, []string{"tunnel", "stream", "cws", "rtsp"}},
-	{"cli", cliCredential, []string{"cli"}},
-	{"user", userCredential, []string{"tunnel", "stream", "cws", "rtsp", "cli"}},
+	{"cli", cliCredential, []string{"cli", "cliraw"}},
+	{"user", userCredential, []string{"tunnel", "stream", "cws", "rtsp", "cli", "cliraw"}},
 }
 
 // Revoking a credential (an nt_ token, a browser session by signing out,

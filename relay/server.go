@@ -22,6 +22,7 @@ import (
 	"github.com/nanodems/connector/internal/coalesce"
 	"github.com/nanodems/connector/internal/dist"
 	"github.com/nanodems/connector/internal/metrics"
+	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/rollup"
 	"github.com/nanodems/connector/relay/secret"
@@ -277,8 +278,11 @@ func (s *Server) initSecrets() error {
 			s.apiPin = pki.Pin(apiCert.Leaf)
 		}
 		// NextProtos as ServeTLS would set them: http.Server serves HTTP/2
-		// over its own listener only when its TLSConfig offers "h2".
-		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}, NextProtos: []string{"h2", "http/1.1"}}
+		// over its own listener only when its TLSConfig offers "h2". The
+		// CLI's raw transport comes first: the server's order decides,
+		// and a CLI offers it with "http/1.1" (its fallback on a relay
+		// that lacks it); no other client offers it.
+		s.apiTLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{apiCert}, NextProtos: []string{mux.CLIProtocol, "h2", "http/1.1"}}
 	}
 	if err := s.initGrantKey(); err != nil {
 		return err
@@ -406,7 +410,13 @@ func (s *Server) Start() error {
 		IdleTimeout:       apiIdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelDebug),
+		// The CLI's raw transport (cli_raw.go). Protocols is set because
+		// a TLSNextProto without "h2" would otherwise turn HTTP/2 off.
+		TLSNextProto: map[string]func(*http.Server, *tls.Conn, http.Handler){mux.CLIProtocol: s.serveCLIRaw},
+		Protocols:    new(http.Protocols),
 	}
+	s.http.Protocols.SetHTTP1(true)
+	s.http.Protocols.SetHTTP2(true)
 	// One client address holds at most maxPerAddr connections, counted
 	// before any TLS work (relay/conncap.go).
 	var ln net.Listener = s.apiLn

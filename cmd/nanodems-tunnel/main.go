@@ -16,6 +16,7 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/internal/cmdline"
+	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/netstack"
 )
 
@@ -68,6 +69,7 @@ func sessionFlags(fs *flag.FlagSet, o *cli.Options) (parsed func()) {
 	fs.StringVar(&o.Relay.Token, "token", os.Getenv("NANODEMS_CLI_TOKEN"), "CLI session token (ops_…, default $NANODEMS_CLI_TOKEN)")
 	fs.StringVar(&o.Relay.Pin, "ca-pin", os.Getenv("NANODEMS_CA_PIN"), "the relay API certificate's key pin when it is self-signed (default $NANODEMS_CA_PIN)")
 	fs.DurationVar(&o.Refresh, "refresh", 0, "plan refresh interval (default: the relay's, 60s)")
+	fs.StringVar(&o.Transport, "relay-transport", cli.TransportAuto, "how the tunnel reaches the relay: raw (smux over TLS, ALPN "+mux.CLIProtocol+"), ws (over a WebSocket, passes HTTPS proxies) or auto (raw, else ws)")
 	return func() { setRelays(&o.Relay, *relays) }
 }
 
