@@ -3,6 +3,7 @@ package rtsp
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -35,6 +36,7 @@ const (
 var (
 	errStreamChanged = &Error{Status: 502, Reason: "the camera's stream changed (other media or codecs)"}
 	errSourceClosed  = &Error{Status: 502, Reason: "shared session ended"}
+	errHandleRefused = errors.New("the relay refuses the handle")
 )
 
 // attach makes s the owner of camera connection up.
@@ -46,8 +48,8 @@ func (s *source) attach(up *upstream) {
 // readers no longer reach the packet path.
 func detach(up *upstream) {
 	up.setHandlers(&upHandlers{})
-	//lint:ignore SA2001 an empty critical section: it waits for the running handler
 	up.hmu.Lock()
+	//lint:ignore SA2001 an empty critical section: it waits for the running handler
 	up.hmu.Unlock()
 }
 
@@ -99,7 +101,7 @@ func (s *source) hold(old *upstream, why error) {
 			}
 			return
 		}
-		if ctx.Err() != nil || errors.Is(err, errStreamChanged) || errors.Is(err, errSourceClosed) {
+		if ctx.Err() != nil || final(err) {
 			select {
 			case <-s.quit:
 				return // torn down meanwhile
@@ -119,11 +121,25 @@ func (s *source) hold(old *upstream, why error) {
 	}
 }
 
+// final reports whether a failed reopen is not worth retrying: the
+// stream changed, the source ended, or the backend refused the handle
+// itself (revoked, deleted, another tenant's now), which a retry would
+// only keep playing for ResumeFor. A camera's own refusal is retried:
+// a camera or media server that is starting answers 404 or 503 for a
+// while.
+func final(err error) bool {
+	return errors.Is(err, errStreamChanged) || errors.Is(err, errSourceClosed) || errors.Is(err, errHandleRefused)
+}
+
 // reopen dials the camera again and plays the same stream on the new
 // connection, which becomes the source's.
 func (s *source) reopen(ctx context.Context) (*upstream, error) {
 	up, err := s.g.dialUpstream(ctx, s.principal, s.handle)
 	if err != nil {
+		switch statusOf(err) {
+		case 401, 403, 404:
+			return nil, fmt.Errorf("%w: %w", errHandleRefused, err)
+		}
 		return nil, err
 	}
 	if err := s.replay(ctx, up); err != nil {

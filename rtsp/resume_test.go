@@ -169,25 +169,7 @@ func TestResumeGivesUpWithBye(t *testing.T) {
 		b.add(testHandle, fakeDevice{tenant: "t1", addr: cam.Addr, offline: true})
 		lost := time.Now()
 		cam.Close()
-
-		v.c.SetReadDeadline(time.Now().Add(30 * time.Second))
-		bye := false
-		for {
-			it, err := v.rd.Next()
-			if err != nil {
-				if !errors.Is(err, io.EOF) && !isReset(err) {
-					t.Fatalf("after the BYE: %v, want the connection closed", err)
-				}
-				break
-			}
-			if it.Kind == KindFrame && it.Channel == 1 {
-				p := it.Payload()
-				if len(p) == 16 && p[9] == rtcpBYE && binary.BigEndian.Uint32(p[12:16]) == ssrc {
-					bye = true
-				}
-			}
-		}
-		if !bye {
+		if !byeThenClose(t, v, ssrc) {
 			t.Fatal("closed without an RTCP BYE of the viewer's SSRC")
 		}
 		if held := time.Since(lost); held < 2*time.Second {
@@ -203,6 +185,57 @@ func TestResumeGivesUpWithBye(t *testing.T) {
 			return nil
 		})
 	})
+}
+
+// TestResumeEndsForARefusedHandle: when the backend refuses the handle
+// itself (deleted, revoked: 404), the viewers are not held for
+// ResumeFor (a minute here) but get their BYE and close at once.
+func TestResumeEndsForARefusedHandle(t *testing.T) {
+	modes(t, func(t *testing.T, mode ListenerMode) {
+		b := newFakeBackend()
+		cam := startCamera(t, rtsptest.Options{})
+		b.add(testHandle, fakeDevice{tenant: "t1", addr: cam.Addr})
+		g := startGateway(t, b, mode, func(c *Config) { c.ResumeFor = time.Minute })
+		v := rawViewer(t, g, gwURL(g, testHandle, "/live", "ok.t1"), 0)
+		got, err := readRTP(v, 10*time.Second, nil, func(n []rtpNumbers) bool { return len(n) >= 10 })
+		if err != nil {
+			t.Fatal(err)
+		}
+		b.mu.Lock()
+		delete(b.devices, testHandle)
+		b.mu.Unlock()
+		cam.Close()
+		if !byeThenClose(t, v, got[0].ssrc) {
+			t.Fatal("closed without an RTCP BYE of the viewer's SSRC")
+		}
+		if got := g.Stats().GiveUps.Load(); got != 1 {
+			t.Fatalf("GiveUps = %d, want 1", got)
+		}
+	})
+}
+
+// byeThenClose reads a viewer to its end, within 30 s, and reports
+// whether an RTCP BYE of ssrc came on channel 1 before it.
+func byeThenClose(t *testing.T, v *rawConn, ssrc uint32) bool {
+	t.Helper()
+	v.c.SetReadDeadline(time.Now().Add(30 * time.Second))
+	bye := false
+	for {
+		it, err := v.rd.Next()
+		if err != nil {
+			if isTimeout(err) || !errors.Is(err, io.EOF) && !isReset(err) {
+				t.Fatalf("after the BYE: %v, want the connection closed", err)
+			}
+			break
+		}
+		if it.Kind == KindFrame && it.Channel == 1 {
+			p := it.Payload()
+			if len(p) == 16 && p[9] == rtcpBYE && binary.BigEndian.Uint32(p[12:16]) == ssrc {
+				bye = true
+			}
+		}
+	}
+	return bye
 }
 
 func isReset(err error) bool {
