@@ -109,6 +109,7 @@ type Demo struct {
 	agentDone chan struct{} // closed when Agent.Run returns
 	agentErr  error         // what it returned
 	relayCfg  relay.Config
+	agentCfg  agent.Config
 	tmp       string
 }
 
@@ -196,16 +197,11 @@ func Start(ctx context.Context, o Options) (_ *Demo, err error) {
 	if o.Agent != nil {
 		o.Agent(&acfg)
 	}
-	if d.Agent, err = agent.New(acfg); err != nil {
+	d.agentCfg = acfg
+	if err := d.runAgent(); err != nil {
 		return nil, err
 	}
 	in.AgentID = d.Agent.ID()
-	actx, cancel := context.WithCancel(context.Background())
-	d.cancel = cancel
-	go func() {
-		d.agentErr = d.Agent.Run(actx)
-		close(d.agentDone)
-	}()
 	if err := d.WaitAgent(ctx, 10*time.Second); err != nil {
 		return nil, err
 	}
@@ -327,6 +323,39 @@ func (d *Demo) Close() {
 	if d.tmp != "" {
 		os.RemoveAll(d.tmp)
 	}
+}
+
+// runAgent starts an agent of the demo's configuration (its directory
+// is its identity), running until Close or StopAgent.
+func (d *Demo) runAgent() error {
+	a, err := agent.New(d.agentCfg)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	d.Agent, d.cancel, d.agentDone = a, cancel, done
+	go func() {
+		d.agentErr = a.Run(actx)
+		close(done)
+	}()
+	return nil
+}
+
+// StopAgent stops the agent; its session with the relay ends, as at an
+// agent restart.
+func (d *Demo) StopAgent() {
+	d.cancel()
+	<-d.agentDone
+}
+
+// StartAgent starts the agent again after StopAgent, with the same
+// identity, and waits until it is connected.
+func (d *Demo) StartAgent(ctx context.Context) error {
+	if err := d.runAgent(); err != nil {
+		return err
+	}
+	return d.WaitAgent(ctx, 10*time.Second)
 }
 
 // AgentExited is closed when the agent's Run returns; AgentErr then says

@@ -73,6 +73,10 @@ func (s *managementAPI) agentJSON(a store.Agent, held map[string]store.Lease) ma
 			j["bytes_in"] = hb.BytesIn
 			j["bytes_out"] = hb.BytesOut
 			j["agent_active_streams"] = hb.ActiveStreams
+			// Camera datagrams its UDP relays lost to a full socket
+			// buffer since it started: the gaps every viewer of a
+			// UDP-only camera sees.
+			j["udp_drops"] = hb.UDPDrops
 			if hb.Counting != "" {
 				j["counting"] = hb.Counting
 			}

@@ -533,3 +533,32 @@ func TestDeviceDeleteCutsOpenTunnels(t *testing.T) {
 		t.Fatalf("tunnel of a deleted device: %v, want it cut", err)
 	}
 }
+
+// TestAgentsListUDPDrops: GET /api/agents carries each connected agent's
+// count of camera datagrams its UDP relays lost, as its heartbeat says.
+func TestAgentsListUDPDrops(t *testing.T) {
+	d := startDemo(t)
+	if err := testwait.Until(20*time.Second, func() error {
+		var page struct {
+			Items []struct {
+				ID            string     `json:"id"`
+				LastHeartbeat *time.Time `json:"last_heartbeat"`
+				UDPDrops      *uint64    `json:"udp_drops"`
+			} `json:"items"`
+		}
+		must(t, d.API.Do(context.Background(), "GET", "/api/agents", nil, &page, demo.Bearer(d.Info.Token)))
+		if len(page.Items) != 1 || page.Items[0].LastHeartbeat == nil {
+			return fmt.Errorf("no heartbeat yet: %+v", page.Items)
+		}
+		a := page.Items[0]
+		if a.UDPDrops == nil {
+			t.Fatalf("agent %s listed without udp_drops", a.ID)
+		}
+		if want := d.Agent.Counters().UDPDrops; *a.UDPDrops != want {
+			return fmt.Errorf("udp_drops %d, the agent counts %d", *a.UDPDrops, want)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -245,7 +245,7 @@ func (s *rtspGateway) start() error {
 	if s.cfg.RTSPAddr == "off" {
 		return nil
 	}
-	cfg := rtsp.Config{Addr: s.cfg.RTSPAddr, Backend: rtspBackend{s}, Logger: s.log, CameraTimeout: s.cfg.CameraTimeout}
+	cfg := rtsp.Config{Addr: s.cfg.RTSPAddr, Backend: rtspBackend{s}, Logger: s.log, CameraTimeout: s.cfg.CameraTimeout, ResumeFor: s.cfg.RTSPResumeFor}
 	if a := s.cfg.RTSPSAddr; a != "" && a != "off" && s.apiTLS != nil {
 		cfg.TLSAddr = a
 		cfg.TLS = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: s.apiTLS.Certificates}

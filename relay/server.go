@@ -41,6 +41,11 @@ type Config struct {
 	// API's certificate), e.g. ":322"; "" or "off" runs none, and so does
 	// PlainHTTP (no certificate). nanodems-relay serve defaults to ":322".
 	RTSPSAddr string
+	// RTSPResumeFor is how long the RTSP gateway holds the viewers of a
+	// shared camera session whose camera connection was lost (agent
+	// restart, camera reboot) while it opens it again; default 20 s,
+	// negative turns the hold off (docs/rtsp.md).
+	RTSPResumeFor time.Duration
 	// PlainHTTP serves the API without TLS. It is refused unless APIAddr is
 	// a loopback address: tokens must never cross a network in clear.
 	PlainHTTP bool

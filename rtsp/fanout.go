@@ -69,7 +69,7 @@ func (c *clientConn) tryShare(req *Request, ru relayURL) bool {
 	s := g.sources[key]
 	creator := s == nil || s.dead.Load()
 	if creator {
-		s = &source{g: g, key: key, path: ru.Key(), principal: c.principal, handle: c.handle, ready: make(chan struct{})}
+		s = &source{g: g, key: key, path: ru.Key(), principal: c.principal, handle: c.handle, ready: make(chan struct{}), quit: make(chan struct{})}
 		g.sources[key] = s
 		g.stats.Sources.Add(1)
 	}
@@ -110,8 +110,8 @@ func (c *clientConn) createSource(s *source, req *Request, ru relayURL) bool {
 		c.refuse(req, err)
 		return true
 	}
-	s.up = up
-	up.setHandlers(&upHandlers{frame: s.onFrame, request: s.onRequest, idle: s.kick, closed: func(error) { s.fail() }})
+	s.upP.Store(up)
+	s.attach(up)
 	dreq := &Request{Method: "DESCRIBE", URL: up.cameraURL(ru), Proto: "RTSP/1.0", Header: req.Header.Clone()}
 	for _, h := range []string{"CSeq", "Authorization", "Session", "Content-Length"} {
 		dreq.Header.Del(h)
@@ -133,7 +133,7 @@ func (c *clientConn) createSource(s *source, req *Request, ru relayURL) bool {
 			g.notShared[s.key] = time.Now().Add(notSharedFor)
 			g.srcMu.Unlock()
 		}
-		s.up = nil
+		s.upP.Store(nil)
 		s.abort(Errorf(500, "not shared: %s", why))
 		g.leaveSource(s)
 		c.startPass(up)

@@ -24,13 +24,17 @@ type source struct {
 	refs  int           // connections joined (guarded by g.srcMu)
 	dead  atomic.Bool
 
+	// The camera connection: set before ready closes, replaced when a
+	// lost camera session is opened again (resume.go).
+	upP atomic.Pointer[upstream]
+
 	// Set before ready closes, read-only after.
-	up       *upstream
-	describe *Response // the camera's answer, camera form
-	base     string    // camera-form base URL of the controls
-	aggURL   string    // camera-form aggregate control URL
-	tracks   []*srcTrack
-	byCh     atomic.Pointer[[256]*srcTrack]
+	describe    *Response // the camera's answer, camera form
+	describeURL string    // the camera-form URL it answered
+	base        string    // camera-form base URL of the controls
+	aggURL      string    // camera-form aggregate control URL
+	tracks      []*srcTrack
+	byCh        atomic.Pointer[[256]*srcTrack]
 
 	opMu      sync.Mutex // serializes SETUP and PLAY towards the camera
 	setupDone bool
@@ -38,16 +42,26 @@ type source struct {
 	playing   bool
 	playResp  *Response
 
-	mu      sync.Mutex // guards session, subs, kaStop, closed
-	session string     // the camera's Session header value
-	timeout int
-	subs    []*subscription
-	snap    atomic.Pointer[[]*subscription] // copy of subs for the packet path
-	kaStop  chan struct{}
-	closed  bool
-	once    sync.Once
+	mu      sync.Mutex // guards session, camSession, subs, kaStop, closed
+	session string     // the Session header value viewers get: the first camera session's
+	// camSession is the Session header value of the camera session that
+	// runs now; a resumed session has its own, viewers keep theirs.
+	camSession string
+	timeout    int
+	subs       []*subscription
+	snap       atomic.Pointer[[]*subscription] // copy of subs for the packet path
+	kaStop     chan struct{}
+	closed     bool
+	once       sync.Once
 
 	dirty []*subscription // packet path: queued to since the last kick
+
+	// Continuity across camera sessions (continuity.go, resume.go).
+	clocks  []trackClock  // by track index; packet path
+	resync  atomic.Bool   // drop packets until a keyframe, then remap every track
+	played  atomic.Bool   // the camera session played: a loss is held, not failed
+	holding atomic.Bool   // the camera session is being opened again
+	quit    chan struct{} // closed at shutdown: a hold ends
 
 	// Packets of the camera that arrive after the PLAY went out and
 	// before its answer was read: a camera that only does UDP sends them
@@ -117,22 +131,13 @@ func (s *source) init(resp *Response, reqURL string) string {
 	if len(sdp.Media) > 64 {
 		return "too many media"
 	}
-	s.base = reqURL
-	if v := resp.Header.Get("Content-Base"); v != "" {
-		s.base = v
-	} else if v := resp.Header.Get("Content-Location"); v != "" {
-		s.base = v
-	}
-	s.base = s.up.own(s.base)
-	s.aggURL = s.base
-	if sdp.Control != "" && sdp.Control != "*" {
-		s.aggURL = s.up.own(resolveControl(s.base, sdp.Control))
-	}
+	up := s.cam()
+	s.base, s.aggURL = describedURLs(up, resp, reqURL, sdp)
 	for i, m := range sdp.Media {
 		if m.BackChannel {
 			return "backchannel"
 		}
-		tr := &srcTrack{idx: i, media: m, control: s.up.own(resolveControl(s.base, m.Control)), ch: 2 * i}
+		tr := &srcTrack{idx: i, media: m, control: up.own(resolveControl(s.base, m.Control)), ch: 2 * i}
 		for _, codec := range m.Codecs {
 			if videoCodec(codec) {
 				tr.video = true
@@ -140,8 +145,29 @@ func (s *source) init(resp *Response, reqURL string) string {
 		}
 		s.tracks = append(s.tracks, tr)
 	}
-	s.describe = resp
+	s.describe, s.describeURL = resp, reqURL
+	s.clocks = make([]trackClock, len(s.tracks))
 	return ""
+}
+
+// cam is the camera connection that runs now.
+func (s *source) cam() *upstream { return s.upP.Load() }
+
+// describedURLs are the camera-form base and aggregate control URLs of
+// a DESCRIBE answer on up.
+func describedURLs(up *upstream, resp *Response, reqURL string, sdp SDP) (base, agg string) {
+	base = reqURL
+	if v := resp.Header.Get("Content-Base"); v != "" {
+		base = v
+	} else if v := resp.Header.Get("Content-Location"); v != "" {
+		base = v
+	}
+	base = up.own(base)
+	agg = base
+	if sdp.Control != "" && sdp.Control != "*" {
+		agg = up.own(resolveControl(base, sdp.Control))
+	}
+	return base, agg
 }
 
 // abort ends a source that never became shared.
@@ -193,30 +219,34 @@ func (s *source) fail() {
 func (s *source) shutdown() {
 	s.dead.Store(true)
 	s.mu.Lock()
+	if !s.closed && s.quit != nil {
+		close(s.quit)
+	}
 	s.closed = true
 	if s.kaStop != nil {
 		close(s.kaStop)
 		s.kaStop = nil
 	}
-	sess := s.session
+	sess := s.camSession
 	s.mu.Unlock()
 	s.once.Do(func() { s.g.stats.Sources.Add(-1) })
-	if s.up == nil {
+	up := s.cam()
+	if up == nil {
 		return
 	}
 	if sess != "" {
-		s.up.teardown(s.aggURL, sessionID(sess))
+		up.teardown(s.aggURL, sessionID(sess))
 	}
-	s.up.close()
+	up.close()
 }
 
 // onRequest answers what a camera asks of the gateway as its client.
 func (s *source) onRequest(req *Request) {
 	switch req.Method {
 	case "OPTIONS", "GET_PARAMETER", "SET_PARAMETER":
-		s.up.answer(req, 200)
+		s.cam().answer(req, 200)
 	default:
-		s.up.answer(req, 501)
+		s.cam().answer(req, 501)
 	}
 }
 
@@ -240,12 +270,7 @@ func (s *source) ensureSetup(ua string) error {
 	var firstRefusal *Response
 	okCount := 0
 	for _, tr := range s.tracks {
-		profile := tr.media.Proto
-		if profile == "" || !strings.HasPrefix(profile, "RTP/") {
-			profile = "RTP/AVP"
-		}
-		t := Transport{Spec: Transport{Spec: profile}.Profile() + "/TCP", Params: []Param{{Name: "unicast"}}}
-		t.Set("interleaved", fmt.Sprintf("%d-%d", tr.ch, tr.ch+1))
+		t := tr.interleaved()
 		req := &Request{Method: "SETUP", URL: tr.control, Proto: "RTSP/1.0", Header: Header{{"Transport", t.String()}}}
 		if ua != "" {
 			req.Header.Add("User-Agent", ua)
@@ -255,24 +280,10 @@ func (s *source) ensureSetup(ua string) error {
 			req.Header.Add("Session", sessionID(s.session))
 		}
 		s.mu.Unlock()
-		var resp *Response
-		var err error
-		udp := s.g.canUDP() && s.g.udpOnlyKnown(s.handle)
-		if !udp {
-			if resp, err = s.up.do(ctx, req, nil); err != nil {
-				s.setupErr = err
-				return err
-			}
-			if resp.StatusCode == 461 && s.g.canUDP() {
-				s.g.markUDPOnly(s.handle)
-				udp = true
-			}
-		}
-		if udp {
-			if resp, err = s.setupUDP(ctx, req, t, tr.ch); err != nil {
-				s.setupErr = err
-				return err
-			}
+		resp, err := s.setupOn(ctx, s.cam(), req, t, tr.ch)
+		if err != nil {
+			s.setupErr = err
+			return err
 		}
 		if resp.StatusCode != 200 {
 			if firstRefusal == nil {
@@ -295,6 +306,7 @@ func (s *source) ensureSetup(ua string) error {
 		s.mu.Lock()
 		if s.session == "" {
 			s.session = resp.Header.Get("Session")
+			s.camSession = s.session
 			if ss, ok := ParseSession(s.session); ok {
 				s.timeout = ss.TimeoutOrDefault()
 			}
@@ -310,19 +322,45 @@ func (s *source) ensureSetup(ua string) error {
 		s.setupErr = Errorf(status, "camera refused SETUP")
 		return s.setupErr
 	}
-	s.startKeepalive()
+	s.startKeepalive(s.cam())
 	return nil
+}
+
+// interleaved is the track's transport at the camera: TCP, on its
+// channels.
+func (tr *srcTrack) interleaved() Transport {
+	profile := tr.media.Proto
+	if profile == "" || !strings.HasPrefix(profile, "RTP/") {
+		profile = "RTP/AVP"
+	}
+	t := Transport{Spec: Transport{Spec: profile}.Profile() + "/TCP", Params: []Param{{Name: "unicast"}}}
+	t.Set("interleaved", fmt.Sprintf("%d-%d", tr.ch, tr.ch+1))
+	return t
+}
+
+// setupOn sends a track's SETUP (interleaved transport t on channel ch)
+// to the camera connection up, over UDP instead for a camera known to
+// refuse TCP or that refuses it now.
+func (s *source) setupOn(ctx context.Context, up *upstream, req *Request, t Transport, ch int) (*Response, error) {
+	if !s.g.canUDP() || !s.g.udpOnlyKnown(s.handle) {
+		resp, err := up.do(ctx, req, nil)
+		if err != nil || resp.StatusCode != 461 || !s.g.canUDP() {
+			return resp, err
+		}
+		s.g.markUDPOnly(s.handle)
+	}
+	return s.setupUDP(ctx, up, req, t, ch)
 }
 
 // setupUDP sets a track up over UDP to a relay on the camera's LAN
 // (camudp.go), whose datagrams arrive as frames on channels ch and ch+1,
 // as an interleaved SETUP would have had them.
-func (s *source) setupUDP(ctx context.Context, req *Request, tcp Transport, ch int) (*Response, error) {
+func (s *source) setupUDP(ctx context.Context, up *upstream, req *Request, tcp Transport, ch int) (*Response, error) {
 	relay, err := s.g.dialCameraUDP(ctx, s.principal, s.handle)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := s.up.do(ctx, udpSetupRequest(req, tcp, relay), nil)
+	resp, err := up.do(ctx, udpSetupRequest(req, tcp, relay), nil)
 	if err != nil {
 		relay.Close()
 		return nil, err
@@ -337,7 +375,7 @@ func (s *source) setupUDP(ctx context.Context, req *Request, tcp Transport, ch i
 	if a, b, ok := cameraTransport(resp).Ports("server_port"); ok {
 		relay.SetCamera(a, b)
 	}
-	if !s.up.attachUDP(relay, ch) {
+	if !up.attachUDP(relay, ch) {
 		return nil, errCameraGone
 	}
 	return resp, nil
@@ -364,7 +402,7 @@ func (s *source) ensurePlay(rng string, onFirst func(*Response)) (first bool, re
 		req.Header.Add("Range", rng)
 	}
 	s.awaitPlay.Store(true)
-	resp, err = s.up.do(ctx, req, func(r *Response) {
+	resp, err = s.cam().do(ctx, req, func(r *Response) {
 		if r.StatusCode == 200 {
 			onFirst(r)
 		}
@@ -379,10 +417,12 @@ func (s *source) ensurePlay(rng string, onFirst func(*Response)) (first bool, re
 		return false, nil, Errorf(resp.StatusCode, "camera refused PLAY")
 	}
 	s.playing, s.playResp = true, resp
+	s.played.Store(true)
 	return true, resp, nil
 }
 
-func (s *source) startKeepalive() {
+// startKeepalive keeps the camera session on up alive while up lasts.
+func (s *source) startKeepalive(up *upstream) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.closed || s.kaStop != nil {
@@ -391,25 +431,25 @@ func (s *source) startKeepalive() {
 	stop := make(chan struct{})
 	s.kaStop = stop
 	every := keepaliveInterval(s.timeout)
-	s.g.goFn(func() { s.keepaliveLoop(stop, every) })
+	s.g.goFn(func() { s.keepaliveLoop(up, stop, every) })
 }
 
 // keepaliveLoop keeps the shared camera session alive (its viewers'
 // keepalives are answered by the gateway and never reach the camera), and
 // ends UDP viewers that went silent.
-func (s *source) keepaliveLoop(stop chan struct{}, every time.Duration) {
+func (s *source) keepaliveLoop(up *upstream, stop chan struct{}, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
-		case <-s.up.done:
+		case <-up.done:
 			return
 		case <-t.C:
 		}
 		s.mu.Lock()
-		sess := sessionID(s.session)
+		sess := sessionID(s.camSession)
 		timeout := time.Duration(max(s.timeout, DefaultSessionTimeout)) * time.Second
 		var silent []*viewer
 		for _, sub := range s.subs {
@@ -422,7 +462,7 @@ func (s *source) keepaliveLoop(stop chan struct{}, every time.Duration) {
 			v.c.closeTransport()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.g.cfg.CameraTimeout)
-		err := s.up.keepalive(ctx, s.aggURL, sess)
+		err := up.keepalive(ctx, s.aggURL, sess)
 		cancel()
 		if err != nil {
 			return
@@ -479,12 +519,16 @@ func (s *source) onFrame(it Item) {
 			key = startsKeyframe(tr.media.Codecs[pt], payload)
 		}
 	}
+	now := time.Now().UnixNano()
 	p := newPacket(it.Frame)
+	if !s.continuity(tr, rtcp, key, p.payload(), now) {
+		p.release()
+		return
+	}
 	if early && (snap == nil || len(*snap) == 0) {
 		s.early = append(s.early, earlyPacket{p: p, tr: tr, rtcp: rtcp, key: key})
 		return
 	}
-	now := time.Now().UnixNano()
 	for _, sub := range *snap {
 		if st := sub.tracks[tr.idx]; st != nil && !sub.dropped {
 			sub.deliver(p, st, rtcp, key, now)

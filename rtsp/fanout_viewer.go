@@ -127,7 +127,7 @@ func (s *source) matchTrack(u string) *srcTrack {
 
 func (v *viewer) setup(req *Request, ru relayURL) {
 	c, s := v.c, v.src
-	tr := s.matchTrack(ru.Camera(s.up.auth))
+	tr := s.matchTrack(ru.Camera(s.cam().auth))
 	if tr == nil {
 		c.refuse(req, Errorf(404, "no such track"))
 		return

@@ -173,6 +173,12 @@ type Config struct {
 	SendBuffer int
 	// CameraTimeout bounds the wait for a camera's answer; default 15 s.
 	CameraTimeout time.Duration
+	// ResumeFor is how long viewers of a shared camera session are held
+	// when its camera connection is lost (agent restart, tunnel loss,
+	// camera reboot) while the gateway opens it again; default 20 s, an
+	// agent's restart takes 0.4-2 s. Past it they get an RTCP BYE and a
+	// close. Negative: no hold, a loss ends the viewers at once.
+	ResumeFor time.Duration
 	// IdleTimeout closes a connection that has not completed an
 	// authorized request within it (slow or idle unauthenticated peers);
 	// default 30 s.
@@ -215,6 +221,8 @@ type Stats struct {
 	CameraSessions atomic.Int64 // camera connections open (shared or not)
 	Skips          atomic.Int64 // times a slow viewer was skipped to a keyframe
 	Drops          atomic.Int64 // slow viewers disconnected
+	Resumes        atomic.Int64 // lost camera sessions opened again with their viewers held
+	GiveUps        atomic.Int64 // lost camera sessions whose viewers were ended after ResumeFor
 	// UDPStrangers counts datagrams to a UDP client's server ports from
 	// other ports than the client announced (dropped: see udpPair).
 	UDPStrangers atomic.Int64
@@ -250,6 +258,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.CameraTimeout <= 0 {
 		cfg.CameraTimeout = 15 * time.Second
+	}
+	if cfg.ResumeFor == 0 {
+		cfg.ResumeFor = 20 * time.Second
 	}
 	if cfg.IdleTimeout <= 0 {
 		cfg.IdleTimeout = 30 * time.Second

@@ -64,6 +64,10 @@ type Media struct {
 	// (upper-cased: H264, H265, JPEG, PCMA, …). Static payload types
 	// without rtpmap get their RFC 3551 name.
 	Codecs map[int]string
+	// Clocks maps payload types to their RTP clock rate in Hz (the
+	// a=rtpmap rate, or RFC 3551's for static types): a resumed stream's
+	// timestamps advance by the gap at this rate.
+	Clocks map[int]int
 	// BackChannel is set for a=sendonly media: ONVIF marks the audio
 	// backchannel (client to camera) so in the camera's SDP. A shared
 	// camera session never carries one: the gateway serves such a request
@@ -84,7 +88,7 @@ func ParseSDP(body []byte) SDP {
 		switch line[0] {
 		case 'm':
 			f := strings.Fields(line[2:])
-			s.Media = append(s.Media, Media{Codecs: map[int]string{}})
+			s.Media = append(s.Media, Media{Codecs: map[int]string{}, Clocks: map[int]int{}})
 			m = &s.Media[len(s.Media)-1]
 			if len(f) > 0 {
 				m.Type = f[0]
@@ -96,6 +100,9 @@ func ParseSDP(body []byte) SDP {
 				for _, pt := range f[3:] {
 					if n, err := strconv.Atoi(pt); err == nil && n >= 0 && n < 128 {
 						m.Codecs[n] = staticPayloadName(n)
+						if r := staticClock(n); r > 0 {
+							m.Clocks[n] = r
+						}
 					}
 				}
 			}
@@ -121,8 +128,12 @@ func ParseSDP(body []byte) SDP {
 				if err != nil || n < 0 || n >= 128 {
 					continue
 				}
-				codec, _, _ := strings.Cut(strings.TrimSpace(enc), "/")
+				codec, rate, _ := strings.Cut(strings.TrimSpace(enc), "/")
 				m.Codecs[n] = strings.ToUpper(codec)
+				rate, _, _ = strings.Cut(rate, "/")
+				if r, err := strconv.Atoi(rate); err == nil && r > 0 {
+					m.Clocks[n] = r
+				}
 			case "sendonly":
 				if m != nil {
 					m.BackChannel = true
@@ -149,6 +160,18 @@ func staticPayloadName(pt int) string {
 		return "MP2T"
 	}
 	return ""
+}
+
+// staticClock is the clock rate of a static payload type (RFC 3551
+// §6), 0 if unknown.
+func staticClock(pt int) int {
+	switch pt {
+	case 0, 3, 4, 5, 7, 8, 9, 12, 13, 15, 18:
+		return 8000
+	case 26, 14, 32, 33, 25, 28, 31, 34:
+		return 90000
+	}
+	return 0
 }
 
 // IsLive reports whether the description is of a live stream, which

@@ -49,6 +49,7 @@ func serve(ctx context.Context, args []string) error {
 	fs.StringVar(&cfg.PublicAgentAddr, "public-agent-addr", "", "host:port agents dial (default: the host they enrolled at)")
 	fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", ":9554", `RTSP gateway listener ("off" disables it)`)
 	fs.StringVar(&cfg.RTSPSAddr, "rtsps-addr", ":322", `RTSPS listener of the RTSP gateway, TLS with the API's certificate ("off" disables it)`)
+	fs.DurationVar(&cfg.RTSPResumeFor, "rtsp-resume", 0, "how long RTSP viewers are held while a lost camera session is opened again (default 20s; negative: not held)")
 	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", metrics.DefaultRelayAddr, `serve Prometheus metrics at http://ADDR/metrics (docs/metrics.md; "" turns it off)`)
 	fs.StringVar(&cfg.DebugAddr, "debug-addr", "", "serve pprof here (loopback only), e.g. 127.0.0.1:6060")
 	fs.StringVar(&cfg.NodeName, "node", "", "this relay's name (default: hostname)")

@@ -6,6 +6,7 @@ import (
 	"html/template"
 	"net/http"
 	"net/url"
+	"strconv"
 	"time"
 )
 
@@ -22,6 +23,7 @@ type Agent struct {
 	LastHeartbeat *time.Time `json:"last_heartbeat"`
 	ActiveStreams int64      `json:"active_streams"`
 	BytesToday    uint64     `json:"bytes_today"`
+	UDPDrops      uint64     `json:"udp_drops"`
 	// TodayBytes and Last24h are from the relay's hourly rows: bytes
 	// since UTC midnight, and per hour over the last 24, oldest first.
 	TodayBytes int64   `json:"today_bytes"`
@@ -62,10 +64,14 @@ type agentRow struct {
 	Today  string        `json:"today"`
 	TodayN int64         `json:"today_n"`
 	Spark  template.HTML `json:"-"`
+
+	// UDPDrops: camera datagrams the agent's UDP relays lost since it
+	// started ("—" offline).
+	UDPDrops string `json:"udp_drops"`
 }
 
 func rowOf(a Agent) agentRow {
-	r := agentRow{ID: a.ID, SiteID: a.SiteID, Site: a.SiteName, Status: "offline", Relay: "—", Version: "—", Remote: "—", Heartbeat: "—"}
+	r := agentRow{ID: a.ID, SiteID: a.SiteID, Site: a.SiteName, Status: "offline", Relay: "—", Version: "—", Remote: "—", Heartbeat: "—", UDPDrops: "—"}
 	switch {
 	case a.Revoked:
 		r.Status = "revoked"
@@ -77,6 +83,7 @@ func rowOf(a Agent) agentRow {
 		}
 		if a.LastHeartbeat != nil {
 			r.Heartbeat, r.HeartbeatS = agoSeconds(*a.LastHeartbeat), a.LastHeartbeat.Unix()
+			r.UDPDrops = strconv.FormatUint(a.UDPDrops, 10)
 		}
 	}
 	if r.Bytes == "" {

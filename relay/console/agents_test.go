@@ -75,6 +75,9 @@ func TestConsoleAgents(t *testing.T) {
 	if got := cell("heartbeat"); !strings.HasSuffix(got, "s ago") {
 		t.Errorf("last heartbeat %q", got)
 	}
+	if got := cell("udp_drops"); got != "0" {
+		t.Errorf("UDP drops %q, want the agent's 0", got)
+	}
 	b.Shot("agents")
 
 	b.Run("revoke",

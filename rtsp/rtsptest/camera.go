@@ -8,6 +8,7 @@
 package rtsptest
 
 import (
+	"cmp"
 	_ "embed"
 	"fmt"
 	"net"
@@ -108,6 +109,9 @@ type Options struct {
 	// firmwares do: it listens on a UDP port pair (server_port) and
 	// answers 461 Unsupported Transport to any SETUP that asks for TCP.
 	UDPOnly bool
+	// Addr, if set, is the address to listen on (a camera restarted on
+	// the port of one closed before); default 127.0.0.1, any port.
+	Addr string
 }
 
 // Request is one request the camera received.
@@ -163,7 +167,7 @@ func Start(o Options) (*Camera, error) {
 	if c.venc, err = vf.CreateEncoder(); err != nil {
 		return nil, err
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", cmp.Or(o.Addr, "127.0.0.1:0"))
 	if err != nil {
 		return nil, err
 	}

@@ -32,6 +32,7 @@
       set(tr, "remote", r.remote);
       set(tr, "heartbeat", r.heartbeat, r.heartbeat_unix);
       set(tr, "streams", String(r.streams));
+      set(tr, "udp_drops", r.udp_drops);
       set(tr, "today", r.today, r.today_n);
       if (r.status === "revoked") {
         var act = tr.querySelector(".row-actions");
