@@ -314,6 +314,9 @@ func TestFleetProcesses(t *testing.T) {
 				t.Fatalf("pin %s to the orphan: %q, %v", orphaned, pinned, err)
 			}
 		}
+		// An RTSP viewer on the survivor of agent 2's camera, bridged to
+		// k: the gateway holds it while agent 2 moves and resumes it.
+		viewer := startRTSPViewer(t, survivor, in, in.site2)
 		killed := time.Now()
 		k.kill()
 		if orphan != nil {
@@ -336,6 +339,9 @@ func TestFleetProcesses(t *testing.T) {
 		})
 		t.Logf("%s killed (-9): a new tunnel through %s worked after %v; the agents list named agent 2's new relay after %v",
 			k.node, survivor.node, tunnelAt.Sub(killed).Round(time.Millisecond), listedAt.Sub(killed).Round(time.Millisecond))
+		gap := viewer.keepsPlaying(t, killed)
+		t.Logf("an RTSP viewer on %s of agent 2's camera kept its session across the kill: longest gap between video packets %v",
+			survivor.node, gap.Round(time.Millisecond))
 
 		if orphan != nil {
 			// A handle pinned to the agent that died with k is served by

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -90,4 +91,85 @@ func play(u string, proto gortsplib.Protocol, packet func()) (*gortsplib.Client,
 		return nil, err
 	}
 	return c, nil
+}
+
+// rtspViewer is a gortsplib client playing a camera through a relay,
+// recording when each video packet arrived.
+type rtspViewer struct {
+	c      *gortsplib.Client
+	mu     sync.Mutex
+	at     []time.Time
+	ended  chan error // Wait's answer once the session ends
+	handle string
+}
+
+// startRTSPViewer starts a gortsplib camera at site's agent and plays it
+// over TCP through relay via until 50 video packets have arrived.
+func startRTSPViewer(t *testing.T, via *relayProc, in installation, site string) *rtspViewer {
+	cam, err := rtsptest.Start(rtsptest.Options{})
+	must(t, err)
+	t.Cleanup(cam.Close)
+	var dev struct {
+		Handles map[string]string `json:"handles"`
+	}
+	ctx := context.Background()
+	must(t, via.apiClient().Do(ctx, "POST", "/api/sites/"+site+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{cam.Port}, "label": "RTSP camera kept"}, &dev, demo.Bearer(in.token)))
+	v := &rtspViewer{handle: dev.Handles[strconv.Itoa(cam.Port)], ended: make(chan error, 1)}
+	var out struct {
+		URL string `json:"url"`
+	}
+	must(t, via.apiClient().Do(ctx, "POST", "/api/handles/"+v.handle+"/rtsp-url", map[string]any{"path": "/kept"}, &out, demo.Bearer(in.token)))
+	testwait.For(t, 30*time.Second, "RTSP play through "+via.node, func() bool {
+		v.c, err = play(out.URL, gortsplib.ProtocolTCP, func() {
+			v.mu.Lock()
+			v.at = append(v.at, time.Now())
+			v.mu.Unlock()
+		})
+		return err == nil
+	})
+	t.Cleanup(v.c.Close)
+	go func() { v.ended <- v.c.Wait() }()
+	testwait.For(t, 30*time.Second, "50 video packets", func() bool { return v.packets() >= 50 })
+	return v
+}
+
+func (v *rtspViewer) packets() int {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	return len(v.at)
+}
+
+// gapAfter is the longest pause between video packets that arrived after
+// t0, and how many arrived.
+func (v *rtspViewer) gapAfter(t0 time.Time) (gap time.Duration, n int) {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	prev := t0
+	for _, at := range v.at {
+		if at.Before(t0) {
+			prev = at
+			continue
+		}
+		gap = max(gap, at.Sub(prev))
+		prev = at
+		n++
+	}
+	return gap, n
+}
+
+// keepsPlaying requires that the viewer's session did not end and that 50
+// more video packets arrived after t0 within 30 s; it returns the gap.
+func (v *rtspViewer) keepsPlaying(t *testing.T, t0 time.Time) time.Duration {
+	t.Helper()
+	testwait.For(t, 30*time.Second, "50 video packets after the cut", func() bool {
+		select {
+		case err := <-v.ended:
+			t.Fatalf("the RTSP viewer's session ended: %v", err)
+		default:
+		}
+		_, n := v.gapAfter(t0)
+		return n >= 50
+	})
+	gap, _ := v.gapAfter(t0)
+	return gap
 }
