@@ -253,6 +253,26 @@ func TestFleetProcesses(t *testing.T) {
 		checkPeerLink(t, op(x, in.token), x, op(h, in.token), h, in.echo2)
 	})
 
+	t.Run("kill -9 and restart of an agent under an RTSP viewer", func(st *testing.T) {
+		// The viewer plays through a relay that does not hold agent 2;
+		// the gateway there holds it while agent 2 is killed, started
+		// again from its state and back on a relay, and resumes it.
+		viewer := startRTSPViewer(st, other(b), in, in.site2)
+		killed := time.Now()
+		b.kill()
+		b.proc = start(t, root, "agent-2-restarted", nil, b.cmd.Path, b.cmd.Args[1:]...)
+		gap := viewer.keepsPlaying(st, killed)
+		testwait.For(st, 30*time.Second, "agent 2 online again", func() bool {
+			row := agentsOf(st, r1, in.token, in.site2)[b.id]
+			if row.Online {
+				holder[b.id] = row.Relay
+			}
+			return row.Online
+		})
+		st.Logf("agent 2 killed (-9) and started again, now on %s: an RTSP viewer on %s kept its session, longest gap between video packets %v",
+			holder[b.id], other(b).node, gap.Round(time.Millisecond))
+	})
+
 	t.Run("kill -9 of a relay that holds an agent", func(t *testing.T) {
 		k := byNode[holder[b.id]]
 		var survivor *relayProc

@@ -91,7 +91,13 @@ func oncePerTick(relays []*relayProc, recs []jobTickRec) ([]jobTickRec, error) {
 		}
 	}
 	for _, r := range relays {
-		if _, ran := last[r.node]; !ran && skips[r.node] < 10 {
+		// A relay killed early in the test had few ticks to try in;
+		// one will do.
+		least := 10
+		if !r.killedAt.IsZero() {
+			least = 1
+		}
+		if _, ran := last[r.node]; !ran && skips[r.node] < least {
 			return nil, fmt.Errorf("%s, never the holder, ticked %d times: it did not try", r.node, skips[r.node])
 		}
 	}
