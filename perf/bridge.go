@@ -45,7 +45,17 @@ func (e *env) startBridgeRelay(ctx context.Context) (*proc, string, error) {
 	}
 	args := []string{"serve", "--data-dir", filepath.Join(e.tmp, "relay"), "--api-addr", apiAddr, "--agent-addr", agentAddr,
 		"--peer-addr", peerAddr, "--rtsp-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay-2", "--max-conns-per-addr", "-1"}
-	p, err := children.start(e.tmp, "relay-2", filepath.Join(e.bin, "nanodems-relay"), args, e.cfg.serverEnv, "--ca-pin ")
+	path := filepath.Join(e.bin, "nanodems-relay")
+	if e.cfg.pprofMode {
+		if e.relay2Debug, err = freeAddr(); err != nil {
+			return nil, "", err
+		}
+		if path, err = os.Executable(); err != nil {
+			return nil, "", err
+		}
+		args = append([]string{"-role", "relay", "-debug-addr", e.relay2Debug, "--"}, args[1:]...)
+	}
+	p, err := children.start(e.tmp, "relay-2", path, args, e.cfg.serverEnv, "--ca-pin ")
 	if err != nil {
 		return nil, "", err
 	}
@@ -87,6 +97,13 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 	for _, path := range paths {
 		figs[path] = &bridgeFigures{}
 	}
+	// -pprof: CPU profiles of both relays and the agent while the bridged
+	// path runs, in its first throughput run and its round trips.
+	bridgeProfile := func(what, name string) {
+		if c.pprofMode {
+			e.profileOf(ctx, what, name, []debugTarget{{"relay", e.relayDebug}, {"relay-2", e.relay2Debug}, {"agent", e.agentDebug}})
+		}
+	}
 	mib := int64(c.totalMiB)
 	for rep := range c.repeats {
 		// Interleaved, so that drift of the machine hits both paths alike.
@@ -98,7 +115,14 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 				for i := range sums {
 					sums[i] = p.sum(i, per)
 				}
+				profiled := rep == 0 && path == pathBridge
+				if profiled {
+					bridgeProfile("start", fmt.Sprintf("bridge-throughput-%d", n))
+				}
 				res, err := throughput(ctx, e.dial[path], n, per, p, sums, nopMeter{})
+				if profiled {
+					bridgeProfile("stop", fmt.Sprintf("bridge-throughput-%d", n))
+				}
 				if err != nil {
 					return fmt.Errorf("%s throughput x%d: %w", path, n, err)
 				}
@@ -115,7 +139,14 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 	}
 	for _, path := range paths {
 		f := figs[path]
-		if f.rtt, err = pingPong(ctx, e.dial[path], 64, 200, c.rttSamples); err != nil {
+		if path == pathBridge {
+			bridgeProfile("start", "bridge-rtt")
+		}
+		f.rtt, err = pingPong(ctx, e.dial[path], 64, 200, c.rttSamples)
+		if path == pathBridge {
+			bridgeProfile("stop", "bridge-rtt")
+		}
+		if err != nil {
 			return fmt.Errorf("%s round trip: %w", path, err)
 		}
 		slices.Sort(f.rtt.Samples)

@@ -246,6 +246,7 @@ type env struct {
 	relay, agent, echo, cli *proc
 	relayDebug              string // debug listener of the relay role (-pprof)
 	agentDebug              string
+	relay2Debug             string // of relay 2 (-bridge -pprof)
 	cliDebug                string // of the tunnel role (-pprof)
 	apiURL, pin             string
 	token, handle           string
@@ -400,12 +401,13 @@ func (e *env) up(ctx context.Context) error {
 	data := filepath.Join(e.tmp, "relay")
 	// Every tunnel comes from 127.0.0.1: the relay's per-address bound
 	// (a quarter of its open-file limit) is off here.
-	// The peer listener on a free port: another run may hold the default.
+	// The peer listener on a free port and no RTSP listener: another run
+	// may hold the defaults.
 	peerAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--rtsp-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {
