@@ -70,6 +70,18 @@ type bridgeFigures struct {
 	tp1, tp8 tpResult
 	rtt      rttResult
 	opens    openResult
+	// cpu and echoed are the CPU seconds of all processes and the bytes
+	// echoed over all throughput runs of the path.
+	cpu    float64
+	echoed int64
+}
+
+// cpuPerMB is the CPU of all processes per MB echoed, in milliseconds.
+func (f *bridgeFigures) cpuPerMB() float64 {
+	if f.echoed == 0 {
+		return 0
+	}
+	return f.cpu * 1e3 / (float64(f.echoed) / 1e6)
 }
 
 func runBridge(ctx context.Context, c *config, e *env) error {
@@ -104,6 +116,7 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 			e.profileOf(ctx, what, name, []debugTarget{{"relay", e.relayDebug}, {"relay-2", e.relay2Debug}, {"agent", e.agentDebug}})
 		}
 	}
+	pm := &procsMeter{ps: append(e.procs(), r2, fwd)}
 	mib := int64(c.totalMiB)
 	for rep := range c.repeats {
 		// Interleaved, so that drift of the machine hits both paths alike.
@@ -119,14 +132,16 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 				if profiled {
 					bridgeProfile("start", fmt.Sprintf("bridge-throughput-%d", n))
 				}
-				res, err := throughput(ctx, e.dial[path], n, per, p, sums, nopMeter{})
+				res, err := throughput(ctx, e.dial[path], n, per, p, sums, pm)
 				if profiled {
 					bridgeProfile("stop", fmt.Sprintf("bridge-throughput-%d", n))
 				}
 				if err != nil {
 					return fmt.Errorf("%s throughput x%d: %w", path, n, err)
 				}
-				logf("%s: %d tunnel(s), %d MiB: %.0f MB/s (run %d)", path, n, mib, res.MBps(), rep+1)
+				f.cpu += res.CPU["all"]
+				f.echoed += res.Bytes
+				logf("%s: %d tunnel(s), %d MiB: %.0f MB/s, CPU of all processes %.2f s (run %d)", path, n, mib, res.MBps(), res.CPU["all"], rep+1)
 				best := &f.tp1
 				if n == 8 {
 					best = &f.tp8
@@ -194,6 +209,7 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	tp("throughput, 1 tunnel (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp1.MBps() })
 	tp("throughput, 8 tunnels (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp8.MBps() })
+	tp("CPU of all processes per MB echoed (ms; all throughput runs)", (*bridgeFigures).cpuPerMB)
 	tp("tunnel opens per second (open, 1 B round trip, close)", func(f *bridgeFigures) float64 { return f.opens.perSec() })
 	lat := func(name string, get func(*bridgeFigures) time.Duration) {
 		w("| %s | %.0f | %.0f | %.0f | %+.0f µs | %+.0f µs |\n", name, us(get(local)), us(get(bridged)), us(get(tlsHop)), us(get(bridged)-get(local)), us(get(tlsHop)-get(local)))
