@@ -199,6 +199,9 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	w("Written by `%s` (perf/bridge.go); %s, GOMAXPROCS %d, %d MiB per throughput run, best of %d, %d round trips, opens for %v with %d openers; the run took %v.\n\n",
 		cmd, time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), c.totalMiB, c.repeats, c.rttSamples, c.openDur, c.openPar, elapsed.Round(time.Second))
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		w("The machine was shared with other work: load average %s at the end of the run (1, 5 and 15 minutes). MB/s and round trips follow that load from run to run; the CPU per MB echoed much less. Medians of several runs, before and after a change of the bridge: docs/ha.md.\n\n", strings.Join(strings.Fields(string(load))[:3], ", "))
+	}
 	w("Three paths, each a WebSocket tunnel (`cli.DialTunnel`) to the same echo target through the same agent, measured in the same run, interleaved, on one machine (every process on 127.0.0.1, sharing its cores):\n\n")
 	w("- **local**: WebSocket/TLS to relay 1, which holds the agent; smux/TLS to the agent; TCP to echo.\n")
 	w("- **bridged**: WebSocket/TLS to relay 2 (same database and data directory); BridgeTunnel, a gRPC stream on one pooled HTTP/2 mTLS connection, to relay 1; smux/TLS to the agent; TCP to echo.\n")
@@ -209,7 +212,8 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	tp("throughput, 1 tunnel (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp1.MBps() })
 	tp("throughput, 8 tunnels (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp8.MBps() })
-	tp("CPU of all processes per MB echoed (ms; all throughput runs)", (*bridgeFigures).cpuPerMB)
+	w("| CPU of all processes per MB echoed (ms; all throughput runs) | %.1f | %.1f | %.1f | %s | %s |\n",
+		local.cpuPerMB(), bridged.cpuPerMB(), tlsHop.cpuPerMB(), ratio(bridged.cpuPerMB(), local.cpuPerMB()), ratio(tlsHop.cpuPerMB(), local.cpuPerMB()))
 	tp("tunnel opens per second (open, 1 B round trip, close)", func(f *bridgeFigures) float64 { return f.opens.perSec() })
 	lat := func(name string, get func(*bridgeFigures) time.Duration) {
 		w("| %s | %.0f | %.0f | %.0f | %+.0f µs | %+.0f µs |\n", name, us(get(local)), us(get(bridged)), us(get(tlsHop)), us(get(bridged)-get(local)), us(get(tlsHop)-get(local)))
