@@ -36,9 +36,15 @@ func HTTPStatus(err error) int {
 		return http.StatusBadRequest
 	case errors.Is(err, store.ErrConflict):
 		return http.StatusConflict
+	case store.Unavailable(err):
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
 }
+
+// errDatabaseAway is the answer's reason while the store cannot be
+// reached (store.Unavailable): 503, for the client to try again.
+const errDatabaseAway = "database unavailable; try again shortly"
 
 var (
 	errForbidden  = errors.New("forbidden")
@@ -97,6 +103,11 @@ func lookup(err error, what string) error {
 func (s *base) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	code := HTTPStatus(err)
 	msg := err.Error()
+	if code == http.StatusServiceUnavailable && store.Unavailable(err) {
+		// The driver's words name the database's address and user.
+		s.log.Warn("request failed: database unavailable", "method", r.Method, "path", r.URL.Path, "err", err)
+		msg = errDatabaseAway
+	}
 	if code == http.StatusInternalServerError {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		msg = "internal error"

@@ -54,16 +54,32 @@ func (s *Server) dropLease(a *agentSession) {
 
 // remoteLease is the live lease of agent agentID of site siteID when
 // another relay holds it and this relay can bridge to it.
+//
+// While the database cannot be reached (store.Unavailable), the last
+// lease this relay read for the agent stands in until its expiry: the
+// relay it names re-checks that it holds the agent before it bridges, so
+// a stale one costs a refused bridge, and a handle whose route is cached
+// stays reachable from every relay, not only from its agent's (measured
+// by e2e/fleet TestFleetDatabaseAway, docs/ha.md).
 func (s *Server) remoteLease(ctx context.Context, agentID, siteID string) (store.Lease, bool) {
 	if s.bridge == nil || agentID == "" {
 		return store.Lease{}, false
 	}
-	l, err := s.store.LookupLease(ctx, agentID, s.cfg.Now())
-	if err != nil {
-		if !errors.Is(err, store.ErrNotFound) {
-			s.log.Warn("presence lookup", "agent", agentID, "err", err)
-		}
+	now := s.cfg.Now()
+	l, err := s.store.LookupLease(ctx, agentID, now)
+	switch {
+	case err == nil:
+		s.leasesSeen.Store(agentID, l)
+	case errors.Is(err, store.ErrNotFound):
+		s.leasesSeen.Delete(agentID)
 		return l, false
+	default:
+		s.log.Warn("presence lookup", "agent", agentID, "err", err)
+		v, ok := s.leasesSeen.Load(agentID)
+		if !ok || !store.Unavailable(err) || !now.Before(v.(store.Lease).ExpiresAt) {
+			return l, false
+		}
+		l = v.(store.Lease)
 	}
 	return l, l.RelayNode != s.cfg.NodeName && l.SiteID == siteID && l.Endpoint != ""
 }

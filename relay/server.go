@@ -103,6 +103,12 @@ type Config struct {
 	// DownloadsDir holds the binaries the relay offers at /downloads/
 	// (nanodems-dist fills it; relay/downloads.go). Empty: none.
 	DownloadsDir string
+
+	// JobTick, for tests, replaces the tick of every locked job (the
+	// lease reaper, the stats rollups, relay/jobs.go) and makes each TTL
+	// three ticks, as in production: the production ticks are one minute
+	// and more, which no end-to-end test can wait out. 0: the jobs' own.
+	JobTick time.Duration
 }
 
 // Server is a running relay. It holds the agent listener, the registry
@@ -136,6 +142,10 @@ type Server struct {
 	crashed atomic.Bool
 	routes  sync.Map // handle → store.Route, invalidated on change
 	live    sync.Map // *tunnelConn → struct{}: open tunnels
+
+	// leasesSeen is the last lease read for each agent another relay
+	// holds, for opens while the database is away (presence.go).
+	leasesSeen sync.Map // agent id → store.Lease
 
 	// The operator edge (edge.go).
 	auth    *authenticator

@@ -61,6 +61,8 @@ func serve(ctx context.Context, args []string) error {
 	fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "API connections one client address may hold open (default: a quarter of the open-file limit; -1: no bound)")
 	fs.StringVar(&cfg.DownloadsDir, "downloads-dir", "", "serve the binaries in this directory at /downloads/ (fill it with: go run ./cmd/nanodems-dist -out DIR)")
 	drainTimeout := fs.Duration("drain-timeout", 30*time.Second, "on SIGTERM, how long open tunnels may take to finish after the relay stops taking new ones and tells its agents to move")
+	fs.DurationVar(&cfg.JobTick, "job-tick", 0, "for tests: the tick of every locked job (lease reaper, stats rollups), each TTL three ticks; 0: their own (docs/ha.md, Locks)")
+	cmdline.Hide(fs, "job-tick")
 	level := cmdline.LogLevel(fs, slog.LevelInfo)
 	if err := cmdline.Parse(fs, args); err != nil {
 		return err

@@ -39,10 +39,6 @@ import (
 )
 
 func TestMain(m *testing.M) {
-	if holder := os.Getenv("NANODEMS_E2E_LOCKER"); holder != "" {
-		runLocker(holder)
-		return
-	}
 	goleak.VerifyTestMain(cleanupAfter{m})
 }
 
@@ -70,24 +66,10 @@ type installation struct {
 // TestFleetProcesses is the fleet's end-to-end check with real processes:
 // three relays on one PostgreSQL, two agents at site 1 and one at site 2.
 func TestFleetProcesses(t *testing.T) {
-	dsn := testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
-	if _, err := binaries(); err != nil {
-		t.Fatal(err)
-	}
-	root := t.TempDir()
 	ctx := context.Background()
-
-	r1 := startRelay(t, "r1", filepath.Join(root, "r1"), dsn, "")
-	var in installation
-	in.pin = pinLine.FindStringSubmatch(r1.log())[1]
-	key, err := os.ReadFile(filepath.Join(r1.dir, "admin-key"))
-	must(t, err)
-	in.adminKey = strings.TrimSpace(string(key))
-	copyKeys(t, r1.dir, filepath.Join(root, "r2"))
-	copyKeys(t, r1.dir, filepath.Join(root, "r3"))
-	r2 := startRelay(t, "r2", filepath.Join(root, "r2"), dsn, in.pin)
-	r3 := startRelay(t, "r3", filepath.Join(root, "r3"), dsn, in.pin)
-	relays := []*relayProc{r1, r2, r3}
+	root, dsn, in, relays := startFleet(t, "r1", "r2", "r3")
+	r1, r2, r3 := relays[0], relays[1], relays[2]
+	twoUp := r2.up // from here two relays run the locked jobs
 
 	// Targets, in this process: an echo server that honours half-close,
 	// and a web page that also answers an upload with its sha256.
@@ -262,53 +244,13 @@ func TestFleetProcesses(t *testing.T) {
 		}
 	})
 
-	t.Run("locked job runs once per tick and passes on kill -9", func(t *testing.T) {
-		lockDSN := testpg.DSN(t) // one database for both
-		env := func(h string) []string {
-			return []string{"NANODEMS_E2E_LOCKER=" + h, "NANODEMS_DATABASE=" + lockDSN}
-		}
-		dir := t.TempDir()
-		var lockers []*proc
-		for _, h := range []string{"job-a", "job-b"} {
-			lockers = append(lockers, start(t, dir, h, env(h), os.Args[0], "-test.run=^$"))
-		}
-		// The first to run holds it; the other never runs while it lives.
-		var hold, wait *proc
-		testwait.For(t, 60*time.Second, "a locker holds the job for 30 ticks", func() bool {
-			for i, p := range lockers {
-				if len(lockRuns(t, p)) >= 30 {
-					hold, wait = p, lockers[1-i]
-					return true
-				}
-			}
-			return false
-		})
-		hold.kill()
-		if n := len(lockRuns(t, wait)); n != 0 {
-			t.Fatalf("%s ran %d times while %s held the lock", wait.name, n, hold.name)
-		}
-		if n := len(lockSkips(t, wait)); n < 10 {
-			t.Fatalf("%s ticked %d times while %s held the lock, want it to have tried every tick", wait.name, n, hold.name)
-		}
-		// The holder ran the job at every tick from its first on.
-		held := lockRuns(t, hold)
-		if skips := lockSkips(t, hold); len(skips) > 0 && skips[len(skips)-1].After(held[0]) {
-			t.Fatalf("%s skipped a tick at %v while holding the lock", hold.name, skips[len(skips)-1])
-		}
-		last := held[len(held)-1]
-		var first time.Time
-		testwait.For(t, 30*time.Second, wait.name+" takes the job over", func() bool {
-			if r := lockRuns(t, wait); len(r) > 0 {
-				first = r[0]
-				return true
-			}
-			return false
-		})
-		took := first.Sub(last)
-		t.Logf("%s killed; %s ran the job %v after the holder's last run (TTL %v, tick %v)", hold.name, wait.name, took.Round(time.Millisecond), lockTTL, lockTick)
-		if took < lockTTL-lockTick || took > lockTTL+3*lockTick {
-			t.Fatalf("takeover %v after the last run, want once the TTL %v has passed, at the next tick", took, lockTTL)
-		}
+	t.Run("RTSP from a relay that does not hold the camera's agent", func(t *testing.T) {
+		checkRTSPBridged(t, other(b), in, in.site2)
+	})
+
+	t.Run("peer link refused and cut under a bridged tunnel", func(t *testing.T) {
+		x, h := other(b), byNode[holder[b.id]]
+		checkPeerLink(t, op(x, in.token), x, op(h, in.token), h, in.echo2)
 	})
 
 	t.Run("kill -9 of a relay that holds an agent", func(t *testing.T) {
@@ -423,6 +365,10 @@ func TestFleetProcesses(t *testing.T) {
 			}
 		}
 		t.Logf("%d writes acknowledged by %s before the kill, all present", len(acked), k.node)
+	})
+
+	t.Run("locked jobs run once per tick and pass on kill -9", func(t *testing.T) {
+		checkLockedJobs(t, relays, twoUp)
 	})
 }
 

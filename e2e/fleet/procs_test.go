@@ -19,6 +19,7 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/testpg"
 	"github.com/nanodems/connector/internal/testwait"
 )
 
@@ -49,6 +50,8 @@ type proc struct {
 	cmd    *exec.Cmd
 	logf   string
 	exited chan struct{} // closed when Wait has returned
+	// killedAt is when kill sent SIGKILL first.
+	killedAt time.Time
 }
 
 // start runs bin with args, its stdout and stderr in dir/name.log, and
@@ -83,6 +86,9 @@ func start(t *testing.T, dir, name string, env []string, bin string, args ...str
 
 // kill is kill -9, then waits for the process to be gone.
 func (p *proc) kill() {
+	if p.running() && p.killedAt.IsZero() {
+		p.killedAt = time.Now()
+	}
 	p.cmd.Process.Signal(syscall.SIGKILL)
 	<-p.exited
 }
@@ -132,27 +138,68 @@ func freeAddrs(t *testing.T, n int) []string {
 // relayProc is one `nanodems-relay serve` of the fleet.
 type relayProc struct {
 	*proc
-	node, dir                       string
-	api, agentAddr, peerAddr, debug string
-	url                             string // https://api
-	client                          *http.Client
+	node, dir                             string
+	api, agentAddr, peerAddr, debug, rtsp string
+	url                                   string // https://api
+	client                                *http.Client
+	up                                    time.Time // when it answered ready
+	// link is the relay's peer endpoint, a forwarder to peerAddr that
+	// the test can break (link_test.go).
+	link *link
+}
+
+// jobTick is the relays' --job-tick: every locked job ticks each second
+// and its lock lives three ticks (jobTTL), so that a run of minutes holds
+// enough ticks and a takeover fits the test; docs/ha.md has the
+// production values.
+const (
+	jobTick = time.Second
+	jobTTL  = 3 * jobTick
+)
+
+// startFleet starts relays named nodes on a new database of the test
+// PostgreSQL: the first creates the installation's key material, the
+// others get copies of it (copyKeys). It returns the directory under which
+// their data and logs are, the database, and the installation's pin and
+// admin key.
+func startFleet(t *testing.T, nodes ...string) (root, dsn string, in installation, relays []*relayProc) {
+	t.Helper()
+	dsn = testpg.DSN(t) // skips where PostgreSQL is not installed, outside CI
+	if _, err := binaries(); err != nil {
+		t.Fatal(err)
+	}
+	root = t.TempDir()
+	first := startRelay(t, nodes[0], filepath.Join(root, nodes[0]), dsn, "")
+	in.pin = pinLine.FindStringSubmatch(first.log())[1]
+	key, err := os.ReadFile(filepath.Join(first.dir, "admin-key"))
+	must(t, err)
+	in.adminKey = strings.TrimSpace(string(key))
+	relays = []*relayProc{first}
+	for _, node := range nodes[1:] {
+		copyKeys(t, first.dir, filepath.Join(root, node))
+		relays = append(relays, startRelay(t, node, filepath.Join(root, node), dsn, in.pin))
+	}
+	return root, dsn, in, relays
 }
 
 // startRelay starts relay node on the shared database with data directory
 // dir (already holding the installation's key material, except for the
-// first relay, which creates it) and waits until it answers ready.
+// first relay, which creates it) and waits until it answers ready. It
+// logs at debug level: the locked jobs' ticks are read from its log.
 func startRelay(t *testing.T, node, dir, dsn, pin string) *relayProc {
 	t.Helper()
 	bins, err := binaries()
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := freeAddrs(t, 4)
-	r := &relayProc{node: node, dir: dir, api: a[0], agentAddr: a[1], peerAddr: a[2], debug: a[3], url: "https://" + a[0]}
+	a := freeAddrs(t, 5)
+	r := &relayProc{node: node, dir: dir, api: a[0], agentAddr: a[1], peerAddr: a[2], debug: a[3], rtsp: a[4], url: "https://" + a[0]}
+	r.link = newLink(t, r.peerAddr)
 	r.proc = start(t, filepath.Dir(dir), node, []string{"NANODEMS_DATABASE=" + dsn}, filepath.Join(bins, "nanodems-relay"), "serve",
 		"--data-dir", dir, "--node", node,
-		"--api-addr", r.api, "--agent-addr", r.agentAddr, "--peer-addr", r.peerAddr, "--peer-endpoint", r.peerAddr,
-		"--debug-addr", r.debug, "--metrics-addr", "127.0.0.1:0", "--rtsp-addr", "off", "--drain-timeout", "2s")
+		"--api-addr", r.api, "--agent-addr", r.agentAddr, "--peer-addr", r.peerAddr, "--peer-endpoint", r.link.addr,
+		"--debug-addr", r.debug, "--metrics-addr", "127.0.0.1:0", "--rtsp-addr", r.rtsp, "--rtsps-addr", "off",
+		"--drain-timeout", "2s", "--job-tick", jobTick.String(), "--log-level", "debug")
 	if pin == "" {
 		testwait.For(t, 60*time.Second, node+" prints its API pin", func() bool {
 			if !r.running() {
@@ -177,6 +224,7 @@ func startRelay(t *testing.T, node, dir, dsn, pin string) *relayProc {
 		resp.Body.Close()
 		return resp.StatusCode == 200
 	})
+	r.up = time.Now()
 	return r
 }
 
@@ -188,8 +236,9 @@ func (r *relayProc) apiClient() *demo.API { return &demo.API{Base: r.url, Client
 // bridgeStats reads the relay's BridgeTunnel counters from its debug
 // listener.
 func (r *relayProc) bridgeStats(t *testing.T) (st struct {
-	Opens uint64 `json:"bridge_opens_total"`
-	Bytes uint64 `json:"bridge_bytes_total"`
+	Opens    uint64 `json:"bridge_opens_total"`
+	Bytes    uint64 `json:"bridge_bytes_total"`
+	Failures uint64 `json:"bridge_failures_total"`
 }) {
 	t.Helper()
 	c := &http.Client{Transport: &http.Transport{}}

@@ -142,7 +142,7 @@ func FlagSet(program, command, args string) *flag.FlagSet {
 	fs := flag.NewFlagSet(program+" "+command, flag.ContinueOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: %s %s %s\n\nFlags:\n", program, command, args)
-		fs.PrintDefaults()
+		printShown(fs)
 	}
 	return fs
 }

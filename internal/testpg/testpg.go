@@ -183,7 +183,9 @@ func (s *Server) run(name string, args ...string) error {
 // Stop stops the server (fast shutdown: open sessions are ended) and
 // removes its directory.
 func (s *Server) Stop() error {
-	s.stop()
+	if s.cmd != nil {
+		s.stop()
+	}
 	return os.RemoveAll(s.dir)
 }
 
@@ -239,6 +241,30 @@ func Stop() {
 			fmt.Fprintln(os.Stderr, err)
 		}
 		shared = nil
+	}
+}
+
+// Down stops the test binary's server (fast shutdown: every open session
+// ends) without removing it, so that a test can see what its clients do
+// while the database is away; Up starts it again on the same port, with
+// the same data.
+func Down(t testing.TB) {
+	t.Helper()
+	if shared == nil || shared.cmd == nil {
+		t.Fatal("testpg: Down before DSN started a server")
+	}
+	shared.stop()
+	shared.cmd = nil
+}
+
+// Up starts the server Down stopped.
+func Up(t testing.TB) {
+	t.Helper()
+	if shared == nil || shared.cmd != nil {
+		t.Fatal("testpg: Up of a server that is not down")
+	}
+	if err := shared.start(); err != nil {
+		t.Fatal(err)
 	}
 }
 
