@@ -44,7 +44,7 @@ func (e *env) startBridgeRelay(ctx context.Context) (*proc, string, error) {
 		return nil, "", err
 	}
 	args := []string{"serve", "--data-dir", filepath.Join(e.tmp, "relay"), "--api-addr", apiAddr, "--agent-addr", agentAddr,
-		"--peer-addr", peerAddr, "--rtsp-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay-2", "--max-conns-per-addr", "-1"}
+		"--peer-addr", peerAddr, "--rtsp-addr", "off", "--rtsps-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay-2", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relay2Debug, err = freeAddr(); err != nil {

@@ -401,13 +401,13 @@ func (e *env) up(ctx context.Context) error {
 	data := filepath.Join(e.tmp, "relay")
 	// Every tunnel comes from 127.0.0.1: the relay's per-address bound
 	// (a quarter of its open-file limit) is off here.
-	// The peer listener on a free port and no RTSP listener: another run
+	// The peer listener on a free port and no RTSP listeners: another run
 	// may hold the defaults.
 	peerAddr, err := freeAddr()
 	if err != nil {
 		return err
 	}
-	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--rtsp-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
+	args := []string{"serve", "--data-dir", data, "--api-addr", apiAddr, "--agent-addr", agentAddr, "--peer-addr", peerAddr, "--metrics-addr", "127.0.0.1:0", "--rtsp-addr", "off", "--rtsps-addr", "off", "--log-level", "warn", "--node", "perf-relay", "--max-conns-per-addr", "-1"}
 	path := filepath.Join(e.bin, "nanodems-relay")
 	if e.cfg.pprofMode {
 		if e.relayDebug, err = freeAddr(); err != nil {

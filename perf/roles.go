@@ -55,6 +55,7 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "")
 		fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
 		fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", ":9554", "")
+		fs.StringVar(&cfg.RTSPSAddr, "rtsps-addr", ":322", "")
 		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
 		level := fs.String("log-level", "info", "")
 		fs.Parse(args)
