@@ -44,8 +44,18 @@ func (e *env) startBridgeRelay(ctx context.Context) (*proc, string, error) {
 		return nil, "", err
 	}
 	args := []string{"serve", "--data-dir", filepath.Join(e.tmp, "relay"), "--api-addr", apiAddr, "--agent-addr", agentAddr,
-		"--peer-addr", peerAddr, "--rtsp-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay-2", "--max-conns-per-addr", "-1"}
-	p, err := children.start(e.tmp, "relay-2", filepath.Join(e.bin, "nanodems-relay"), args, e.cfg.serverEnv, "--ca-pin ")
+		"--peer-addr", peerAddr, "--rtsp-addr", "off", "--rtsps-addr", "off", "--metrics-addr", "127.0.0.1:0", "--log-level", "warn", "--node", "perf-relay-2", "--max-conns-per-addr", "-1"}
+	path := filepath.Join(e.bin, "nanodems-relay")
+	if e.cfg.pprofMode {
+		if e.relay2Debug, err = freeAddr(); err != nil {
+			return nil, "", err
+		}
+		if path, err = os.Executable(); err != nil {
+			return nil, "", err
+		}
+		args = append([]string{"-role", "relay", "-debug-addr", e.relay2Debug, "--"}, args[1:]...)
+	}
+	p, err := children.start(e.tmp, "relay-2", path, args, e.cfg.serverEnv, "--ca-pin ")
 	if err != nil {
 		return nil, "", err
 	}
@@ -60,6 +70,18 @@ type bridgeFigures struct {
 	tp1, tp8 tpResult
 	rtt      rttResult
 	opens    openResult
+	// cpu and echoed are the CPU seconds of all processes and the bytes
+	// echoed over all throughput runs of the path.
+	cpu    float64
+	echoed int64
+}
+
+// cpuPerMB is the CPU of all processes per MB echoed, in milliseconds.
+func (f *bridgeFigures) cpuPerMB() float64 {
+	if f.echoed == 0 {
+		return 0
+	}
+	return f.cpu * 1e3 / (float64(f.echoed) / 1e6)
 }
 
 func runBridge(ctx context.Context, c *config, e *env) error {
@@ -87,6 +109,14 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 	for _, path := range paths {
 		figs[path] = &bridgeFigures{}
 	}
+	// -pprof: CPU profiles of both relays and the agent while the bridged
+	// path runs, in its first throughput run and its round trips.
+	bridgeProfile := func(what, name string) {
+		if c.pprofMode {
+			e.profileOf(ctx, what, name, []debugTarget{{"relay", e.relayDebug}, {"relay-2", e.relay2Debug}, {"agent", e.agentDebug}})
+		}
+	}
+	pm := &procsMeter{ps: append(e.procs(), r2, fwd)}
 	mib := int64(c.totalMiB)
 	for rep := range c.repeats {
 		// Interleaved, so that drift of the machine hits both paths alike.
@@ -98,11 +128,20 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 				for i := range sums {
 					sums[i] = p.sum(i, per)
 				}
-				res, err := throughput(ctx, e.dial[path], n, per, p, sums, nopMeter{})
+				profiled := rep == 0 && path == pathBridge
+				if profiled {
+					bridgeProfile("start", fmt.Sprintf("bridge-throughput-%d", n))
+				}
+				res, err := throughput(ctx, e.dial[path], n, per, p, sums, pm)
+				if profiled {
+					bridgeProfile("stop", fmt.Sprintf("bridge-throughput-%d", n))
+				}
 				if err != nil {
 					return fmt.Errorf("%s throughput x%d: %w", path, n, err)
 				}
-				logf("%s: %d tunnel(s), %d MiB: %.0f MB/s (run %d)", path, n, mib, res.MBps(), rep+1)
+				f.cpu += res.CPU["all"]
+				f.echoed += res.Bytes
+				logf("%s: %d tunnel(s), %d MiB: %.0f MB/s, CPU of all processes %.2f s (run %d)", path, n, mib, res.MBps(), res.CPU["all"], rep+1)
 				best := &f.tp1
 				if n == 8 {
 					best = &f.tp8
@@ -115,7 +154,14 @@ func runBridge(ctx context.Context, c *config, e *env) error {
 	}
 	for _, path := range paths {
 		f := figs[path]
-		if f.rtt, err = pingPong(ctx, e.dial[path], 64, 200, c.rttSamples); err != nil {
+		if path == pathBridge {
+			bridgeProfile("start", "bridge-rtt")
+		}
+		f.rtt, err = pingPong(ctx, e.dial[path], 64, 200, c.rttSamples)
+		if path == pathBridge {
+			bridgeProfile("stop", "bridge-rtt")
+		}
+		if err != nil {
 			return fmt.Errorf("%s round trip: %w", path, err)
 		}
 		slices.Sort(f.rtt.Samples)
@@ -153,6 +199,9 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	w("Written by `%s` (perf/bridge.go); %s, GOMAXPROCS %d, %d MiB per throughput run, best of %d, %d round trips, opens for %v with %d openers; the run took %v.\n\n",
 		cmd, time.Now().UTC().Format("2006-01-02"), runtime.GOMAXPROCS(0), c.totalMiB, c.repeats, c.rttSamples, c.openDur, c.openPar, elapsed.Round(time.Second))
+	if load, err := os.ReadFile("/proc/loadavg"); err == nil {
+		w("The machine was shared with other work: load average %s at the end of the run (1, 5 and 15 minutes). MB/s and round trips follow that load from run to run; the CPU per MB echoed much less. Medians of several runs, before and after a change of the bridge: docs/ha.md.\n\n", strings.Join(strings.Fields(string(load))[:3], ", "))
+	}
 	w("Three paths, each a WebSocket tunnel (`cli.DialTunnel`) to the same echo target through the same agent, measured in the same run, interleaved, on one machine (every process on 127.0.0.1, sharing its cores):\n\n")
 	w("- **local**: WebSocket/TLS to relay 1, which holds the agent; smux/TLS to the agent; TCP to echo.\n")
 	w("- **bridged**: WebSocket/TLS to relay 2 (same database and data directory); BridgeTunnel, a gRPC stream on one pooled HTTP/2 mTLS connection, to relay 1; smux/TLS to the agent; TCP to echo.\n")
@@ -163,6 +212,8 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	tp("throughput, 1 tunnel (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp1.MBps() })
 	tp("throughput, 8 tunnels (MB/s echoed, SHA-256 checked)", func(f *bridgeFigures) float64 { return f.tp8.MBps() })
+	w("| CPU of all processes per MB echoed (ms; all throughput runs) | %.1f | %.1f | %.1f | %s | %s |\n",
+		local.cpuPerMB(), bridged.cpuPerMB(), tlsHop.cpuPerMB(), ratio(bridged.cpuPerMB(), local.cpuPerMB()), ratio(tlsHop.cpuPerMB(), local.cpuPerMB()))
 	tp("tunnel opens per second (open, 1 B round trip, close)", func(f *bridgeFigures) float64 { return f.opens.perSec() })
 	lat := func(name string, get func(*bridgeFigures) time.Duration) {
 		w("| %s | %.0f | %.0f | %.0f | %+.0f µs | %+.0f µs |\n", name, us(get(local)), us(get(bridged)), us(get(tlsHop)), us(get(bridged)-get(local)), us(get(tlsHop)-get(local)))

@@ -248,6 +248,7 @@ type env struct {
 	relay, agent, echo, cli *proc
 	relayDebug              string // debug listener of the relay role (-pprof)
 	agentDebug              string
+	relay2Debug             string // of relay 2 (-bridge -pprof)
 	cliDebug                string // of the tunnel role (-pprof)
 	apiURL, pin             string
 	token, handle           string
@@ -402,7 +403,8 @@ func (e *env) up(ctx context.Context) error {
 	data := filepath.Join(e.tmp, "relay")
 	// Every tunnel comes from 127.0.0.1: the relay's per-address bound
 	// (a quarter of its open-file limit) is off here.
-	// The peer listener on a free port: another run may hold the default.
+	// The peer listener on a free port and no RTSP listeners: another run
+	// may hold the defaults.
 	peerAddr, err := freeAddr()
 	if err != nil {
 		return err

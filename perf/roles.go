@@ -55,9 +55,8 @@ func runRole(role, debugAddr string, args []string) error {
 		fs.BoolVar(&cfg.PlainHTTP, "plain-http", false, "")
 		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
 		fs.IntVar(&cfg.MaxConnsPerAddr, "max-conns-per-addr", 0, "")
-		fs.StringVar(&cfg.MetricsAddr, "metrics-addr", "", "")
-		fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", "", "")
-		fs.StringVar(&cfg.RTSPSAddr, "rtsps-addr", "", "")
+		fs.StringVar(&cfg.RTSPAddr, "rtsp-addr", ":9554", "")
+		fs.StringVar(&cfg.RTSPSAddr, "rtsps-addr", ":322", "")
 		level := fs.String("log-level", "info", "")
 		fs.Parse(args)
 		var l slog.Level
@@ -221,7 +220,15 @@ func profileDir() string {
 
 // profile starts or stops CPU profiles of relay and agent (-pprof).
 func (e *env) profile(ctx context.Context, what, name string) {
-	for _, x := range []struct{ who, addr string }{{"relay", e.relayDebug}, {"agent", e.agentDebug}} {
+	e.profileOf(ctx, what, name, []debugTarget{{"relay", e.relayDebug}, {"agent", e.agentDebug}})
+}
+
+// debugTarget is a role's debug listener.
+type debugTarget struct{ who, addr string }
+
+// profileOf starts or stops CPU profiles of the roles at targets.
+func (e *env) profileOf(ctx context.Context, what, name string, targets []debugTarget) {
+	for _, x := range targets {
 		file := filepath.Join(profileDir(), x.who+"-cpu-"+name+".pprof")
 		q := ""
 		if what == "start" {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/experimental"
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
@@ -98,6 +99,7 @@ func (b *bridge) start(ln net.Listener) {
 		grpc.ForceServerCodecV2(bridgeCodec{}),
 		grpc.WriteBufferSize(bridgeBufferSize),
 		grpc.ReadBufferSize(bridgeBufferSize),
+		experimental.BufferPool(bridgeBuffers),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 10 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 	}
@@ -148,6 +150,7 @@ func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 		grpc.WithDefaultCallOptions(grpc.ForceCodecV2(bridgeCodec{})),
 		grpc.WithWriteBufferSize(bridgeBufferSize),
 		grpc.WithReadBufferSize(bridgeBufferSize),
+		experimental.WithBufferPool(bridgeBuffers),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
 	}
 	if bridgeStreamWindow > 0 {

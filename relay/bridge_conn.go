@@ -42,15 +42,22 @@ type bridgeConn struct {
 	meter  *pathMeter
 	status string // the OK status's reason (a UDP relay's ports)
 
-	data    chan *mem.Reader // data frames from the receive loop; closed at eof, abort or error
-	rerr    error            // why data was closed; read after it is
-	rpcDone chan struct{}    // closed when the receive loop ends
-	pending *mem.Reader      // the frame Read is in, nil between frames
+	// Read's state, under rmu (one Read at a time).
+	rmu     sync.Mutex
+	pending *mem.Reader     // the frame Read is in, nil between frames
+	rerr    error           // set at eof, abort or error: what every later Read returns
+	waiting chan recvResult // a RecvMsg that a Read with a deadline started and no Read has taken yet
 
-	rmu       sync.Mutex // one Read at a time: pending is Read's
 	rdMu      sync.Mutex
 	rdTime    time.Time
 	rdChanged chan struct{}
+	// inline is set while a Read without a deadline waits in RecvMsg
+	// itself; a deadline set meanwhile arms cutTimer, which ends the
+	// stream when it passes (cut), as nothing else interrupts RecvMsg.
+	inline   bool
+	inlineN  uint64 // counts inline waits: a timer armed in one cuts no other
+	cut      bool
+	cutTimer *time.Timer
 
 	wmu     sync.Mutex
 	wdTime  atomic.Pointer[time.Time]
@@ -61,72 +68,36 @@ type bridgeConn struct {
 	closeOnce sync.Once
 }
 
+// recvResult is one RecvMsg's outcome.
+type recvResult struct {
+	f   frame
+	err error
+}
+
 // bridgeChunk bounds one data frame: gRPC refuses messages over 4 MiB by
 // default, and smaller frames keep flow control fair between tunnels.
 const bridgeChunk = 256 << 10
 
 func newBridgeConn(st msgStream, client bool, end func(), local, remote net.Addr, bytes *atomic.Uint64) *bridgeConn {
-	c := &bridgeConn{
+	return &bridgeConn{
 		st: st, client: client, end: end, local: local, remote: remote, bytes: bytes,
-		data: make(chan *mem.Reader, 4), rpcDone: make(chan struct{}),
 		rdChanged: make(chan struct{}), closed: make(chan struct{}),
 	}
-	go c.receive()
-	return c
 }
 
-// receive reads frames until the stream ends. After the far side's eof
-// or abort it keeps reading, to see the stream finish (rpcDone).
-func (c *bridgeConn) receive() {
-	defer close(c.rpcDone)
-	open := true
-	finish := func(err error) {
-		if open {
-			c.rerr = err
-			close(c.data)
-			open = false
-		}
-	}
-	for {
-		var f frame
-		if err := c.st.RecvMsg(&f); err != nil {
-			if err == io.EOF {
-				err = io.ErrUnexpectedEOF // the stream ended with no eof frame
-			}
-			finish(fmt.Errorf("bridge: %w", err))
-			return
-		}
-		switch {
-		case !open:
-			if f.data != nil {
-				f.data.Close()
-			}
-		case f.kind == frameData:
-			if f.data.Remaining() == 0 {
-				f.data.Close()
-				continue
-			}
-			select {
-			case c.data <- f.data:
-			case <-c.closed:
-				f.data.Close()
-				finish(net.ErrClosed)
-			}
-		case f.kind == frameEOF:
-			c.gotEOF.Store(true)
-			finish(io.EOF)
-		case f.kind == frameAbort:
-			finish(fmt.Errorf("bridge: tunnel cut on the far side: %s", f.body))
-		default:
-			finish(fmt.Errorf("bridge: unexpected frame %q", f.kind))
-		}
-	}
-}
-
+// Read receives frames in the calling goroutine: a Read with no deadline
+// calls RecvMsg itself. A receive loop feeding Read through a channel
+// cost a goroutine hand-off per frame on each relay, which on a loaded
+// 2-core machine was most of the bridge's round-trip overhead
+// (docs/perf-ha.md). Only a Read with a deadline waits for a RecvMsg in
+// a goroutine of its own, which the next Read takes over if it times out.
 func (c *bridgeConn) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for c.pending == nil {
+		if c.rerr != nil {
+			return 0, c.rerr
+		}
 		if err := c.next(); err != nil {
 			return 0, err
 		}
@@ -145,12 +116,34 @@ func (c *bridgeConn) Read(p []byte) (int, error) {
 	return n, nil
 }
 
-// next waits for the next data frame, the end of the stream, the read
-// deadline, or a change of the deadline (then pending stays nil and Read
-// waits again under the new one).
+// next receives one frame, under rmu: it sets pending or rerr, or returns
+// the deadline's error; it returns nil with neither set when the deadline
+// changed (Read waits again under the new one) or the frame was empty.
 func (c *bridgeConn) next() error {
 	c.rdMu.Lock()
 	dl, changed := c.rdTime, c.rdChanged
+	if dl.IsZero() && c.waiting == nil {
+		c.inline = true
+		c.inlineN++
+		c.rdMu.Unlock()
+		var r recvResult
+		r.err = c.st.RecvMsg(&r.f)
+		c.rdMu.Lock()
+		c.inline = false
+		cut := c.cut
+		if c.cutTimer != nil {
+			c.cutTimer.Stop()
+			c.cutTimer = nil
+		}
+		c.rdMu.Unlock()
+		if cut {
+			c.rerr = os.ErrDeadlineExceeded
+			r.f.free()
+			return c.rerr
+		}
+		c.take(r)
+		return nil
+	}
 	c.rdMu.Unlock()
 	var expired <-chan time.Time
 	if !dl.IsZero() {
@@ -162,12 +155,19 @@ func (c *bridgeConn) next() error {
 		defer t.Stop()
 		expired = t.C
 	}
+	if c.waiting == nil {
+		ch := make(chan recvResult, 1)
+		c.waiting = ch
+		go func() {
+			var r recvResult
+			r.err = c.st.RecvMsg(&r.f)
+			ch <- r
+		}()
+	}
 	select {
-	case b, ok := <-c.data:
-		if !ok {
-			return c.rerr
-		}
-		c.pending = b
+	case r := <-c.waiting:
+		c.waiting = nil
+		c.take(r)
 		return nil
 	case <-c.closed:
 		return net.ErrClosed
@@ -175,6 +175,41 @@ func (c *bridgeConn) next() error {
 		return os.ErrDeadlineExceeded
 	case <-changed:
 		return nil
+	}
+}
+
+// take records a received frame: a data frame becomes pending; an eof,
+// an abort, an unexpected frame or the stream's end sets rerr.
+func (c *bridgeConn) take(r recvResult) {
+	select {
+	case <-c.closed:
+		r.f.free()
+		c.rerr = net.ErrClosed
+		return
+	default:
+	}
+	if r.err != nil {
+		if r.err == io.EOF {
+			r.err = io.ErrUnexpectedEOF // the stream ended with no eof frame
+		}
+		c.rerr = fmt.Errorf("bridge: %w", r.err)
+		return
+	}
+	switch r.f.kind {
+	case frameData:
+		if r.f.data.Remaining() == 0 {
+			r.f.free()
+			return
+		}
+		c.pending = r.f.data
+	case frameEOF:
+		c.gotEOF.Store(true)
+		c.rerr = io.EOF
+	case frameAbort:
+		c.rerr = fmt.Errorf("bridge: tunnel cut on the far side: %s", r.f.body)
+	default:
+		r.f.free()
+		c.rerr = fmt.Errorf("bridge: unexpected frame %q", r.f.kind)
 	}
 }
 
@@ -269,13 +304,36 @@ func (c *bridgeConn) Close() error {
 		c.wmu.Unlock()
 	}
 	if graceful && c.client {
-		select {
-		case <-c.rpcDone:
-		case <-time.After(bridgeCloseWait):
-		}
+		c.finish()
 	}
 	c.closeNow()
 	return nil
+}
+
+// finish waits, for at most bridgeCloseWait, for the far relay to end
+// the stream once both eofs have crossed: until then what this side sent
+// last may still be queued, and cancelling the RPC would drop it. Reads
+// after the eof return at once, so rmu is free.
+func (c *bridgeConn) finish() {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	t := time.AfterFunc(bridgeCloseWait, c.end)
+	defer t.Stop()
+	if c.waiting != nil {
+		r := <-c.waiting
+		c.waiting = nil
+		r.f.free()
+		if r.err != nil {
+			return
+		}
+	}
+	for {
+		var f frame
+		if err := c.st.RecvMsg(&f); err != nil {
+			return
+		}
+		f.free()
+	}
 }
 
 // bridgeCloseWait bounds how long a graceful Close waits for the far
@@ -299,11 +357,37 @@ func (c *bridgeConn) SetDeadline(t time.Time) error {
 
 func (c *bridgeConn) SetReadDeadline(t time.Time) error {
 	c.rdMu.Lock()
+	defer c.rdMu.Unlock()
 	c.rdTime = t
 	close(c.rdChanged)
 	c.rdChanged = make(chan struct{})
-	c.rdMu.Unlock()
+	if !c.inline {
+		return nil
+	}
+	// A Read waits in RecvMsg with no deadline: only ending the stream
+	// interrupts it, as a write deadline that passes in SendMsg does.
+	if c.cutTimer != nil {
+		c.cutTimer.Stop()
+		c.cutTimer = nil
+	}
+	if !t.IsZero() {
+		n := c.inlineN
+		c.cutTimer = time.AfterFunc(time.Until(t), func() { c.cutRead(n) })
+	}
 	return nil
+}
+
+// cutRead ends the stream for a read deadline that passed while a Read
+// waited in RecvMsg.
+func (c *bridgeConn) cutRead(n uint64) {
+	c.rdMu.Lock()
+	if !c.inline || c.inlineN != n {
+		c.rdMu.Unlock()
+		return
+	}
+	c.cut = true
+	c.rdMu.Unlock()
+	c.end()
 }
 
 func (c *bridgeConn) SetWriteDeadline(t time.Time) error {

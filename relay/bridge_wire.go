@@ -45,6 +45,14 @@ type frame struct {
 	data *mem.Reader
 }
 
+// free releases an incoming data frame's buffers to gRPC's pool.
+func (f *frame) free() {
+	if f.data != nil {
+		f.data.Close()
+		f.data = nil
+	}
+}
+
 const (
 	frameData   byte = 'd'
 	frameEOF    byte = 'e'
@@ -53,10 +61,14 @@ const (
 	frameStatus byte = 's' // body: status code byte, then the reason
 )
 
-// bridgeCodec marshals frames as kind byte + body, in gRPC's pooled
-// buffers. Marshal copies the body: gRPC writes it after SendMsg has
+// bridgeCodec marshals frames as kind byte + body, the body in
+// bridgeBuffers. Marshal copies the body: gRPC writes it after SendMsg has
 // returned, when the caller may reuse it. Unmarshal keeps a reference to
-// a data frame's buffers instead of copying them; Read frees them.
+// a data frame's buffers instead of copying them; Read frees them. One
+// reference, the Reader's: a second one would keep every buffer from its
+// pool, and the receiving relay then allocated and zeroed each 16 KiB
+// HTTP/2 frame afresh (2.1 bytes allocated per byte bridged,
+// docs/perf-ha.md).
 type bridgeCodec struct{}
 
 func (bridgeCodec) Name() string { return "nanodems-frame" }
@@ -66,20 +78,35 @@ func (bridgeCodec) Marshal(v any) (mem.BufferSlice, error) {
 	if !ok {
 		return nil, fmt.Errorf("bridge codec: cannot marshal %T", v)
 	}
-	pool := mem.DefaultBufferPool()
-	b := pool.Get(1 + len(f.body))
-	(*b)[0] = f.kind
-	copy((*b)[1:], f.body)
-	return mem.BufferSlice{mem.NewBuffer(b, pool)}, nil
+	kind := frameKinds[f.kind]
+	if kind == nil {
+		kind = mem.SliceBuffer{f.kind}
+	}
+	if len(f.body) == 0 {
+		return mem.BufferSlice{kind}, nil
+	}
+	b := bridgeBuffers.Get(len(f.body))
+	copy(*b, f.body)
+	return mem.BufferSlice{kind, mem.NewBuffer(b, bridgeBuffers)}, nil
 }
+
+// frameKinds are the kind bytes as read-only buffers: a frame is sent as
+// two, its kind and its body, so that a body of a power of two (a 64 KiB
+// tunnel write) takes a buffer of its own size rather than of twice it.
+var frameKinds = func() map[byte]mem.Buffer {
+	m := map[byte]mem.Buffer{}
+	for _, k := range []byte{frameData, frameEOF, frameAbort, frameOpen, frameStatus} {
+		m[k] = mem.SliceBuffer([]byte{k})
+	}
+	return m
+}()
 
 func (bridgeCodec) Unmarshal(data mem.BufferSlice, v any) error {
 	f, ok := v.(*frame)
 	if !ok {
 		return fmt.Errorf("bridge codec: cannot unmarshal into %T", v)
 	}
-	data.Ref() // ours until read; gRPC frees its own reference
-	r := data.Reader()
+	r := data.Reader() // takes a reference: ours until read, gRPC frees its own
 	kind, err := r.ReadByte()
 	if err != nil {
 		r.Close()
