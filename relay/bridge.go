@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/experimental"
@@ -132,6 +133,17 @@ func (b *bridge) close() {
 	b.mu.Unlock()
 }
 
+// peerConnectParams bound how long a peer link that failed stays down
+// after its relay is back. gRPC's defaults start at 1 s and grow to 120 s,
+// while an open on a link in backoff fails at once (503): a peer relay
+// restarted after a minute would refuse bridged tunnels for up to two
+// more. Retrying from 100 ms up to 2 s costs a dial attempt every 2 s to
+// a relay that is gone, until its leases expire and nothing asks for it.
+var peerConnectParams = grpc.ConnectParams{
+	Backoff:           backoff.Config{BaseDelay: 100 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 2 * time.Second},
+	MinConnectTimeout: 5 * time.Second,
+}
+
 // peer is the pooled client connection to the relay at endpoint.
 func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 	b.mu.Lock()
@@ -152,6 +164,7 @@ func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 		grpc.WithReadBufferSize(bridgeBufferSize),
 		experimental.WithBufferPool(bridgeBuffers),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 30 * time.Second, Timeout: 10 * time.Second, PermitWithoutStream: true}),
+		grpc.WithConnectParams(peerConnectParams),
 	}
 	if bridgeStreamWindow > 0 {
 		opts = append(opts, grpc.WithInitialWindowSize(bridgeStreamWindow), grpc.WithInitialConnWindowSize(bridgeConnWindow))
@@ -178,10 +191,19 @@ func (b *bridge) dial(ctx context.Context, l store.Lease, r store.Route, o DialO
 	return c, nil
 }
 
+// unreachable is the error of an open that could not reach the relay
+// holding the agent. The caller's answer names that relay and says to
+// retry; the transport's own words (the peer's address, gRPC's status)
+// go to the log only, as they are no business of an operator's.
+func (b *bridge) unreachable(l store.Lease, err error) error {
+	b.s.log.Warn("bridge open failed", "relay", l.RelayNode, "endpoint", l.Endpoint, "agent", l.AgentID, "err", err)
+	return fmt.Errorf("%w: relay %s, which holds the site's agent, cannot be reached", ErrAgentOffline, l.RelayNode)
+}
+
 func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o DialOptions) (*bridgeConn, error) {
 	cc, err := b.peer(l.Endpoint)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %v", ErrAgentOffline, err)
+		return nil, b.unreachable(l, err)
 	}
 	body, _ := json.Marshal(bridgeOpen{Handle: r.Handle, Agent: l.AgentID, Flags: o.Flags})
 	// The stream outlives ctx (it lasts as long as the tunnel); ctx and
@@ -208,14 +230,14 @@ func (b *bridge) dialStream(ctx context.Context, l store.Lease, r store.Route, o
 	}
 	st, err := cc.NewStream(sctx, &bridgeStreamDesc, bridgeMethod)
 	if err != nil {
-		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+		return fail(b.unreachable(l, err))
 	}
 	if err := st.SendMsg(&frame{kind: frameOpen, body: body}); err != nil {
-		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+		return fail(b.unreachable(l, err))
 	}
 	var f frame
 	if err := st.RecvMsg(&f); err != nil {
-		return fail(fmt.Errorf("%w: relay %s: %v", ErrAgentOffline, l.RelayNode, err))
+		return fail(b.unreachable(l, err))
 	}
 	if f.kind != frameStatus {
 		return fail(fmt.Errorf("%w: relay %s answered frame %q", ErrAgentOffline, l.RelayNode, f.kind))

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
 )
 
 // msgStream is the part of a gRPC stream, client or server side, that a
@@ -192,7 +193,7 @@ func (c *bridgeConn) take(r recvResult) {
 		if r.err == io.EOF {
 			r.err = io.ErrUnexpectedEOF // the stream ended with no eof frame
 		}
-		c.rerr = fmt.Errorf("bridge: %w", r.err)
+		c.rerr = linkErr(r.err)
 		return
 	}
 	switch r.f.kind {
@@ -258,9 +259,20 @@ func (c *bridgeConn) send(kind byte, body []byte) error {
 		if dl := c.wdTime.Load(); dl != nil && !dl.IsZero() && !time.Now().Before(*dl) {
 			return os.ErrDeadlineExceeded
 		}
-		return fmt.Errorf("bridge: %w", err)
+		return linkErr(err)
 	}
 	return nil
+}
+
+// linkErr is a stream's error as the tunnel's client may read it. gRPC's
+// status text names the transport and the peer's address ("rpc error:
+// code = Unavailable desc = error reading from server: EOF"); the client
+// is told what happened instead.
+func linkErr(err error) error {
+	if _, ok := status.FromError(err); ok {
+		return errors.New("bridge: the link to the relay that holds the agent was lost")
+	}
+	return fmt.Errorf("bridge: %w", err)
 }
 
 // CloseWrite half-closes: the far side reads EOF, and may still answer.

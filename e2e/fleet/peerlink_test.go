@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,6 +61,9 @@ func checkPeerLink(t *testing.T, via cli.Relay, vp *relayProc, holder cli.Relay,
 		if seen == nil {
 			seen = io.EOF
 		}
+		if strings.Contains(seen.Error(), "rpc error") || strings.Contains(seen.Error(), "127.0.0.1") {
+			t.Fatalf("link to %s %s: the client of the bridged tunnel through %s was told %q: transport words", hp.node, what, viaNode, seen)
+		}
 		t.Logf("link to %s %s: the client of the bridged tunnel through %s saw %v %v later; a tunnel through %s itself went on",
 			hp.node, what, viaNode, seen, endedAfter.Round(time.Millisecond), hp.node)
 		back := time.Now()
@@ -70,6 +74,9 @@ func checkPeerLink(t *testing.T, via cli.Relay, vp *relayProc, holder cli.Relay,
 			var re *cli.RelayError
 			if !errors.As(err, &re) || re.Status != 503 {
 				t.Fatalf("link to %s refused: a new tunnel through %s: %v, want 503", hp.node, viaNode, err)
+			}
+			if want := "relay " + hp.node + ", which holds the site's agent, cannot be reached"; !strings.Contains(re.Reason, want) || strings.Contains(re.Reason, "127.0.0.1") || strings.Contains(re.Reason, "rpc error") {
+				t.Fatalf("link to %s refused: reason %q, want %q and no address or transport words", hp.node, re.Reason, want)
 			}
 			if after := vp.bridgeStats(t); after.Failures <= before.Failures {
 				t.Fatalf("%s bridge failures %d → %d: the refused bridge was not counted", viaNode, before.Failures, after.Failures)
