@@ -25,15 +25,8 @@ import (
 // API, played over TCP and over UDP by a gortsplib client, until 50 video
 // packets have arrived each time.
 func checkRTSPBridged(t *testing.T, via *relayProc, in installation, site string) {
-	cam, err := rtsptest.Start(rtsptest.Options{})
-	must(t, err)
-	t.Cleanup(cam.Close)
-	var dev struct {
-		Handles map[string]string `json:"handles"`
-	}
 	ctx := context.Background()
-	must(t, via.apiClient().Do(ctx, "POST", "/api/sites/"+site+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{cam.Port}, "label": "RTSP camera"}, &dev, demo.Bearer(in.token)))
-	handle := dev.Handles[strconv.Itoa(cam.Port)]
+	handle := addCamera(t, via, in, site, "RTSP camera")
 	before := via.bridgeStats(t)
 	for _, proto := range []gortsplib.Protocol{gortsplib.ProtocolTCP, gortsplib.ProtocolUDP} {
 		var out struct {
@@ -45,6 +38,7 @@ func checkRTSPBridged(t *testing.T, via *relayProc, in installation, site string
 		// feed: a play that comes first is refused, so it is retried.
 		var c *gortsplib.Client
 		testwait.For(t, 30*time.Second, "RTSP play through "+via.node, func() bool {
+			var err error
 			c, err = play(out.URL, proto, func() { n.Add(1) })
 			return err == nil
 		})
@@ -55,6 +49,19 @@ func checkRTSPBridged(t *testing.T, via *relayProc, in installation, site string
 	if after := via.bridgeStats(t); after.Opens < before.Opens+2 {
 		t.Fatalf("%s bridge opens %d → %d: the RTSP sessions did not cross the bridge", via.node, before.Opens, after.Opens)
 	}
+}
+
+// addCamera starts a gortsplib camera for the test and adds it to site
+// through relay via's API; it returns the handle of its RTSP port.
+func addCamera(t *testing.T, via *relayProc, in installation, site, label string) string {
+	cam, err := rtsptest.Start(rtsptest.Options{})
+	must(t, err)
+	t.Cleanup(cam.Close)
+	var dev struct {
+		Handles map[string]string `json:"handles"`
+	}
+	must(t, via.apiClient().Do(context.Background(), "POST", "/api/sites/"+site+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{cam.Port}, "label": label}, &dev, demo.Bearer(in.token)))
+	return dev.Handles[strconv.Itoa(cam.Port)]
 }
 
 // play starts playing u with gortsplib over proto and calls packet for
@@ -106,15 +113,9 @@ type rtspViewer struct {
 // startRTSPViewer starts a gortsplib camera at site's agent and plays it
 // over TCP through relay via until 50 video packets have arrived.
 func startRTSPViewer(t *testing.T, via *relayProc, in installation, site string) *rtspViewer {
-	cam, err := rtsptest.Start(rtsptest.Options{})
-	must(t, err)
-	t.Cleanup(cam.Close)
-	var dev struct {
-		Handles map[string]string `json:"handles"`
-	}
 	ctx := context.Background()
-	must(t, via.apiClient().Do(ctx, "POST", "/api/sites/"+site+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{cam.Port}, "label": "RTSP camera kept"}, &dev, demo.Bearer(in.token)))
-	v := &rtspViewer{handle: dev.Handles[strconv.Itoa(cam.Port)], ended: make(chan error, 1)}
+	v := &rtspViewer{handle: addCamera(t, via, in, site, "RTSP camera kept"), ended: make(chan error, 1)}
+	var err error
 	var out struct {
 		URL string `json:"url"`
 	}

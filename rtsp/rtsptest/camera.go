@@ -130,9 +130,14 @@ type Camera struct {
 	o      Options
 	srv    *gortsplib.Server
 	stream *gortsplib.ServerStream
-	video  *description.Media
-	audio  *description.Media
-	venc   *rtph264.Encoder
+	// ready is closed once stream is initialized. The server accepts from
+	// Start on, before the stream can exist (it needs the started
+	// server); a client already at the port, as a gateway reconnecting to
+	// a restarted camera is, must not be served a stream half built.
+	ready chan struct{}
+	video *description.Media
+	audio *description.Media
+	venc  *rtph264.Encoder
 
 	mu       sync.Mutex
 	requests []Request
@@ -191,11 +196,14 @@ func Start(o Options) (*Camera, error) {
 		c.srv.UDPRTPAddress = "127.0.0.1:" + strconv.Itoa(rtp)
 		c.srv.UDPRTCPAddress = "127.0.0.1:" + strconv.Itoa(rtp+1)
 	}
+	c.ready = make(chan struct{})
 	if err := c.srv.Start(); err != nil {
 		return nil, err
 	}
 	c.stream = &gortsplib.ServerStream{Server: c.srv, Desc: desc}
-	if err := c.stream.Initialize(); err != nil {
+	err = c.stream.Initialize()
+	close(c.ready)
+	if err != nil {
 		c.srv.Close()
 		return nil, err
 	}
@@ -388,6 +396,7 @@ func (c *Camera) auth(sc *gortsplib.ServerConn, req *base.Request) (*base.Respon
 
 // OnDescribe serves the stream on any path.
 func (c *Camera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	<-c.ready
 	if r, err := c.auth(ctx.Conn, ctx.Request); r != nil {
 		return r, nil, err
 	}
@@ -396,6 +405,7 @@ func (c *Camera) OnDescribe(ctx *gortsplib.ServerHandlerOnDescribeCtx) (*base.Re
 
 // OnSetup checks credentials and records the transport.
 func (c *Camera) OnSetup(ctx *gortsplib.ServerHandlerOnSetupCtx) (*base.Response, *gortsplib.ServerStream, error) {
+	<-c.ready
 	if r, err := c.auth(ctx.Conn, ctx.Request); r != nil {
 		return r, nil, err
 	}
