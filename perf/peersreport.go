@@ -229,8 +229,12 @@ func (r *peersReport) markdown() string {
 	p("| machine | `nproc` = %s, %s, Linux %s |\n", r.machine.NProc, r.machine.CPU, r.machine.Kernel)
 	p("| Go | %s (GOMAXPROCS %d) |\n", r.machine.GoVersion, runtime.GOMAXPROCS(0))
 	p("| frp | %s, built from perf/peers (`-tags noweb`) |\n", r.frp)
-	p("| harness niceness | %d (the tunnel processes inherit it) |\n\n", r.niced)
-	p("> **The machine was shared.** Other engineers built and tested on the same 2 cores during this run; absolute figures are lower (and CPU seconds higher) than on an idle machine. The ratios compare paths measured in the same run, the paths taking turns within each repetition, and are the figures to read.\n\n")
+	p("| harness niceness | %d (the tunnel processes inherit it) |\n", r.niced)
+	if l := r.machine.Load; len(l) == 3 {
+		p("| load average at the end | %.2f, %.2f, %.2f (1, 5, 15 min) |\n", l[0], l[1], l[2])
+	}
+	p("\n")
+	p("> **Read the ratios.** This machine may be shared with other work, and the load average above includes the harness and the tunnel processes themselves (3 to 7 on this 2-CPU machine when nothing else runs); absolute figures follow that load. The ratios compare paths measured in the same run, the paths taking turns within each repetition, and are the figures to read.\n\n")
 	p("![ratios to frp tcp](perf-peers.svg)\n\n")
 	p("| %s |\n|%s\n", strings.Join(peerHeader, " | "), strings.Repeat("---|", len(peerHeader)))
 	for _, row := range r.rows() {

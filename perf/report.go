@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -53,6 +54,9 @@ type machine struct {
 	Kernel    string
 	GoVersion string
 	Modules   []string
+	// Load is /proc/loadavg's 1, 5 and 15 minute figures when the
+	// report is made: on a shared machine, how much else ran.
+	Load []float64
 }
 
 type report struct {
@@ -129,6 +133,13 @@ func machineInfo(root string) machine {
 			if k, v, ok := strings.Cut(l, ":"); ok && strings.TrimSpace(k) == "model name" {
 				m.CPU = strings.TrimSpace(v)
 				break
+			}
+		}
+	}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		for _, f := range strings.Fields(string(b))[:3] {
+			if v, err := strconv.ParseFloat(f, 64); err == nil {
+				m.Load = append(m.Load, v)
 			}
 		}
 	}
