@@ -1,7 +1,6 @@
 package relay_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -22,6 +21,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/nanodems/connector/demo/camera"
+	"github.com/nanodems/connector/internal/syncbuf"
 	"github.com/nanodems/connector/internal/testwait"
 )
 
@@ -95,26 +95,6 @@ func (b *browserLog) snapshot() (problems, aborted []string) {
 	return slices.Clone(b.problems), slices.Clone(b.aborted)
 }
 
-// syncBuffer collects Chromium's own output, written from chromedp's copy
-// goroutine, for the failure message.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) tail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	return out[max(0, len(out)-n):]
-}
-
 // camState mirrors window.camState of the camera's main.js.
 type camState struct {
 	Model     string   `json:"model"`
@@ -145,7 +125,7 @@ func TestChromiumCameraUI(t *testing.T) {
 	// Everything in the browser, teardown included, stays within 40 s.
 	ctx, cancel := context.WithTimeout(context.Background(), 40*time.Second)
 	defer cancel()
-	var output syncBuffer
+	var output syncbuf.Buffer
 	allocCtx, allocCancel := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(chromiumPath),
 		chromedp.Headless,
@@ -189,14 +169,14 @@ func TestChromiumCameraUI(t *testing.T) {
 		defer scancel()
 		if err := chromedp.Run(sctx, actions...); err != nil {
 			problems, _ := blog.snapshot()
-			t.Fatalf("%s: %v\nbrowser problems so far: %q\nchromium output (tail):\n%s", what, err, problems, output.tail(2000))
+			t.Fatalf("%s: %v\nbrowser problems so far: %q\nchromium output (tail):\n%s", what, err, problems, output.Tail(2000))
 		}
 	}
 	// The first Run starts Chromium, on bctx itself: a browser started on a
 	// shorter-lived child context would die with it. Enabling the domains
 	// before the first navigation means no event is missed.
 	if err := chromedp.Run(bctx, network.Enable(), runtime.Enable(), cdplog.Enable()); err != nil {
-		t.Fatalf("start chromium: %v\nchromium output (tail):\n%s", err, output.tail(2000))
+		t.Fatalf("start chromium: %v\nchromium output (tail):\n%s", err, output.Tail(2000))
 	}
 
 	// Not signed in: the proxy sends the browser to the relay's sign-in.

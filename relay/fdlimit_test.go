@@ -2,7 +2,6 @@ package relay_test
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,7 +16,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -25,6 +23,7 @@ import (
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/syncbuf"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/relay"
 )
@@ -75,24 +74,7 @@ type fdChild struct {
 	apiURL, agentAddr, pin, dir string
 	api                         *demo.API
 	admin                       demo.Cred
-	stderr                      *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr                      *syncbuf.Buffer
 }
 
 func startFDChild(t *testing.T, maxPerAddr int) *fdChild {
@@ -101,7 +83,7 @@ func startFDChild(t *testing.T, maxPerAddr int) *fdChild {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &fdChild{dir: t.TempDir(), stderr: &lockedBuffer{}}
+	c := &fdChild{dir: t.TempDir(), stderr: &syncbuf.Buffer{}}
 	cmd := exec.Command(self, "-test.run=^$")
 	cmd.Env = append(os.Environ(), fmt.Sprintf("%s=%d %d %s", fdChildEnv, fdChildLim, maxPerAddr, filepath.Join(c.dir, "relay")))
 	cmd.Stderr = c.stderr

@@ -15,7 +15,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +22,7 @@ import (
 	"github.com/nanodems/connector/agent/bpfcount"
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/syncbuf"
 	"github.com/nanodems/connector/internal/testwait"
 	"github.com/nanodems/connector/mux"
 )
@@ -159,7 +159,7 @@ func TestTunnelBytesEBPFAndUserspaceAgree(t *testing.T) {
 	ctx := context.Background()
 	runs := map[string]moved{}
 	for _, mode := range []string{agent.CountingAuto, agent.CountingUserspace} {
-		var logs syncBuffer
+		var logs syncbuf.Buffer
 		d, err := demo.Start(ctx, demo.Options{
 			Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo})),
 			Agent:  func(c *agent.Config) { c.Counting = mode },
@@ -204,25 +204,6 @@ func TestTunnelBytesEBPFAndUserspaceAgree(t *testing.T) {
 	agree(t, "eBPF in vs target sent", e.agent.BytesIn, e.targetSent, down)
 	agree(t, "userspace in vs target sent", u.agent.BytesIn, u.targetSent, down)
 	agree(t, "eBPF in vs userspace in", e.agent.BytesIn, u.agent.BytesIn, down)
-}
-
-// syncBuffer is a bytes.Buffer the relay's and agent's goroutines may
-// log into at once.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // childEnv makes this test binary the child of TestFallbackWithoutRights.

@@ -1,14 +1,12 @@
 package acceptloop
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -17,29 +15,12 @@ import (
 
 	"go.uber.org/goleak"
 
+	"github.com/nanodems/connector/internal/syncbuf"
 	"github.com/nanodems/connector/internal/testnet"
 	"github.com/nanodems/connector/internal/testwait"
 )
 
 func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
-
-// syncBuffer is a log destination read while Serve writes to it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // With no descriptor left, Accept fails with EMFILE; Serve must wait it
 // out and accept the waiting connections once descriptors are free again,
@@ -65,7 +46,7 @@ func TestServeSurvivesEMFILE(t *testing.T) {
 		}
 	}()
 
-	var logs syncBuffer
+	var logs syncbuf.Buffer
 	log := slog.New(slog.NewTextHandler(&logs, nil))
 	accepted := make(chan net.Conn, clients)
 	restore := testnet.ExhaustFDs(t)

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.uber.org/goleak"
 )
 
 // ErrNotInstalled is Start's error where no initdb and postgres are found.
@@ -242,6 +243,22 @@ func Stop() {
 		}
 		shared = nil
 	}
+}
+
+// Main is a TestMain for a package whose tests use DSN: it runs the
+// tests, stops the server, and then fails the run if goroutines were left
+// running (goleak), in that order, as the database driver's goroutines
+// end only with the server.
+func Main(m *testing.M) {
+	code := m.Run()
+	Stop()
+	if code == 0 {
+		if err := goleak.Find(); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			code = 1
+		}
+	}
+	os.Exit(code)
 }
 
 // Down stops the test binary's server (fast shutdown: every open session

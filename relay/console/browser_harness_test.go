@@ -11,7 +11,6 @@ package console_test
 // README); otherwise to the test's temporary directory.
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -39,6 +38,7 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/syncbuf"
 )
 
 func TestMain(m *testing.M) {
@@ -203,7 +203,7 @@ type Browser struct {
 	t      *testing.T
 	ctx    context.Context
 	base   string
-	output syncBuffer
+	output syncbuf.Buffer
 
 	mu       sync.Mutex
 	urls     map[network.RequestID]string
@@ -260,7 +260,7 @@ func newBrowser(t *testing.T, base string) *Browser {
 	b.listen(bctx)
 	if err := chromedp.Run(bctx, network.Enable(), runtime.Enable(), cdplog.Enable(),
 		chromedp.EmulateViewport(1280, 800)); err != nil {
-		t.Fatalf("start chromium: %v\n%s", err, b.output.tail(2000))
+		t.Fatalf("start chromium: %v\n%s", err, b.output.Tail(2000))
 	}
 	return b
 }
@@ -330,7 +330,7 @@ func (b *Browser) RunIn(ctx context.Context, what string, actions ...chromedp.Ac
 		b.mu.Lock()
 		problems := slices.Clone(b.problems)
 		b.mu.Unlock()
-		b.t.Fatalf("%s: %v\nbrowser problems so far: %q\nchromium output (tail):\n%s", what, err, problems, b.output.tail(2000))
+		b.t.Fatalf("%s: %v\nbrowser problems so far: %q\nchromium output (tail):\n%s", what, err, problems, b.output.Tail(2000))
 	}
 }
 
@@ -373,25 +373,6 @@ func (b *Browser) ShotIn(ctx context.Context, name string) {
 	if err := os.WriteFile(filepath.Join(dir, name+".png"), png, 0o644); err != nil {
 		b.t.Fatalf("save screenshot: %v", err)
 	}
-}
-
-// syncBuffer collects Chromium's output for failure messages.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) tail(n int) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	out := s.b.String()
-	return out[max(0, len(out)-n):]
 }
 
 // --- targets ------------------------------------------------------------

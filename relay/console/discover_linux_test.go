@@ -229,7 +229,7 @@ func waitPage(t *testing.T, b *Browser, what, cond string) {
 			problems := slices.Clone(b.problems)
 			b.mu.Unlock()
 			t.Fatalf("waiting for %s: %v (browser: %v)\npage: %.3000s\nbrowser problems so far: %q\nchromium output (tail):\n%s",
-				what, err, b.ctx.Err(), html, problems, b.output.tail(3000))
+				what, err, b.ctx.Err(), html, problems, b.output.Tail(3000))
 		}
 		time.Sleep(200 * time.Millisecond)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/nanodems/connector/internal/installtest"
 	"github.com/nanodems/connector/internal/netns"
 	"github.com/nanodems/connector/internal/onvif/onviftest"
+	"github.com/nanodems/connector/internal/syncbuf"
 	"github.com/nanodems/connector/relay"
 )
 
@@ -107,7 +108,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 
 	phase("installer ran")
 	// What the agent logs is shown when discovery does not end.
-	var agentLog syncBuffer
+	var agentLog syncbuf.Buffer
 	a, err := agent.New(agent.Config{Dir: state, OnLAN: lan.Agent.Do, Logger: slog.New(slog.NewTextHandler(&agentLog, nil))})
 	if err != nil {
 		t.Fatal(err)
@@ -156,7 +157,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 		err := chromedp.Run(ctx, chromedp.Evaluate(`new URLSearchParams(location.search).get("run") || ""`, &search))
 		cancel()
 		if time.Now().After(deadline) {
-			t.Fatalf("no run's page (%v); Chromium said:\n%s\nthe agent said:\n%s", err, b.output.tail(4000), agentLog.tail(4000))
+			t.Fatalf("no run's page (%v); Chromium said:\n%s\nthe agent said:\n%s", err, b.output.Tail(4000), agentLog.Tail(4000))
 		}
 	}
 	var run struct {
@@ -168,7 +169,7 @@ func TestConsoleOnboardingWalk(t *testing.T) {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("discovery run %s still running after 30 s; the agent said:\n%s", search, agentLog.tail(8000))
+			t.Fatalf("discovery run %s still running after 30 s; the agent said:\n%s", search, agentLog.Tail(8000))
 		}
 	}
 	waitRunEnds(t, b)

@@ -2,27 +2,14 @@ package rollup
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/nanodems/connector/internal/testpg"
 	"github.com/nanodems/connector/relay/store"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testpg.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testpg.Main(m) }
 
 // forEachStore runs test on SQLite and on PostgreSQL (internal/testpg).
 func forEachStore(t *testing.T, test func(t *testing.T, st store.Store)) {

@@ -2,26 +2,13 @@ package store
 
 import (
 	"context"
-	"os"
 	"path/filepath"
 	"testing"
-
-	"go.uber.org/goleak"
 
 	"github.com/nanodems/connector/internal/testpg"
 )
 
-func TestMain(m *testing.M) {
-	code := m.Run()
-	testpg.Stop()
-	if code == 0 {
-		if err := goleak.Find(); err != nil {
-			os.Stderr.WriteString("goleak: " + err.Error() + "\n")
-			code = 1
-		}
-	}
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testpg.Main(m) }
 
 // forEachStore runs a store test on each backend, as subtests "sqlite"
 // and "postgres": both must behave alike.
