@@ -514,7 +514,7 @@ func (t *Tunnel) keep(first chan<- error) {
 			report(&first, nil)
 			d := b.Next()
 			if !failing {
-				t.log.Warn("relay unreachable; reconnecting with backoff", "relay", t.o.Relay.list(), "err", err)
+				t.log.Warn("relay unreachable; reconnecting with backoff", "relay", t.o.Relay.list(), "err", err, "retry_in", d)
 				failing = true
 			} else {
 				t.log.Debug("relay still unreachable", "retry_in", d, "err", err)
@@ -542,9 +542,10 @@ func (t *Tunnel) keep(first chan<- error) {
 		}
 		t.dropSession(sess)
 		b.Done(start)
-		t.log.Warn("lost the relay connection; reconnecting", "relay", t.o.Relay.list())
+		d := b.Next()
+		t.log.Warn("lost the relay connection; reconnecting", "relay", t.o.Relay.list(), "retry_in", d)
 		failing = true
-		if !sleep(t.ctx, b.Next()) {
+		if !sleep(t.ctx, d) {
 			return
 		}
 	}

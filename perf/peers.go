@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,8 +35,13 @@ const (
 	pathFrpSTCP = "frp-stcp" // client → frpc visitor → frps (TLS) → frpc (TLS) → echo
 )
 
-// peerPaths are the paths of the peers figure in report order.
-var peerPaths = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP}
+// peerColumns are the paths of the peers figure in report order: the
+// table has a column for each, measured or not (peerHeader follows it).
+var peerColumns = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP}
+
+// peerPaths are the paths measured: peerColumns, or the subset -paths
+// names.
+var peerPaths = slices.Clone(peerColumns)
 
 // peerStreams are the stream counts of the throughput figures.
 var peerStreams = []int{1, 8, 64}

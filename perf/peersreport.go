@@ -155,7 +155,7 @@ func (r *peersReport) rows() [][]string {
 	var out [][]string
 	for i, f := range peerFigures {
 		row := []string{f.name}
-		for _, p := range peerPaths {
+		for _, p := range peerColumns {
 			row = append(row, r.cell(p, i))
 		}
 		q := r.ratio(pathCLI, i)
@@ -242,7 +242,7 @@ func (r *peersReport) markdown() string {
 	}
 	p("\nRatios in parentheses are ÷ frp's default tcp proxy in the same run; for round trips, RSS and CPU lower is better. The lead over frp stcp + visitor is how many times better the CLI path is (above 1: ahead).\n\n")
 	p("Where the memory and CPU of the load figure go, per process (the median repetition by RSS):\n\n")
-	for _, path := range peerPaths[1:] {
+	for _, path := range peerColumns[1:] { // direct has no tunnel process
 		if s := r.loadParts(path); s != "" {
 			p("- %s: %s\n", peerName[path], s)
 		}

@@ -2,6 +2,7 @@ package main
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -122,5 +123,60 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 	// The p50 bar of the CLI is oriented: frp 0.4 ms ÷ CLI 0.5 ms = 0.80×.
 	if !strings.Contains(svg, "0.80×") || !strings.HasPrefix(svg, "<svg") {
 		t.Errorf("svg lacks the oriented p50 ratio 0.80×:\n%s", svg)
+	}
+}
+
+// A partial run (-paths) measures a subset of the paths: every value stays
+// under its own path's header, and a path left out shows "–".
+func TestPeersSubsetColumns(t *testing.T) {
+	ms := time.Millisecond
+	all := map[string]peerRun{
+		pathDirect:  fakeRun(1000, 2000, 30*time.Microsecond, 90*time.Microsecond, 9000, 0, 0),
+		pathCLI:     fakeRun(300, 300, ms/2, ms, 1000, 80, 10),
+		pathFrpTCP:  fakeRun(200, 300, 4*ms/10, ms, 500, 100, 10),
+		pathFrpSTCP: fakeRun(100, 100, ms, 2*ms, 400, 200, 20),
+	}
+	want := map[string]string{pathDirect: "1,000 MB/s", pathCLI: "300 MB/s", pathFrpTCP: "200 MB/s", pathFrpSTCP: "100 MB/s"}
+	tp1 := fig("throughput, 1 stream")
+	for _, subset := range [][]string{{pathCLI, pathFrpTCP}, {pathDirect, pathCLI, pathFrpTCP}} {
+		t.Run(strings.Join(subset, ","), func(t *testing.T) {
+			old := peerPaths
+			t.Cleanup(func() { peerPaths = old })
+			peerPaths = subset
+			r := &peersReport{cfg: &config{repeats: 1}, runs: map[string][]peerRun{}}
+			for _, p := range subset {
+				r.runs[p] = []peerRun{all[p]}
+			}
+			r.compute()
+			rows := r.rows()
+			for _, row := range rows {
+				if len(row) != len(peerHeader) {
+					t.Fatalf("row %q has %d cells for %d headers", row[0], len(row), len(peerHeader))
+				}
+			}
+			for j, p := range peerColumns {
+				cell := rows[tp1][j+1]
+				if !slices.Contains(subset, p) {
+					if cell != "–" {
+						t.Errorf("%s, not measured: %q under %q", p, cell, peerHeader[j+1])
+					}
+					continue
+				}
+				if !strings.HasPrefix(cell, want[p]) {
+					t.Errorf("%s: %q under %q, want %s", p, cell, peerHeader[j+1], want[p])
+				}
+			}
+			// Lead over stcp: none without stcp.
+			if !slices.Contains(subset, pathFrpSTCP) && rows[tp1][6] != "–" {
+				t.Errorf("lead over stcp without stcp: %q", rows[tp1][6])
+			}
+			tb := r.table()
+			if !strings.Contains(tb, "nanodems CLI") {
+				t.Errorf("table lacks its header:\n%s", tb)
+			}
+			if md := r.markdown(); !strings.Contains(md, "| nanodems CLI |") {
+				t.Error("markdown lacks its header")
+			}
+		})
 	}
 }

@@ -58,9 +58,9 @@ func (c cleanupAfter) Run() int {
 // installation is what the test provisioned on the fleet.
 type installation struct {
 	pin, adminKey, token, userID string
-	site1, site2                 string
+	tenantID, site1, site2       string
 	echo1, echo2, page2          string // handles
-	loopback2                    string // site 2's device in CLI plans
+	loopback1, loopback2         string // site 1's and site 2's devices in CLI plans
 }
 
 // TestFleetProcesses is the fleet's end-to-end check with real processes:
@@ -284,30 +284,7 @@ func TestFleetProcesses(t *testing.T) {
 		}
 		// Write through k until it dies: every write it acknowledged must
 		// be there afterwards.
-		var acked []string
-		var wmu sync.Mutex
-		writerDone := make(chan struct{})
-		go func() {
-			defer close(writerDone)
-			api := k.apiClient()
-			for i := 0; ; i++ {
-				var dev struct {
-					ID string `json:"id"`
-				}
-				body := map[string]any{"host": "127.0.0.1", "ports": []int{20000 + i%1000}, "label": "written " + strconv.Itoa(i)}
-				if err := api.Do(ctx, "POST", "/api/sites/"+in.site1+"/devices", body, &dev, demo.Bearer(in.token)); err != nil {
-					return
-				}
-				wmu.Lock()
-				acked = append(acked, dev.ID)
-				wmu.Unlock()
-			}
-		}()
-		testwait.For(t, 30*time.Second, "writes acknowledged by "+k.node, func() bool {
-			wmu.Lock()
-			defer wmu.Unlock()
-			return len(acked) >= 10
-		})
+		writer := startWriter(t, k, in.token, in.site1, 10)
 		// An agent of k that dies with it leaves a lease nobody deletes.
 		var orphan *agentProc
 		for _, a := range []*agentProc{a1, a2} {
@@ -342,7 +319,7 @@ func TestFleetProcesses(t *testing.T) {
 		if orphan != nil {
 			orphan.kill()
 		}
-		<-writerDone
+		<-writer.done
 		k.client.CloseIdleConnections()
 
 		// A new tunnel to agent 2's handle through a survivor.
@@ -383,19 +360,68 @@ func TestFleetProcesses(t *testing.T) {
 				k.node, l.ExpiresAt.Format(time.TimeOnly), l.ExpiresAt.Sub(killed).Round(time.Second), row)
 		}
 
-		wmu.Lock()
-		defer wmu.Unlock()
-		for _, id := range acked {
-			if err := survivor.apiClient().Do(ctx, "GET", "/api/devices/"+id, nil, nil, demo.Bearer(in.token)); err != nil {
-				t.Fatalf("device %s, acknowledged by %s before it was killed: %v", id, k.node, err)
-			}
-		}
-		t.Logf("%d writes acknowledged by %s before the kill, all present", len(acked), k.node)
+		n := writer.checkPresent(t, survivor, in.token)
+		t.Logf("%d writes acknowledged by %s before the kill, all present", n, k.node)
 	})
 
 	t.Run("locked jobs run once per tick and pass on kill -9", func(t *testing.T) {
 		checkLockedJobs(t, relays, twoUp)
 	})
+}
+
+// writer adds devices to a site through one relay, one after the other,
+// until the relay stops answering, and keeps the ids of those the relay
+// acknowledged: each was committed before its answer, so each must outlive
+// the relay.
+type writer struct {
+	via   *relayProc
+	mu    sync.Mutex
+	acked []string
+	done  chan struct{} // closed when a write failed
+}
+
+// startWriter starts writing through via and returns once it has n
+// acknowledged writes.
+func startWriter(t *testing.T, via *relayProc, token, siteID string, n int) *writer {
+	t.Helper()
+	w := &writer{via: via, done: make(chan struct{})}
+	go func() {
+		defer close(w.done)
+		api := via.apiClient()
+		for i := 0; ; i++ {
+			var dev struct {
+				ID string `json:"id"`
+			}
+			body := map[string]any{"host": "127.0.0.1", "ports": []int{20000 + i%1000}, "label": "written " + strconv.Itoa(i)}
+			if err := api.Do(context.Background(), "POST", "/api/sites/"+siteID+"/devices", body, &dev, demo.Bearer(token)); err != nil {
+				return
+			}
+			w.mu.Lock()
+			w.acked = append(w.acked, dev.ID)
+			w.mu.Unlock()
+		}
+	}()
+	testwait.For(t, 30*time.Second, "writes acknowledged by "+via.node, func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return len(w.acked) >= n
+	})
+	return w
+}
+
+// checkPresent waits for the writer to have stopped (its relay died), then
+// reads every device it acknowledged through r, and returns how many.
+func (w *writer) checkPresent(t *testing.T, r *relayProc, token string) int {
+	t.Helper()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, id := range w.acked {
+		if err := r.apiClient().Do(context.Background(), "GET", "/api/devices/"+id, nil, nil, demo.Bearer(token)); err != nil {
+			t.Fatalf("device %s, acknowledged by %s before it was killed: %v", id, w.via.node, err)
+		}
+	}
+	return len(w.acked)
 }
 
 // muxRoundTrip opens the CLI mux (/api/cli/mux) of a CLI session on the
@@ -471,7 +497,7 @@ func provision(t *testing.T, r *relayProc, in *installation, echoPort, pagePort 
 	must(t, api.Do(ctx, "POST", "/api/users/"+u.ID+"/tokens", nil, &tok, admin))
 	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/sites", map[string]any{"name": "Site 1", "allow_loopback": true}, &s1, admin))
 	must(t, api.Do(ctx, "POST", "/api/tenants/"+tn.ID+"/sites", map[string]any{"name": "Site 2", "allow_loopback": true}, &s2, admin))
-	in.userID, in.token, in.site1, in.site2 = u.ID, tok.Token, s1.ID, s2.ID
+	in.tenantID, in.userID, in.token, in.site1, in.site2 = tn.ID, u.ID, tok.Token, s1.ID, s2.ID
 	var d1, d2 struct {
 		Handles    map[string]string `json:"handles"`
 		LoopbackIP string            `json:"loopback_ip"`
@@ -480,24 +506,36 @@ func provision(t *testing.T, r *relayProc, in *installation, echoPort, pagePort 
 	must(t, api.Do(ctx, "POST", "/api/sites/"+in.site2+"/devices", map[string]any{"host": "127.0.0.1", "ports": []int{echoPort, pagePort}, "label": "echo and page 2"}, &d2, demo.Bearer(in.token)))
 	in.echo1 = d1.Handles[strconv.Itoa(echoPort)]
 	in.echo2, in.page2 = d2.Handles[strconv.Itoa(echoPort)], d2.Handles[strconv.Itoa(pagePort)]
-	in.loopback2 = d2.LoopbackIP
+	in.loopback1, in.loopback2 = d1.LoopbackIP, d2.LoopbackIP
 }
 
 type agentRow struct {
 	ID     string `json:"id"`
 	Online bool   `json:"online"`
 	Relay  string `json:"relay"`
+	// ConnectedAt is set only by the relay that holds the agent's
+	// session; other relays name it from its lease.
+	ConnectedAt time.Time `json:"connected_at"`
 }
 
 func agentsOf(t *testing.T, r *relayProc, token, siteID string) map[string]agentRow {
 	t.Helper()
+	out, err := listAgents(r, token, siteID)
+	must(t, err)
+	return out
+}
+
+// listAgents is the site's agents list on r, by agent id.
+func listAgents(r *relayProc, token, siteID string) (map[string]agentRow, error) {
 	var rows []agentRow
-	must(t, r.apiClient().Do(context.Background(), "GET", "/api/sites/"+siteID+"/agents", nil, &rows, demo.Bearer(token)))
+	if err := r.apiClient().Do(context.Background(), "GET", "/api/sites/"+siteID+"/agents", nil, &rows, demo.Bearer(token)); err != nil {
+		return nil, fmt.Errorf("agents of site %s on %s: %w", siteID, r.node, err)
+	}
 	out := map[string]agentRow{}
 	for _, row := range rows {
 		out[row.ID] = row
 	}
-	return out
+	return out, nil
 }
 
 func get(t *testing.T, r *relayProc, token, path string) []byte {

@@ -23,15 +23,17 @@ import (
 	"github.com/nanodems/connector/internal/testwait"
 )
 
-// binaries builds nanodems-relay and nanodems-agent once per test binary
-// (without the race detector: they are the product, not the test).
+// binaries builds nanodems-relay, nanodems-agent and nanodems-tunnel once
+// per test binary (without the race detector: they are the product, not
+// the test).
 var binaries = sync.OnceValues(func() (string, error) {
 	dir, err := os.MkdirTemp("", "fleet-bin-")
 	if err != nil {
 		return "", err
 	}
 	cmd := exec.Command("go", "build", "-o", dir,
-		"github.com/nanodems/connector/cmd/nanodems-relay", "github.com/nanodems/connector/cmd/nanodems-agent")
+		"github.com/nanodems/connector/cmd/nanodems-relay", "github.com/nanodems/connector/cmd/nanodems-agent",
+		"github.com/nanodems/connector/cmd/nanodems-tunnel")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		os.RemoveAll(dir)
 		return "", fmt.Errorf("go build: %v\n%s", err, out)
@@ -217,12 +219,7 @@ func startRelay(t *testing.T, node, dir, dsn, pin string) *relayProc {
 		if !r.running() {
 			t.Fatalf("%s exited:\n%s", node, r.log())
 		}
-		resp, err := r.client.Get(r.url + "/healthz/ready")
-		if err != nil {
-			return false
-		}
-		resp.Body.Close()
-		return resp.StatusCode == 200
+		return healthz(t, r, "ready") == 200
 	})
 	r.up = time.Now()
 	return r
