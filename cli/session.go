@@ -390,18 +390,9 @@ func (t *Tunnel) dialStream(ctx context.Context, ap netip.AddrPort) (*mux.Stream
 		defer cancel()
 	}
 	for {
-		sess, dead, err := t.session(ctx)
+		st, dead, err := t.openStream(ctx, ap)
 		if err != nil {
 			return nil, err
-		}
-		st, err := mux.OpenTunnel(sess, mux.Header{Host: ap.Addr().String(), Port: ap.Port()})
-		if errors.Is(err, mux.ErrBadHeader) {
-			return nil, fmt.Errorf("%s: %w", ap, err)
-		}
-		if err != nil {
-			// The session died under us; the keeper is reconnecting.
-			t.dropSession(sess)
-			continue
 		}
 		deadline, _ := ctx.Deadline()
 		st.SetDeadline(deadline)
@@ -429,6 +420,28 @@ func (t *Tunnel) dialStream(ctx context.Context, ap netip.AddrPort) (*mux.Stream
 		}
 		st.SetDeadline(time.Time{})
 		return mux.NewStream(st), nil
+	}
+}
+
+// openStream opens a stream for ap on the mux session, header sent,
+// status not read. While the relay is away it waits for the reconnect, up
+// to ctx.
+func (t *Tunnel) openStream(ctx context.Context, ap netip.AddrPort) (*smux.Stream, <-chan struct{}, error) {
+	for {
+		sess, dead, err := t.session(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		st, err := mux.OpenTunnel(sess, mux.Header{Host: ap.Addr().String(), Port: ap.Port()})
+		if errors.Is(err, mux.ErrBadHeader) {
+			return nil, nil, fmt.Errorf("%s: %w", ap, err)
+		}
+		if err != nil {
+			// The session died under us; the keeper is reconnecting.
+			t.dropSession(sess)
+			continue
+		}
+		return st, dead, nil
 	}
 }
 
@@ -748,14 +761,23 @@ func (t *Tunnel) track(c net.Conn) (untrack func(), ok bool) {
 
 // forward serves one local connection to plan address ap: a stream
 // through the mux, then bytes both ways with half-close.
+//
+// The client's bytes go out right after the open, before the relay's
+// status (earlyStream): the status waits for the agent's dial, so a
+// synchronous open held them back a full CLI->relay->agent round trip
+// (p50 2.8 ms per open in docs/perf.md). A relay cut mid-open is therefore
+// not retried on the next session here, unlike DialPlan: the bytes
+// already sent may be lost, so the client sees the reset instead.
 func (t *Tunnel) forward(c net.Conn, ap netip.AddrPort) {
-	st, err := t.dialStream(t.ctx, ap)
+	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
+	st, _, err := t.openStream(ctx, ap)
+	cancel()
 	if err != nil {
 		t.logDialError(ap, err)
 		reset(c)
 		return
 	}
-	pipe.Join(c, st, nil, nil)
+	pipe.Join(c, &earlyStream{Stream: mux.NewStream(st), raw: st, t: t, ap: ap}, nil, nil)
 }
 
 // logDialError logs a failed local connection with the relay's reason.
