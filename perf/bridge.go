@@ -24,7 +24,7 @@ import (
 // second relay process on the same data directory and database; the same
 // WebSocket tunnel to the same echo target is measured through the relay
 // that holds the agent and through the other one, whose Dial bridges to it
-// over BridgeTunnel (gRPC, mTLS under the internal CA), in the same run.
+// over the bridge (smux, mTLS under the internal CA; gRPC with -server-env NANODEMS_BRIDGE_TRANSPORT=grpc), in the same run.
 // It writes docs/perf-ha.md.
 
 const pathBridge = "ws-bridge" // WebSocket to relay 2, BridgeTunnel to relay 1, smux to the agent
@@ -204,7 +204,7 @@ func bridgeReport(c *config, local, bridged, tlsHop *bridgeFigures, elapsed time
 	}
 	w("Three paths, each a WebSocket tunnel (`cli.DialTunnel`) to the same echo target through the same agent, measured in the same run, interleaved, on one machine (every process on 127.0.0.1, sharing its cores):\n\n")
 	w("- **local**: WebSocket/TLS to relay 1, which holds the agent; smux/TLS to the agent; TCP to echo.\n")
-	w("- **bridged**: WebSocket/TLS to relay 2 (same database and data directory); BridgeTunnel, a gRPC stream on one pooled HTTP/2 mTLS connection, to relay 1; smux/TLS to the agent; TCP to echo.\n")
+	w("- **bridged**: WebSocket/TLS to relay 2 (same database and data directory); the bridge, an smux stream on one pooled mTLS connection (relay 2's NANODEMS_BRIDGE_TRANSPORT, if set, chooses gRPC instead), to relay 1; smux/TLS to the agent; TCP to echo.\n")
 	w("- **one extra TLS leg** (the yardstick): WebSocket/TLS to a forwarder process that terminates TLS and forwards over a new TLS connection to relay 1; then as local. A process hop with one more TLS leg and nothing else.\n\n")
 	w("| figure | local | bridged | one extra TLS leg | bridged / local | extra TLS leg / local |\n| --- | --- | --- | --- | --- | --- |\n")
 	tp := func(name string, get func(*bridgeFigures) float64) {

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,11 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/status"
 
+	"github.com/xtaci/smux"
+
+	"github.com/nanodems/connector/internal/acceptloop"
 	"github.com/nanodems/connector/internal/pipe"
+	"github.com/nanodems/connector/relay/bridgewire"
 	"github.com/nanodems/connector/relay/pki"
 	"github.com/nanodems/connector/relay/store"
 )
@@ -44,8 +49,19 @@ type bridge struct {
 	srv       *grpc.Server
 	served    sync.WaitGroup
 
-	mu    sync.Mutex
-	peers map[string]*grpc.ClientConn // by endpoint
+	// transport is how this relay's bridges leave: "smux" (the product)
+	// or "grpc" (NANODEMS_BRIDGE_TRANSPORT=grpc, kept to measure the two
+	// side by side); the peer listener serves both, by ALPN.
+	transport string
+	h2        *h2Listener // the peer listener's HTTP/2 connections, for gRPC
+	ctx       context.Context
+	cancel    context.CancelFunc
+
+	mu      sync.Mutex
+	peers   map[string]*grpc.ClientConn // gRPC's, by endpoint
+	links   map[string]*peerLink        // smux's, by endpoint
+	serving map[*smux.Session]struct{}  // sessions the peer listener serves
+	closing bool
 
 	// Counters (the agents list's relay entry; Prometheus names in docs/ha.md).
 	open     atomic.Int64  // bridges open now, both roles
@@ -82,21 +98,37 @@ func newBridge(s *Server, ca *pki.CA, hosts []string) (*bridge, error) {
 			Certificates: []tls.Certificate{leaf},
 			ClientAuth:   tls.RequireAndVerifyClientCert,
 			ClientCAs:    ca.Pool(),
+			NextProtos:   []string{bridgewire.Protocol, "h2"},
 		},
 		clientTLS: &tls.Config{
 			MinVersion:   tls.VersionTLS13,
 			Certificates: []tls.Certificate{leaf},
 			RootCAs:      ca.Pool(),
 		},
-		peers: map[string]*grpc.ClientConn{},
+		transport: bridgeTransport(),
+		peers:     map[string]*grpc.ClientConn{},
+		links:     map[string]*peerLink{},
+		serving:   map[*smux.Session]struct{}{},
 	}, nil
 }
 
-// start serves BridgeTunnel on ln.
+// bridgeTransport is the transport named by NANODEMS_BRIDGE_TRANSPORT,
+// smux unless it says grpc.
+func bridgeTransport() string {
+	if os.Getenv("NANODEMS_BRIDGE_TRANSPORT") == "grpc" {
+		return "grpc"
+	}
+	return "smux"
+}
+
+// start serves the peer listener on ln: TLS, then a bridge session or
+// gRPC's HTTP/2 by ALPN (serveLink).
 func (b *bridge) start(ln net.Listener) {
 	b.ln = ln
+	b.ctx, b.cancel = context.WithCancel(context.Background())
+	b.h2 = newH2Listener(ln.Addr())
+	// The TLS is done by serveLink: gRPC gets the connections decrypted.
 	opts := []grpc.ServerOption{
-		grpc.Creds(credentials.NewTLS(b.serverTLS)),
 		grpc.ForceServerCodecV2(bridgeCodec{}),
 		grpc.WriteBufferSize(bridgeBufferSize),
 		grpc.ReadBufferSize(bridgeBufferSize),
@@ -112,17 +144,40 @@ func (b *bridge) start(ln net.Listener) {
 	b.served.Add(1)
 	go func() {
 		defer b.served.Done()
-		if err := b.srv.Serve(ln); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
-			b.s.log.Error("peer listener", "err", err)
+		if err := b.srv.Serve(b.h2); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			b.s.log.Error("peer listener (gRPC)", "err", err)
 		}
+	}()
+	b.served.Add(1)
+	go func() {
+		defer b.served.Done()
+		acceptloop.Serve(b.ctx, ln, b.s.log.With("listener", "peers"), func(c net.Conn) {
+			b.served.Add(1)
+			go b.serveLink(c)
+		})
 	}()
 }
 
 // close stops the listener, cuts the tunnels bridged in both directions
 // and closes the pooled client connections.
 func (b *bridge) close() {
+	if b.ln != nil {
+		b.ln.Close()
+		b.cancel()
+		b.h2.Close()
+	}
 	if b.srv != nil {
 		b.srv.Stop()
+	}
+	b.mu.Lock()
+	b.closing = true
+	for sess := range b.serving {
+		sess.Close()
+	}
+	links := b.links
+	b.mu.Unlock()
+	for _, l := range links {
+		l.close()
 	}
 	b.served.Wait()
 	b.mu.Lock()
@@ -180,8 +235,12 @@ func (b *bridge) peer(endpoint string) (*grpc.ClientConn, error) {
 // dial opens a tunnel to r's target through agent l.AgentID, held by the
 // relay of lease l: the access check is done (Dial's route); the far
 // relay re-checks that the handle resolves and that the agent is its own.
-func (b *bridge) dial(ctx context.Context, l store.Lease, r store.Route, o DialOptions) (net.Conn, error) {
-	c, err := b.dialStream(ctx, l, r, o)
+func (b *bridge) dial(ctx context.Context, l store.Lease, r store.Route, o DialOptions) (c net.Conn, err error) {
+	if b.transport == "grpc" {
+		c, err = b.dialStream(ctx, l, r, o)
+	} else {
+		c, err = b.dialSmux(ctx, l, r, o)
+	}
 	if err != nil {
 		b.failures.Add(1)
 		return nil, err

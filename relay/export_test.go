@@ -57,3 +57,34 @@ func SetBridgeWindows(stream, conn int32) (restore func()) {
 // would answer 200: while the relay drains, its API listener is closed
 // and the answer can only be read here.
 func ReadyReason(s *Server) string { return s.notReady(context.Background()) }
+
+// PeerLinkConns counts the TLS connections of the bridge: the links this
+// relay dialled that are up, and the ones its peer listener serves.
+func PeerLinkConns(s *Server) (dialled, served int) {
+	b := s.bridge
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.links {
+		l.mu.Lock()
+		if l.sess != nil && !l.sess.IsClosed() {
+			dialled++
+		}
+		l.mu.Unlock()
+	}
+	return dialled, len(b.serving)
+}
+
+// CutPeerLinks closes the sockets of the links this relay dialled, as a
+// network failure would.
+func CutPeerLinks(s *Server) {
+	b := s.bridge
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for _, l := range b.links {
+		l.mu.Lock()
+		if l.conn != nil {
+			l.conn.NetConn().Close()
+		}
+		l.mu.Unlock()
+	}
+}
