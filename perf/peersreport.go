@@ -260,6 +260,7 @@ func (r *peersReport) markdown() string {
 	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT).\n", c.openPar, c.openDur)
 	p("- Load: before the other figures of a repetition, the path's tunnel processes are restarted (fresh heaps, as a Go process keeps freed memory), %d connections are opened (each with a 1-byte echo), then each echoes %d random bytes every %v (starts spread over the interval) for %v, every echo checked. RSS is VmRSS of every tunnel process at the end of the window with every connection open; CPU is utime+stime over the window.\n", loadConns, loadSize, loadEvery, loadFor)
 	p("- Chart: the CLI path and frp stcp + visitor as ratios to frp tcp, oriented so that right of the 1× line is better (for round trips, RSS and CPU the bar is frp tcp ÷ path).\n")
+	p("\nBefore and after of each change to the CLI path, measured with this harness: [perf-peers-changes.md](perf-peers-changes.md) (written by hand; this file is regenerated).\n")
 	return b.String()
 }
 
