@@ -37,7 +37,7 @@ func listenProxy(addr string) (net.Listener, error) {
 	if ip, err := netip.ParseAddr(host); host != "localhost" && (err != nil || !ip.IsLoopback()) {
 		return nil, fmt.Errorf("--socks %q: the proxy listens on a loopback address only (127.0.0.1:1080), or the LAN could use this session", addr)
 	}
-	ln, err := net.Listen("tcp", addr)
+	ln, err := localListen.Listen(context.Background(), "tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("--socks: %w", err)
 	}

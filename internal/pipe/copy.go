@@ -55,27 +55,37 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 	}
 	payload := min(maxPayload, BufSize-header)
 	small := min(maxPayload, SmallBufSize-header)
-	wait := readWaiterOf(src)
+	wait, raw := readWaiterOf(src)
 	var total int64
 	var err error
 	full := false // the last read filled the buffer: more is likely queued
 	bulk := false // the last read brought at least a small buffer's worth
 	for {
-		if wait != nil && !full {
-			if werr := wait(); werr != nil {
-				if werr != io.EOF {
-					err = werr
-				}
-				break
-			}
-		}
 		size := small
 		if bulk {
 			size = payload
 		}
-		bp := GetBufFor(header + size)
+		var bp *[]byte
+		var n int
+		var rerr error
+		if raw != nil {
+			if bp, n, rerr = raw(header, size); bp == nil {
+				err = rerr
+				break
+			}
+		} else {
+			if wait != nil && !full {
+				if werr := wait(); werr != nil {
+					if werr != io.EOF {
+						err = werr
+					}
+					break
+				}
+			}
+			bp = GetBufFor(header + size)
+			n, rerr = src.Read((*bp)[header : header+size])
+		}
 		buf := (*bp)[header : header+size]
-		n, rerr := src.Read(buf)
 		var werr error
 		if n > 0 {
 			if count != nil {
@@ -113,17 +123,18 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 	return total, err
 }
 
-// readWaiterOf returns how to wait for src to have data, or nil.
-func readWaiterOf(src io.Reader) func() error {
+// readWaiterOf returns how to wait for src to have data, or, for a
+// socket, how to read it in the runtime's poller (rawReader); or neither.
+func readWaiterOf(src io.Reader) (wait func() error, raw func(header, size int) (*[]byte, int, error)) {
 	switch s := src.(type) {
 	case ReadWaiter:
-		return s.WaitRead
+		return s.WaitRead, nil
 	case syscall.Conn:
 		rc, err := s.SyscallConn()
 		if err != nil {
-			return nil
+			return nil, nil
 		}
-		return waitReadable(rc)
+		return nil, rawReader(rc)
 	}
-	return nil
+	return nil, nil
 }

@@ -173,13 +173,21 @@ func TestCopyAllocs(t *testing.T) {
 	if err := <-copied; err != nil {
 		t.Fatal(err)
 	}
-	if allocs != 0 {
-		t.Errorf("%v allocations per 32 KiB chunk, want 0", allocs)
+	// A chunk takes its buffers from the pool (a read that finds the
+	// socket empty puts its buffer back before it waits): none is
+	// allocated, but under -race, where the pool drops a quarter of
+	// what it is given, a few are.
+	limit := 0.0
+	if raceEnabled {
+		limit = 2
+	}
+	if allocs > limit {
+		t.Errorf("%v allocations per 32 KiB chunk, want at most %v", allocs, limit)
 	}
 }
 
-// A source that is a descriptor but no socket (stdin, a pipe) cannot be
-// peeked; Copy reads it as it is.
+// A source that is a descriptor but no socket (stdin, a pipe) is read in
+// the poller as a socket is.
 func TestCopyFromOSPipe(t *testing.T) {
 	r, w, err := os.Pipe()
 	if err != nil {

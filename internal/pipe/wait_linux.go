@@ -1,50 +1,67 @@
 package pipe
 
 import (
+	"io"
 	"os"
 	"syscall"
 )
 
-// socketWaiter waits for a socket to be readable by peeking one byte in
-// the runtime's poller, so nothing is consumed and no buffer is held. It
-// honours the conn's read deadline. One is made per Copy, so that waiting
-// allocates nothing per chunk.
-//
-// A peek does consume a pending socket error: after a reset, the peek gets
-// ECONNRESET and the Read after it would see a clean EOF. So the error is
-// returned by wait, and Copy ends with it instead of half-closing its
-// destination as if the source had finished.
-type socketWaiter struct {
-	rc      syscall.RawConn
-	peekFn  func(fd uintptr) bool
-	peekErr error
+// socketReader reads a socket inside the runtime's poller (RawConn.Read),
+// taking a pooled buffer only for the read attempt itself: an attempt
+// that finds nothing puts the buffer back before the goroutine parks, so
+// an idle direction holds none. It is one system call per chunk where a
+// wait (peek one byte) and then a Read took two, and a chunk that is
+// already queued costs no wait at all. It honours the conn's read
+// deadline. One is made per Copy, so that reading allocates nothing per
+// chunk.
+type socketReader struct {
+	rc     syscall.RawConn
+	fn     func(fd uintptr) bool
+	header int // bytes left in front of the payload (FrameWriter)
+	size   int // the payload's room
+	bp     *[]byte
+	n      int
+	err    error
 }
 
-func waitReadable(rc syscall.RawConn) func() error {
-	w := &socketWaiter{rc: rc}
-	w.peekFn = w.peek
-	return w.wait
+func rawReader(rc syscall.RawConn) func(header, size int) (*[]byte, int, error) {
+	r := &socketReader{rc: rc}
+	r.fn = r.attempt
+	return r.read
 }
 
-func (w *socketWaiter) wait() error {
-	w.peekErr = nil
-	if err := w.rc.Read(w.peekFn); err != nil {
-		return err
+// read returns a pooled buffer with n payload bytes at [header:], or a nil
+// buffer and the error of a wait (deadline, closed conn). A reset or other
+// socket error comes with its buffer, n = 0; the end of the stream is n = 0
+// and io.EOF.
+func (r *socketReader) read(header, size int) (*[]byte, int, error) {
+	r.header, r.size, r.bp, r.n, r.err = header, size, nil, 0, nil
+	if err := r.rc.Read(r.fn); err != nil {
+		if r.bp != nil {
+			PutBuf(r.bp)
+		}
+		return nil, 0, err
 	}
-	if w.peekErr != nil {
-		return os.NewSyscallError("recvfrom", w.peekErr)
-	}
-	return nil
+	return r.bp, r.n, r.err
 }
 
-func (w *socketWaiter) peek(fd uintptr) bool {
-	var b [1]byte
-	_, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-	if err == syscall.EAGAIN || err == syscall.EINTR {
-		return false
+func (r *socketReader) attempt(fd uintptr) bool {
+	bp := GetBufFor(r.header + r.size)
+	for {
+		n, err := syscall.Read(int(fd), (*bp)[r.header:r.header+r.size])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			PutBuf(bp)
+			return false // park until the poller says readable
+		case err != nil:
+			r.bp, r.err = bp, os.NewSyscallError("read", err)
+		case n == 0:
+			r.bp, r.err = bp, io.EOF
+		default:
+			r.bp, r.n = bp, n
+		}
+		return true
 	}
-	if err != syscall.ENOTSOCK { // a pipe (stdin) cannot be peeked: its Read waits
-		w.peekErr = err
-	}
-	return true
 }

@@ -4,6 +4,6 @@ package pipe
 
 import "syscall"
 
-// waitReadable returns no wait where we have not written a peek: Copy then
-// holds a buffer while it reads, as plain io.Copy does.
-func waitReadable(syscall.RawConn) func() error { return nil }
+// rawReader returns no poller read where we have not written one: Copy
+// then holds a buffer while it reads, as plain io.Copy does.
+func rawReader(syscall.RawConn) func(header, size int) (*[]byte, int, error) { return nil }
