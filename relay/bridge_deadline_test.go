@@ -14,10 +14,11 @@ import (
 
 // TestFleetBridgeReadDeadlineWhileWaiting: a read deadline set while a
 // Read waits on a bridged tunnel with none ends that Read with
-// os.ErrDeadlineExceeded, as on a TCP conn. The bridge's Read waits in
-// gRPC's RecvMsg itself, which nothing else interrupts, so the tunnel
-// ends with it (a Read that starts with a deadline leaves the tunnel
-// usable: TestFleetBridgeConn); both relays let go of the stream.
+// os.ErrDeadlineExceeded, as on a TCP conn, on either bridge transport:
+// the smux stream's deadline wakes the Read; on gRPC the Read waits in
+// RecvMsg itself, which nothing else interrupts, so the tunnel ends with
+// it (a Read that starts with a deadline leaves the tunnel usable:
+// TestFleetBridgeConn). Closed, both relays let go of the stream.
 func TestFleetBridgeReadDeadlineWhileWaiting(t *testing.T) {
 	f := startFleet(t, 2)
 	r1, r2 := f.relays[0], f.relays[1]
