@@ -267,7 +267,10 @@ func (o *stdOutput) close() {
 	}
 	o.closed = true
 	o.closeBy = time.Now().Add(closeGrace)
-	if !o.started || len(o.q) == 0 {
+	// qBytes, not len(q): run takes the queue whole before it writes, so
+	// an empty queue may still have a batch on its way (an RTCP BYE just
+	// before a give-up's close), which closing now would cut.
+	if !o.started || o.qBytes == 0 {
 		o.finishLocked()
 	} else {
 		o.nc.SetWriteDeadline(o.closeBy)
