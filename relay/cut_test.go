@@ -441,7 +441,13 @@ func TestKeepaliveTimeoutCutsDedicatedTunnels(t *testing.T) {
 
 	frozen := time.Now()
 	l.freeze()
-	testwait.For(t, 90*time.Second, "the relay to drop the frozen agent's session", func() bool { return !agentOnline(t, d) })
+	// smux checks every KeepAliveTimeout (30 s) whether anything came
+	// since the last check, so a session frozen just after a check ends at
+	// the second one (60 s here, every time). A check that finds the
+	// session's receive buffer full (a tunnel's reader behind) does not
+	// close it, and the next one does: 90 s was the whole margin, and a
+	// loaded CI machine missed it once.
+	testwait.For(t, 150*time.Second, "the relay to drop the frozen agent's session", func() bool { return !agentOnline(t, d) })
 	// The API shows the agent offline a poll (and a moment) after the
 	// relay dropped the session; the tunnel, cut first, may end before.
 	dropped := time.Now()
