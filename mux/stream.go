@@ -277,6 +277,24 @@ func (c *Stream) WaitRead() error {
 	return c.nextFrame()
 }
 
+// Stream is a pipe.Notifier: the relay's copies from it hold no
+// goroutine while the tunnel is idle.
+var _ pipe.Notifier = (*Stream)(nil)
+
+// ReadReady reports whether a Read would return without waiting for the
+// peer (see pipe.Notifier). After a Move it cannot tell, and says true.
+// Like Read, it is for the stream's one reader.
+func (c *Stream) ReadReady() bool {
+	if c.rEOF || c.r != net.Conn(c.shared) {
+		return true
+	}
+	return c.shared.ReadReady()
+}
+
+// SetReadNotify sets fn to be called whenever ReadReady may have turned
+// true (see pipe.Notifier).
+func (c *Stream) SetReadNotify(fn func()) { c.shared.SetReadNotify(fn) }
+
 // CloseWrite sends the EOF frame: the peer reads io.EOF, and may still
 // answer.
 func (c *Stream) CloseWrite() error {

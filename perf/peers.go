@@ -413,8 +413,9 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 		if _, err := opens(ctx, dial, 4, 300*time.Millisecond, 100, nopMeter{}); err != nil {
 			return r, fmt.Errorf("warm-up: %w", err)
 		}
-		var during func()
+		var atStart, during func()
 		if path == pathCLI && e.cfg.pprofMode {
+			atStart = func() { e.saveCPUProfiles(ctx, loadFor/2, "load") }
 			during = func() {
 				e.saveProfile(ctx, "heap", "load")
 				e.saveProfile(ctx, "goroutine", "load")
@@ -427,7 +428,7 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 				}
 			}
 		}
-		if r.Load, err = load(ctx, dial, e.tunnelProcs(f, path), during); err != nil {
+		if r.Load, err = load(ctx, dial, e.tunnelProcs(f, path), atStart, during); err != nil {
 			return r, fmt.Errorf("load: %w", err)
 		}
 		logf("load   %-8s %d conns × %d B every %v for %v: %d echoes, RSS %s MiB, CPU %.2f s, echo p50 %v p99 %v (opened in %v)",
@@ -491,8 +492,9 @@ func fmtParts[T any](m map[string]T, f func(T) string) string {
 // every loadEvery (starts spread over the first interval) for loadFor,
 // checking every echo. CPU of procs is read around the loadFor window,
 // their RSS at its end, with every connection still open; during, if
-// set, runs then too.
-func load(ctx context.Context, dial dialFunc, procs []*proc, during func()) (loadResult, error) {
+// set, runs then too, and atStart, if set, runs at the window's start on
+// its own goroutine.
+func load(ctx context.Context, dial dialFunc, procs []*proc, atStart, during func()) (loadResult, error) {
 	res := loadResult{RSS: map[string]int64{}, CPU: map[string]float64{}}
 	t0 := time.Now()
 	octx, cancel := context.WithTimeout(ctx, 3*time.Minute)
@@ -510,6 +512,11 @@ func load(ctx context.Context, dial dialFunc, procs []*proc, during func()) (loa
 	}
 	lctx, stop := context.WithTimeout(ctx, loadFor)
 	defer stop()
+	var profiling sync.WaitGroup
+	defer profiling.Wait()
+	if atStart != nil {
+		profiling.Go(atStart)
+	}
 	var (
 		wg     sync.WaitGroup
 		mu     sync.Mutex

@@ -29,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
@@ -210,6 +211,38 @@ func (e *env) saveProfile(ctx context.Context, name, tag string) {
 		logf("%s profile of %s (%s): %s", name, x.who, tag, file)
 		e.profiles = append(e.profiles, file)
 	}
+}
+
+// saveCPUProfiles takes a CPU profile of relay, agent and nanodems-tunnel
+// at the same time, over d.
+func (e *env) saveCPUProfiles(ctx context.Context, d time.Duration, tag string) {
+	var wg sync.WaitGroup
+	for _, x := range []struct{ who, addr string }{{"relay", e.relayDebug}, {"agent", e.agentDebug}, {"cli", e.cliDebug}} {
+		if x.addr == "" {
+			continue
+		}
+		wg.Go(func() {
+			file := filepath.Join(profileDir(), x.who+"-cpu-"+tag+".pprof")
+			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", x.addr, int(d.Seconds()))
+			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
+			resp, err := http.DefaultClient.Do(req)
+			if err != nil {
+				logf("cpu profile of %s: %v", x.who, err)
+				return
+			}
+			b, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err == nil {
+				err = os.WriteFile(file, b, 0o644)
+			}
+			if err != nil {
+				logf("cpu profile of %s: %v", x.who, err)
+				return
+			}
+			logf("cpu profile of %s (%s): %s", x.who, tag, file)
+		})
+	}
+	wg.Wait()
 }
 
 func profileDir() string {

@@ -360,12 +360,12 @@ func (s *cliEdge) watchCLIMux(id string, m *cliMuxConn) {
 }
 
 // serveCLIStream answers one stream of a CLI's mux: header, session and
-// scope checks, Dial, status; then it starts the bytes on a fresh
-// goroutine of wg and returns. The store read and the dial grow this
-// goroutine's stack (modernc sqlite runs deep), and an idle tunnel would
-// keep it for its whole life: handing the copy to a new goroutine took the
-// relay's Go heap+stacks per idle tunnel from 21.9 to 16.6 KiB (K=1000,
-// docs/perf-bench.md).
+// scope checks, Dial, status; then it joins the two streams with
+// pipe.JoinAsync, counted in wg, and returns. Both sides are mux streams,
+// so an idle tunnel holds no goroutine in the relay: the store read and
+// the dial grow this goroutine's stack (modernc sqlite runs deep), and
+// a blocked copy keeps the stack the TLS write path grew
+// (docs/perf-peers-changes.md).
 func (s *cliEdge) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log *slog.Logger, wg *sync.WaitGroup) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
@@ -402,10 +402,11 @@ func (s *cliEdge) serveCLIStream(id string, m *cliMuxConn, st *smux.Stream, log 
 		st.Close()
 		return
 	}
-	wg.Go(func() {
-		var up, down atomic.Uint64
-		err := pipe.Join(mux.NewStream(st), conn, &up, &down)
+	var up, down atomic.Uint64
+	wg.Add(1)
+	pipe.JoinAsync(mux.NewStream(st), conn, &up, &down, func(err error) {
 		log.Debug("cli stream closed", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "up", up.Load(), "down", down.Load(), "err", err)
+		wg.Done()
 	})
 }
 

@@ -48,79 +48,109 @@ type FrameWriter interface {
 // holds. An echo of 64 B holds 4 KiB while it waits for its destination,
 // and a bulk transfer still moves 64 KiB chunks after its first 4 KiB.
 func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
-	fw, framed := dst.(FrameWriter)
-	header, maxPayload := 0, BufSize
-	if framed {
-		header, maxPayload = fw.FrameLayout()
-	}
-	payload := min(maxPayload, BufSize-header)
-	small := min(maxPayload, SmallBufSize-header)
-	wait, raw := readWaiterOf(src)
-	var total int64
-	var err error
-	full := false // the last read filled the buffer: more is likely queued
-	bulk := false // the last read brought at least a small buffer's worth
+	c := newCopier(dst, src, count)
 	for {
-		size := small
-		if bulk {
-			size = payload
+		if stop, err := c.step(); stop {
+			return c.total, c.finish(err)
 		}
-		var bp *[]byte
-		var n int
-		var rerr error
-		if raw != nil {
-			if bp, n, rerr = raw(header, size); bp == nil {
-				err = rerr
-				break
-			}
-		} else {
-			if wait != nil && !full {
-				if werr := wait(); werr != nil {
-					if werr != io.EOF {
-						err = werr
-					}
-					break
+	}
+}
+
+// copier is the state of one Copy between its chunks, so that a pump
+// (pump.go) can run the same steps on whichever goroutine it has.
+type copier struct {
+	dst     io.Writer
+	src     io.Reader
+	count   *atomic.Uint64
+	fw      FrameWriter
+	header  int
+	payload int
+	small   int
+	wait    func() error
+	raw     func(header, size int) (*[]byte, int, error)
+	total   int64
+	full    bool // the last read filled the buffer: more is likely queued
+	bulk    bool // the last read brought at least a small buffer's worth
+}
+
+func newCopier(dst io.Writer, src io.Reader, count *atomic.Uint64) *copier {
+	c := &copier{dst: dst, src: src, count: count}
+	maxPayload := BufSize
+	if fw, ok := dst.(FrameWriter); ok {
+		c.fw = fw
+		c.header, maxPayload = fw.FrameLayout()
+	}
+	c.payload = min(maxPayload, BufSize-c.header)
+	c.small = min(maxPayload, SmallBufSize-c.header)
+	c.wait, c.raw = readWaiterOf(src)
+	return c
+}
+
+// step moves one chunk. It reports stop at the end of src (err nil) or
+// at the first error other than EOF.
+func (c *copier) step() (stop bool, err error) {
+	header := c.header
+	size := c.small
+	if c.bulk {
+		size = c.payload
+	}
+	var bp *[]byte
+	var n int
+	var rerr error
+	if c.raw != nil {
+		if bp, n, rerr = c.raw(header, size); bp == nil {
+			return true, rerr
+		}
+	} else {
+		if c.wait != nil && !c.full {
+			if werr := c.wait(); werr != nil {
+				if werr != io.EOF {
+					return true, werr
 				}
+				return true, nil
 			}
-			bp = GetBufFor(header + size)
-			n, rerr = src.Read((*bp)[header : header+size])
 		}
-		buf := (*bp)[header : header+size]
+		bp = GetBufFor(header + size)
+		n, rerr = c.src.Read((*bp)[header : header+size])
+	}
+	buf := (*bp)[header : header+size]
+	if n > 0 {
+		if c.count != nil {
+			c.count.Add(uint64(n))
+		}
 		var werr error
-		if n > 0 {
-			if count != nil {
-				count.Add(uint64(n))
-			}
-			if framed {
-				werr = fw.WriteFrame((*bp)[:header+n])
-			} else {
-				_, werr = dst.Write(buf[:n])
-			}
-			if werr == nil {
-				total += int64(n)
-			}
+		if c.fw != nil {
+			werr = c.fw.WriteFrame((*bp)[:header+n])
+		} else {
+			_, werr = c.dst.Write(buf[:n])
 		}
-		full = n == len(buf)
-		bulk = n >= small
 		if werr != nil {
 			// Not back to the pool: smux's Write returns at a deadline
 			// or the session's death while its send loop may still be
 			// reading the frame (a race -race caught in TestRTSPFFmpeg).
-			err = werr
-			break
+			return true, werr
 		}
-		PutBuf(bp)
-		if rerr != nil {
-			if rerr != io.EOF {
-				err = rerr
-			}
-			break
-		}
+		c.total += int64(n)
 	}
-	if cw, ok := dst.(CloseWriter); ok && err == nil {
+	c.full = n == len(buf)
+	c.bulk = n >= c.small
+	PutBuf(bp)
+	if rerr != nil {
+		if rerr != io.EOF {
+			return true, rerr
+		}
+		return true, nil
+	}
+	return false, nil
+}
+
+// finish half-closes dst after a clean end (err nil) and returns the
+// Copy's error.
+func (c *copier) finish(err error) error {
+	if cw, ok := c.dst.(CloseWriter); ok && err == nil {
 		err = cw.CloseWrite()
 	}
-	return total, err
+	return err
 }
 
 // readWaiterOf returns how to wait for src to have data, or, for a

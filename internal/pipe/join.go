@@ -33,29 +33,84 @@ func abort(c net.Conn, err error) {
 // Join joins a and b until both directions have ended, preserving
 // half-close: when a's peer stops sending, b sees EOF but may still answer.
 // aToB and bToA count the bytes of each direction (either may be nil).
-// Join closes both connections before it returns.
+// Join closes both connections before it returns. A direction whose
+// source is a Notifier runs as a pump (pump.go) and holds no goroutine
+// while it waits; another runs on the calling goroutine or a new one.
 func Join(a, b net.Conn, aToB, bToA *atomic.Uint64) error {
 	errc := make(chan error, 1)
-	go func() {
-		_, err := Copy(b, a, aToB)
-		if err != nil {
-			// A broken direction ends the tunnel: unblock the other copy.
-			abort(a, err)
-			abort(b, err)
-		}
-		errc <- err
-	}()
-	_, err := Copy(a, b, bToA)
-	if err != nil {
-		abort(a, err)
-		abort(b, err)
+	newJoint(a, b, func(err error) { errc <- err }).start(aToB, bToA, true)
+	return <-errc
+}
+
+// JoinAsync is Join that returns at once and calls done with Join's
+// result, on some goroutine, once both directions have ended and both
+// connections are closed. Between two Notifiers it holds no goroutine
+// while the tunnel is idle: the relay joins its tunnels so.
+func JoinAsync(a, b net.Conn, aToB, bToA *atomic.Uint64, done func(error)) {
+	newJoint(a, b, done).start(aToB, bToA, false)
+}
+
+// joint is the two directions of one Join.
+type joint struct {
+	a, b net.Conn
+	errs [2]error     // per direction: 0 is a → b, 1 is b → a
+	left atomic.Int32 // directions not yet ended
+	done func(error)
+}
+
+func newJoint(a, b net.Conn, done func(error)) *joint {
+	j := &joint{a: a, b: b, done: done}
+	j.left.Store(2)
+	return j
+}
+
+// start starts both directions; with inline, a direction that is not a
+// pump runs on the calling goroutine, and start returns when it ends.
+func (j *joint) start(aToB, bToA *atomic.Uint64, inline bool) {
+	type dir struct {
+		i        int
+		dst, src net.Conn
+		count    *atomic.Uint64
 	}
-	// Once one direction fails, Join's own abort makes the other fail with
+	var blocking []dir
+	for _, d := range []dir{{0, j.b, j.a, aToB}, {1, j.a, j.b, bToA}} {
+		if n, ok := d.src.(Notifier); ok {
+			startPump(newCopier(d.dst, d.src, d.count), n, func(err error) { j.end(d.i, err) })
+			continue
+		}
+		blocking = append(blocking, d)
+	}
+	run := func(d dir) {
+		_, err := Copy(d.dst, d.src, d.count)
+		j.end(d.i, err)
+	}
+	for k, d := range blocking {
+		if inline && k == len(blocking)-1 {
+			run(d)
+		} else {
+			go run(d)
+		}
+	}
+}
+
+// end records direction i's result; the last one closes both connections
+// and calls done.
+func (j *joint) end(i int, err error) {
+	if err != nil {
+		// A broken direction ends the tunnel: unblock the other one.
+		abort(j.a, err)
+		abort(j.b, err)
+	}
+	j.errs[i] = err
+	if j.left.Add(-1) != 0 {
+		return
+	}
+	// Once one direction fails, the abort above makes the other fail with
 	// "use of closed connection": drop those so the cause is returned.
-	err = errors.Join(cause(err), cause(<-errc))
-	a.Close()
-	b.Close()
-	return err
+	err = errors.Join(cause(j.errs[1]), cause(j.errs[0]))
+	j.a.Close()
+	j.b.Close()
+	j.done(err)
 }
 
 func cause(err error) error {

@@ -318,3 +318,76 @@ func TestPatchWriteClose(t *testing.T) {
 		peer.Close()
 	}
 }
+
+// TestPatchReadNotify: the notification comes for data, the peer's FIN,
+// Close and the session's death, and ReadReady says what a Read would do.
+func TestPatchReadNotify(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	open := func() (*Stream, *Stream, chan struct{}) {
+		st, err := cli.OpenStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		peer, err := srv.AcceptStream()
+		if err != nil {
+			t.Fatal(err)
+		}
+		notes := make(chan struct{}, 16)
+		peer.SetReadNotify(func() {
+			select {
+			case notes <- struct{}{}:
+			default:
+			}
+		})
+		return st, peer, notes
+	}
+	waitNote := func(notes chan struct{}, what string) {
+		t.Helper()
+		select {
+		case <-notes:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("no notification for %s", what)
+		}
+	}
+
+	st, peer, notes := open()
+	if peer.ReadReady() {
+		t.Fatal("ReadReady on an empty stream")
+	}
+	st.Write([]byte("hello"))
+	waitNote(notes, "data")
+	if !peer.ReadReady() {
+		t.Fatal("not ReadReady with data buffered")
+	}
+	b := make([]byte, 16)
+	if n, err := peer.Read(b); err != nil || string(b[:n]) != "hello" {
+		t.Fatalf("read %q, %v", b[:n], err)
+	}
+	if peer.ReadReady() {
+		t.Fatal("ReadReady after the buffer was drained")
+	}
+	st.Close()
+	waitNote(notes, "the peer's FIN")
+	if !peer.ReadReady() {
+		t.Fatal("not ReadReady after the peer's FIN")
+	}
+	if _, err := peer.Read(b); err != io.EOF {
+		t.Fatalf("read after FIN: %v, want EOF", err)
+	}
+
+	_, peer, notes = open()
+	peer.Close()
+	waitNote(notes, "Close")
+	if !peer.ReadReady() {
+		t.Fatal("not ReadReady after Close")
+	}
+
+	_, peer, notes = open()
+	peer.SetReadNotify(nil)
+	peer.SetReadNotify(func() { notes <- struct{}{} })
+	srv.Close()
+	waitNote(notes, "the session's close")
+	if !peer.ReadReady() {
+		t.Fatal("not ReadReady after the session closed")
+	}
+}

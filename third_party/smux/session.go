@@ -358,6 +358,7 @@ func (s *Session) notifyReadError(err error) {
 	s.socketReadErrorOnce.Do(func() {
 		s.socketReadError.Store(err)
 		close(s.chSocketReadError)
+		s.notifyReaders() // nanodems patch
 	})
 }
 
@@ -372,6 +373,7 @@ func (s *Session) notifyProtoError(err error) {
 	s.protoErrorOnce.Do(func() {
 		s.protoError.Store(err)
 		close(s.chProtoError)
+		s.notifyReaders() // nanodems patch
 	})
 }
 

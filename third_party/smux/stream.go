@@ -79,6 +79,10 @@ type stream struct {
 	peerWindow            uint32        // peer window, initialized to 256KB, updated by peer
 	chUpdate              chan struct{} // notify of remote data consuming and window update
 	windowUpdateThreshold uint32        // cached threshold for window update (MaxStreamBuffer/2)
+
+	// readNotify is called whenever a blocked Read would wake (nanodems
+	// patch, notify.go).
+	readNotify atomic.Pointer[func()]
 }
 
 type bufferRing struct {
@@ -746,6 +750,7 @@ func (s *stream) Close() error {
 	if !once {
 		return io.ErrClosedPipe
 	}
+	s.notifyReader() // nanodems patch
 
 	// also close the write side if not already closed
 	s.writeClosedOnce.Do(func() {
@@ -847,7 +852,10 @@ func (s *stream) SetDeadline(t time.Time) error {
 }
 
 // session closes
-func (s *stream) sessionClose() { s.dieOnce.Do(func() { close(s.die) }) }
+func (s *stream) sessionClose() {
+	s.dieOnce.Do(func() { close(s.die) })
+	s.notifyReader() // nanodems patch
+}
 
 // LocalAddr satisfies net.Conn interface
 func (s *stream) LocalAddr() net.Addr {
@@ -894,6 +902,7 @@ func (s *stream) wakeupReader() {
 	case s.chReaderWakeup <- struct{}{}:
 	default:
 	}
+	s.notifyReader() // nanodems patch
 }
 
 // wakeupWriter notifies write process
@@ -922,6 +931,7 @@ func (s *stream) fin() {
 	s.finEventOnce.Do(func() {
 		close(s.chFinEvent)
 	})
+	s.notifyReader() // nanodems patch
 	s.tryHalfCloseCleanup()
 }
 

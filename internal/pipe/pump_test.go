@@ -1,0 +1,185 @@
+package pipe_test
+
+import (
+	"crypto/rand"
+	"crypto/sha256"
+	"errors"
+	"io"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nanodems/connector/internal/pipe"
+	"github.com/nanodems/connector/internal/testnet"
+	"github.com/nanodems/connector/mux"
+	"github.com/xtaci/smux"
+)
+
+// streamPair opens a stream on a smux session over loopback TCP and
+// returns both ends as mux streams: out (the opener's) and in (the
+// acceptor's), and the two sessions.
+func streamPair(t *testing.T) (out, in *mux.Stream, outSess, inSess *smux.Session) {
+	t.Helper()
+	a, b := testnet.TCPPair(t)
+	var err error
+	if outSess, err = smux.Client(a, mux.Config()); err != nil {
+		t.Fatal(err)
+	}
+	if inSess, err = smux.Server(b, mux.Config()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { outSess.Close(); inSess.Close() })
+	st, err := outSess.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte{0}) // the peer accepts on the first frame
+	peer, err := inSess.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	return mux.NewStream(st), mux.NewStream(peer), outSess, inSess
+}
+
+// relayed joins, as the relay does, the accepting end of a client's
+// stream to the opening end of an agent's stream with JoinAsync, and
+// returns the client's and the agent's ends and JoinAsync's result.
+func relayed(t *testing.T, up, down *atomic.Uint64) (client, agent *mux.Stream, clientSess *smux.Session, result <-chan error) {
+	client, relayA, clientSess, _ := streamPair(t)
+	relayB, agent, _, _ := streamPair(t)
+	done := make(chan error, 2)
+	pipe.JoinAsync(relayA, relayB, up, down, func(err error) { done <- err })
+	return client, agent, clientSess, done
+}
+
+// pumps counts the goroutines in this package's code: copies and pumps.
+func pumps() int {
+	buf := make([]byte, 1<<20)
+	n := 0
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "connector/internal/pipe.") {
+			n++
+		}
+	}
+	return n
+}
+
+// waitNoPumps fails the test unless every goroutine copying for the
+// joint ends within 5 s.
+func waitNoPumps(t *testing.T, when string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for pumps() > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d pump goroutines still running %s", pumps(), when)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestJoinAsyncBothWays: 8 MiB each way between two mux streams joined
+// with JoinAsync arrive whole (SHA-256), half-close crosses each way, the
+// counts are the bytes moved, done comes once with nil, and an idle
+// tunnel holds no goroutine between its bursts.
+func TestJoinAsyncBothWays(t *testing.T) {
+	var up, down atomic.Uint64
+	client, agent, _, result := relayed(t, &up, &down)
+
+	// A round trip, then idle: no goroutine waits for the next bytes.
+	client.Write([]byte("ping"))
+	b := make([]byte, 4)
+	if _, err := io.ReadFull(agent, b); err != nil || string(b) != "ping" {
+		t.Fatalf("agent read %q, %v", b, err)
+	}
+	agent.Write([]byte("pong"))
+	if _, err := io.ReadFull(client, b); err != nil || string(b) != "pong" {
+		t.Fatalf("client read %q, %v", b, err)
+	}
+	waitNoPumps(t, "while the tunnel is idle")
+
+	const size = 8 << 20
+	send := func(w *mux.Stream) <-chan [32]byte {
+		sum := make(chan [32]byte, 1)
+		go func() {
+			data := make([]byte, size)
+			rand.Read(data)
+			sum <- sha256.Sum256(data)
+			for p := data; len(p) > 0; p = p[min(len(p), 40000):] {
+				if _, err := w.Write(p[:min(len(p), 40000)]); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+			w.CloseWrite()
+		}()
+		return sum
+	}
+	recv := func(r *mux.Stream) <-chan [32]byte {
+		sum := make(chan [32]byte, 1)
+		go func() {
+			h := sha256.New()
+			n, err := io.Copy(h, r)
+			if err != nil || n != size {
+				t.Errorf("read %d bytes, %v; want %d and EOF", n, err, size)
+			}
+			sum <- [32]byte(h.Sum(nil))
+		}()
+		return sum
+	}
+	upSent, downSent := send(client), send(agent)
+	upGot, downGot := recv(agent), recv(client)
+	if <-upSent != <-upGot {
+		t.Error("client → agent: SHA-256 differs")
+	}
+	if <-downSent != <-downGot {
+		t.Error("agent → client: SHA-256 differs")
+	}
+	select {
+	case err := <-result:
+		if err != nil {
+			t.Errorf("JoinAsync ended with %v after both half-closes", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("JoinAsync did not end after both half-closes")
+	}
+	if up.Load() != size+4 || down.Load() != size+4 {
+		t.Errorf("counted up %d, down %d; want %d each", up.Load(), down.Load(), size+4)
+	}
+	client.Close()
+	agent.Close()
+	waitNoPumps(t, "after the tunnel ended")
+	select {
+	case err := <-result:
+		t.Fatalf("done called twice (second: %v)", err)
+	default:
+	}
+}
+
+// TestJoinAsyncSessionDeath: the client's session dies while the tunnel
+// is idle, with no goroutine in the joint to notice a blocked read fail;
+// the notification ends it, and the agent reads a cut, not an end.
+func TestJoinAsyncSessionDeath(t *testing.T) {
+	client, agent, clientSess, result := relayed(t, nil, nil)
+	client.Write([]byte("x"))
+	if _, err := io.ReadFull(agent, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	waitNoPumps(t, "while the tunnel is idle")
+	clientSess.Close()
+	select {
+	case <-result:
+	case <-time.After(10 * time.Second):
+		t.Fatal("JoinAsync did not end when the client's session died")
+	}
+	agent.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, err := agent.Read(make([]byte, 1))
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Errorf("agent read %v, want io.ErrUnexpectedEOF (a cut)", err)
+	}
+	waitNoPumps(t, "after the tunnel was cut")
+}
