@@ -179,9 +179,6 @@ func (a *Agent) serve(ctx context.Context, l *link, ctrl *smux.Stream, ack mux.H
 			return fmt.Errorf("session: %w", err)
 		}
 		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			a.serveTunnel(st, l)
-		}()
+		go a.serveTunnel(st, l, wg.Done)
 	}
 }

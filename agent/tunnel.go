@@ -22,15 +22,64 @@ import (
 )
 
 // serveTunnel answers one stream the relay opened on session l: read the
-// header, check the allowlist, dial, answer with a status, then pipe
-// bytes until both directions end.
-func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
-	defer st.Close()
+// header, check the allowlist, dial, answer with a status, then join the
+// stream and the target's connection (pipe.JoinAsync) and return; done
+// is called when the tunnel has ended. While it is open a tunnel holds at
+// most the goroutine of a burst in flight: this one, whose stack the
+// dial and the status grew, ends here.
+func (a *Agent) serveTunnel(st *smux.Stream, l *link, done func()) {
+	o, ok := a.openTunnel(st)
+	if !ok {
+		st.Close()
+		done()
+		return
+	}
+	a.tunnels.Add(1)
+	a.active.Add(1)
+	o.port.Open(stats.Opened)
+	portDone := o.port.Begin()
+	conn, key := o.conn, o.key
+	t := &liveTunnel{target: mux.Target{Host: o.h.Host, Port: o.h.Port}, conn: conn, stream: mux.NewStream(st), link: l, key: key, lastAt: time.Now(), port: o.port}
+	a.live.Store(t, struct{}{})
+	end := func(error) {
+		a.endTunnel(t)
+		portDone()
+		a.active.Add(-1)
+		o.forget()
+		st.Close()
+		done()
+	}
+	if o.h.Flags&mux.FlagDedicated != 0 {
+		go a.moveToDedicated(t)
+	}
+	if key != 0 || a.cfg.Counting == CountingOff {
+		// the kernel counts, or nobody
+		pipe.JoinAsync(t.stream, conn, nil, nil, end)
+	} else {
+		pipe.JoinAsync(t.stream, conn, &t.out, &t.in, end)
+	}
+}
+
+// opened is a tunnel whose target answered: its header, its device
+// port's counters, the target's connection, and the kernel's counting
+// key (0: counted by the copy loop or not at all) with its release.
+type opened struct {
+	h      mux.Header
+	port   *stats.Port
+	conn   net.Conn
+	key    bpfcount.Key
+	forget func()
+}
+
+// openTunnel reads a tunnel's header, checks the allowlist and dials the
+// target. It answers the relay's stream either way; ok is false when the
+// tunnel is over (refused, failed, or a UDP relay served to its end).
+func (a *Agent) openTunnel(st *smux.Stream) (o opened, ok bool) {
 	st.SetReadDeadline(time.Now().Add(10 * time.Second))
 	h, err := mux.ReadHeader(st)
 	if err != nil {
 		a.answer(st, mux.BadRequest, err.Error())
-		return
+		return o, false
 	}
 	st.SetReadDeadline(time.Time{})
 	port := a.stats.Port(h.Host, h.Port)
@@ -38,11 +87,11 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		port.Open(stats.NotAllowed)
 		a.log.Warn("refusing target not in allowlist", "target", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), "allowlist_version", a.allow.Version())
 		a.answer(st, mux.NotAllowed, fmt.Sprintf("%s not in allowlist v%d", net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))), a.allow.Version()))
-		return
+		return o, false
 	}
 	if h.Flags&mux.FlagUDP != 0 {
 		a.serveUDP(st, h, port) // agent/udp.go: a UDP relay to the host, no TCP dial
-		return
+		return o, false
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.DialTimeout)
 	dc := lanDialCount{count: a.count.Load(), log: a.log}
@@ -56,10 +105,13 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 	conn, err := a.lanDial(ctx, &d, net.JoinHostPort(h.Host, strconv.Itoa(int(h.Port))))
 	cancel()
 	key := dc.settle(conn)
-	if key != 0 {
-		defer dc.count.Forget(key)
+	forget := func() {
+		if key != 0 {
+			dc.count.Forget(key)
+		}
 	}
 	if err != nil {
+		forget()
 		reason := err.Error()
 		if lt := (*localTargetError)(nil); errors.As(err, &lt) {
 			reason = lt.reason(h.Host)
@@ -68,28 +120,14 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link) {
 		code := classify(err)
 		port.Open(result(code))
 		a.answer(st, code, reason)
-		return
+		return o, false
 	}
 	if err := a.answer(st, mux.OK, ""); err != nil {
+		forget()
 		conn.Close()
-		return
+		return o, false
 	}
-	a.tunnels.Add(1)
-	a.active.Add(1)
-	defer a.active.Add(-1)
-	port.Open(stats.Opened)
-	defer port.Begin()()
-	t := &liveTunnel{target: mux.Target{Host: h.Host, Port: h.Port}, conn: conn, stream: mux.NewStream(st), link: l, key: key, lastAt: time.Now(), port: port}
-	a.live.Store(t, struct{}{})
-	defer a.endTunnel(t)
-	if h.Flags&mux.FlagDedicated != 0 {
-		go a.moveToDedicated(t)
-	}
-	if key != 0 || a.cfg.Counting == CountingOff {
-		pipe.Join(t.stream, conn, nil, nil) // the kernel counts, or nobody
-		return
-	}
-	pipe.Join(t.stream, conn, &t.out, &t.in)
+	return opened{h: h, port: port, conn: conn, key: key, forget: forget}, true
 }
 
 // liveTunnel is an open tunnel, kept so an allowlist change can end the

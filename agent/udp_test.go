@@ -59,10 +59,7 @@ func newUDPHarness(t *testing.T, targets ...mux.Target) *udpHarness {
 				return
 			}
 			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				a.serveTunnel(st, nil)
-			}()
+			go a.serveTunnel(st, nil, wg.Done)
 		}
 	}()
 	t.Cleanup(func() {

@@ -139,7 +139,7 @@ func (l *listeners) status(ap netip.AddrPort) string {
 func (l *listeners) serve(b *boundListener, ap netip.AddrPort) {
 	defer l.t.wg.Done()
 	acceptloop.Serve(l.t.ctx, b.ln, l.t.log.With("listener", ap.String()), func(c net.Conn) {
-		l.t.serveLocal(c, func() { l.t.forward(c, ap) })
+		l.t.serveLocal(c, func(done func()) { l.t.forward(c, ap, done) })
 	})
 }
 
@@ -155,20 +155,20 @@ func (l *listeners) closeAll() {
 }
 
 // serveLocal runs serve for local connection c in its own goroutine,
-// tracked so that Close ends it.
-func (t *Tunnel) serveLocal(c net.Conn, serve func()) {
+// tracked so that Close ends it. serve calls done once, when it is done
+// with c (a joined connection's end may come on another goroutine).
+func (t *Tunnel) serveLocal(c net.Conn, serve func(done func())) {
 	untrack, ok := t.track(c)
 	if !ok {
 		c.Close()
 		return
 	}
 	t.wg.Add(1)
-	go func() {
-		defer t.wg.Done()
-		defer untrack()
-		defer c.Close()
-		serve()
-	}()
+	go serve(func() {
+		c.Close()
+		untrack()
+		t.wg.Done()
+	})
 }
 
 // printTable writes the plan as the operator reads it at start: label,

@@ -768,16 +768,21 @@ func (t *Tunnel) track(c net.Conn) (untrack func(), ok bool) {
 // (p50 2.8 ms per open in docs/perf.md). A relay cut mid-open is therefore
 // not retried on the next session here, unlike DialPlan: the bytes
 // already sent may be lost, so the client sees the reset instead.
-func (t *Tunnel) forward(c net.Conn, ap netip.AddrPort) {
+//
+// It returns once the bytes flow (pipe.JoinAsync) and calls done when
+// the connection has ended: an idle connection then holds no goroutine
+// here but one parked on the client's socket with a small stack.
+func (t *Tunnel) forward(c net.Conn, ap netip.AddrPort, done func()) {
 	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
 	st, _, err := t.openStream(ctx, ap)
 	cancel()
 	if err != nil {
 		t.logDialError(ap, err)
 		reset(c)
+		done()
 		return
 	}
-	pipe.Join(c, &earlyStream{Stream: mux.NewStream(st), raw: st, t: t, ap: ap}, nil, nil)
+	pipe.JoinAsync(c, &earlyStream{Stream: mux.NewStream(st), raw: st, t: t, ap: ap}, nil, nil, func(error) { done() })
 }
 
 // logDialError logs a failed local connection with the relay's reason.

@@ -51,7 +51,10 @@ const proxyHandshakeTimeout = 10 * time.Second
 func (t *Tunnel) serveProxy(ln net.Listener) {
 	defer t.wg.Done()
 	acceptloop.Serve(t.ctx, ln, t.log.With("listener", "proxy"), func(c net.Conn) {
-		t.serveLocal(c, func() { t.serveProxyConn(c) })
+		t.serveLocal(c, func(done func()) {
+			t.serveProxyConn(c)
+			done()
+		})
 	})
 }
 

@@ -33,12 +33,14 @@ import (
 
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/cli"
+	"github.com/nanodems/connector/internal/gctune"
 	"github.com/nanodems/connector/relay"
 )
 
 // runRole runs role ("relay", "agent" or "tunnel") with args, serving debug
 // endpoints on debugAddr.
 func runRole(role, debugAddr string, args []string) error {
+	gctune.Apply() // as the product's mains do
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := serveDebug(debugAddr); err != nil {

@@ -14,11 +14,13 @@ import (
 
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/internal/cmdline"
+	"github.com/nanodems/connector/internal/gctune"
 )
 
 const programName = "nanodems-agent"
 
 func main() {
+	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prog := cmdline.Program{

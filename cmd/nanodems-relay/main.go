@@ -14,12 +14,14 @@ import (
 	"time"
 
 	"github.com/nanodems/connector/internal/cmdline"
+	"github.com/nanodems/connector/internal/gctune"
 	"github.com/nanodems/connector/internal/metrics"
 	"github.com/nanodems/connector/relay"
 	"github.com/nanodems/connector/relay/store"
 )
 
 func main() {
+	gctune.Apply()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	prog := cmdline.Program{

@@ -16,11 +16,13 @@ import (
 
 	"github.com/nanodems/connector/cli"
 	"github.com/nanodems/connector/internal/cmdline"
+	"github.com/nanodems/connector/internal/gctune"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/netstack"
 )
 
 func main() {
+	gctune.Apply()
 	// First: exec re-runs this binary as its namespace helper.
 	if code, ok := netstack.Child(); ok {
 		os.Exit(code)

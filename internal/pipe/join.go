@@ -80,15 +80,39 @@ func (j *joint) start(aToB, bToA *atomic.Uint64, inline bool) {
 		}
 		blocking = append(blocking, d)
 	}
-	run := func(d dir) {
-		_, err := Copy(d.dst, d.src, d.count)
-		j.end(d.i, err)
-	}
 	for k, d := range blocking {
+		c := newCopier(d.dst, d.src, d.count)
+		end := func(err error) { j.end(d.i, err) }
 		if inline && k == len(blocking)-1 {
-			run(d)
-		} else {
-			go run(d)
+			for {
+				if stop, err := c.step(); stop {
+					end(c.finish(err))
+					return
+				}
+			}
+		}
+		go runBursts(c, end)
+	}
+}
+
+// runBursts runs c's steps until the copy ends, and goes on on a fresh
+// goroutine whenever a read did not fill its buffer (the source is likely
+// drained): the wait for the next bytes then parks on a small stack, not
+// on the one the write path grew. A chunk written through a mux stream
+// to TLS grows a stack to 8 KiB, and the runtime never halves a parked
+// stack to below 4 KiB, so the agent's and nanodems-tunnel's goroutine
+// per tunnel held 8 KiB while the tunnel idled; a burst costs a goroutine
+// start instead (docs/perf-peers-changes.md).
+func runBursts(c *copier, end func(error)) {
+	for {
+		stop, err := c.step()
+		if stop {
+			end(c.finish(err))
+			return
+		}
+		if !c.full {
+			go runBursts(c, end)
+			return
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -182,4 +183,68 @@ func TestJoinAsyncSessionDeath(t *testing.T) {
 		t.Errorf("agent read %v, want io.ErrUnexpectedEOF (a cut)", err)
 	}
 	waitNoPumps(t, "after the tunnel was cut")
+}
+
+// burstGoroutines returns the IDs of the goroutines running a copy from a
+// socket in bursts.
+func burstGoroutines() []string {
+	buf := make([]byte, 1<<20)
+	var ids []string
+	for _, g := range strings.Split(string(buf[:runtime.Stack(buf, true)]), "\n\n") {
+		if strings.Contains(g, "pipe.runBursts") {
+			ids = append(ids, strings.Fields(g)[1])
+		}
+	}
+	return ids
+}
+
+// TestJoinAsyncSocketBursts: JoinAsync between a TCP connection and a mux
+// stream holds, while idle, one goroutine, parked on the socket; every
+// burst of the client's bytes ends it and the wait goes on on a fresh
+// one (whose stack the write path has not grown).
+func TestJoinAsyncSocketBursts(t *testing.T) {
+	client, local := testnet.TCPPair(t)
+	relaySide, remote, _, _ := streamPair(t)
+	withDeadline(t, client)
+	done := make(chan error, 1)
+	pipe.JoinAsync(local, relaySide, nil, nil, func(err error) { done <- err })
+
+	var seen []string
+	for i := range 3 {
+		msg := []byte{byte('a' + i)}
+		client.Write(msg)
+		b := make([]byte, 1)
+		if _, err := io.ReadFull(remote, b); err != nil || b[0] != msg[0] {
+			t.Fatalf("remote read %q, %v", b, err)
+		}
+		remote.Write(b)
+		if _, err := io.ReadFull(client, b); err != nil || b[0] != msg[0] {
+			t.Fatalf("client read %q, %v", b, err)
+		}
+		var ids []string
+		deadline := time.Now().Add(5 * time.Second)
+		for ids = burstGoroutines(); len(ids) != 1 || slices.Contains(seen, ids[0]); ids = burstGoroutines() {
+			if time.Now().After(deadline) {
+				t.Fatalf("after burst %d: copy goroutines %v, want one new one (seen %v)", i, ids, seen)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+		seen = append(seen, ids[0])
+	}
+	if n := pumps() - 1; n != 0 {
+		t.Errorf("%d goroutines in the joint besides the socket's while idle", n)
+	}
+	client.CloseWrite()
+	remote.CloseWrite()
+	if _, err := io.ReadAll(remote); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadAll(client); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("JoinAsync ended with %v after both half-closes", err)
+	}
+	remote.Close()
+	waitNoPumps(t, "after the tunnel ended")
 }
