@@ -190,6 +190,7 @@ type agentLink struct {
 	mu     sync.Mutex
 	target string
 	legs   []*linkLeg     // per agent connection, in accept order
+	frozen bool           // freezeAll: later connections are frozen too
 	closed chan struct{}  // closed by Close
 	wg     sync.WaitGroup // accept and copy goroutines
 	err    atomic.Value   // an error of route, for the test to report
@@ -250,7 +251,9 @@ func (l *agentLink) serve() {
 		default:
 		}
 		leg := &linkLeg{agent: a, relay: r, open: make(chan struct{})}
-		close(leg.open)
+		if !l.frozen {
+			close(leg.open)
+		}
 		l.legs = append(l.legs, leg)
 		l.wg.Add(2)
 		l.mu.Unlock()
@@ -296,6 +299,16 @@ func (l *agentLink) freeze() {
 		leg.open = make(chan struct{})
 	}
 	l.mu.Unlock()
+}
+
+// freezeAll is freeze, and every later connection is frozen from its
+// start: the agent, which times its frozen session out as the relay does,
+// cannot come back through the link.
+func (l *agentLink) freezeAll() {
+	l.mu.Lock()
+	l.frozen = true
+	l.mu.Unlock()
+	l.freeze()
 }
 
 // conns is how many agent connections the link has carried.
@@ -440,13 +453,16 @@ func TestKeepaliveTimeoutCutsDedicatedTunnels(t *testing.T) {
 	_, rd := openDedicated(t, d, l)
 
 	frozen := time.Now()
-	l.freeze()
+	// The agent times the frozen session out too, at the same 60 s, and
+	// would come back on a new connection before the relay had dropped the
+	// old one if the link let it: the agent is then online again, and the
+	// drop could not be seen as the agent going offline.
+	l.freezeAll()
 	// smux checks every KeepAliveTimeout (30 s) whether anything came
 	// since the last check, so a session frozen just after a check ends at
 	// the second one (60 s here, every time). A check that finds the
 	// session's receive buffer full (a tunnel's reader behind) does not
-	// close it, and the next one does: 90 s was the whole margin, and a
-	// loaded CI machine missed it once.
+	// close it, and the next one does.
 	testwait.For(t, 150*time.Second, "the relay to drop the frozen agent's session", func() bool { return !agentOnline(t, d) })
 	// The API shows the agent offline a poll (and a moment) after the
 	// relay dropped the session; the tunnel, cut first, may end before.

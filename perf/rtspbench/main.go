@@ -39,6 +39,7 @@ import (
 
 	"github.com/nanodems/connector/agent"
 	"github.com/nanodems/connector/demo"
+	"github.com/nanodems/connector/internal/gctune"
 	"github.com/nanodems/connector/relay"
 	"github.com/nanodems/connector/rtsp"
 )
@@ -113,6 +114,7 @@ func (b staticBackend) Credentials(context.Context, string) (string, string, boo
 }
 
 func roleGateway(args []string) error {
+	gctune.Apply() // as nanodems-relay, which runs the gateway, does
 	fs := flag.NewFlagSet("gateway", flag.ExitOnError)
 	camera := fs.String("camera", "", "camera address")
 	mode := fs.String("mode", "gnet", "gnet or goroutines")
@@ -150,6 +152,7 @@ func roleGateway(args []string) error {
 }
 
 func roleRelay(args []string) error {
+	gctune.Apply() // as nanodems-relay does
 	fs := flag.NewFlagSet("relay", flag.ExitOnError)
 	dir := fs.String("data-dir", "", "")
 	fs.Parse(args)
@@ -167,6 +170,7 @@ func roleRelay(args []string) error {
 }
 
 func roleAgent(args []string) error {
+	gctune.Apply() // as nanodems-agent does
 	fs := flag.NewFlagSet("agent", flag.ExitOnError)
 	dir := fs.String("dir", "", "")
 	fs.Parse(args)
