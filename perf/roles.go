@@ -195,18 +195,7 @@ func (e *env) saveProfile(ctx context.Context, name, tag string) {
 		if name == "goroutine" {
 			q = ""
 		}
-		req, _ := http.NewRequestWithContext(ctx, "GET", "http://"+x.addr+"/debug/pprof/"+name+q, nil)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			logf("%s profile of %s: %v", name, x.who, err)
-			continue
-		}
-		b, err := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if err == nil {
-			err = os.WriteFile(file, b, 0o644)
-		}
-		if err != nil {
+		if err := fetchProfile(ctx, "http://"+x.addr+"/debug/pprof/"+name+q, file); err != nil {
 			logf("%s profile of %s: %v", name, x.who, err)
 			continue
 		}
@@ -226,18 +215,7 @@ func (e *env) saveCPUProfiles(ctx context.Context, d time.Duration, tag string) 
 		wg.Go(func() {
 			file := filepath.Join(profileDir(), x.who+"-cpu-"+tag+".pprof")
 			url := fmt.Sprintf("http://%s/debug/pprof/profile?seconds=%d", x.addr, int(d.Seconds()))
-			req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
-			resp, err := http.DefaultClient.Do(req)
-			if err != nil {
-				logf("cpu profile of %s: %v", x.who, err)
-				return
-			}
-			b, err := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if err == nil {
-				err = os.WriteFile(file, b, 0o644)
-			}
-			if err != nil {
+			if err := fetchProfile(ctx, url, file); err != nil {
 				logf("cpu profile of %s: %v", x.who, err)
 				return
 			}
@@ -245,6 +223,24 @@ func (e *env) saveCPUProfiles(ctx context.Context, d time.Duration, tag string) 
 		})
 	}
 	wg.Wait()
+}
+
+// fetchProfile saves what a debug listener answers at url into file.
+func fetchProfile(ctx context.Context, url, file string) error {
+	req, err := http.NewRequestWithContext(ctx, "GET", url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return err
+	}
+	b, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
 }
 
 func profileDir() string {
