@@ -37,6 +37,15 @@ func (t *liveTunnel) Bytes(count *bpfcount.Counter) (in, out uint64) {
 	return t.in.Load(), t.out.Load()
 }
 
+// bytesFrom is Bytes, with the kernel's counts taken from snap (a
+// Counter.ReadAll) when it holds t's socket.
+func (t *liveTunnel) bytesFrom(snap map[bpfcount.Key]bpfcount.Counts, count *bpfcount.Counter) (in, out uint64) {
+	if c, ok := snap[t.key]; ok && t.key != 0 {
+		return c.In, c.Out
+	}
+	return t.Bytes(count)
+}
+
 // lanDialCount tracks the sockets of one LAN dial in the kernel, from
 // the dialer's Control hook so that a device's first bytes are counted.
 // A dial may try several addresses, one socket each; settle keeps the

@@ -167,17 +167,22 @@ func (a *Agent) watchRates(sess *smux.Session) {
 	count := a.count.Load()
 	tick := time.NewTicker(rateTick)
 	defer tick.Stop()
+	snap := map[bpfcount.Key]bpfcount.Counts{}
 	for {
 		select {
 		case <-done:
 			return
 		case now := <-tick.C:
+			// One read of the kernel's counters for the whole sweep; a
+			// tunnel it misses (or all, if it fails) is read alone.
+			clear(snap)
+			count.ReadAll(snap)
 			a.live.Range(func(k, _ any) bool {
 				t := k.(*liveTunnel)
 				if t.link == nil || t.link.sess != sess {
 					return true // another session's, watched by its own
 				}
-				in, out := t.Bytes(count)
+				in, out := t.bytesFrom(snap, count)
 				total := in + out
 				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
 				t.lastBytes, t.lastAt = total, now

@@ -119,9 +119,60 @@ func TestKernelCountsTrackedSocket(t *testing.T) {
 	if _, _, err := c.Read(r.peer); err == nil {
 		t.Error("the peer's socket, never tracked, has an entry")
 	}
+	all := map[bpfcount.Key]bpfcount.Counts{}
+	if err := c.ReadAll(all); err != nil {
+		t.Fatal(err)
+	}
+	if got := all[key]; got.In != in || got.Out != out {
+		t.Errorf("ReadAll: in %d out %d, Read: in %d out %d", got.In, got.Out, in, out)
+	}
+	if _, ok := all[r.peer]; ok {
+		t.Error("ReadAll lists the peer's socket, never tracked")
+	}
 	c.Forget(key)
 	if _, _, err := c.Read(key); err == nil {
 		t.Error("a forgotten socket still has an entry")
+	}
+}
+
+// ReadAll returns every tracked socket, across more than one batch of
+// its lookups (1,024), and none once forgotten.
+func TestKernelReadAll(t *testing.T) {
+	c, _ := openKernel(t)
+	const n = 1500
+	keys := make([]bpfcount.Key, 0, n)
+	for range n {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer u.Close()
+		k, err := c.TrackConn(u)
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	all := map[bpfcount.Key]bpfcount.Counts{}
+	if err := c.ReadAll(all); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if _, ok := all[k]; !ok {
+			t.Fatalf("ReadAll returned %d entries and not tracked socket %d", len(all), k)
+		}
+	}
+	for _, k := range keys {
+		c.Forget(k)
+	}
+	clear(all)
+	if err := c.ReadAll(all); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range keys {
+		if _, ok := all[k]; ok {
+			t.Fatalf("ReadAll still returns forgotten socket %d", k)
+		}
 	}
 }
 
@@ -162,4 +213,48 @@ func TestUserspaceModeTracksNothing(t *testing.T) {
 	if !strings.Contains(logs.String(), `msg="counting tunnel bytes in userspace" counting=userspace reason=test`) {
 		t.Errorf("log:\n%s", logs.String())
 	}
+}
+
+// BenchmarkSweep1000: the agent's rate sweep over 1,000 tunnels, as one
+// ReadAll or as a Read per socket.
+func BenchmarkSweep1000(b *testing.B) {
+	if os.Geteuid() != 0 {
+		b.Skip("needs root")
+	}
+	c := bpfcount.Open(slog.New(slog.DiscardHandler))
+	if c.Mode() != bpfcount.ModeEBPF {
+		b.Skip(c.Reason())
+	}
+	defer c.Close()
+	keys := make([]bpfcount.Key, 0, 1000)
+	for range 1000 {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer u.Close()
+		k, err := c.TrackConn(u)
+		if err != nil {
+			b.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	b.Run("ReadAll", func(b *testing.B) {
+		all := map[bpfcount.Key]bpfcount.Counts{}
+		for b.Loop() {
+			clear(all)
+			if err := c.ReadAll(all); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("Read", func(b *testing.B) {
+		for b.Loop() {
+			for _, k := range keys {
+				if _, _, err := c.Read(k); err != nil {
+					b.Fatal(err)
+				}
+			}
+		}
+	})
 }

@@ -139,6 +139,29 @@ func (k *kernel) read(key Key) (in, out uint64, err error) {
 	return c.In, c.Out, nil
 }
 
+// readBatch is how many entries one BPF_MAP_LOOKUP_BATCH call returns at
+// most: a sweep over 1,000 tunnels is one call instead of 1,000.
+const readBatch = 1024
+
+func (k *kernel) readAll(into map[Key]Counts) error {
+	keys := make([]uint64, readBatch)
+	vals := make([]countCounts, readBatch)
+	var cursor ebpf.MapBatchCursor
+	opts := &ebpf.BatchOptions{ElemFlags: uint64(ebpf.LookupLock)}
+	for {
+		n, err := k.objs.Sockets.BatchLookup(&cursor, keys, vals, opts)
+		for i := range n {
+			into[Key(keys[i])] = Counts{In: vals[i].In, Out: vals[i].Out}
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return nil // the end of the map
+		}
+		if err != nil {
+			return fmt.Errorf("bpfcount: read all sockets: %w", err)
+		}
+	}
+}
+
 func (k *kernel) forget(key Key) {
 	k.objs.Sockets.Delete(uint64(key)) // already gone is as good
 }
