@@ -139,20 +139,7 @@ func TestKernelCountsTrackedSocket(t *testing.T) {
 // its lookups (1,024), and none once forgotten.
 func TestKernelReadAll(t *testing.T) {
 	c, _ := openKernel(t)
-	const n = 1500
-	keys := make([]bpfcount.Key, 0, n)
-	for range n {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer u.Close()
-		k, err := c.TrackConn(u)
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
+	keys := trackSockets(t, c, 1500)
 	all := map[bpfcount.Key]bpfcount.Counts{}
 	if err := c.ReadAll(all); err != nil {
 		t.Fatal(err)
@@ -174,6 +161,26 @@ func TestKernelReadAll(t *testing.T) {
 			t.Fatalf("ReadAll still returns forgotten socket %d", k)
 		}
 	}
+}
+
+// trackSockets tracks n loopback UDP sockets, closed at the end of the
+// test: a socket has a cookie and an entry whether or not it connects.
+func trackSockets(tb testing.TB, c *bpfcount.Counter, n int) []bpfcount.Key {
+	tb.Helper()
+	keys := make([]bpfcount.Key, 0, n)
+	for range n {
+		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { u.Close() })
+		k, err := c.TrackConn(u)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	return keys
 }
 
 // exact fails unless the kernel counted exactly the bytes the
@@ -226,19 +233,7 @@ func BenchmarkSweep1000(b *testing.B) {
 		b.Skip(c.Reason())
 	}
 	defer c.Close()
-	keys := make([]bpfcount.Key, 0, 1000)
-	for range 1000 {
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer u.Close()
-		k, err := c.TrackConn(u)
-		if err != nil {
-			b.Fatal(err)
-		}
-		keys = append(keys, k)
-	}
+	keys := trackSockets(b, c, 1000)
 	b.Run("ReadAll", func(b *testing.B) {
 		all := map[bpfcount.Key]bpfcount.Counts{}
 		for b.Loop() {
