@@ -183,10 +183,8 @@ func (a *Agent) watchRates(sess *smux.Session) {
 					return true // another session's, watched by its own
 				}
 				in, out := t.bytesFrom(snap, count)
-				total := in + out
-				rate := float64(total-t.lastBytes) / now.Sub(t.lastAt).Seconds()
-				t.lastBytes, t.lastAt = total, now
-				if rate > float64(a.cfg.DedicatedRate) && !t.moving.Load() {
+				rate, ok := t.rate(in+out, now)
+				if ok && rate > float64(a.cfg.DedicatedRate) && !t.moving.Load() {
 					a.log.Info("moving heavy tunnel to a dedicated connection", "target", net.JoinHostPort(t.target.Host, strconv.Itoa(int(t.target.Port))), "rate_mib_s", int(rate/(1<<20)))
 					go a.moveToDedicated(t)
 				}
@@ -194,6 +192,22 @@ func (a *Agent) watchRates(sess *smux.Session) {
 			})
 		}
 	}
+}
+
+// rate returns t's bytes per second since the last sweep that judged it,
+// given its byte total now, and starts the next interval; ok is false,
+// and nothing changes, when that interval is under half a tick: a tunnel
+// opened just before a sweep would read a few bytes over a moment as a
+// heavy rate (a 10 kB round trip was moved that way, and the move outlived
+// the tunnel). The next sweep judges it over at least half a tick.
+func (t *liveTunnel) rate(total uint64, now time.Time) (rate float64, ok bool) {
+	dt := now.Sub(t.lastAt)
+	if dt < rateTick/2 {
+		return 0, false
+	}
+	rate = float64(total-t.lastBytes) / dt.Seconds()
+	t.lastBytes, t.lastAt = total, now
+	return rate, true
 }
 
 // moveToDedicated dials a connection of its own for tunnel t and, once
