@@ -24,9 +24,10 @@ import (
 // serveTunnel answers one stream the relay opened on session l: read the
 // header, check the allowlist, dial, answer with a status, then join the
 // stream and the target's connection (pipe.JoinAsync) and return; done
-// is called when the tunnel has ended. While it is open a tunnel holds at
-// most the goroutine of a burst in flight: this one, whose stack the
-// dial and the status grew, ends here.
+// is called when the tunnel has ended. While it is open a tunnel holds
+// one goroutine, waiting on the target's socket with a small stack, and
+// one more only while bytes come from the relay; this one, whose stack
+// the dial and the status grew, ends here.
 func (a *Agent) serveTunnel(st *smux.Stream, l *link, done func()) {
 	o, ok := a.openTunnel(st)
 	if !ok {
