@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"sync"
+	"sync/atomic"
 	"time"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 	"github.com/xtaci/smux"
 )
@@ -25,6 +27,7 @@ type earlyStream struct {
 	ap   netip.AddrPort
 	once sync.Once
 	err  error
+	ok   atomic.Bool // the status was read and said OK
 }
 
 // await reads the relay's status once; every caller gets its result.
@@ -34,6 +37,7 @@ func (e *earlyStream) await() error {
 		err := mux.ReadStatus(e.raw)
 		e.raw.SetReadDeadline(time.Time{})
 		if err == nil {
+			e.ok.Store(true)
 			return
 		}
 		var se *mux.StatusError
@@ -51,6 +55,15 @@ func (e *earlyStream) Read(p []byte) (int, error) {
 		return 0, err
 	}
 	return e.Stream.Read(p)
+}
+
+// TryRead takes nothing before the status is read: the status is Read's
+// to wait for, on the copy's goroutine (see pipe.InlineSource).
+func (e *earlyStream) TryRead(p []byte) (int, error) {
+	if !e.ok.Load() {
+		return 0, pipe.ErrWouldBlock
+	}
+	return e.Stream.TryRead(p)
 }
 
 func (e *earlyStream) WaitRead() error {

@@ -157,7 +157,8 @@ func (c *Stream) Read(p []byte) (int, error) {
 }
 
 // nextFrame reads frame headers until payload is pending (nil), the peer's
-// EOF frame (io.EOF) or an error.
+// EOF frame (io.EOF) or an error. A header TryRead left complete is
+// taken here.
 func (c *Stream) nextFrame() error {
 	for c.remain == 0 {
 		if c.rEOF {
@@ -198,6 +199,52 @@ func (c *Stream) nextFrame() error {
 		}
 	}
 	return nil
+}
+
+// TryRead is Read without waiting (see pipe.InlineSource): it returns
+// pipe.ErrWouldBlock when no payload is buffered on the shared stream.
+// It takes data frames only: an EOF or Move frame's header stays read
+// and ReadReady says true, so that Read acts on it on the copy's
+// goroutine (the EOF may close the shared stream, the Move waits for the
+// dedicated connection; neither may happen on the session's receive
+// loop).
+func (c *Stream) TryRead(p []byte) (int, error) {
+	for c.remain == 0 {
+		if c.rEOF || c.r != net.Conn(c.shared) {
+			return 0, pipe.ErrWouldBlock
+		}
+		for c.rhdrN < frameHeader {
+			n, err := c.shared.TryRead(c.rhdr[c.rhdrN:])
+			c.rhdrN += n
+			if err != nil && c.rhdrN < frameHeader {
+				return 0, tryReadErr(err)
+			}
+		}
+		if c.rhdr[0] != frameData {
+			return 0, pipe.ErrWouldBlock
+		}
+		c.rhdrN = 0
+		c.remain = int(binary.BigEndian.Uint16(c.rhdr[1:]))
+	}
+	if len(p) > c.remain {
+		p = p[:c.remain]
+	}
+	n, err := c.shared.TryRead(p)
+	c.remain -= n
+	if err != nil {
+		return n, tryReadErr(err)
+	}
+	return n, nil
+}
+
+func tryReadErr(err error) error {
+	switch err {
+	case smux.ErrWouldBlock:
+		return pipe.ErrWouldBlock
+	case io.EOF:
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }
 
 // awaitDedicated switches the reader to the dedicated connection, waiting
@@ -285,7 +332,7 @@ var _ pipe.Notifier = (*Stream)(nil)
 // peer (see pipe.Notifier). After a Move it cannot tell, and says true.
 // Like Read, it is for the stream's one reader.
 func (c *Stream) ReadReady() bool {
-	if c.rEOF || c.r != net.Conn(c.shared) {
+	if c.rEOF || c.rhdrN == frameHeader || c.r != net.Conn(c.shared) {
 		return true
 	}
 	return c.shared.ReadReady()
@@ -294,6 +341,14 @@ func (c *Stream) ReadReady() bool {
 // SetReadNotify sets fn to be called whenever ReadReady may have turned
 // true (see pipe.Notifier).
 func (c *Stream) SetReadNotify(fn func()) { c.shared.SetReadNotify(fn) }
+
+// SetDataNotify sets fn to be called on the session's receive loop when
+// bytes arrive (see pipe.InlineSource).
+func (c *Stream) SetDataNotify(fn func()) { c.shared.SetDataNotify(fn) }
+
+// Stream is a pipe.InlineSource: nanodems-tunnel and the agent write what
+// arrives for a tunnel to its socket on the session's receive loop.
+var _ pipe.InlineSource = (*Stream)(nil)
 
 // CloseWrite sends the EOF frame: the peer reads io.EOF, and may still
 // answer.

@@ -55,7 +55,7 @@ func (e *env) startBridgeRelay(ctx context.Context) (*proc, string, error) {
 		}
 		args = append([]string{"-role", "relay", "-debug-addr", e.relay2Debug, "--"}, args[1:]...)
 	}
-	p, err := children.start(e.tmp, "relay-2", path, args, e.cfg.serverEnv, "--ca-pin ")
+	p, err := children.start(e.tmp, "relay-2", path, args, e.cfg.envFor("relay"), "--ca-pin ")
 	if err != nil {
 		return nil, "", err
 	}

@@ -185,7 +185,7 @@ func countingRunWith(ctx context.Context, e *env, mode string, p *payload, sums 
 	if e.agentCgroup != nil {
 		fd = int(e.agentCgroup.f.Fd())
 	}
-	if e.agent, err = children.startIn(fd, e.tmp, "agent", e.agentPath, args, e.cfg.serverEnv, movedLine, countingLine); err != nil {
+	if e.agent, err = children.startIn(fd, e.tmp, "agent", e.agentPath, args, e.cfg.envFor("agent"), movedLine, countingLine); err != nil {
 		return res, "", err
 	}
 	if err := e.waitOnline(ctx); err != nil {

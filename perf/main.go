@@ -59,7 +59,7 @@ type config struct {
 	write       bool
 	perfstat    bool
 	extraEvents bool
-	serverEnv   []string        // extra environment of relay, agent and nanodems-tunnel
+	serverEnv   []string        // extra environment of relay, agent and nanodems-tunnel; "role:K=V" for one of them
 	plainHTTP   bool            // diagnostic: relay API without TLS
 	cliTranspt  string          // nanodems-tunnel run --relay-transport
 	dedRate     int64           // -pprof only: the agent's DedicatedRate
@@ -94,7 +94,7 @@ func main() {
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
 	flag.StringVar(&c.cliTranspt, "cli-transport", "auto", "nanodems-tunnel run --relay-transport: auto, raw (smux over TLS, ALPN) or ws (smux over a WebSocket); a before/after of the CLI's leg in one harness")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
-	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200)")
+	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200); relay:K=V, agent:K=V or cli:K=V sets it for that process alone")
 	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
@@ -542,7 +542,7 @@ func (e *env) up(ctx context.Context) error {
 // startRelay starts the relay (again) and waits for its API.
 func (e *env) startRelay(ctx context.Context) error {
 	var err error
-	if e.relay, err = children.start(e.tmp, "relay", e.relayPath, e.relayArgs, e.cfg.serverEnv, "--ca-pin "); err != nil {
+	if e.relay, err = children.start(e.tmp, "relay", e.relayPath, e.relayArgs, e.cfg.envFor("relay"), "--ca-pin "); err != nil {
 		return err
 	}
 	if e.cfg.plainHTTP {
@@ -569,7 +569,7 @@ func (e *env) startAgent(ctx context.Context, rate int64) error {
 		args = append(slices.Clip(args), "--dedicated-rate", strconv.FormatInt(rate, 10))
 	}
 	var err error
-	if e.agent, err = children.start(e.tmp, "agent", e.agentPath, args, e.cfg.serverEnv, movedLine); err != nil {
+	if e.agent, err = children.start(e.tmp, "agent", e.agentPath, args, e.cfg.envFor("agent"), movedLine); err != nil {
 		return err
 	}
 	return e.waitOnline(ctx)
@@ -596,7 +596,7 @@ func (e *env) startCLI(ctx context.Context) error {
 		path, args = self, append([]string{"-role", "tunnel", "-debug-addr", e.cliDebug, "--"}, args[1:]...)
 	}
 	var err error
-	if e.cli, err = children.start(e.tmp, "cli", path, args, e.cfg.serverEnv); err != nil {
+	if e.cli, err = children.start(e.tmp, "cli", path, args, e.cfg.envFor("cli")); err != nil {
 		return err
 	}
 	deadline := time.Now().Add(30 * time.Second)
@@ -1159,4 +1159,21 @@ func median(runs []tpRun, path string, n int) (tpRun, []tpRun) {
 	}
 	sort.Slice(sel, func(i, j int) bool { return sel[i].MBps() < sel[j].MBps() })
 	return sel[len(sel)/2], sel
+}
+
+// envFor is the extra environment of one tunnel process (relay, agent or
+// cli): every -server-env entry without a role prefix, and those with its
+// own.
+func (c *config) envFor(role string) []string {
+	var env []string
+	for _, kv := range c.serverEnv {
+		if r, rest, ok := strings.Cut(kv, ":"); ok && !strings.Contains(r, "=") {
+			if r == role {
+				env = append(env, rest)
+			}
+			continue
+		}
+		env = append(env, kv)
+	}
+	return env
 }

@@ -71,7 +71,8 @@ type frp struct {
 	tcpAddr                     string // frps remote port of the tcp proxy
 	visitorAddr                 string // the visitor's local listener
 	frps, frpc, visitor         *proc
-	serverConf, clientConf, vis string // config files
+	serverConf, clientConf, vis string   // config files
+	env                         []string // extra environment of the three (-server-env frp:K=V)
 }
 
 // buildFrp builds frps and frpc from perf/peers into a cache directory
@@ -125,8 +126,8 @@ func frpVersion(bin string) string {
 
 // startFrp writes the configurations and starts frps, frpc and the
 // visitor; it returns once a byte echoes through both proxies.
-func startFrp(ctx context.Context, bin, dir, echoAddr string) (*frp, error) {
-	f := &frp{bin: bin, dir: dir, echoAddr: echoAddr}
+func startFrp(ctx context.Context, bin, dir, echoAddr string, env []string) (*frp, error) {
+	f := &frp{bin: bin, dir: dir, echoAddr: echoAddr, env: env}
 	var err error
 	for _, a := range []*string{&f.serverAddr, &f.tcpAddr, &f.visitorAddr} {
 		if *a, err = freeAddr(); err != nil {
@@ -196,16 +197,16 @@ bindPort = %s
 // proxies echo.
 func (f *frp) start(ctx context.Context) error {
 	var err error
-	if f.frps, err = children.start(f.dir, "frps", filepath.Join(f.bin, "frps"), []string{"-c", f.serverConf}, nil); err != nil {
+	if f.frps, err = children.start(f.dir, "frps", filepath.Join(f.bin, "frps"), []string{"-c", f.serverConf}, f.env); err != nil {
 		return err
 	}
 	if err := waitListen(ctx, f.frps, f.serverAddr); err != nil {
 		return err
 	}
-	if f.frpc, err = children.start(f.dir, "frpc", filepath.Join(f.bin, "frpc"), []string{"-c", f.clientConf}, nil); err != nil {
+	if f.frpc, err = children.start(f.dir, "frpc", filepath.Join(f.bin, "frpc"), []string{"-c", f.clientConf}, f.env); err != nil {
 		return err
 	}
-	if f.visitor, err = children.start(f.dir, "frpc-visitor", filepath.Join(f.bin, "frpc"), []string{"-c", f.vis}, nil); err != nil {
+	if f.visitor, err = children.start(f.dir, "frpc-visitor", filepath.Join(f.bin, "frpc"), []string{"-c", f.vis}, f.env); err != nil {
 		return err
 	}
 	if err := waitEcho(ctx, f.frpc, f.tcpAddr); err != nil {
@@ -344,7 +345,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	if err := os.MkdirAll(fdir, 0o755); err != nil {
 		return err
 	}
-	f, err := startFrp(ctx, bin, fdir, e.echoAddr)
+	f, err := startFrp(ctx, bin, fdir, e.echoAddr, e.cfg.envFor("frp"))
 	if err != nil {
 		return fmt.Errorf("frp: %w", err)
 	}

@@ -440,6 +440,21 @@ func (c *bridgeStream) Read(p []byte) (int, error) {
 // Read tells them.
 func (c *bridgeStream) WaitRead() error { return c.wireErr(c.Stream.WaitRead()) }
 
+// TryRead is the stream's (pipe.InlineSource), counted as Read counts.
+func (c *bridgeStream) TryRead(p []byte) (int, error) {
+	n, err := c.Stream.TryRead(p)
+	if n > 0 {
+		c.bytes.Add(uint64(n))
+		if c.meter != nil {
+			c.meter.fromDevice.Add(uint64(n))
+		}
+	}
+	if err == pipe.ErrWouldBlock {
+		return n, err
+	}
+	return n, c.wireErr(err)
+}
+
 func (c *bridgeStream) Write(p []byte) (int, error) {
 	n, err := c.Stream.Write(p)
 	c.wrote(n)

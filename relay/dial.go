@@ -317,6 +317,15 @@ func (c *tunnelConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// TryRead is the stream's (pipe.InlineSource), counted as Read counts.
+func (c *tunnelConn) TryRead(p []byte) (int, error) {
+	n, err := c.Stream.TryRead(p)
+	if n > 0 {
+		c.meter.fromDevice.Add(uint64(n))
+	}
+	return n, err
+}
+
 func (c *tunnelConn) Write(p []byte) (int, error) {
 	n, err := c.Stream.Write(p)
 	if n > 0 {

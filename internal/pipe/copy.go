@@ -2,6 +2,7 @@ package pipe
 
 import (
 	"io"
+	"net"
 	"sync/atomic"
 	"syscall"
 )
@@ -71,6 +72,13 @@ type copier struct {
 	total   int64
 	full    bool // the last read filled the buffer: more is likely queued
 	bulk    bool // the last read brought at least a small buffer's worth
+
+	// For chunks moved on the delivering goroutine (moveBuffered):
+	sw      *socketWriter // dst's non-blocking writes
+	pend    *[]byte       // a chunk the socket did not take whole: [pendOff:pendEnd] is left
+	pendOff int
+	pendEnd int
+	pendErr error // the end (io.EOF) or an error met there, for step to return
 }
 
 func newCopier(dst io.Writer, src io.Reader, count *atomic.Uint64) *copier {
@@ -89,6 +97,17 @@ func newCopier(dst io.Writer, src io.Reader, count *atomic.Uint64) *copier {
 // step moves one chunk. It reports stop at the end of src (err nil) or
 // at the first error other than EOF.
 func (c *copier) step() (stop bool, err error) {
+	if c.pend != nil {
+		if err := c.flushPending(); err != nil {
+			return true, err
+		}
+	}
+	if err := c.pendErr; err != nil {
+		if err == io.EOF {
+			return true, nil
+		}
+		return true, err
+	}
 	header := c.header
 	size := c.small
 	if c.bulk {
@@ -142,6 +161,97 @@ func (c *copier) step() (stop bool, err error) {
 		return true, nil
 	}
 	return false, nil
+}
+
+// inlineChunks counts the chunks moveBuffered wrote, for tests to tell
+// that chunks took that path.
+var inlineChunks atomic.Uint64
+
+// pending reports whether moveBuffered left work for step.
+func (c *copier) pending() bool { return c.pend != nil || c.pendErr != nil }
+
+// flushPending writes the rest of the chunk the socket did not take at
+// once, waiting as Write does.
+func (c *copier) flushPending() error {
+	bp := c.pend
+	c.pend = nil
+	n, err := c.dst.Write((*bp)[c.pendOff:c.pendEnd])
+	c.total += int64(n)
+	if err != nil {
+		return err
+	}
+	PutBuf(bp)
+	return nil
+}
+
+// writesAtOnce reports whether dst is a socket written without waiting
+// by moveBuffered, and prepares it. Only a bare TCP or Unix socket: a
+// type that wraps one (to count, to encrypt) must see its own Write.
+func (c *copier) writesAtOnce() bool {
+	if c.fw != nil {
+		return false
+	}
+	var rc syscall.RawConn
+	var err error
+	switch d := c.dst.(type) {
+	case *net.TCPConn:
+		rc, err = d.SyscallConn()
+	case *net.UnixConn:
+		rc, err = d.SyscallConn()
+	default:
+		return false
+	}
+	if err != nil {
+		return false
+	}
+	c.sw = newSocketWriter(rc)
+	return c.sw != nil
+}
+
+// moveBuffered copies what src has buffered to the socket dst without
+// waiting for either. It returns false when step must go on: the socket
+// did not take a chunk whole (the rest is pending), or src ended or
+// failed (pendErr).
+func (c *copier) moveBuffered(src InlineSource) bool {
+	for {
+		size := c.small
+		if c.bulk {
+			size = c.payload
+		}
+		bp := GetBufFor(size)
+		buf := (*bp)[:size]
+		n, rerr := src.TryRead(buf)
+		if n > 0 {
+			if c.count != nil {
+				c.count.Add(uint64(n))
+			}
+			w, werr := c.sw.write(buf[:n])
+			c.total += int64(w)
+			inlineChunks.Add(1)
+			c.full = n == len(buf)
+			c.bulk = n >= c.small
+			if werr != nil {
+				c.pendErr = werr
+				PutBuf(bp)
+				return false
+			}
+			if w < n {
+				c.pend, c.pendOff, c.pendEnd = bp, w, n
+				if rerr != nil && rerr != ErrWouldBlock {
+					c.pendErr = rerr
+				}
+				return false
+			}
+		}
+		PutBuf(bp)
+		switch {
+		case rerr == ErrWouldBlock:
+			return true
+		case rerr != nil:
+			c.pendErr = rerr
+			return false
+		}
+	}
 }
 
 // finish half-closes dst after a clean end (err nil) and returns the

@@ -32,19 +32,8 @@ func streamPair(t *testing.T) (out, in *mux.Stream, outSess, inSess *smux.Sessio
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { outSess.Close(); inSess.Close() })
-	st, err := outSess.OpenStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	st.Write([]byte{0}) // the peer accepts on the first frame
-	peer, err := inSess.AcceptStream()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := io.ReadFull(peer, make([]byte, 1)); err != nil {
-		t.Fatal(err)
-	}
-	return mux.NewStream(st), mux.NewStream(peer), outSess, inSess
+	out, in = openOn(t, outSess, inSess)
+	return out, in, outSess, inSess
 }
 
 // relayed joins, as the relay does, the accepting end of a client's

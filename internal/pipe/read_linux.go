@@ -65,3 +65,46 @@ func (r *socketReader) attempt(fd uintptr) bool {
 		return true
 	}
 }
+
+// socketWriter writes to a socket without waiting (RawConn.Write with one
+// attempt): it returns how much the socket took, which may be less than
+// asked, or nothing.
+type socketWriter struct {
+	rc  syscall.RawConn
+	fn  func(fd uintptr) bool
+	b   []byte
+	n   int
+	err error
+}
+
+func newSocketWriter(rc syscall.RawConn) *socketWriter {
+	w := &socketWriter{rc: rc}
+	w.fn = w.attempt
+	return w
+}
+
+func (w *socketWriter) write(b []byte) (int, error) {
+	w.b, w.n, w.err = b, 0, nil
+	if err := w.rc.Write(w.fn); err != nil {
+		return w.n, err
+	}
+	w.b = nil
+	return w.n, w.err
+}
+
+func (w *socketWriter) attempt(fd uintptr) bool {
+	for w.n < len(w.b) {
+		n, err := syscall.Write(int(fd), w.b[w.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return true // the rest waits for step, on the pump's goroutine
+		case err != nil:
+			w.err = os.NewSyscallError("write", err)
+			return true
+		}
+		w.n += n
+	}
+	return true
+}

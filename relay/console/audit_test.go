@@ -63,7 +63,7 @@ func TestConsoleAudit(t *testing.T) {
 	if first := b.Text(`#audit tbody tr td:nth-child(4)`); first != "h_104" {
 		t.Errorf("newest of the filter %q, want h_104", first)
 	}
-	b.Run("older", chromedp.Click(`#audit-older`, chromedp.ByQuery), chromedp.WaitVisible(`#audit-newest`, chromedp.ByQuery))
+	b.Run("older", SubmitPage(`#audit-older`), chromedp.WaitVisible(`#audit-newest`, chromedp.ByQuery))
 	var targets []string
 	b.Run("targets", chromedp.Evaluate(`Array.from(document.querySelectorAll("#audit tbody tr td:nth-child(4)")).map(td => td.textContent)`, &targets))
 	if strings.Join(targets, ",") != "h_004,h_003,h_002,h_001,h_000" {
@@ -84,7 +84,7 @@ func TestConsoleAudit(t *testing.T) {
 		chromedp.Navigate(d.Info.RelayURL+"/audit"),
 		chromedp.WaitVisible(`#audit-filter`, chromedp.ByQuery),
 		SetValues(`#audit-since`, since),
-		chromedp.Click(`#audit-apply`, chromedp.ByQuery),
+		SubmitPage(`#audit-apply`),
 		chromedp.WaitVisible(`#audit-since[value="`+since+`"]`, chromedp.ByQuery),
 		chromedp.WaitVisible(`#audit`, chromedp.ByQuery))
 	got = actions()

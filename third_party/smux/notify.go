@@ -36,7 +36,7 @@ package smux
 // SetReadNotify sets fn to be called whenever a Read blocked on s would
 // wake: data pushed, the peer's FIN, Close, the session's closing or a
 // read or protocol error of its connection. fn runs on the session's
-// receive loop (under its stream lock) or on the closing goroutine, so
+// receive loop (possibly under its stream lock) or on the closing goroutine, so
 // it must not block and must not call into the session. A notification
 // may be spurious; one that came before SetReadNotify is not repeated,
 // so callers check ReadReady after setting fn. A nil fn removes it.
@@ -70,6 +70,53 @@ func (s *Stream) ReadReady() bool {
 	default:
 		return false
 	}
+}
+
+// SetDataNotify sets fn to be called, instead of the read notification,
+// when the session's receive loop has buffered bytes for s. fn runs on
+// that loop with no lock held: it may TryRead s and write what it reads
+// where a write cannot wait (a socket's non-blocking write), and must
+// hand anything that could wait to another goroutine, since every stream
+// of the session waits while it runs. The other wake-ups (FIN, Close,
+// the session's end) still come through SetReadNotify's fn. A nil fn
+// removes it.
+//
+// Why: a pump started by a read notification is a goroutine start and a
+// wake-up of another thread for every chunk a tunnel receives; the
+// agent and nanodems-tunnel write a chunk to a local socket, which does
+// not wait, on the loop that received it (docs/perf-peers-changes.md).
+func (s *Stream) SetDataNotify(fn func()) {
+	if fn == nil {
+		s.dataNotify.Store(nil)
+		return
+	}
+	s.dataNotify.Store(&fn)
+}
+
+// TryRead reads buffered bytes without waiting. It returns ErrWouldBlock
+// when none are buffered, also after the peer's FIN (ReadReady tells the
+// FIN apart), and io.EOF once s is closed or its session is gone. A
+// window update it makes due leaves on a new goroutine, so TryRead never
+// waits for the connection.
+func (s *Stream) TryRead(b []byte) (int, error) {
+	if s.sess.config.Version == 2 {
+		return s.tryReadV2(b, true)
+	}
+	return s.tryReadV1(b)
+}
+
+// wakeupData wakes the reader for bytes just buffered, through the data
+// notification if one is set.
+func (s *stream) wakeupData() {
+	select {
+	case s.chReaderWakeup <- struct{}{}:
+	default:
+	}
+	if fn := s.dataNotify.Load(); fn != nil {
+		(*fn)()
+		return
+	}
+	s.notifyReader()
 }
 
 func (s *stream) notifyReader() {

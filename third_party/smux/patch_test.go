@@ -391,3 +391,85 @@ func TestPatchReadNotify(t *testing.T) {
 		t.Fatal("not ReadReady after the session closed")
 	}
 }
+
+// TestPatchDataNotify: the data notification runs on the receive loop
+// with no lock held, so it can take the bytes with TryRead; it takes
+// the place of the read notification for data only (the FIN still
+// comes through SetReadNotify); and a window update TryRead makes due
+// leaves without the loop waiting, so a sender of many windows' worth
+// never stalls on a reader that only takes bytes in the notification.
+func TestPatchDataNotify(t *testing.T) {
+	cli, srv, _ := patchPair(t)
+	st, err := cli.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Write([]byte{0})
+	peer, err := srv.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := io.ReadFull(peer, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := peer.TryRead(make([]byte, 8)); err != ErrWouldBlock {
+		t.Fatalf("TryRead on an empty stream: %v, want ErrWouldBlock", err)
+	}
+
+	var got atomic.Int64
+	var readNotes atomic.Int32
+	finished := make(chan struct{})
+	buf := make([]byte, 64<<10)
+	peer.SetDataNotify(func() {
+		for {
+			n, err := peer.TryRead(buf) // deadlocks if a lock is held
+			got.Add(int64(n))
+			if err == ErrWouldBlock {
+				return
+			}
+			if err != nil {
+				t.Errorf("TryRead: %v", err)
+				return
+			}
+		}
+	})
+	peer.SetReadNotify(func() {
+		readNotes.Add(1)
+		select {
+		case <-finished:
+		default:
+			if peer.ReadReady() && got.Load() == 16<<20 {
+				close(finished)
+			}
+		}
+	})
+
+	// 16 windows of 1 MiB: the sender stalls unless updates leave.
+	data := make([]byte, 16<<20)
+	writeDone := make(chan error, 1)
+	go func() {
+		_, err := st.Write(data)
+		writeDone <- err
+	}()
+	select {
+	case err := <-writeDone:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("writer stalled after the reader took %d of %d bytes", got.Load(), len(data))
+	}
+	if readNotes.Load() != 0 {
+		t.Errorf("%d read notifications for data; the data notification replaces them", readNotes.Load())
+	}
+	st.Close()
+	select {
+	case <-finished:
+	case <-time.After(5 * time.Second):
+		t.Fatalf("no read notification for the FIN (took %d bytes)", got.Load())
+	}
+	peer.Close()
+	if _, err := peer.TryRead(buf); err != io.EOF {
+		t.Fatalf("TryRead after Close: %v, want io.EOF", err)
+	}
+}

@@ -539,16 +539,21 @@ func (s *Session) recvLoop() {
 
 			// push data to the corresponding stream
 			s.streamLock.Lock()
-			if stream, ok := s.streams[sid]; ok {
+			stream, ok := s.streams[sid]
+			if ok {
 				stream.pushBytes(pNewbuf)
 				// deduct tokens from the bucket
 				atomic.AddInt32(&s.bucket, -int32(written))
-				stream.wakeupReader()
 			} else {
 				// data directed to a missing/closed stream, recycle the buffer immediately.
 				defaultAllocator.Put(pNewbuf)
 			}
 			s.streamLock.Unlock()
+			// nanodems patch: the reader is woken with no lock held, so a
+			// data notification may read the stream (notify.go).
+			if ok {
+				stream.wakeupData()
+			}
 
 		case cmdUPD: // a window update signal (v2 only)
 			if s.config.Version != 2 {

@@ -83,6 +83,13 @@ type stream struct {
 	// readNotify is called whenever a blocked Read would wake (nanodems
 	// patch, notify.go).
 	readNotify atomic.Pointer[func()]
+	// dataNotify, when set, is called instead of readNotify for bytes the
+	// receive loop buffered, on that loop with no lock held (nanodems
+	// patch, notify.go).
+	dataNotify atomic.Pointer[func()]
+	// updMu orders window updates: each sends the count read when it
+	// holds updMu, so the peer never sees the count go back.
+	updMu sync.Mutex
 }
 
 type bufferRing struct {
@@ -211,7 +218,7 @@ func (s *stream) ID() uint32 {
 func (s *stream) Read(b []byte) (n int, err error) {
 	if s.sess.config.Version == 2 {
 		for {
-			n, err = s.tryReadV2(b)
+			n, err = s.tryReadV2(b, false)
 			if err != ErrWouldBlock {
 				return n, err
 			}
@@ -264,7 +271,12 @@ func (s *stream) tryReadV1(b []byte) (n int, err error) {
 }
 
 // tryReadV2 is the non-blocking version of Read for version 2 streams.
-func (s *stream) tryReadV2(b []byte) (n int, err error) {
+//
+// nanodems patch: with inline (TryRead on the session's receive loop) a
+// window update due is sent by a new goroutine, since the write may wait
+// for the connection and the receive loop must not (notify.go); every
+// update goes through sendConsumed, in order.
+func (s *stream) tryReadV2(b []byte, inline bool) (n int, err error) {
 	if len(b) == 0 {
 		return 0, nil
 	}
@@ -301,7 +313,11 @@ func (s *stream) tryReadV2(b []byte) (n int, err error) {
 
 		// send window update if necessary
 		if notifyConsumed > 0 {
-			return n, s.sendWindowUpdate(notifyConsumed)
+			if inline {
+				go s.sendConsumed()
+				return n, nil
+			}
+			return n, s.sendConsumed()
 		}
 		return n, nil
 	}
@@ -487,6 +503,17 @@ func (s *stream) sendWindowUpdate(consumed uint32) error {
 	frame.data = hdr[:]
 	_, err := s.sess.writeFrameInternal(frame, deadline, CLSCTRL) // <-- NOTE(x): use control channel
 	return err
+}
+
+// sendConsumed sends a window update with the bytes read so far (nanodems
+// patch: the count is taken under updMu, so updates leave in order).
+func (s *stream) sendConsumed() error {
+	s.updMu.Lock()
+	defer s.updMu.Unlock()
+	s.bufferLock.Lock()
+	consumed := s.numRead
+	s.bufferLock.Unlock()
+	return s.sendWindowUpdate(consumed)
 }
 
 // waitRead blocks until a read event occurs or a deadline is reached.
