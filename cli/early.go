@@ -66,6 +66,15 @@ func (e *earlyStream) TryRead(p []byte) (int, error) {
 	return e.Stream.TryRead(p)
 }
 
+// TryWriteFrame sends nothing before the status is read, so that a
+// refusal reaches WriteFrame's caller with its reason.
+func (e *earlyStream) TryWriteFrame(b []byte) (bool, error) {
+	if !e.ok.Load() {
+		return false, nil
+	}
+	return e.Stream.TryWriteFrame(b)
+}
+
 func (e *earlyStream) WaitRead() error {
 	if err := e.await(); err != nil {
 		return err

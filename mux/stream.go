@@ -317,6 +317,37 @@ func (c *Stream) WriteFrame(b []byte) error {
 	return nil
 }
 
+// TryWriteFrame is WriteFrame if that needs no waiting (see
+// pipe.InlineFrameWriter): the stream has not moved to a dedicated
+// connection, and its smux stream can send the frame at once
+// (smux.Stream.TryWrite). It reports false, having sent nothing,
+// otherwise.
+func (c *Stream) TryWriteFrame(b []byte) (bool, error) {
+	if !c.wmu.TryLock() {
+		return false, nil
+	}
+	defer c.wmu.Unlock()
+	if c.wEOF {
+		return true, io.ErrClosedPipe
+	}
+	if c.w != net.Conn(c.shared) {
+		return false, nil
+	}
+	b[0] = frameData
+	binary.BigEndian.PutUint16(b[1:], uint16(len(b)-frameHeader))
+	sent, err := c.shared.TryWrite(b)
+	if err != nil {
+		c.wEOF = true
+		c.w.Close()
+		return true, err
+	}
+	return sent, nil
+}
+
+// Stream is a pipe.InlineFrameWriter: the relay forwards a chunk from one
+// session to another on the receive loop that delivered it.
+var _ pipe.InlineFrameWriter = (*Stream)(nil)
+
 // WaitRead blocks until payload bytes or the end of the stream are there,
 // without a caller's buffer (see pipe.ReadWaiter). It returns io.EOF at the
 // peer's EOF frame.

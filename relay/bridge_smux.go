@@ -471,6 +471,17 @@ func (c *bridgeStream) WriteFrame(b []byte) error {
 	return c.wireErr(err)
 }
 
+// TryWriteFrame is the stream's (pipe.InlineFrameWriter), counted as
+// WriteFrame counts.
+func (c *bridgeStream) TryWriteFrame(b []byte) (bool, error) {
+	sent, err := c.Stream.TryWriteFrame(b)
+	if sent && err == nil {
+		header, _ := c.Stream.FrameLayout()
+		c.wrote(len(b) - header)
+	}
+	return sent, c.wireErr(err)
+}
+
 func (c *bridgeStream) wrote(n int) {
 	if n > 0 {
 		c.bytes.Add(uint64(n))

@@ -344,6 +344,17 @@ func (c *tunnelConn) WriteFrame(b []byte) error {
 	return err
 }
 
+// TryWriteFrame is the stream's (pipe.InlineFrameWriter), counted as
+// WriteFrame counts.
+func (c *tunnelConn) TryWriteFrame(b []byte) (bool, error) {
+	sent, err := c.Stream.TryWriteFrame(b)
+	if sent && err == nil {
+		header, _ := c.Stream.FrameLayout()
+		c.meter.toDevice.Add(uint64(len(b) - header))
+	}
+	return sent, err
+}
+
 func (c *tunnelConn) Close() error {
 	c.once.Do(func() {
 		c.closed.Store(true)

@@ -68,6 +68,15 @@ func serverConfig(t *testing.T) (*tls.Config, *x509.CertPool) {
 // write counter, and the plain crypto/tls server end.
 func pair(t *testing.T) (*Conn, *countingConn, *tls.Conn) {
 	t.Helper()
+	var cc *countingConn
+	client, server := pairOver(t, func(raw net.Conn) net.Conn { cc = &countingConn{Conn: raw}; return cc })
+	return client, cc, server
+}
+
+// pairOver returns a coalescing client over real loopback TCP, wrapped
+// by wrap, and the plain crypto/tls server end.
+func pairOver(t *testing.T, wrap func(net.Conn) net.Conn) (*Conn, *tls.Conn) {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -82,8 +91,7 @@ func pair(t *testing.T) (*Conn, *countingConn, *tls.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cc := &countingConn{Conn: raw}
-	client := Client(cc, &tls.Config{ServerName: "coalesce-test", InsecureSkipVerify: true})
+	client := Client(wrap(raw), &tls.Config{ServerName: "coalesce-test", InsecureSkipVerify: true})
 	srvRaw := <-accepted
 	if srvRaw == nil {
 		t.Fatal("accept failed")
@@ -91,7 +99,7 @@ func pair(t *testing.T) (*Conn, *countingConn, *tls.Conn) {
 	cfg, _ := serverConfig(t)
 	server := tls.Server(srvRaw, cfg)
 	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, cc, server
+	return client, server
 }
 
 // TestOneSocketWritePerWrite: a 200 KiB Write is 13 TLS records but one

@@ -89,14 +89,7 @@ func TestJoinAsyncInlineEcho(t *testing.T) {
 	if err != nil || string(rest) != "bye" {
 		t.Fatalf("stream read %q, %v after the target's EOF; want \"bye\" and EOF", rest, err)
 	}
-	select {
-	case err := <-result:
-		if err != nil {
-			t.Errorf("JoinAsync ended with %v after both half-closes", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("JoinAsync did not end after both half-closes")
-	}
+	waitJoined(t, result)
 	if want := uint64(trips*64 + 4); down.Load() != want {
 		t.Errorf("counted %d bytes stream → socket, want %d", down.Load(), want)
 	}
@@ -162,16 +155,96 @@ func TestJoinAsyncInlineStuckSocket(t *testing.T) {
 	stuck.CloseWrite()
 	live.CloseWrite()
 	out2.CloseWrite()
-	for _, r := range []<-chan error{result1, result2} {
-		select {
-		case err := <-r:
-			if err != nil {
-				t.Errorf("JoinAsync ended with %v", err)
-			}
-		case <-time.After(10 * time.Second):
-			t.Fatal("JoinAsync did not end after both half-closes")
-		}
-	}
+	waitJoined(t, result1)
+	waitJoined(t, result2)
 	out1.Close()
 	out2.Close()
+}
+
+// waitAware is a session's connection that says whether a write would
+// wait, as the connector's coalescing TLS connection does (from the
+// socket's queue); here the test decides.
+type waitAware struct {
+	net.Conn
+	wait atomic.Bool
+}
+
+func (c *waitAware) WriteWouldWait(int) bool { return c.wait.Load() }
+
+// relayedInline is relayed with the relay's two sessions on waitAware
+// connections: toClient under the client's session, toAgent under the
+// agent's.
+func relayedInline(t *testing.T, up, down *atomic.Uint64) (client, agent *mux.Stream, toClient, toAgent *waitAware, result <-chan error) {
+	t.Helper()
+	session := func(c net.Conn, server bool) *smux.Session {
+		var s *smux.Session
+		var err error
+		if server {
+			s, err = smux.Server(c, mux.Config())
+		} else {
+			s, err = smux.Client(c, mux.Config())
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	c1, r1 := testnet.TCPPair(t)
+	r2, a2 := testnet.TCPPair(t)
+	toClient, toAgent = &waitAware{Conn: r1}, &waitAware{Conn: r2}
+	client, relayA := openOn(t, session(c1, false), session(toClient, true))
+	relayB, agent := openOn(t, session(toAgent, false), session(a2, true))
+	done := make(chan error, 2)
+	pipe.JoinAsync(relayA, relayB, up, down, func(err error) { done <- err })
+	return client, agent, toClient, toAgent, done
+}
+
+// TestJoinAsyncInlineRelay: between two sessions whose connections take
+// a write at once, the relay forwards each chunk on the receive loop
+// that delivered it; when one says a write would wait, chunks toward it
+// go through the pump's goroutine; either way every byte arrives, in
+// order, counted.
+func TestJoinAsyncInlineRelay(t *testing.T) {
+	var up, down atomic.Uint64
+	client, agent, _, toAgent, result := relayedInline(t, &up, &down)
+
+	trips := func(n int) {
+		t.Helper()
+		msg, got := make([]byte, 64), make([]byte, 64)
+		for i := range n {
+			rand.Read(msg)
+			client.Write(msg)
+			if _, err := io.ReadFull(agent, got); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("trip %d: agent read %x, %v; want %x", i, got, err, msg)
+			}
+			agent.Write(got)
+			if _, err := io.ReadFull(client, got); err != nil || !bytes.Equal(got, msg) {
+				t.Fatalf("trip %d: client read %x, %v; want %x", i, got, err, msg)
+			}
+		}
+	}
+	before := pipe.InlineChunks()
+	trips(200)
+	if n := pipe.InlineChunks() - before; n < 2*200*9/10 {
+		t.Errorf("%d of %d chunks forwarded on a receive loop", n, 2*200)
+	}
+
+	toAgent.wait.Store(true)
+	before = pipe.InlineChunks()
+	trips(100)
+	if n := pipe.InlineChunks() - before; n > 100+10 {
+		t.Errorf("%d chunks forwarded on a receive loop with the agent's connection saying a write would wait; want the 100 toward the client at most", n)
+	}
+	toAgent.wait.Store(false)
+
+	// Bulk both ways at once: windows fill, frames wait.
+	const size = 8 << 20
+	bulkBothWays(t, client, agent, size)
+	waitJoined(t, result)
+	if want := uint64(300*64 + size); up.Load() != want || down.Load() != want {
+		t.Errorf("counted up %d, down %d; want %d each", up.Load(), down.Load(), want)
+	}
+	client.Close()
+	agent.Close()
 }

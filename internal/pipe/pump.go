@@ -28,16 +28,17 @@ type Notifier interface {
 // InlineSource is a Notifier whose bytes can also be taken, without
 // waiting, on the goroutine that delivered them: a mux stream over the
 // patched smux, whose session's receive loop calls the data notification
-// with no lock held. A copy from one to a socket then writes each chunk
-// on that loop when the socket takes it at once, with no goroutine
-// started and no other thread woken; a chunk the socket does not take
-// whole, a window update, the end of the stream or an error go on on the
-// pump's goroutine as before.
+// with no lock held. A copy from one to a socket (or an
+// InlineFrameWriter) then writes each chunk on that loop when the
+// destination takes it at once, with no goroutine started and no other
+// thread woken; a chunk the destination does not take whole, the end of
+// the stream or an error go on on the pump's goroutine as before.
 //
 // Why: a 64 B round trip through the agent and nanodems-tunnel cost each
 // of them 21 – 22 system calls and 10 context switches with a pump
 // started per chunk, and 18 – 19 and 8 with the chunk written on the
-// receive loop (docs/perf-peers-changes.md).
+// receive loop; the relay's 20 – 24 and 10 – 11 fell to 17 and 6 – 7
+// (docs/perf-peers-changes.md).
 type InlineSource interface {
 	Notifier
 	// SetDataNotify sets fn to be called when bytes arrive, on a
@@ -47,6 +48,20 @@ type InlineSource interface {
 	// buffered (ReadReady then tells whether a Read would still return,
 	// at the end of the stream).
 	TryRead(p []byte) (int, error)
+}
+
+// InlineFrameWriter is a FrameWriter that can also send a frame without
+// waiting, or say it cannot: a mux stream on a session whose connection
+// tells whether a write would wait. A copy from an InlineSource to one
+// forwards each small chunk on the delivering goroutine when it can (the
+// relay, from one session's receive loop to another session); bulk goes
+// on the pump's goroutine, so that sessions encrypt in parallel.
+type InlineFrameWriter interface {
+	FrameWriter
+	// TryWriteFrame sends frame as WriteFrame does if that needs no
+	// waiting, and reports false, having sent nothing, otherwise. An
+	// error reports true.
+	TryWriteFrame(frame []byte) (bool, error)
 }
 
 // ErrWouldBlock is returned by an InlineSource's TryRead when a Read

@@ -22,6 +22,8 @@
 
 package smux
 
+import "sync/atomic"
+
 // nanodems patch: read notifications (PATCHES.md).
 //
 // A relay joins a stream of one session to a stream of another. With a
@@ -133,4 +135,52 @@ func (s *Session) notifyReaders() {
 	for _, st := range s.streams {
 		st.notifyReader()
 	}
+}
+
+// TryWrite writes b as one data frame if that needs no waiting: b fits in
+// a frame and in the peer's window for s, no other write is in progress
+// or queued, and the session's connection says it takes the frame at
+// once (a WriteWouldWait(n int) bool method; a connection without one is
+// never written this way). Otherwise it writes nothing and reports false.
+// An error after the frame was handed to the connection reports true.
+//
+// Why: the relay forwards a chunk from one session's stream to another
+// session's on the receive loop that delivered it, instead of starting a
+// goroutine per chunk; that loop must never wait for the other session
+// (docs/perf-peers-changes.md).
+func (s *Stream) TryWrite(b []byte) (bool, error) {
+	if len(b) == 0 || len(b) > s.frameSize || s.sess.config.Version != 2 {
+		return false, nil
+	}
+	if err := s.checkWriteClosed(); err != nil {
+		return false, err
+	}
+	ww, ok := s.sess.conn.(interface{ WriteWouldWait(n int) bool })
+	if !ok {
+		return false, nil
+	}
+	inflight := int32(atomic.LoadUint32(&s.numWritten) - atomic.LoadUint32(&s.peerConsumed))
+	if inflight < 0 {
+		return false, ErrConsumed
+	}
+	if win := int32(atomic.LoadUint32(&s.peerWindow)) - inflight; int64(win) < int64(len(b)) {
+		return false, nil
+	}
+	if s.sess.queued.Load() != 0 || !s.sess.wmu.TryLock() {
+		return false, nil
+	}
+	defer s.sess.wmu.Unlock()
+	if s.sess.queued.Load() != 0 || ww.WriteWouldWait(len(b)+2*headerSize+szCmdUPD) {
+		return false, nil
+	}
+	frame := newFrame(byte(s.sess.config.Version), cmdPSH, s.id)
+	frame.data = b
+	var err error
+	if upd, owed := s.owedUpdate(); owed {
+		err = s.sess.writeDirectFrames(nil, upd, frame)
+	} else {
+		err = s.sess.writeDirectFrames(nil, frame)
+	}
+	atomic.AddUint32(&s.numWritten, uint32(len(b)))
+	return true, err
 }

@@ -1,0 +1,42 @@
+package coalesce
+
+import (
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// WriteWouldWait reports whether a Write of n bytes might wait for the
+// socket: the kernel takes a write at once while the memory queued on
+// the socket stays under its send buffer, and SO_MEMINFO reads both in
+// one system call. A chunk's records and the skbs they become take more
+// memory than their bytes, so the check asks for twice n plus a page.
+// It says true when it cannot tell (a socket it cannot reach).
+//
+// The relay asks before it writes a chunk on a session's receive loop,
+// which must never wait (pipe.InlineFrameWriter).
+func (c *Conn) WriteWouldWait(n int) bool {
+	if !c.handshook.Load() {
+		return true
+	}
+	sc, ok := c.under.Conn.(syscall.Conn)
+	if !ok {
+		return true
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return true
+	}
+	var info [unix.SK_MEMINFO_VARS]uint32
+	var serr syscall.Errno
+	if err := rc.Control(func(fd uintptr) {
+		size := uint32(unsafe.Sizeof(info))
+		_, _, serr = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
+	}); err != nil || serr != 0 {
+		return true
+	}
+	queued, sndbuf := int64(info[unix.SK_MEMINFO_WMEM_QUEUED]), int64(info[unix.SK_MEMINFO_SNDBUF])
+	return queued+2*int64(n)+4096 > sndbuf
+}
