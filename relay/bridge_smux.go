@@ -427,12 +427,7 @@ func (c *bridgeStream) openStatus() string { return c.status }
 
 func (c *bridgeStream) Read(p []byte) (int, error) {
 	n, err := c.Stream.Read(p)
-	if n > 0 {
-		c.bytes.Add(uint64(n))
-		if c.meter != nil {
-			c.meter.fromDevice.Add(uint64(n))
-		}
-	}
+	c.read(n)
 	return n, c.wireErr(err)
 }
 
@@ -443,12 +438,7 @@ func (c *bridgeStream) WaitRead() error { return c.wireErr(c.Stream.WaitRead()) 
 // TryRead is the stream's (pipe.InlineSource), counted as Read counts.
 func (c *bridgeStream) TryRead(p []byte) (int, error) {
 	n, err := c.Stream.TryRead(p)
-	if n > 0 {
-		c.bytes.Add(uint64(n))
-		if c.meter != nil {
-			c.meter.fromDevice.Add(uint64(n))
-		}
-	}
+	c.read(n)
 	if err == pipe.ErrWouldBlock {
 		return n, err
 	}
@@ -480,6 +470,15 @@ func (c *bridgeStream) TryWriteFrame(b []byte) (bool, error) {
 		c.wrote(len(b) - header)
 	}
 	return sent, c.wireErr(err)
+}
+
+func (c *bridgeStream) read(n int) {
+	if n > 0 {
+		c.bytes.Add(uint64(n))
+		if c.meter != nil {
+			c.meter.fromDevice.Add(uint64(n))
+		}
+	}
 }
 
 func (c *bridgeStream) wrote(n int) {
