@@ -17,6 +17,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"syscall"
 )
 
 // Conn is a TLS connection whose Write reaches the socket in one system
@@ -27,6 +28,7 @@ type Conn struct {
 	*tls.Conn
 	under     *under
 	handshook atomic.Bool
+	raw       atomic.Pointer[syscall.RawConn] // the socket's, once WriteWouldWait asked (Linux)
 }
 
 // Client is tls.Client over raw with coalesced writes.

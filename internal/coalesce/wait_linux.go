@@ -20,12 +20,8 @@ func (c *Conn) WriteWouldWait(n int) bool {
 	if !c.handshook.Load() {
 		return true
 	}
-	sc, ok := c.under.Conn.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	rc := c.rawConn()
+	if rc == nil {
 		return true
 	}
 	var info [unix.SK_MEMINFO_VARS]uint32
@@ -39,4 +35,22 @@ func (c *Conn) WriteWouldWait(n int) bool {
 	}
 	queued, sndbuf := int64(info[unix.SK_MEMINFO_WMEM_QUEUED]), int64(info[unix.SK_MEMINFO_SNDBUF])
 	return queued+2*int64(n)+4096 > sndbuf
+}
+
+// rawConn returns the socket's RawConn, made once: WriteWouldWait runs
+// for every small chunk the relay forwards.
+func (c *Conn) rawConn() syscall.RawConn {
+	if p := c.raw.Load(); p != nil {
+		return *p
+	}
+	sc, ok := c.under.Conn.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	c.raw.Store(&rc)
+	return rc
 }
