@@ -68,11 +68,11 @@ func (e *earlyStream) TryRead(p []byte) (int, error) {
 
 // TryWriteFrame sends nothing before the status is read, so that a
 // refusal reaches WriteFrame's caller with its reason.
-func (e *earlyStream) TryWriteFrame(b []byte) (bool, error) {
+func (e *earlyStream) TryWriteFrame(b []byte, from pipe.InlineSource) (bool, error) {
 	if !e.ok.Load() {
 		return false, nil
 	}
-	return e.Stream.TryWriteFrame(b)
+	return e.Stream.TryWriteFrame(b, from)
 }
 
 func (e *earlyStream) WaitRead() error {

@@ -321,8 +321,10 @@ func (c *Stream) WriteFrame(b []byte) error {
 // pipe.InlineFrameWriter): the stream has not moved to a dedicated
 // connection, and its smux stream can send the frame at once
 // (smux.Stream.TryWrite). It reports false, having sent nothing,
-// otherwise.
-func (c *Stream) TryWriteFrame(b []byte) (bool, error) {
+// otherwise. When from is a Stream (or wraps one) the frame was read
+// from on its session's receive loop, the frame may leave with the
+// others that loop forwards from the same read of its connection.
+func (c *Stream) TryWriteFrame(b []byte, from pipe.InlineSource) (bool, error) {
 	if !c.wmu.TryLock() {
 		return false, nil
 	}
@@ -335,7 +337,11 @@ func (c *Stream) TryWriteFrame(b []byte) (bool, error) {
 	}
 	b[0] = frameData
 	binary.BigEndian.PutUint16(b[1:], uint16(len(b)-frameHeader))
-	sent, err := c.shared.TryWrite(b)
+	var loop *smux.Stream
+	if l, ok := from.(interface{ sharedStream() *smux.Stream }); ok {
+		loop = l.sharedStream()
+	}
+	sent, err := c.shared.TryWrite(b, loop)
 	if err != nil {
 		c.wEOF = true
 		c.w.Close()
@@ -343,6 +349,9 @@ func (c *Stream) TryWriteFrame(b []byte) (bool, error) {
 	}
 	return sent, nil
 }
+
+// sharedStream is the smux stream TryRead reads, for TryWriteFrame.
+func (c *Stream) sharedStream() *smux.Stream { return c.shared }
 
 // Stream is a pipe.InlineFrameWriter: the relay forwards a chunk from one
 // session to another on the receive loop that delivered it.

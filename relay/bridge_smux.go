@@ -463,8 +463,8 @@ func (c *bridgeStream) WriteFrame(b []byte) error {
 
 // TryWriteFrame is the stream's (pipe.InlineFrameWriter), counted as
 // WriteFrame counts.
-func (c *bridgeStream) TryWriteFrame(b []byte) (bool, error) {
-	sent, err := c.Stream.TryWriteFrame(b)
+func (c *bridgeStream) TryWriteFrame(b []byte, from pipe.InlineSource) (bool, error) {
+	sent, err := c.Stream.TryWriteFrame(b, from)
 	if sent && err == nil {
 		header, _ := c.Stream.FrameLayout()
 		c.wrote(len(b) - header)

@@ -11,6 +11,7 @@ import (
 
 	"github.com/xtaci/smux"
 
+	"github.com/nanodems/connector/internal/pipe"
 	"github.com/nanodems/connector/mux"
 	"github.com/nanodems/connector/relay/handle"
 	"github.com/nanodems/connector/relay/store"
@@ -346,8 +347,8 @@ func (c *tunnelConn) WriteFrame(b []byte) error {
 
 // TryWriteFrame is the stream's (pipe.InlineFrameWriter), counted as
 // WriteFrame counts.
-func (c *tunnelConn) TryWriteFrame(b []byte) (bool, error) {
-	sent, err := c.Stream.TryWriteFrame(b)
+func (c *tunnelConn) TryWriteFrame(b []byte, from pipe.InlineSource) (bool, error) {
+	sent, err := c.Stream.TryWriteFrame(b, from)
 	if sent && err == nil {
 		header, _ := c.Stream.FrameLayout()
 		c.meter.toDevice.Add(uint64(len(b) - header))

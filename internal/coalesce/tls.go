@@ -80,13 +80,23 @@ func (c *Conn) NetConn() net.Conn { return c.under.Conn }
 // crypto/tls writes; uncorked, writes go straight through. Writes that
 // crypto/tls makes on its own, outside Conn.Write (handshake flights,
 // close_notify, key update answers), are never held back: they happen
-// uncorked, or, if they race a Write, leave with its records.
+// uncorked, or, if they race a Write, leave with its records. Records
+// that WriteHeld left for a receive loop (held.go) leave with the next
+// write of any kind, or when that loop flushes them.
 type under struct {
 	net.Conn
 	mu     sync.Mutex
 	corked int     // Writes in progress
-	buf    *[]byte // records collected while corked; pooled, nil when empty
+	buf    *[]byte // records collected while corked or held; pooled, nil when empty
 	err    error   // the socket failed: every later write fails too
+	// held is the size of buf when WriteHeld left it for a loop to
+	// flush, 0 once written; room is what the socket had room for when
+	// the first of those records was held (WriteWouldWait). Atomic, so
+	// that WriteWouldWait never takes mu, which flushHeld only tries.
+	held atomic.Int64
+	room atomic.Int64
+
+	loop loopHolds // connections holding records until this one's next read
 }
 
 // maxBatch is the largest Write whose records are collected in a pooled
@@ -103,7 +113,7 @@ func (u *under) Write(p []byte) (int, error) {
 	if u.err != nil {
 		return 0, u.err
 	}
-	if u.corked == 0 {
+	if u.corked == 0 && u.buf == nil {
 		n, err := u.Conn.Write(p)
 		u.err = err
 		return n, err
@@ -112,7 +122,22 @@ func (u *under) Write(p []byte) (int, error) {
 		u.buf = recordPool.Get().(*[]byte)
 	}
 	*u.buf = append(*u.buf, p...)
+	if u.corked == 0 {
+		// Held records go first: they were encrypted before p.
+		if err := u.writeBuf(); err != nil {
+			return 0, err
+		}
+	}
 	return len(p), nil
+}
+
+// Read reads the socket, after writing what other connections hold
+// until this one reads: the receive loop that reads here forwarded it.
+func (u *under) Read(p []byte) (int, error) {
+	if u.loop.any.Load() {
+		u.loop.flush()
+	}
+	return u.Conn.Read(p)
 }
 
 func (u *under) cork() {
@@ -129,8 +154,15 @@ func (u *under) uncork() error {
 	if u.corked > 0 || u.buf == nil {
 		return u.err
 	}
+	return u.writeBuf()
+}
+
+// writeBuf writes the collected records in one system call. The caller
+// holds mu, no Write is in progress, and buf is not nil.
+func (u *under) writeBuf() error {
 	b := u.buf
 	u.buf = nil
+	u.held.Store(0)
 	if u.err == nil {
 		_, u.err = u.Conn.Write(*b)
 	}

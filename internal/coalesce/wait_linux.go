@@ -12,13 +12,20 @@ import (
 // the socket stays under its send buffer, and SO_MEMINFO reads both in
 // one system call. A chunk's records and the skbs they become take more
 // memory than their bytes, so the check asks for twice n plus a page.
-// It says true when it cannot tell (a socket it cannot reach).
+// Records that WriteHeld holds count as written: while there are any,
+// the room measured when the first was held is what they and n must fit
+// in, and no system call is made. It says true when it cannot tell (a
+// socket it cannot reach).
 //
 // The relay asks before it writes a chunk on a session's receive loop,
 // which must never wait (pipe.InlineFrameWriter).
 func (c *Conn) WriteWouldWait(n int) bool {
 	if !c.handshook.Load() {
 		return true
+	}
+	u := c.under
+	if held := u.held.Load(); held > 0 {
+		return 2*(held+int64(n)) > u.room.Load()
 	}
 	rc := c.rawConn()
 	if rc == nil {
@@ -34,7 +41,9 @@ func (c *Conn) WriteWouldWait(n int) bool {
 		return true
 	}
 	queued, sndbuf := int64(info[unix.SK_MEMINFO_WMEM_QUEUED]), int64(info[unix.SK_MEMINFO_SNDBUF])
-	return queued+2*int64(n)+4096 > sndbuf
+	room := sndbuf - queued - 4096
+	u.room.Store(room)
+	return 2*int64(n) > room
 }
 
 // rawConn returns the socket's RawConn, made once: WriteWouldWait runs

@@ -1,8 +1,10 @@
 package coalesce
 
 import (
+	"bytes"
 	"io"
 	"net"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -60,4 +62,55 @@ func TestWriteWouldWait(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// TestWriteHeldWouldWait: records held for a loop count as written, so
+// WriteWouldWait turns true before they would overfill the socket, and
+// the one write that flushes them does not wait although the peer reads
+// nothing meanwhile.
+func TestWriteHeldWouldWait(t *testing.T) {
+	var raw net.Conn
+	var cc *countingConn
+	dst, peer := pairOver(t, func(c net.Conn) net.Conn { raw = c; cc = &countingConn{Conn: c}; return cc })
+	handshake(t, dst, peer)
+	loop, loopPeer := pairOver(t, func(c net.Conn) net.Conn { return c })
+	handshake(t, loop, loopPeer)
+
+	const chunk = 4 << 10
+	var sent []byte
+	w0 := cc.writes.Load()
+	for i := 0; !dst.WriteWouldWait(chunk); i++ {
+		if len(sent) > 64<<20 {
+			t.Fatalf("WriteWouldWait still false with %d bytes held", len(sent))
+		}
+		b := bytes.Repeat([]byte{byte(i)}, chunk)
+		if _, err := dst.WriteHeld(b, loop); err != nil {
+			t.Fatal(err)
+		}
+		sent = append(sent, b...)
+	}
+	if n := cc.writes.Load() - w0; n != 0 {
+		t.Fatalf("%d socket writes while holding", n)
+	}
+	if len(sent) < 4*chunk {
+		t.Fatalf("WriteWouldWait turned true with %d bytes held", len(sent))
+	}
+	// A flush that waits fails at this deadline, and so does every later
+	// write.
+	raw.SetWriteDeadline(time.Now().Add(5 * time.Second))
+	loop.FlushHeld()
+	if n := cc.writes.Load() - w0; n != 1 {
+		t.Fatalf("flush: %d socket writes, want 1", n)
+	}
+	raw.SetWriteDeadline(time.Time{})
+	if _, err := dst.Write([]byte("end")); err != nil {
+		t.Fatalf("Write after the flush: %v", err)
+	}
+	expectFrom(t, peer, append(sent, "end"...), "everything held, then a Write")
+}
+
+// SyscallConn is the socket's, so that WriteWouldWait sees it under the
+// counter.
+func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
+	return c.Conn.(syscall.Conn).SyscallConn()
 }

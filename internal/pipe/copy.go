@@ -255,7 +255,7 @@ func (c *copier) moveBuffered(src InlineSource) bool {
 			var werr error
 			if c.ifw != nil {
 				var sent bool
-				if sent, werr = c.ifw.TryWriteFrame((*bp)[:header+n]); sent {
+				if sent, werr = c.ifw.TryWriteFrame((*bp)[:header+n], src); sent {
 					w = n
 				}
 			} else {

@@ -60,8 +60,11 @@ type InlineFrameWriter interface {
 	FrameWriter
 	// TryWriteFrame sends frame as WriteFrame does if that needs no
 	// waiting, and reports false, having sent nothing, otherwise. An
-	// error reports true.
-	TryWriteFrame(frame []byte) (bool, error)
+	// error reports true. from is the source the frame's payload was
+	// just read from, on the goroutine that delivered it: the writer may
+	// leave the frame buffered until that goroutine reads from its own
+	// source again, so that what one read delivered leaves together.
+	TryWriteFrame(frame []byte, from InlineSource) (bool, error)
 }
 
 // ErrWouldBlock is returned by an InlineSource's TryRead when a Read

@@ -22,7 +22,10 @@
 
 package smux
 
-import "sync/atomic"
+import (
+	"io"
+	"sync/atomic"
+)
 
 // nanodems patch: read notifications (PATCHES.md).
 //
@@ -144,11 +147,19 @@ func (s *Session) notifyReaders() {
 // never written this way). Otherwise it writes nothing and reports false.
 // An error after the frame was handed to the connection reports true.
 //
+// loop, if not nil, is the stream b was read from, and the caller runs on
+// the receive loop of loop's session: if s's connection has a
+// WriteHeld(p []byte, loop io.Reader) (int, error) method, the frame may
+// wait in that connection's buffer until loop's session next reads its
+// connection (or waits for anything else: the receive loop then calls
+// its connection's FlushHeld), so that the frames one read delivered
+// leave in one system call.
+//
 // Why: the relay forwards a chunk from one session's stream to another
 // session's on the receive loop that delivered it, instead of starting a
 // goroutine per chunk; that loop must never wait for the other session
 // (docs/perf-peers-changes.md).
-func (s *Stream) TryWrite(b []byte) (bool, error) {
+func (s *Stream) TryWrite(b []byte, loop *Stream) (bool, error) {
 	if len(b) == 0 || len(b) > s.frameSize || s.sess.config.Version != 2 {
 		return false, nil
 	}
@@ -173,14 +184,33 @@ func (s *Stream) TryWrite(b []byte) (bool, error) {
 	if s.sess.queued.Load() != 0 || ww.WriteWouldWait(len(b)+2*headerSize+szCmdUPD) {
 		return false, nil
 	}
+	var before io.Reader
+	if loop != nil {
+		before = loop.sess.conn
+	}
 	frame := newFrame(byte(s.sess.config.Version), cmdPSH, s.id)
 	frame.data = b
 	var err error
 	if upd, owed := s.owedUpdate(); owed {
-		err = s.sess.writeDirectFrames(nil, upd, frame)
+		err = s.sess.writeFrames(nil, before, upd, frame)
 	} else {
-		err = s.sess.writeDirectFrames(nil, frame)
+		err = s.sess.writeFrames(nil, before, frame)
 	}
 	atomic.AddUint32(&s.numWritten, uint32(len(b)))
 	return true, err
+}
+
+// heldWriter is a connection that can hold a write until a receive loop
+// reads (TryWrite).
+type heldWriter interface {
+	WriteHeld(p []byte, loop io.Reader) (int, error)
+}
+
+// flushHeld writes what other sessions' connections hold until this
+// session's receive loop reads: the loop calls it before it waits for
+// anything but its connection, and when it ends.
+func (s *Session) flushHeld() {
+	if f, ok := s.conn.(interface{ FlushHeld() }); ok {
+		f.FlushHeld()
+	}
 }

@@ -449,10 +449,14 @@ func (s *Session) returnTokens(n int) {
 func (s *Session) recvLoop() {
 	var hdr rawHeader
 	var updHdr updHeader
+	// nanodems patch: writes held for this loop leave before it waits
+	// for anything but its connection, and when it ends (TryWrite).
+	defer s.flushHeld()
 
 	for {
 		// Wait until we have tokens or session is closed.
 		for atomic.LoadInt32(&s.bucket) <= 0 && !s.IsClosed() {
+			s.flushHeld()
 			select {
 			case <-s.bucketNotify:
 			case <-s.die:
@@ -505,7 +509,12 @@ func (s *Session) recvLoop() {
 			if accepted != nil {
 				select {
 				case s.chAccepts <- accepted:
-				case <-s.die:
+				default:
+					s.flushHeld()
+					select {
+					case s.chAccepts <- accepted:
+					case <-s.die:
+					}
 				}
 			}
 
@@ -751,6 +760,12 @@ func (s *Session) writeDirect(f Frame, deadline <-chan time.Time) (int, error) {
 
 // writeDirectFrames writes fs to conn in one Write. The caller holds wmu.
 func (s *Session) writeDirectFrames(deadline <-chan time.Time, fs ...Frame) error {
+	return s.writeFrames(deadline, nil, fs...)
+}
+
+// writeFrames is writeDirectFrames, holding the write until loop's next
+// read if loop is not nil and conn can (TryWrite).
+func (s *Session) writeFrames(deadline <-chan time.Time, loop io.Reader, fs ...Frame) error {
 	select {
 	case <-s.die:
 		return io.ErrClosedPipe
@@ -765,7 +780,12 @@ func (s *Session) writeDirectFrames(deadline <-chan time.Time, fs ...Frame) erro
 	for _, f := range fs {
 		b = appendFrame(b, f)
 	}
-	_, err := s.conn.Write(b)
+	var err error
+	if hw, ok := s.conn.(heldWriter); ok && loop != nil {
+		_, err = hw.WriteHeld(b, loop)
+	} else {
+		_, err = s.conn.Write(b)
+	}
 	*bp = b[:0]
 	directBufPool.Put(bp)
 	if err != nil {

@@ -1,0 +1,252 @@
+package smux
+
+// Tests of the nanodems patch that lets TryWrite hold a frame until the
+// forwarding receive loop reads again (PATCHES.md).
+
+import (
+	"bufio"
+	"encoding/binary"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// heldConn holds writes until a loop reads, as the connector's coalescing
+// TLS connection does: WriteHeld keeps p, and the loop's connection writes
+// what it kept when that loop's Read would read the socket (its buffer is
+// empty) or at FlushHeld. Any other write takes the kept bytes first.
+type heldConn struct {
+	net.Conn
+	br *bufio.Reader
+
+	mu     sync.Mutex
+	kept   []byte
+	writes atomic.Int64 // writes that reached the socket
+
+	hmu     sync.Mutex
+	holders []*heldConn // connections keeping bytes until this one reads
+}
+
+func newHeldConn(c net.Conn) *heldConn {
+	return &heldConn{Conn: c, br: bufio.NewReaderSize(c, 64<<10)}
+}
+
+func (c *heldConn) WriteWouldWait(int) bool { return false }
+
+func (c *heldConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.kept) > 0 {
+		p = append(c.kept, p...)
+		c.kept = nil
+	}
+	c.writes.Add(1)
+	if _, err := c.Conn.Write(p); err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+func (c *heldConn) WriteHeld(p []byte, loop io.Reader) (int, error) {
+	l := loop.(*heldConn)
+	c.mu.Lock()
+	c.kept = append(c.kept, p...)
+	c.mu.Unlock()
+	l.hmu.Lock()
+	l.holders = append(l.holders, c)
+	l.hmu.Unlock()
+	return len(p), nil
+}
+
+func (c *heldConn) Read(p []byte) (int, error) {
+	if c.br.Buffered() == 0 {
+		c.FlushHeld()
+	}
+	return c.br.Read(p)
+}
+
+func (c *heldConn) FlushHeld() {
+	c.hmu.Lock()
+	hs := c.holders
+	c.holders = nil
+	c.hmu.Unlock()
+	for _, h := range hs {
+		h.mu.Lock()
+		if len(h.kept) > 0 {
+			h.writes.Add(1)
+			h.Conn.Write(h.kept)
+			h.kept = nil
+		}
+		h.mu.Unlock()
+	}
+}
+
+func tcpPair(t *testing.T) (net.Conn, net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	acc := make(chan net.Conn, 1)
+	go func() { c, _ := ln.Accept(); acc <- c }()
+	c1, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c2 := <-acc
+	if c2 == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { c1.Close(); c2.Close() })
+	return c1, c2
+}
+
+// rawFrame is a version 2 frame as a peer sends it.
+func rawFrame(cmd byte, sid uint32, data []byte) []byte {
+	b := make([]byte, headerSize, headerSize+len(data))
+	b[0], b[1] = 2, cmd
+	binary.LittleEndian.PutUint16(b[2:], uint16(len(data)))
+	binary.LittleEndian.PutUint32(b[4:], sid)
+	return append(b, data...)
+}
+
+// heldForward sets up a receive loop that forwards with held writes: a
+// session A over a heldConn whose peer is the raw connection returned (the
+// test writes frames to it), its stream 1, whose data notification
+// TryWrites what it reads to a stream of session B, B's peer stream,
+// where the forwarded bytes arrive, and B's connection. cfg is A's.
+func heldForward(t *testing.T, cfg *Config) (raw net.Conn, a *Session, out *Stream, bconn *heldConn) {
+	t.Helper()
+	ac, raw := tcpPair(t)
+	a, err := Server(newHeldConn(ac), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, bp := tcpPair(t)
+	bcfg := DefaultConfig()
+	bcfg.Version = 2
+	bconn = newHeldConn(bc)
+	b, err := Client(bconn, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bpeer, err := Server(bp, bcfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Close(); b.Close(); bpeer.Close() })
+
+	fwd, err := b.OpenStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fwd.Write([]byte{0}); err != nil {
+		t.Fatal(err)
+	}
+	out, err = bpeer.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(out, make([]byte, 1)); err != nil {
+		t.Fatal(err)
+	}
+
+	if _, err := raw.Write(rawFrame(cmdSYN, 1, nil)); err != nil {
+		t.Fatal(err)
+	}
+	in, err := a.AcceptStream()
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf := make([]byte, 1024)
+	in.SetDataNotify(func() {
+		for {
+			n, err := in.TryRead(buf)
+			if n > 0 {
+				if sent, err := fwd.TryWrite(buf[:n], in); !sent || err != nil {
+					t.Errorf("TryWrite: sent %v, %v", sent, err)
+				}
+			}
+			if err != nil {
+				return
+			}
+		}
+	})
+	return raw, a, out, bconn
+}
+
+func expectForwarded(t *testing.T, out *Stream, want string, when string) {
+	t.Helper()
+	got := make([]byte, len(want))
+	out.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(out, got); err != nil {
+		t.Fatalf("%s: the held frame never left: %v", when, err)
+	}
+	if string(got) != want {
+		t.Fatalf("%s: got %q, want %q", when, got, want)
+	}
+}
+
+// A frame TryWrite held for the forwarding loop leaves before that loop
+// waits for anything but its connection: the accept backlog, the receive
+// buffer's tokens, and its end. In each case the loop's connection has
+// everything in its buffer, so no Read of the socket flushes it first.
+func TestPatchHeldFlush(t *testing.T) {
+	cfg := DefaultConfig()
+	cfg.Version = 2
+
+	t.Run("next read", func(t *testing.T) {
+		raw, _, out, bconn := heldForward(t, cfg)
+		raw.Write(rawFrame(cmdPSH, 1, []byte("hello")))
+		expectForwarded(t, out, "hello", "loop waiting to read")
+		// Frames delivered by one read leave in one write.
+		var batch []byte
+		for _, s := range []string{"a", "b", "c"} {
+			batch = append(batch, rawFrame(cmdPSH, 1, []byte(s))...)
+		}
+		w0 := bconn.writes.Load()
+		raw.Write(batch)
+		expectForwarded(t, out, "abc", "a batch")
+		if n := bconn.writes.Load() - w0; n != 1 {
+			t.Errorf("three frames from one read took %d writes, want 1", n)
+		}
+	})
+
+	t.Run("accept backlog", func(t *testing.T) {
+		raw, _, out, _ := heldForward(t, cfg)
+		b := rawFrame(cmdPSH, 1, []byte("hello"))
+		for i := 0; i <= defaultAcceptBacklog; i++ {
+			b = append(b, rawFrame(cmdSYN, uint32(3+2*i), nil)...)
+		}
+		raw.Write(b)
+		expectForwarded(t, out, "hello", "loop blocked on a full accept backlog")
+	})
+
+	t.Run("receive buffer", func(t *testing.T) {
+		small := *cfg
+		small.MaxReceiveBuffer = 4096
+		small.MaxStreamBuffer = 4096
+		raw, a, out, _ := heldForward(t, &small)
+		raw.Write(rawFrame(cmdSYN, 3, nil))
+		if _, err := a.AcceptStream(); err != nil { // never read
+			t.Fatal(err)
+		}
+		b := rawFrame(cmdPSH, 1, []byte("hello"))
+		b = append(b, rawFrame(cmdPSH, 3, make([]byte, 8192))...)
+		raw.Write(b)
+		expectForwarded(t, out, "hello", "loop out of receive tokens")
+	})
+
+	t.Run("loop ends", func(t *testing.T) {
+		raw, _, out, _ := heldForward(t, cfg)
+		b := rawFrame(cmdPSH, 1, []byte("hello"))
+		b = append(b, 9, 9, 0, 0, 0, 0, 0, 0) // a version the loop refuses
+		raw.Write(b)
+		expectForwarded(t, out, "hello", "loop ended on a protocol error")
+	})
+}
