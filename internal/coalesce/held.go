@@ -93,14 +93,53 @@ func (h *loopHolds) flush() {
 
 // flushHeld writes u's held records. If another goroutine holds u's lock,
 // that one writes them: a Write or a flush writes the whole buffer, and a
-// Write still collecting writes it when it ends.
+// Write still collecting writes it when it ends. Neither does it write
+// when records were buffered after the last held ones (WriteBuffered):
+// WriteWouldWait did not count them, and their writer flushes them all.
 func (u *under) flushHeld() {
 	if !u.mu.TryLock() {
 		return
 	}
 	defer u.mu.Unlock()
-	if u.held.Load() == 0 || u.corked > 0 || u.buf == nil {
+	if u.corked > 0 || u.buf == nil || u.held.Load() != int64(len(*u.buf)) {
 		return
 	}
 	u.writeBuf()
+}
+
+// WriteBuffered encrypts p into c's buffer without writing it: the
+// records leave with the next Flush, or with any other write of c. The
+// caller flushes soon, on its own goroutine, which may wait then.
+//
+// Why: in the agent and nanodems-tunnel, every tunnel's socket reader
+// writes its chunk to the session on its own goroutine; with one write
+// each, 10,000 chunks a second were 8,500 writes. A writer that buffers,
+// yields, and then flushes lets the other readers the poller woke add
+// theirs first (smux's flushAfterYield; docs/perf-peers-changes.md).
+func (c *Conn) WriteBuffered(p []byte) (int, error) {
+	if !c.handshook.Load() {
+		return c.Write(p)
+	}
+	u := c.under
+	u.cork()
+	n, err := c.Conn.Write(p)
+	u.mu.Lock()
+	u.corked--
+	if err == nil {
+		err = u.err
+	}
+	u.mu.Unlock()
+	return n, err
+}
+
+// Flush writes what WriteBuffered or WriteHeld left in c's buffer, in one
+// system call, unless a Write in progress will.
+func (c *Conn) Flush() error {
+	u := c.under
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.corked > 0 || u.buf == nil {
+		return u.err
+	}
+	return u.writeBuf()
 }

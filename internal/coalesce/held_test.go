@@ -118,3 +118,50 @@ func TestWriteHeld(t *testing.T) {
 		t.Errorf("after close_notify: %d, %v; want EOF", n, err)
 	}
 }
+
+// TestWriteBuffered: WriteBuffered's records leave at Flush or with the
+// next Write, in one write, in order; a loop does not flush records
+// buffered after its held ones (their writer does, with the held ones).
+func TestWriteBuffered(t *testing.T) {
+	dst, writes, dstPeer := pair(t)
+	handshake(t, dst, dstPeer)
+	loop, loopPeer := pairOver(t, func(c net.Conn) net.Conn { return c })
+	handshake(t, loop, loopPeer)
+	count := func(when string, want int64, do func()) {
+		t.Helper()
+		w0 := writes.writes.Load()
+		do()
+		if n := writes.writes.Load() - w0; n != want {
+			t.Errorf("%s: %d socket writes, want %d", when, n, want)
+		}
+	}
+	buffer := func(m string) {
+		t.Helper()
+		if _, err := dst.WriteBuffered([]byte(m)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	count("WriteBuffered", 0, func() { buffer("a"); buffer("b") })
+	count("Flush", 1, func() {
+		if err := dst.Flush(); err != nil {
+			t.Fatal(err)
+		}
+	})
+	expectFrom(t, dstPeer, []byte("ab"), "after Flush")
+	count("Flush with nothing buffered", 0, func() { dst.Flush() })
+
+	count("WriteBuffered, then Write", 1, func() {
+		buffer("c")
+		dst.Write([]byte("d"))
+	})
+	expectFrom(t, dstPeer, []byte("cd"), "after a Write")
+
+	count("held, then buffered, then the loop's flush", 0, func() {
+		dst.WriteHeld([]byte("e"), loop)
+		buffer("f")
+		loop.FlushHeld()
+	})
+	count("the buffering writer's Flush", 1, func() { dst.Flush() })
+	expectFrom(t, dstPeer, []byte("ef"), "after the buffering writer's Flush")
+}

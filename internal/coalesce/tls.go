@@ -89,10 +89,12 @@ type under struct {
 	corked int     // Writes in progress
 	buf    *[]byte // records collected while corked or held; pooled, nil when empty
 	err    error   // the socket failed: every later write fails too
-	// held is the size of buf when WriteHeld left it for a loop to
-	// flush, 0 once written; room is what the socket had room for when
-	// the first of those records was held (WriteWouldWait). Atomic, so
-	// that WriteWouldWait never takes mu, which flushHeld only tries.
+	// size is len(*buf); held is size when WriteHeld last left buf for
+	// a loop to flush, 0 once written; room is what the socket had room
+	// for when the first of those records was held (WriteWouldWait).
+	// Atomic, so that WriteWouldWait never takes mu, which flushHeld
+	// only tries.
+	size atomic.Int64
 	held atomic.Int64
 	room atomic.Int64
 
@@ -122,6 +124,7 @@ func (u *under) Write(p []byte) (int, error) {
 		u.buf = recordPool.Get().(*[]byte)
 	}
 	*u.buf = append(*u.buf, p...)
+	u.size.Store(int64(len(*u.buf)))
 	if u.corked == 0 {
 		// Held records go first: they were encrypted before p.
 		if err := u.writeBuf(); err != nil {
@@ -162,6 +165,7 @@ func (u *under) uncork() error {
 func (u *under) writeBuf() error {
 	b := u.buf
 	u.buf = nil
+	u.size.Store(0)
 	u.held.Store(0)
 	if u.err == nil {
 		_, u.err = u.Conn.Write(*b)

@@ -12,10 +12,10 @@ import (
 // the socket stays under its send buffer, and SO_MEMINFO reads both in
 // one system call. A chunk's records and the skbs they become take more
 // memory than their bytes, so the check asks for twice n plus a page.
-// Records that WriteHeld holds count as written: while there are any,
-// the room measured when the first was held is what they and n must fit
-// in, and no system call is made. It says true when it cannot tell (a
-// socket it cannot reach).
+// Records in the buffer (held, or buffered) count as written: while
+// WriteHeld holds any, the room measured when the first was held is what
+// the buffer and n must fit in, and no system call is made. It says true
+// when it cannot tell (a socket it cannot reach).
 //
 // The relay asks before it writes a chunk on a session's receive loop,
 // which must never wait (pipe.InlineFrameWriter).
@@ -24,8 +24,8 @@ func (c *Conn) WriteWouldWait(n int) bool {
 		return true
 	}
 	u := c.under
-	if held := u.held.Load(); held > 0 {
-		return 2*(held+int64(n)) > u.room.Load()
+	if u.held.Load() > 0 {
+		return 2*(u.size.Load()+int64(n)) > u.room.Load()
 	}
 	rc := c.rawConn()
 	if rc == nil {
@@ -43,7 +43,7 @@ func (c *Conn) WriteWouldWait(n int) bool {
 	queued, sndbuf := int64(info[unix.SK_MEMINFO_WMEM_QUEUED]), int64(info[unix.SK_MEMINFO_SNDBUF])
 	room := sndbuf - queued - 4096
 	u.room.Store(room)
-	return 2*int64(n) > room
+	return 2*(u.size.Load()+int64(n)) > room
 }
 
 // rawConn returns the socket's RawConn, made once: WriteWouldWait runs

@@ -8,6 +8,7 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,14 +18,16 @@ import (
 // heldConn holds writes until a loop reads, as the connector's coalescing
 // TLS connection does: WriteHeld keeps p, and the loop's connection writes
 // what it kept when that loop's Read would read the socket (its buffer is
-// empty) or at FlushHeld. Any other write takes the kept bytes first.
+// empty) or at FlushHeld. WriteBuffered keeps p until Flush. Any other
+// write takes the kept bytes first.
 type heldConn struct {
 	net.Conn
 	br *bufio.Reader
 
-	mu     sync.Mutex
-	kept   []byte
-	writes atomic.Int64 // writes that reached the socket
+	mu       sync.Mutex
+	kept     []byte
+	writes   atomic.Int64 // writes that reached the socket
+	flushErr atomic.Value // an error Flush returns, if set
 
 	hmu     sync.Mutex
 	holders []*heldConn // connections keeping bytes until this one reads
@@ -48,6 +51,28 @@ func (c *heldConn) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+func (c *heldConn) WriteBuffered(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.kept = append(c.kept, p...)
+	return len(p), nil
+}
+
+func (c *heldConn) Flush() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err, _ := c.flushErr.Load().(error); err != nil {
+		return err
+	}
+	if len(c.kept) == 0 {
+		return nil
+	}
+	c.writes.Add(1)
+	_, err := c.Conn.Write(c.kept)
+	c.kept = nil
+	return err
 }
 
 func (c *heldConn) WriteHeld(p []byte, loop io.Reader) (int, error) {
@@ -249,4 +274,76 @@ func TestPatchHeldFlush(t *testing.T) {
 		raw.Write(b)
 		expectForwarded(t, out, "hello", "loop ended on a protocol error")
 	})
+}
+
+// Data frames written at once by goroutines that are all ready to run
+// share a write: each yields between buffering its frame and flushing,
+// so the first flush takes the others' frames too. Every byte arrives.
+// A failed flush fails the write and the session's later writes.
+func TestPatchBufferedWrites(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	c1, c2 := tcpPair(t)
+	cfg := DefaultConfig()
+	cfg.Version = 2
+	hc := newHeldConn(c1)
+	cli, err := Client(hc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Server(c2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+
+	const writers = 16
+	var outs, ins [writers]*Stream
+	for i := range writers {
+		if outs[i], err = cli.OpenStream(); err != nil {
+			t.Fatal(err)
+		}
+		outs[i].Write([]byte{0})
+		if ins[i], err = srv.AcceptStream(); err != nil {
+			t.Fatal(err)
+		}
+		ins[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(ins[i], make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range writers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := outs[i].Write([]byte{byte(i), byte(i)}); err != nil {
+				t.Errorf("writer %d: %v", i, err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // every writer waits at start
+	w0 := hc.writes.Load()
+	close(start)
+	wg.Wait()
+	for i := range writers {
+		got := make([]byte, 2)
+		ins[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(ins[i], got); err != nil || got[0] != byte(i) || got[1] != byte(i) {
+			t.Fatalf("stream %d read %v, %v", i, got, err)
+		}
+	}
+	if n := hc.writes.Load() - w0; n > writers/2 {
+		t.Errorf("%d writers ready together made %d writes; want at most %d", writers, n, writers/2)
+	}
+
+	hc.flushErr.Store(io.ErrShortWrite)
+	if _, err := outs[0].Write([]byte{1}); err != io.ErrShortWrite {
+		t.Errorf("write with a failing flush: %v, want %v", err, io.ErrShortWrite)
+	}
+	if _, err := outs[1].Write([]byte{1}); err == nil {
+		t.Error("a write after a failed flush succeeded")
+	}
 }

@@ -132,6 +132,7 @@ type Session struct {
 	// nanodems patch: direct writes (see writeFrameInternal).
 	wmu              sync.Mutex   // held while frames are written to conn
 	queued           atomic.Int64 // requests handed to the shaper and not yet written
+	buffering        bool         // under wmu: the frame being written may stay in conn's buffer (writeFrameInternal)
 	sq               *shaperQueue
 	chShaperPending  chan struct{}
 	chShaperConsumed chan struct{}
@@ -783,6 +784,8 @@ func (s *Session) writeFrames(deadline <-chan time.Time, loop io.Reader, fs ...F
 	var err error
 	if hw, ok := s.conn.(heldWriter); ok && loop != nil {
 		_, err = hw.WriteHeld(b, loop)
+	} else if bw, ok := s.conn.(bufferedWriter); ok && s.buffering {
+		_, err = bw.WriteBuffered(b)
 	} else {
 		_, err = s.conn.Write(b)
 	}
@@ -817,11 +820,26 @@ func (s *Session) writeControlFrame(f Frame) (n int, err error) {
 // 64-byte round trip through relay and agent (docs/perf.md). A direct write
 // ignores deadline: it blocks, like sendLoop, until conn takes the frame or
 // fails.
+//
+// A data frame written directly to a connection that can buffer it
+// (bufferedWriter) is left in its buffer, and the writer yields once
+// before it flushes: the other goroutines the poller woke in the same
+// round, other tunnels' socket readers of this session, then add their
+// frames to the same system call (flush.go).
 func (s *Session) writeFrameInternal(f Frame, deadline <-chan time.Time, class CLASSID) (int, error) {
 	if s.queued.Load() == 0 && s.wmu.TryLock() {
 		if s.queued.Load() == 0 {
+			bw, ok := s.conn.(bufferedWriter)
+			s.buffering = ok && f.cmd == cmdPSH && len(f.data) <= maxBufferedFrame
 			n, err := s.writeDirect(f, deadline)
+			buffered := s.buffering
+			s.buffering = false
 			s.wmu.Unlock()
+			if buffered && err == nil {
+				if err = s.flushAfterYield(bw); err != nil {
+					n = 0
+				}
+			}
 			return n, err
 		}
 		s.wmu.Unlock()

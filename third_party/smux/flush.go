@@ -1,0 +1,63 @@
+// MIT License
+//
+// Copyright (c) 2016-2017 xtaci
+//
+// Permission is hereby granted, free of charge, to any person obtaining a copy
+// of this software and associated documentation files (the "Software"), to deal
+// in the Software without restriction, including without limitation the rights
+// to use, copy, modify, merge, publish, distribute, sublicense, and/or sell
+// copies of the Software, and to permit persons to whom the Software is
+// furnished to do so, subject to the following conditions:
+//
+// The above copyright notice and this permission notice shall be included in all
+// copies or substantial portions of the Software.
+//
+// THE SOFTWARE IS PROVIDED "AS IS", WITHOUT WARRANTY OF ANY KIND, EXPRESS OR
+// IMPLIED, INCLUDING BUT NOT LIMITED TO THE WARRANTIES OF MERCHANTABILITY,
+// FITNESS FOR A PARTICULAR PURPOSE AND NONINFRINGEMENT. IN NO EVENT SHALL THE
+// AUTHORS OR COPYRIGHT HOLDERS BE LIABLE FOR ANY CLAIM, DAMAGES OR OTHER
+// LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
+// OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
+// SOFTWARE.
+
+package smux
+
+import "runtime"
+
+// nanodems patch: data frames of concurrent writers share a system call.
+//
+// In the agent and nanodems-tunnel, each tunnel's socket reader writes
+// the chunk it read as a data frame on its own goroutine, and with the
+// direct writes of writeFrameInternal every frame was its own write to
+// the connection: under 1,000 tunnels echoing 64 B ten times a second,
+// 8,500 writes a second for 10,000 frames. The poller wakes many of
+// those readers in one round; if a writer yields once between buffering
+// its frame and flushing, the others run first and add theirs, and the
+// first flush takes them all (docs/perf-peers-changes.md).
+
+// maxBufferedFrame is the largest data frame buffered this way. A bulk
+// frame is written at once: with 64 KiB frames of 64 streams buffered,
+// one writer wrote megabytes while every other waited for its buffer,
+// and 64-stream throughput fell to 0.58 – 0.77× frp tcp from 1.10×.
+const maxBufferedFrame = 4 << 10
+
+// bufferedWriter is a connection that can take a write into its buffer
+// and write the buffer later (the connector's coalescing TLS
+// connection). Any other write, and Flush, writes what is buffered,
+// first.
+type bufferedWriter interface {
+	WriteBuffered(p []byte) (int, error)
+	Flush() error
+}
+
+// flushAfterYield lets the goroutines that are ready to run add their
+// frames, then writes the buffer if none of them did. A flush that fails
+// fails the session's writes, as a failed Write does.
+func (s *Session) flushAfterYield(bw bufferedWriter) error {
+	runtime.Gosched()
+	if err := bw.Flush(); err != nil {
+		s.notifyWriteError(err)
+		return err
+	}
+	return nil
+}
