@@ -25,10 +25,7 @@ func (c *Conn) WriteHeld(p []byte, loop io.Reader) (int, error) {
 		return c.Write(p)
 	}
 	u := c.under
-	u.cork()
-	n, err := c.Conn.Write(p)
-	u.mu.Lock()
-	u.corked--
+	n, err := c.encryptLocked(p)
 	hold := u.buf != nil && u.err == nil
 	switch {
 	case !hold:
@@ -37,9 +34,6 @@ func (c *Conn) WriteHeld(p []byte, loop io.Reader) (int, error) {
 		hold = false
 	default:
 		u.held.Store(int64(len(*u.buf)))
-	}
-	if err == nil {
-		err = u.err
 	}
 	u.mu.Unlock()
 	if hold {
@@ -120,6 +114,14 @@ func (c *Conn) WriteBuffered(p []byte) (int, error) {
 	if !c.handshook.Load() {
 		return c.Write(p)
 	}
+	n, err := c.encryptLocked(p)
+	c.under.mu.Unlock()
+	return n, err
+}
+
+// encryptLocked encrypts p into the buffer without writing it, and
+// returns with the buffer's lock held.
+func (c *Conn) encryptLocked(p []byte) (int, error) {
 	u := c.under
 	u.cork()
 	n, err := c.Conn.Write(p)
@@ -128,7 +130,6 @@ func (c *Conn) WriteBuffered(p []byte) (int, error) {
 	if err == nil {
 		err = u.err
 	}
-	u.mu.Unlock()
 	return n, err
 }
 
