@@ -806,16 +806,7 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 					}
 					logf("    per MiB echoed, syscalls/context switches: %s", strings.Join(parts, ", "))
 					if c.extraEvents {
-						var keys []string
-						for k := range res.CPU {
-							if strings.Contains(k, " ") && !strings.HasSuffix(k, " syscalls") && !strings.HasSuffix(k, " context-switches") {
-								keys = append(keys, k)
-							}
-						}
-						sort.Strings(keys)
-						for _, k := range keys {
-							logf("      %-28s %8.1f per MiB", k, res.CPU[k]/mib)
-						}
+						logExtraEvents(res.CPU, mib, "MiB")
 					}
 				}
 				rep.tp = append(rep.tp, tpRun{Path: path, tpResult: res})
@@ -856,16 +847,7 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 			}
 			logf("    per round trip, syscalls/context switches/CPU: %s", strings.Join(parts, ", "))
 			if c.extraEvents {
-				var keys []string
-				for k := range u {
-					if strings.Contains(k, " ") && !strings.HasSuffix(k, " syscalls") && !strings.HasSuffix(k, " context-switches") {
-						keys = append(keys, k)
-					}
-				}
-				sort.Strings(keys)
-				for _, k := range keys {
-					logf("      %-28s %6.2f per round trip", k, u[k]/n)
-				}
+				logExtraEvents(u, n, "round trip")
 			}
 		}
 		rep.rtt[path] = res
@@ -923,6 +905,9 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 				}
 			}
 			logf("    per open, syscalls/context switches: %s", strings.Join(parts, ", "))
+			if c.extraEvents {
+				logExtraEvents(res.CPU, float64(res.Ops), "open")
+			}
 		}
 		rep.opens[path] = res
 	}
@@ -936,6 +921,21 @@ func (e *env) measure(ctx context.Context, rep *report) error {
 		}
 	}
 	return e.alive()
+}
+
+// logExtraEvents logs the -perfstat-events counts of every process
+// ("relay write", ...) divided by n, the operations of the run.
+func logExtraEvents(u map[string]float64, n float64, per string) {
+	var keys []string
+	for k := range u {
+		if strings.Contains(k, " ") && !strings.HasSuffix(k, " syscalls") && !strings.HasSuffix(k, " context-switches") {
+			keys = append(keys, k)
+		}
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		logf("      %-28s %6.2f per %s", k, u[k]/n, per)
+	}
 }
 
 // pacedRate is the heavy stream of the head-of-line figure: 20 MB/s each
