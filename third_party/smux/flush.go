@@ -24,7 +24,7 @@ package smux
 
 import "runtime"
 
-// nanodems patch: data frames of concurrent writers share a system call.
+// nanodems patch: small frames of concurrent writers share a system call.
 //
 // In the agent and nanodems-tunnel, each tunnel's socket reader writes
 // the chunk it read as a data frame on its own goroutine, and with the
@@ -33,10 +33,15 @@ import "runtime"
 // 8,500 writes a second for 10,000 frames. The poller wakes many of
 // those readers in one round; if a writer yields once between buffering
 // its frame and flushing, the others run first and add theirs, and the
-// first flush takes them all (docs/perf-peers-changes.md).
+// first flush takes them all (docs/perf-peers-changes.md). The same holds
+// for the FIN frames and window updates of tunnels that close or read
+// together: with four clients opening and closing connections through
+// nanodems-tunnel, relay and agent, the agent's, nanodems-tunnel's and
+// the relay's writes per connection fell from 3.7, 4.7 and 6.2 to 2.9,
+// 3.7 and 4.2.
 
-// maxBufferedFrame is the largest data frame buffered this way. A bulk
-// frame is written at once: with 64 KiB frames of 64 streams buffered,
+// maxBufferedFrame is the most data a write buffered this way carries.
+// A bulk frame is written at once: with 64 KiB frames of 64 streams buffered,
 // one writer wrote megabytes while every other waited for its buffer,
 // and 64-stream throughput fell to 0.58 – 0.77× frp tcp from 1.10×.
 const maxBufferedFrame = 4 << 10

@@ -282,35 +282,8 @@ func TestPatchHeldFlush(t *testing.T) {
 // A failed flush fails the write and the session's later writes.
 func TestPatchBufferedWrites(t *testing.T) {
 	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
-	c1, c2 := tcpPair(t)
-	cfg := DefaultConfig()
-	cfg.Version = 2
-	hc := newHeldConn(c1)
-	cli, err := Client(hc, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := Server(c2, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cli.Close(); srv.Close() })
-
-	const writers = 16
-	var outs, ins [writers]*Stream
-	for i := range writers {
-		if outs[i], err = cli.OpenStream(); err != nil {
-			t.Fatal(err)
-		}
-		outs[i].Write([]byte{0})
-		if ins[i], err = srv.AcceptStream(); err != nil {
-			t.Fatal(err)
-		}
-		ins[i].SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, err := io.ReadFull(ins[i], make([]byte, 1)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	hc, outs, ins := bufferedRig(t)
+	const writers = len(outs)
 
 	start := make(chan struct{})
 	var wg sync.WaitGroup
@@ -335,7 +308,7 @@ func TestPatchBufferedWrites(t *testing.T) {
 			t.Fatalf("stream %d read %v, %v", i, got, err)
 		}
 	}
-	if n := hc.writes.Load() - w0; n > writers/2 {
+	if n := hc.writes.Load() - w0; n > int64(writers/2) {
 		t.Errorf("%d writers ready together made %d writes; want at most %d", writers, n, writers/2)
 	}
 
@@ -346,4 +319,75 @@ func TestPatchBufferedWrites(t *testing.T) {
 	if _, err := outs[1].Write([]byte{1}); err == nil {
 		t.Error("a write after a failed flush succeeded")
 	}
+}
+
+// TestPatchBufferedCloses: the FIN frames of streams half-closed together
+// share system calls as small data frames do, and each peer stream still
+// reads its EOF.
+func TestPatchBufferedCloses(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+	hc, outs, ins := bufferedRig(t)
+	const closers = len(outs)
+
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range closers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if err := outs[i].CloseWrite(); err != nil {
+				t.Errorf("closer %d: %v", i, err)
+			}
+		}()
+	}
+	time.Sleep(50 * time.Millisecond) // every closer waits at start
+	w0 := hc.writes.Load()
+	close(start)
+	wg.Wait()
+	for i := range closers {
+		ins[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if n, err := ins[i].Read(make([]byte, 1)); n != 0 || err != io.EOF {
+			t.Fatalf("stream %d after its peer's CloseWrite: read %d, %v; want EOF", i, n, err)
+		}
+	}
+	if n := hc.writes.Load() - w0; n > int64(closers/2) {
+		t.Errorf("%d streams half-closed together made %d writes; want at most %d", closers, n, closers/2)
+	}
+}
+
+// bufferedRig is a client session on a heldConn (WriteBuffered, counted
+// writes) and 16 streams to a server session, each with one byte
+// delivered.
+func bufferedRig(t *testing.T) (*heldConn, [16]*Stream, [16]*Stream) {
+	t.Helper()
+	c1, c2 := tcpPair(t)
+	cfg := DefaultConfig()
+	cfg.Version = 2
+	hc := newHeldConn(c1)
+	cli, err := Client(hc, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := Server(c2, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cli.Close(); srv.Close() })
+
+	var outs, ins [16]*Stream
+	for i := range outs {
+		if outs[i], err = cli.OpenStream(); err != nil {
+			t.Fatal(err)
+		}
+		outs[i].Write([]byte{0})
+		if ins[i], err = srv.AcceptStream(); err != nil {
+			t.Fatal(err)
+		}
+		ins[i].SetReadDeadline(time.Now().Add(5 * time.Second))
+		if _, err := io.ReadFull(ins[i], make([]byte, 1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return hc, outs, ins
 }

@@ -265,13 +265,8 @@ func (s *Session) register(sid uint32, stream *stream) (*Stream, error) {
 // when the connection is free (see writeFrameInternal), else one after the
 // other through the shaper.
 func (s *Session) writeOpening(syn, psh Frame) error {
-	if s.queued.Load() == 0 && s.wmu.TryLock() {
-		if s.queued.Load() == 0 {
-			err := s.writeDirectFrames(nil, syn, psh)
-			s.wmu.Unlock()
-			return err
-		}
-		s.wmu.Unlock()
+	if done, err := s.writeNow(nil, syn, psh); done {
+		return err
 	}
 	if _, err := s.writeControlFrame(syn); err != nil {
 		return err
@@ -748,18 +743,9 @@ func appendFrame(buf []byte, f Frame) []byte {
 	return append(buf, f.data...)
 }
 
-// writeDirect writes f to conn on the caller's goroutine. The caller holds
-// wmu. A deadline already past fails the write; one that passes while conn
-// blocks does not interrupt it.
-func (s *Session) writeDirect(f Frame, deadline <-chan time.Time) (int, error) {
-	err := s.writeDirectFrames(deadline, f)
-	if err != nil {
-		return 0, err
-	}
-	return len(f.data), nil
-}
-
-// writeDirectFrames writes fs to conn in one Write. The caller holds wmu.
+// writeDirectFrames writes fs to conn in one Write on the caller's
+// goroutine. The caller holds wmu. A deadline already past fails the
+// write; one that passes while conn blocks does not interrupt it.
 func (s *Session) writeDirectFrames(deadline <-chan time.Time, fs ...Frame) error {
 	return s.writeFrames(deadline, nil, fs...)
 }
@@ -797,7 +783,7 @@ func (s *Session) writeFrames(deadline <-chan time.Time, loop io.Reader, fs ...F
 	return err
 }
 
-// directBufPool holds the buffers writeDirect puts a frame together in.
+// directBufPool holds the buffers writeFrames puts frames together in.
 var directBufPool = sync.Pool{New: func() any { b := make([]byte, 0, 2*((1<<16)+headerSize)); return &b }}
 
 // writeControlFrame writes the control frame to the underlying connection
@@ -821,43 +807,55 @@ func (s *Session) writeControlFrame(f Frame) (n int, err error) {
 // ignores deadline: it blocks, like sendLoop, until conn takes the frame or
 // fails.
 //
-// A data frame written directly to a connection that can buffer it
+// A small frame written directly to a connection that can buffer it
 // (bufferedWriter) is left in its buffer, and the writer yields once
 // before it flushes: the other goroutines the poller woke in the same
-// round, other tunnels' socket readers of this session, then add their
-// frames to the same system call (flush.go).
+// round, other tunnels' socket readers and closers of this session, then
+// add their frames to the same system call (flush.go, writeNow).
 func (s *Session) writeFrameInternal(f Frame, deadline <-chan time.Time, class CLASSID) (int, error) {
-	if s.queued.Load() == 0 && s.wmu.TryLock() {
-		if s.queued.Load() == 0 {
-			bw, ok := s.conn.(bufferedWriter)
-			s.buffering = ok && f.cmd == cmdPSH && len(f.data) <= maxBufferedFrame
-			n, err := s.writeDirect(f, deadline)
-			buffered := s.buffering
-			s.buffering = false
-			s.wmu.Unlock()
-			if buffered && err == nil {
-				if err = s.flushAfterYield(bw); err != nil {
-					n = 0
-				}
-			}
-			return n, err
+	if done, err := s.writeNow(deadline, f); done {
+		if err != nil {
+			return 0, err
 		}
-		s.wmu.Unlock()
+		return len(f.data), nil
 	}
 	return s.writeFrameQueued(f, deadline, class)
+}
+
+// writeNow writes fs in one write on the caller's goroutine if no write
+// is queued or in progress, and reports whether it did. Frames of at most
+// maxBufferedFrame bytes of data in all go into a bufferedWriter's buffer
+// and are flushed after one yield (flush.go).
+func (s *Session) writeNow(deadline <-chan time.Time, fs ...Frame) (bool, error) {
+	if s.queued.Load() != 0 || !s.wmu.TryLock() {
+		return false, nil
+	}
+	if s.queued.Load() != 0 {
+		s.wmu.Unlock()
+		return false, nil
+	}
+	size := 0
+	for _, f := range fs {
+		size += len(f.data)
+	}
+	bw, ok := s.conn.(bufferedWriter)
+	s.buffering = ok && size <= maxBufferedFrame
+	err := s.writeDirectFrames(deadline, fs...)
+	buffered := s.buffering
+	s.buffering = false
+	s.wmu.Unlock()
+	if buffered && err == nil {
+		err = s.flushAfterYield(bw)
+	}
+	return true, err
 }
 
 // writeFramesInternal writes frames of one stream (a window update, data,
 // a FIN) in one write when the connection is free, else one after the
 // other through the shaper, in order.
 func (s *Session) writeFramesInternal(deadline <-chan time.Time, frames ...Frame) error {
-	if s.queued.Load() == 0 && s.wmu.TryLock() {
-		if s.queued.Load() == 0 {
-			err := s.writeDirectFrames(deadline, frames...)
-			s.wmu.Unlock()
-			return err
-		}
-		s.wmu.Unlock()
+	if done, err := s.writeNow(deadline, frames...); done {
+		return err
 	}
 	for _, f := range frames {
 		class := CLSDATA
