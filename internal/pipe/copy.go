@@ -72,6 +72,7 @@ type copier struct {
 	total   int64
 	full    bool // the last read filled the buffer: more is likely queued
 	bulk    bool // the last read brought at least a small buffer's worth
+	fresh   bool // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
 
 	// For chunks moved on the delivering goroutine (moveBuffered):
 	sw      *socketWriter     // dst's non-blocking writes, for a socket
@@ -145,6 +146,10 @@ func (c *copier) step() (stop bool, err error) {
 		}
 		var werr error
 		if c.fw != nil {
+			if c.fresh {
+				c.fresh = false
+				reserveStack()
+			}
 			werr = c.fw.WriteFrame((*bp)[:header+n])
 		} else {
 			_, werr = c.dst.Write(buf[:n])

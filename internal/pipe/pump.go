@@ -122,6 +122,7 @@ func (p *pump) notify() {
 }
 
 func (p *pump) run() {
+	p.c.fresh = true
 	for {
 		p.state.Store(1)
 		for !p.over && (p.c.pending() || p.src.ReadReady()) {
