@@ -37,6 +37,17 @@ func (t *liveTunnel) Bytes(count *bpfcount.Counter) (in, out uint64) {
 	return t.in.Load(), t.out.Load()
 }
 
+// finalBytes is Bytes for the last time: the kernel's count of t's
+// socket is taken and its entry dropped in one call (Counter.Take).
+func (t *liveTunnel) finalBytes(count *bpfcount.Counter) (in, out uint64) {
+	if t.key != 0 {
+		if in, out, err := count.Take(t.key); err == nil {
+			return in, out
+		}
+	}
+	return t.in.Load(), t.out.Load()
+}
+
 // bytesFrom is Bytes, with the kernel's counts taken from snap (a
 // Counter.ReadAll) when it holds t's socket.
 func (t *liveTunnel) bytesFrom(snap map[bpfcount.Key]bpfcount.Counts, count *bpfcount.Counter) (in, out uint64) {
@@ -54,11 +65,15 @@ type lanDialCount struct {
 	count *bpfcount.Counter
 	log   *slog.Logger
 
-	mu   sync.Mutex // Control runs on the dialer's goroutines
-	keys []bpfcount.Key
+	mu       sync.Mutex // Control runs on the dialer's goroutines
+	keys     []bpfcount.Key
+	attempts int
 }
 
 func (d *lanDialCount) track(rc syscall.RawConn) {
+	d.mu.Lock()
+	d.attempts++
+	d.mu.Unlock()
 	k, err := d.count.Track(rc)
 	if err != nil {
 		if !errors.Is(err, bpfcount.ErrUserspace) {
@@ -73,14 +88,19 @@ func (d *lanDialCount) track(rc syscall.RawConn) {
 
 // settle forgets the sockets of attempts that did not connect and
 // returns the key of conn's, or 0 when the copy loop must count conn
-// (not tracked, or the dial failed).
+// (not tracked, or the dial failed). A dial of one attempt that
+// connected and was tracked needs no look at conn's cookie: its one key
+// is conn's (most dials; one system call fewer per tunnel).
 func (d *lanDialCount) settle(conn net.Conn) bpfcount.Key {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if conn != nil && d.attempts == 1 && len(d.keys) == 1 {
+		return d.keys[0]
+	}
 	var won bpfcount.Key
 	if sc, ok := conn.(syscall.Conn); ok {
 		won, _ = bpfcount.Cookie(sc)
 	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
 	var kept bpfcount.Key
 	for _, k := range d.keys {
 		if k == won {

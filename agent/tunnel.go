@@ -46,7 +46,6 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link, done func()) {
 		a.endTunnel(t)
 		portDone()
 		a.active.Add(-1)
-		o.forget()
 		st.Close()
 		done()
 	}
@@ -63,13 +62,13 @@ func (a *Agent) serveTunnel(st *smux.Stream, l *link, done func()) {
 
 // opened is a tunnel whose target answered: its header, its device
 // port's counters, the target's connection, and the kernel's counting
-// key (0: counted by the copy loop or not at all) with its release.
+// key (0: counted by the copy loop or not at all), which endTunnel
+// releases.
 type opened struct {
-	h      mux.Header
-	port   *stats.Port
-	conn   net.Conn
-	key    bpfcount.Key
-	forget func()
+	h    mux.Header
+	port *stats.Port
+	conn net.Conn
+	key  bpfcount.Key
 }
 
 // openTunnel reads a tunnel's header, checks the allowlist and dials the
@@ -128,7 +127,7 @@ func (a *Agent) openTunnel(st *smux.Stream) (o opened, ok bool) {
 		conn.Close()
 		return o, false
 	}
-	return opened{h: h, port: port, conn: conn, key: key, forget: forget}, true
+	return opened{h: h, port: port, conn: conn, key: key}, true
 }
 
 // liveTunnel is an open tunnel, kept so an allowlist change can end the
@@ -255,9 +254,10 @@ func (a *Agent) moveToDedicated(t *liveTunnel) {
 // endTunnel counts an ended tunnel's bytes: off the live list first, then
 // into its port's Counter, so a snapshot in between reads the bytes once
 // or not at all, never twice (the relay takes a dip for no new bytes).
+// The kernel's entry for its socket goes with that last read.
 func (a *Agent) endTunnel(t *liveTunnel) {
 	a.live.Delete(t)
-	in, out := t.Bytes(a.count.Load())
+	in, out := t.finalBytes(a.count.Load())
 	a.bytesIn.Add(in)
 	a.bytesOut.Add(out)
 	if t.port != nil {

@@ -110,6 +110,18 @@ func (c *Counter) ReadAll(into map[Key]Counts) error {
 	return c.k.readAll(into)
 }
 
+// Take returns a tracked socket's bytes for the last time and forgets
+// it: a tunnel's end needs both, and Take makes them one system call
+// where the kernel looks up and deletes in one (BPF_MAP_LOOKUP_AND_DELETE_ELEM
+// on a hash map, Linux 5.14), two (Read, then Forget) where it cannot.
+// After Take the key is forgotten, whatever it returns.
+func (c *Counter) Take(k Key) (in, out uint64, err error) {
+	if c == nil || c.k == nil {
+		return 0, 0, ErrUserspace
+	}
+	return c.k.take(k)
+}
+
 // Forget stops counting a socket and drops its entry. Every tracked
 // socket must be forgotten once its bytes have been read for the last
 // time: the map has room for a bounded number of sockets.

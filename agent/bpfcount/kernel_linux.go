@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"syscall"
 
 	"github.com/cilium/ebpf"
@@ -20,6 +21,10 @@ type kernel struct {
 	objs   countObjects
 	links  []link.Link
 	cgroup string // the cgroup v2 directory the programs are attached to
+
+	// noTake is set once the kernel refused a lookup-and-delete on the
+	// map (before Linux 5.14): take then reads and deletes apart.
+	noTake atomic.Bool
 }
 
 // openKernel loads the programs and attaches them to the process's
@@ -160,6 +165,27 @@ func (k *kernel) readAll(into map[Key]Counts) error {
 			return fmt.Errorf("bpfcount: read all sockets: %w", err)
 		}
 	}
+}
+
+func (k *kernel) take(key Key) (in, out uint64, err error) {
+	if !k.noTake.Load() {
+		var c countCounts
+		err := k.objs.Sockets.LookupAndDeleteWithFlags(uint64(key), &c, ebpf.LookupLock)
+		if err == nil {
+			return c.In, c.Out, nil
+		}
+		if errors.Is(err, ebpf.ErrKeyNotExist) {
+			return 0, 0, fmt.Errorf("bpfcount: take socket %d: %w", key, err)
+		}
+		if !errors.Is(err, ebpf.ErrNotSupported) && !errors.Is(err, unix.EINVAL) {
+			k.forget(key)
+			return 0, 0, fmt.Errorf("bpfcount: take socket %d: %w", key, err)
+		}
+		k.noTake.Store(true)
+	}
+	in, out, err = k.read(key)
+	k.forget(key)
+	return in, out, err
 }
 
 func (k *kernel) forget(key Key) {

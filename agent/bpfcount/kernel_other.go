@@ -17,6 +17,7 @@ func openKernel() (*kernel, error) {
 func (k *kernel) track(syscall.RawConn) (Key, error) { return 0, ErrUserspace }
 func (k *kernel) read(Key) (uint64, uint64, error)   { return 0, 0, ErrUserspace }
 func (k *kernel) readAll(map[Key]Counts) error       { return ErrUserspace }
+func (k *kernel) take(Key) (uint64, uint64, error)   { return 0, 0, ErrUserspace }
 func (k *kernel) forget(Key)                         {}
 func (k *kernel) close() error                       { return nil }
 func cookie(syscall.RawConn) (Key, error)            { return 0, ErrUserspace }
