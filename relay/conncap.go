@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sync"
 	"time"
+
+	"github.com/nanodems/connector/internal/coalesce"
 )
 
 // capListener bounds the connections one client address holds open on
@@ -95,6 +97,15 @@ func (c *cappedConn) Close() error {
 	err := c.Conn.Close()
 	c.once.Do(func() { c.l.release(c.key) })
 	return err
+}
+
+var _ coalesce.Socketer = (*cappedConn)(nil)
+
+// Socket is the TCP socket under c, whose reads and writes are c's
+// (coalesce.Socketer): the relay's TLS links read and write it directly.
+func (c *cappedConn) Socket() *net.TCPConn {
+	tc, _ := c.Conn.(*net.TCPConn)
+	return tc
 }
 
 // CloseWrite half-closes, as net/http does to plain-HTTP connections

@@ -33,13 +33,13 @@ type Conn struct {
 
 // Client is tls.Client over raw with coalesced writes.
 func Client(raw net.Conn, cfg *tls.Config) *Conn {
-	u := &under{Conn: raw}
+	u := &under{Conn: raw, rc: rawSocket(raw)}
 	return &Conn{Conn: tls.Client(u, cfg), under: u}
 }
 
 // Server is tls.Server over raw with coalesced writes.
 func Server(raw net.Conn, cfg *tls.Config) *Conn {
-	u := &under{Conn: raw}
+	u := &under{Conn: raw, rc: rawSocket(raw)}
 	return &Conn{Conn: tls.Server(u, cfg), under: u}
 }
 
@@ -85,6 +85,7 @@ func (c *Conn) NetConn() net.Conn { return c.under.Conn }
 // write of any kind, or when that loop flushes them.
 type under struct {
 	net.Conn
+	rc     syscall.RawConn // a TCP socket's, read and written with package rawio (Linux); nil: through Conn
 	mu     sync.Mutex
 	corked int     // Writes in progress
 	buf    *[]byte // records collected while corked or held; pooled, nil when empty
@@ -116,7 +117,7 @@ func (u *under) Write(p []byte) (int, error) {
 		return 0, u.err
 	}
 	if u.corked == 0 && u.buf == nil {
-		n, err := u.Conn.Write(p)
+		n, err := u.write(p)
 		u.err = err
 		return n, err
 	}
@@ -140,7 +141,7 @@ func (u *under) Read(p []byte) (int, error) {
 	if u.loop.any.Load() {
 		u.loop.flush()
 	}
-	return u.Conn.Read(p)
+	return u.read(p)
 }
 
 func (u *under) cork() {
@@ -168,7 +169,7 @@ func (u *under) writeBuf() error {
 	u.size.Store(0)
 	u.held.Store(0)
 	if u.err == nil {
-		_, u.err = u.Conn.Write(*b)
+		_, u.err = u.write(*b)
 	}
 	if cap(*b) <= maxBatch+maxBatch/64 {
 		*b = (*b)[:0]
@@ -201,6 +202,14 @@ func Dial(ctx context.Context, d *net.Dialer, network, addr string, cfg *tls.Con
 	return c, nil
 }
 
+// Socketer is a net.Conn whose Read and Write are those of the TCP socket
+// Socket returns (nil if there is none): a wrapper that only keeps books,
+// such as the relay's cap of connections per address. A Conn over one
+// reads and writes that socket directly.
+type Socketer interface {
+	Socket() *net.TCPConn
+}
+
 // Listener wraps ln so that the TLS connections served over its
 // connections (tls.NewListener(coalesce.Listener(ln), cfg)) can write
 // coalesced: Hijacked wraps such a *tls.Conn once an HTTP handler owns it.
@@ -214,7 +223,7 @@ func (l listener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &under{Conn: c}, nil
+	return &under{Conn: c, rc: rawSocket(c)}, nil
 }
 
 // Hijacked returns a connection whose Writes reach the socket in one

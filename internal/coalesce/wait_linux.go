@@ -35,7 +35,7 @@ func (c *Conn) WriteWouldWait(n int) bool {
 	var serr syscall.Errno
 	if err := rc.Control(func(fd uintptr) {
 		size := uint32(unsafe.Sizeof(info))
-		_, _, serr = unix.Syscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
+		_, _, serr = unix.RawSyscall6(unix.SYS_GETSOCKOPT, fd, unix.SOL_SOCKET, unix.SO_MEMINFO,
 			uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&size)), 0)
 	}); err != nil || serr != 0 {
 		return true
@@ -49,6 +49,9 @@ func (c *Conn) WriteWouldWait(n int) bool {
 // rawConn returns the socket's RawConn, made once: WriteWouldWait runs
 // for every small chunk the relay forwards.
 func (c *Conn) rawConn() syscall.RawConn {
+	if c.under.rc != nil {
+		return c.under.rc
+	}
 	if p := c.raw.Load(); p != nil {
 		return *p
 	}

@@ -4,6 +4,8 @@ import (
 	"io"
 	"os"
 	"syscall"
+
+	"github.com/nanodems/connector/internal/rawio"
 )
 
 // socketReader reads a socket inside the runtime's poller (RawConn.Read),
@@ -48,7 +50,7 @@ func (r *socketReader) read(header, size int) (*[]byte, int, error) {
 func (r *socketReader) attempt(fd uintptr) bool {
 	bp := GetBufFor(r.header + r.size)
 	for {
-		n, err := syscall.Read(int(fd), (*bp)[r.header:r.header+r.size])
+		n, err := rawio.Read(int(fd), (*bp)[r.header:r.header+r.size])
 		switch {
 		case err == syscall.EINTR:
 			continue
@@ -94,7 +96,7 @@ func (w *socketWriter) write(b []byte) (int, error) {
 
 func (w *socketWriter) attempt(fd uintptr) bool {
 	for w.n < len(w.b) {
-		n, err := syscall.Write(int(fd), w.b[w.n:])
+		n, err := rawio.Write(int(fd), w.b[w.n:])
 		switch {
 		case err == syscall.EINTR:
 			continue
