@@ -5,6 +5,7 @@ import (
 	"net"
 	"sync/atomic"
 	"syscall"
+	"time"
 )
 
 // CloseWriter is a connection whose write side can be shut alone
@@ -60,19 +61,20 @@ func Copy(dst io.Writer, src io.Reader, count *atomic.Uint64) (int64, error) {
 // copier is the state of one Copy between its chunks, so that a pump
 // (pump.go) can run the same steps on whichever goroutine it has.
 type copier struct {
-	dst     io.Writer
-	src     io.Reader
-	count   *atomic.Uint64
-	fw      FrameWriter
-	header  int
-	payload int
-	small   int
-	wait    func() error
-	raw     func(header, size int) (*[]byte, int, error)
-	total   int64
-	full    bool // the last read filled the buffer: more is likely queued
-	bulk    bool // the last read brought at least a small buffer's worth
-	fresh   bool // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
+	dst       io.Writer
+	src       io.Reader
+	count     *atomic.Uint64
+	fw        FrameWriter
+	header    int
+	payload   int
+	small     int
+	wait      func() error
+	raw       func(header, size int) (*[]byte, int, error)
+	total     int64
+	full      bool // the last read filled the buffer: more is likely queued
+	bulk      bool // the last read brought at least a small buffer's worth
+	fresh     bool // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
+	lastBurst time.Time
 
 	// For chunks moved on the delivering goroutine (moveBuffered):
 	sw      *socketWriter     // dst's non-blocking writes, for a socket

@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"errors"
+	"fmt"
 	"io"
 	"runtime"
 	"slices"
@@ -204,9 +205,20 @@ func burstGoroutines() []string {
 
 // TestJoinAsyncSocketBursts: JoinAsync between a TCP connection and a mux
 // stream holds, while idle, one goroutine, parked on the socket; every
-// burst of the client's bytes ends it and the wait goes on on a fresh
-// one (whose stack the write path has not grown).
+// burst of the client's bytes that follows a pause (here: any, busyGap
+// 0) ends it and the wait goes on on a fresh one (whose stack the write
+// path has not grown). Bursts that follow each other closely (busyGap a
+// minute) go on on the same one.
 func TestJoinAsyncSocketBursts(t *testing.T) {
+	for _, gap := range []time.Duration{0, time.Minute} {
+		t.Run(fmt.Sprint("busyGap ", gap), func(t *testing.T) {
+			pipe.SetBusyGap(t, gap)
+			testSocketBursts(t, gap == 0)
+		})
+	}
+}
+
+func testSocketBursts(t *testing.T, fresh bool) {
 	client, local := testnet.TCPPair(t)
 	relaySide, remote, _, _ := streamPair(t)
 	withDeadline(t, client)
@@ -225,11 +237,20 @@ func TestJoinAsyncSocketBursts(t *testing.T) {
 		if _, err := io.ReadFull(client, b); err != nil || b[0] != msg[0] {
 			t.Fatalf("client read %q, %v", b, err)
 		}
+		want := func(ids []string) bool {
+			switch {
+			case len(ids) != 1:
+				return false
+			case fresh:
+				return !slices.Contains(seen, ids[0])
+			}
+			return len(seen) == 0 || ids[0] == seen[0]
+		}
 		var ids []string
 		deadline := time.Now().Add(5 * time.Second)
-		for ids = burstGoroutines(); len(ids) != 1 || slices.Contains(seen, ids[0]); ids = burstGoroutines() {
+		for ids = burstGoroutines(); !want(ids); ids = burstGoroutines() {
 			if time.Now().After(deadline) {
-				t.Fatalf("after burst %d: copy goroutines %v, want one new one (seen %v)", i, ids, seen)
+				t.Fatalf("after burst %d: copy goroutines %v, want one, new each burst: %v (seen %v)", i, ids, fresh, seen)
 			}
 			time.Sleep(5 * time.Millisecond)
 		}

@@ -133,6 +133,7 @@ type Session struct {
 	wmu              sync.Mutex   // held while frames are written to conn
 	queued           atomic.Int64 // requests handed to the shaper and not yet written
 	buffering        bool         // under wmu: the frame being written may stay in conn's buffer (writeFrameInternal)
+	yield            yieldState   // whether a buffered write yields before its flush (flush.go)
 	sq               *shaperQueue
 	chShaperPending  chan struct{}
 	chShaperConsumed chan struct{}
@@ -808,10 +809,11 @@ func (s *Session) writeControlFrame(f Frame) (n int, err error) {
 // fails.
 //
 // A small frame written directly to a connection that can buffer it
-// (bufferedWriter) is left in its buffer, and the writer yields once
-// before it flushes: the other goroutines the poller woke in the same
-// round, other tunnels' socket readers and closers of this session, then
-// add their frames to the same system call (flush.go, writeNow).
+// (bufferedWriter) is left in its buffer, and the writer, when other
+// writers are about, yields once before it flushes: the other goroutines
+// the poller woke in the same round, other tunnels' socket readers and
+// closers of this session, then add their frames to the same system call
+// (flush.go, writeNow).
 func (s *Session) writeFrameInternal(f Frame, deadline <-chan time.Time, class CLASSID) (int, error) {
 	if done, err := s.writeNow(deadline, f); done {
 		if err != nil {
@@ -845,6 +847,7 @@ func (s *Session) writeNow(deadline <-chan time.Time, fs ...Frame) (bool, error)
 	s.buffering = false
 	s.wmu.Unlock()
 	if buffered && err == nil {
+		s.yield.buffered.Add(1)
 		err = s.flushAfterYield(bw)
 	}
 	return true, err
