@@ -37,7 +37,7 @@ func (u *under) read(p []byte) (int, error) {
 	var n int
 	var err error
 	if werr := u.rc.Read(func(fd uintptr) bool {
-		n, err = rawio.Read(int(fd), p)
+		n, err = rawio.Read(int(fd), p, u.bulk)
 		return err != syscall.EAGAIN
 	}); werr != nil {
 		return 0, u.opError("read", werr)
@@ -48,6 +48,7 @@ func (u *under) read(p []byte) (int, error) {
 	if n == 0 {
 		return 0, io.EOF
 	}
+	u.bulk = n > rawio.MaxRaw
 	return n, nil
 }
 

@@ -86,6 +86,7 @@ func (c *Conn) NetConn() net.Conn { return c.under.Conn }
 type under struct {
 	net.Conn
 	rc     syscall.RawConn // a TCP socket's, read and written with package rawio (Linux); nil: through Conn
+	bulk   bool            // the last read brought more than rawio.MaxRaw (owned by the reader: crypto/tls reads under its lock)
 	mu     sync.Mutex
 	corked int     // Writes in progress
 	buf    *[]byte // records collected while corked or held; pooled, nil when empty

@@ -24,6 +24,7 @@ type socketReader struct {
 	bp     *[]byte
 	n      int
 	err    error
+	bulk   bool // the last read brought more than rawio.MaxRaw
 }
 
 func rawReader(rc syscall.RawConn) func(header, size int) (*[]byte, int, error) {
@@ -50,7 +51,8 @@ func (r *socketReader) read(header, size int) (*[]byte, int, error) {
 func (r *socketReader) attempt(fd uintptr) bool {
 	bp := GetBufFor(r.header + r.size)
 	for {
-		n, err := rawio.Read(int(fd), (*bp)[r.header:r.header+r.size])
+		n, err := rawio.Read(int(fd), (*bp)[r.header:r.header+r.size], r.bulk)
+		r.bulk = n > rawio.MaxRaw
 		switch {
 		case err == syscall.EINTR:
 			continue

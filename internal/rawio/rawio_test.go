@@ -28,7 +28,7 @@ func TestReadWrite(t *testing.T) {
 	}
 	fa, fb := fdOf(a), fdOf(b)
 	buf := make([]byte, 64<<10)
-	if _, err := rawio.Read(fb, buf); err != syscall.EAGAIN {
+	if _, err := rawio.Read(fb, buf, false); err != syscall.EAGAIN {
 		t.Fatalf("read of an empty socket: %v, want EAGAIN", err)
 	}
 	msg := []byte("hello, device")
@@ -37,7 +37,7 @@ func TestReadWrite(t *testing.T) {
 	}
 	var got []byte
 	for len(got) < len(msg) {
-		n, err := rawio.Read(fb, buf)
+		n, err := rawio.Read(fb, buf, false)
 		if err == syscall.EAGAIN {
 			continue // on its way through loopback
 		}
@@ -49,10 +49,16 @@ func TestReadWrite(t *testing.T) {
 	if !bytes.Equal(got, msg) {
 		t.Fatalf("read %q, want %q", got, msg)
 	}
-	// A peer that never reads: writes fill the socket, then EAGAIN.
+	// A peer that never reads: writes fill the socket, then EAGAIN; the
+	// first write is a large one (through package syscall), the rest are
+	// small (raw).
 	total := 0
-	for {
-		n, err := rawio.Write(fa, buf)
+	for i := 0; ; i++ {
+		p := buf[:4<<10]
+		if i == 0 {
+			p = buf[:rawio.MaxRaw+1]
+		}
+		n, err := rawio.Write(fa, p)
 		if err == syscall.EAGAIN {
 			break
 		}
@@ -68,9 +74,10 @@ func TestReadWrite(t *testing.T) {
 		t.Fatal("nothing written before EAGAIN")
 	}
 	a.Close()
-	// The peer reads what was queued, then 0: the end of the stream.
+	// The peer reads what was queued, then 0: the end of the stream; its
+	// reads after the first are bulk ones (through package syscall).
 	for read := 0; ; {
-		n, err := rawio.Read(fb, buf)
+		n, err := rawio.Read(fb, buf, read > 0)
 		if err == syscall.EAGAIN {
 			continue
 		}

@@ -5,7 +5,7 @@ package rawio
 import "syscall"
 
 // Read is syscall.Read on fd, retried on EINTR.
-func Read(fd int, p []byte) (int, error) {
+func Read(fd int, p []byte, bulk bool) (int, error) {
 	for {
 		n, err := syscall.Read(fd, p)
 		if err == syscall.EINTR {
