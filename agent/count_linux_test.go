@@ -45,17 +45,7 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 		dc := lanDialCount{count: count, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		var failed bpfcount.Key
 		if attempts == 2 {
-			u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer u.Close()
-			rc, err := u.SyscallConn()
-			if err != nil {
-				t.Fatal(err)
-			}
-			dc.track(rc)
-			failed = dc.keys[0]
+			failed = trackLostAttempt(t, &dc)
 		}
 		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 			dc.track(rc)
@@ -89,17 +79,7 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 	// loop counts.
 	{
 		dc := lanDialCount{count: count, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
-		u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer u.Close()
-		rc, err := u.SyscallConn()
-		if err != nil {
-			t.Fatal(err)
-		}
-		dc.track(rc)
-		lost := dc.keys[0]
+		lost := trackLostAttempt(t, &dc)
 		d := net.Dialer{Control: func(_, _ string, rc syscall.RawConn) error {
 			dc.mu.Lock()
 			dc.attempts++ // what track does when Track fails
@@ -135,4 +115,21 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 			t.Errorf("a failed dial's socket %d still has an entry", k)
 		}
 	}
+}
+
+// trackLostAttempt tracks, as an attempt of dc's dial that did not
+// connect, a socket closed at the end of the test, and returns its key.
+func trackLostAttempt(t *testing.T, dc *lanDialCount) bpfcount.Key {
+	t.Helper()
+	u, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { u.Close() })
+	rc, err := u.SyscallConn()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dc.track(rc)
+	return dc.keys[len(dc.keys)-1]
 }

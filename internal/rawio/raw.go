@@ -14,20 +14,7 @@ func Read(fd int, p []byte, bulk bool) (int, error) {
 	if bulk {
 		return syscallRead(fd, p)
 	}
-	var ptr unsafe.Pointer
-	if len(p) > 0 {
-		ptr = unsafe.Pointer(&p[0])
-	}
-	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_READ, uintptr(fd), uintptr(ptr), uintptr(len(p)))
-		if e == syscall.EINTR {
-			continue
-		}
-		if e != 0 {
-			return 0, e
-		}
-		return int(n), nil
-	}
+	return raw(syscall.SYS_READ, fd, p)
 }
 
 // Write is write(2) on fd, retried on EINTR; it may write less than p.
@@ -36,12 +23,18 @@ func Write(fd int, p []byte) (int, error) {
 	if len(p) > MaxRaw {
 		return syscallWrite(fd, p)
 	}
+	return raw(syscall.SYS_WRITE, fd, p)
+}
+
+// raw makes system call trap (read or write) on fd and p without
+// entering the runtime's system-call state, retried on EINTR.
+func raw(trap uintptr, fd int, p []byte) (int, error) {
 	var ptr unsafe.Pointer
 	if len(p) > 0 {
 		ptr = unsafe.Pointer(&p[0])
 	}
 	for {
-		n, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(ptr), uintptr(len(p)))
+		n, _, e := syscall.RawSyscall(trap, uintptr(fd), uintptr(ptr), uintptr(len(p)))
 		if e == syscall.EINTR {
 			continue
 		}
@@ -49,31 +42,5 @@ func Write(fd int, p []byte) (int, error) {
 			return 0, e
 		}
 		return int(n), nil
-	}
-}
-
-func syscallWrite(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Write(fd, p)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		return n, nil
-	}
-}
-
-func syscallRead(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(fd, p)
-		if err == syscall.EINTR {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		return n, nil
 	}
 }
