@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/nanodems/connector/agent/bpfcount"
+	"github.com/nanodems/connector/internal/testnet"
 )
 
 // settle keeps the key of the socket that connected and forgets every
@@ -27,20 +28,7 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 		t.Skipf("this kernel refuses the programs: %s", count.Reason())
 	}
 	defer count.Close()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			c.Close()
-		}
-	}()
+	addr := testnet.Serve(t, func(net.Conn) {}).String()
 	for _, attempts := range []int{1, 2} {
 		dc := lanDialCount{count: count, log: slog.New(slog.NewTextHandler(io.Discard, nil))}
 		var failed bpfcount.Key
@@ -51,7 +39,7 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 			dc.track(rc)
 			return nil
 		}}
-		conn, err := d.Dial("tcp", ln.Addr().String())
+		conn, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -86,7 +74,7 @@ func TestSettleKeepsTheConnectedSocket(t *testing.T) {
 			dc.mu.Unlock()
 			return nil
 		}}
-		conn, err := d.Dial("tcp", ln.Addr().String())
+		conn, err := d.Dial("tcp", addr)
 		if err != nil {
 			t.Fatal(err)
 		}

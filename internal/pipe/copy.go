@@ -71,10 +71,10 @@ type copier struct {
 	wait      func() error
 	raw       func(header, size int) (*[]byte, int, error)
 	total     int64
-	full      bool // the last read filled the buffer: more is likely queued
-	bulk      bool // the last read brought at least a small buffer's worth
-	fresh     bool // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
-	lastBurst time.Time
+	full      bool      // the last read filled the buffer: more is likely queued
+	bulk      bool      // the last read brought at least a small buffer's worth
+	fresh     bool      // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
+	lastBurst time.Time // when runBursts last saw a burst end (busyGap)
 
 	// For chunks moved on the delivering goroutine (moveBuffered):
 	sw      *socketWriter     // dst's non-blocking writes, for a socket
