@@ -23,14 +23,34 @@ import (
 // one read of the relay brings many.
 type gatedConn struct {
 	net.Conn
-	gate atomic.Pointer[chan struct{}]
+	gate    atomic.Pointer[chan struct{}]
+	reading atomic.Int32 // reads past the gate, waiting in the socket
 }
 
 func (c *gatedConn) Read(p []byte) (int, error) {
 	if ch := c.gate.Load(); ch != nil {
 		<-*ch
 	}
+	c.reading.Add(1)
+	defer c.reading.Add(-1)
 	return c.Conn.Read(p)
+}
+
+// shut closes the gate once the session's reader waits in the socket,
+// past it: that read ends with the next chunk, and the one after waits
+// at the gate. Shutting it while the reader is still on its way back
+// from the previous chunk would hold the next chunk too.
+func (c *gatedConn) shut(t *testing.T) chan struct{} {
+	t.Helper()
+	for deadline := time.Now().Add(5 * time.Second); c.reading.Load() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatal("the relay's session never waited on its socket")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ch := make(chan struct{})
+	c.gate.Store(&ch)
+	return ch
 }
 
 // writeCounter counts the writes that reach the relay's socket of the
@@ -113,8 +133,7 @@ func TestJoinAsyncInlineRelayHeld(t *testing.T) {
 	}
 
 	// Shut the gate; the read in progress ends with this chunk.
-	ch := make(chan struct{})
-	gated.gate.Store(&ch)
+	ch := gated.shut(t)
 	clients[0].Write([]byte{0xff})
 	roundTrip(0, []byte{0xff})
 
