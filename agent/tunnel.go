@@ -29,6 +29,7 @@ import (
 // one more only while bytes come from the relay; this one, whose stack
 // the dial and the status grew, ends here.
 func (a *Agent) serveTunnel(st *smux.Stream, l *link, done func()) {
+	pipe.ReserveStack()
 	o, ok := a.openTunnel(st)
 	if !ok {
 		st.Close()

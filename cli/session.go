@@ -773,6 +773,7 @@ func (t *Tunnel) track(c net.Conn) (untrack func(), ok bool) {
 // the connection has ended: an idle connection then holds no goroutine
 // here but one parked on the client's socket with a small stack.
 func (t *Tunnel) forward(c net.Conn, ap netip.AddrPort, done func()) {
+	pipe.ReserveStack()
 	ctx, cancel := context.WithTimeout(t.ctx, dialTimeout)
 	st, _, err := t.openStream(ctx, ap)
 	cancel()

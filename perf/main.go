@@ -95,11 +95,12 @@ func main() {
 	flag.StringVar(&c.cliTranspt, "cli-transport", "auto", "nanodems-tunnel run --relay-transport: auto, raw (smux over TLS, ALPN) or ws (smux over a WebSocket); a before/after of the CLI's leg in one harness")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200); relay:K=V, agent:K=V or cli:K=V sets it for that process alone")
-	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp); a partial run does not write the report files")
+	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp, bare-2, bare-3); a partial run does not write the report files")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
 	tlsFwdSpec := flag.String("serve-tls-forward", "", "internal: terminate TLS on LISTEN and forward over a new TLS connection to TARGET (LISTEN>TARGET): one extra TLS leg, the yardstick of the bridge figure")
+	hopSpec := flag.String("serve-hop", "", "internal: one hop of a bare chain, plain|tls:LISTEN>plain|tls:TARGET (perf/bare.go)")
 	role := flag.String("role", "", "internal: run as relay or agent (with -pprof)")
 	debugAddr := flag.String("debug-addr", "", "internal: debug listener of a role")
 	flag.Parse()
@@ -121,6 +122,13 @@ func main() {
 	if *tlsFwdSpec != "" {
 		if err := serveTLSForward(*tlsFwdSpec); err != nil {
 			fmt.Fprintln(os.Stderr, "perf TLS forward:", err)
+			os.Exit(1)
+		}
+		return
+	}
+	if *hopSpec != "" {
+		if err := serveHop(*hopSpec); err != nil {
+			fmt.Fprintln(os.Stderr, "perf hop:", err)
 			os.Exit(1)
 		}
 		return

@@ -39,9 +39,13 @@ const (
 // table has a column for each, measured or not (peerHeader follows it).
 var peerColumns = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP}
 
-// peerPaths are the paths measured: peerColumns, or the subset -paths
-// names.
-var peerPaths = slices.Clone(peerColumns)
+// peerPaths are the paths measured: peerColumns and the bare chains
+// (bare.go), or the subset -paths names.
+var peerPaths = slices.Concat(peerColumns, []string{pathBare2, pathBare3})
+
+// isBare says whether path is a bare chain, which only throughput and
+// the round trip measure.
+func isBare(path string) bool { return bareChains[path] != nil }
 
 // peerStreams are the stream counts of the throughput figures.
 var peerStreams = []int{1, 8, 64}
@@ -356,6 +360,17 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	}
 	e.dial[pathFrpTCP] = dialTo(f.tcpAddr)
 	e.dial[pathFrpSTCP] = dialTo(f.visitorAddr)
+	for _, path := range peerPaths {
+		if !isBare(path) {
+			continue
+		}
+		addr, err := startBare(ctx, e.tmp, path, e.echoAddr)
+		if err != nil {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+		e.dial[path] = dialTo(addr)
+		logf("%s up: %s (%s)", path, addr, strings.Join(bareChains[path], ", "))
+	}
 	logf("frp up: frps %s (pid %d), tcp proxy %s, stcp visitor %s; frpc pid %d, visitor pid %d",
 		f.serverAddr, f.frps.pid(), f.tcpAddr, f.visitorAddr, f.frpc.pid(), f.visitor.pid())
 
@@ -378,6 +393,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	pr.compute()
 	md := pr.markdown()
 	fmt.Print(pr.table())
+	fmt.Print(pr.shapeSection())
 	if c.write {
 		if err := os.WriteFile(filepath.Join(c.outDir, "perf-peers.md"), []byte(md), 0o644); err != nil {
 			return err
@@ -398,7 +414,7 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 	r := peerRun{MBps: map[int]float64{}}
 	dial := e.dial[path]
 
-	{
+	if !isBare(path) {
 		// Direct has no tunnel process: its load run is the floor of the
 		// echo figures, what the harness and the echo target manage.
 		var err error
@@ -463,6 +479,9 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 	r.P50, r.P99 = rtt.pct(50), rtt.pct(99)
 	logf("rtt    %-8s 64 B: p50 %v p99 %v", path, r.P50.Round(time.Microsecond), r.P99.Round(time.Microsecond))
 
+	if isBare(path) {
+		return r, e.alive()
+	}
 	dur, maxOps := c.openDur, 1<<30
 	if path == pathDirect {
 		dur, maxOps = min(dur, 2*time.Second), 15000 // every direct connect leaves a TIME_WAIT port

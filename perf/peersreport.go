@@ -22,15 +22,16 @@ type peerFigure struct {
 	// higher is better, ≤ otherwise); 0: none.
 	target float64
 	direct bool // direct TCP has this figure
+	bare   bool // the bare chains have this figure (bare.go)
 }
 
 // peerFigures are the rows, in order.
 var peerFigures = []peerFigure{
-	{name: "throughput, 1 stream", unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[1] }},
-	{name: "throughput, 8 streams", unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[8] }},
-	{name: "throughput, 64 streams", unit: "MB/s", higher: true, direct: true, get: func(r peerRun) float64 { return r.MBps[64] }},
-	{name: "64 B round trip p50", unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P50) }},
-	{name: "64 B round trip p99", unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P99) }},
+	{name: "throughput, 1 stream", bare: true, unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[1] }},
+	{name: "throughput, 8 streams", bare: true, unit: "MB/s", higher: true, target: 1.3, direct: true, get: func(r peerRun) float64 { return r.MBps[8] }},
+	{name: "throughput, 64 streams", bare: true, unit: "MB/s", higher: true, direct: true, get: func(r peerRun) float64 { return r.MBps[64] }},
+	{name: "64 B round trip p50", bare: true, unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P50) }},
+	{name: "64 B round trip p99", bare: true, unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P99) }},
 	{name: "connections per second", unit: "/s", higher: true, target: 1.4, direct: true, get: func(r peerRun) float64 { return r.Opens }},
 	{name: "RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms", unit: "MiB", dec: 1, target: 0.8,
 		get: func(r peerRun) float64 { return float64(r.Load.rssTotal()) / (1 << 20) }},
@@ -50,6 +51,8 @@ var peerName = map[string]string{
 	pathCLI:     "nanodems CLI",
 	pathFrpTCP:  "frp tcp (default: mux, TLS)",
 	pathFrpSTCP: "frp stcp + visitor",
+	pathBare2:   "bare 2 hops (frp tcp's shape)",
+	pathBare3:   "bare 3 hops (the CLI's shape)",
 }
 
 type peersReport struct {
@@ -84,7 +87,7 @@ func (r *peersReport) compute() {
 	for path, runs := range r.runs {
 		m := make([]float64, len(peerFigures))
 		for i, f := range peerFigures {
-			if path == pathDirect && !f.direct {
+			if path == pathDirect && !f.direct || isBare(path) && !f.bare {
 				m[i] = math.NaN()
 				continue
 			}
@@ -247,14 +250,18 @@ func (r *peersReport) markdown() string {
 			p("- %s: %s\n", peerName[path], s)
 		}
 	}
+	if sec := r.shapeSection(); sec != "" {
+		p("\n%s", sec)
+	}
 	p("\n## Paths\n\n")
 	p("- **direct**: TCP to the echo target. Its load run (no tunnel process, so no RSS or CPU figure) is the floor of the echo figures: what the harness and the echo target manage on this machine.\n")
 	p("- **nanodems CLI**: TCP to `nanodems-tunnel run`'s listener on the device's plan address (127.0.0.X) → a stream on its one WebSocket/TLS session to the relay → smux stream over the agent's TLS session → agent → TCP to the echo target. Tunnel processes: relay, agent, nanodems-tunnel. The client's leg to the relay is encrypted.\n")
 	p("- **frp tcp proxy, default**: TCP to frps's remote port → a yamux stream over frpc's TLS connection → frpc → TCP to the echo target. Tunnel processes: frps, frpc. The client reaches frps in clear: one hop fewer than ours and no encryption on the client's leg; the setup frp users run.\n")
-	p("- **frp stcp + visitor**: TCP to a visitor frpc on 127.0.0.1 → TLS (mux) to frps → frpc → TCP to the echo target. Tunnel processes: frps, frpc, visitor frpc. Same hops and the same encryption of the client's leg as ours.\n\n")
+	p("- **frp stcp + visitor**: TCP to a visitor frpc on 127.0.0.1 → TLS (mux) to frps → frpc → TCP to the echo target. Tunnel processes: frps, frpc, visitor frpc. Same hops and the same encryption of the client's leg as ours.\n")
+	p("- **bare 2 hops** and **bare 3 hops** (perf/bare.go): chains of this binary's `-serve-hop` processes, each accepting, dialling on and copying both ways with io.Copy, over crypto/tls where the shape has TLS, one TLS connection per client connection, no multiplexing. Bare 2: client → plain→TLS hop → TLS→plain hop → echo, frp tcp's shape. Bare 3: client → plain→TLS hop → TLS→TLS hop → TLS→plain hop → echo, the CLI path's shape. Measured for throughput and the round trip only: with a handshake per connection, their connection rate and memory would not be a multiplexed tunnel's.\n\n")
 	p("frp runs with its defaults (`transport.tls.enable` and `transport.tcpMux` on) but for addresses, `auth.token` and `log.level = \"warn\"` (the relay runs with `--log-level warn` here too).\n\n")
 	p("## Method\n\n")
-	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp); figures are medians over repetitions.\n")
+	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, bare 2, bare 3); figures are medians over repetitions.\n")
 	p("- Throughput: %d MiB per run split over 1, 8 or 64 connections; each connection has a writer (32 KiB writes, then CloseWrite) and a reader that checks the SHA-256 of what comes back. MB/s = bytes echoed (one direction) ÷ wall time; 1 MB = 10⁶ bytes.\n", c.totalMiB)
 	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones.\n", c.rttSamples)
 	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT).\n", c.openPar, c.openDur)
@@ -327,4 +334,63 @@ func (r *peersReport) svg() string {
 
 func xmlEscape(s string) string {
 	return strings.NewReplacer("&", "&amp;", "<", "&lt;", ">", "&gt;").Replace(s)
+}
+
+// shapeHeader is the header of the shape table (shapeSection).
+var shapeHeader = []string{"figure (medians)", "bare 2 hops (frp tcp's shape)", "bare 3 hops (the CLI's shape)", "bare 3 ÷ bare 2", "frp tcp ÷ bare 2", "CLI ÷ bare 3", "CLI target ÷ bare 3"}
+
+// shapeRows are the figures the bare chains measure: each chain's
+// median, the CLI's shape against frp tcp's, each tunnel against the
+// bare chain of its shape, and the CLI path's target (a multiple of frp
+// tcp's figure) as a multiple of its own shape's bare chain. Nil if
+// either chain or frp tcp was not measured.
+func (r *peersReport) shapeRows() [][]string {
+	b2, b3, frp, cli := r.med[pathBare2], r.med[pathBare3], r.med[pathFrpTCP], r.med[pathCLI]
+	if b2 == nil || b3 == nil || frp == nil {
+		return nil
+	}
+	q := func(a, b float64) string {
+		if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
+			return "–"
+		}
+		return fmt.Sprintf("%.2f×", a/b)
+	}
+	var out [][]string
+	for i, f := range peerFigures {
+		if !f.bare {
+			continue
+		}
+		c := math.NaN()
+		if cli != nil {
+			c = cli[i]
+		}
+		target := "–"
+		if f.target != 0 {
+			target = q(f.target*frp[i], b3[i])
+		}
+		out = append(out, []string{f.name,
+			num(b2[i], f.dec) + " " + f.unit, num(b3[i], f.dec) + " " + f.unit,
+			q(b3[i], b2[i]), q(frp[i], b2[i]), q(c, b3[i]), target})
+	}
+	return out
+}
+
+// shapeSection is the report's section on the bare chains; "" if they
+// were not measured.
+func (r *peersReport) shapeSection() string {
+	rows := r.shapeRows()
+	if rows == nil {
+		return ""
+	}
+	var b strings.Builder
+	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
+	p("## What each shape costs before any tunnel's work\n\n")
+	p("The same clients through bare chains of this binary's io.Copy hops over crypto/tls (Paths): frp tcp's shape (2 processes, 1 TLS leg) and the CLI path's (3 processes, 2 TLS legs), measured in the same repetitions. ")
+	p("The last column is the CLI path's target (a multiple of frp tcp's figure) as a multiple of the bare chain of its own shape: above 1× for throughput, or below 1× for round trips, the target asks the CLI path to beat io.Copy and crypto/tls in its own shape, where every tunnel adds multiplexing, authorization and counting.\n\n")
+	p("| %s |\n|%s\n", strings.Join(shapeHeader, " | "), strings.Repeat("---|", len(shapeHeader)))
+	for _, row := range rows {
+		p("| %s |\n", strings.Join(row, " | "))
+	}
+	p("\nFor round trips lower is better: a ratio below 1× there is faster.\n")
+	return b.String()
 }

@@ -1,8 +1,14 @@
 package relay_test
 
 import (
+	"bytes"
 	"context"
+	"crypto/rand"
+	"crypto/sha256"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"sync/atomic"
@@ -18,14 +24,24 @@ import (
 
 func dedicatedTotal(t *testing.T, d *demo.Demo) int64 {
 	t.Helper()
+	n, err := dedicatedCount(d)
+	must(t, err)
+	return n
+}
+
+// dedicatedCount is the site's one agent's count of dedicated
+// connections, from the API.
+func dedicatedCount(d *demo.Demo) (int64, error) {
 	var agents []struct {
 		Dedicated int64 `json:"dedicated_total"`
 	}
-	must(t, d.API.Do(context.Background(), "GET", "/api/sites/"+d.Info.SiteID+"/agents", nil, &agents, demo.Admin(d.Info.AdminKey)))
-	if len(agents) != 1 {
-		t.Fatalf("%d agents", len(agents))
+	if err := d.API.Do(context.Background(), "GET", "/api/sites/"+d.Info.SiteID+"/agents", nil, &agents, demo.Admin(d.Info.AdminKey)); err != nil {
+		return 0, err
 	}
-	return agents[0].Dedicated
+	if len(agents) != 1 {
+		return 0, fmt.Errorf("%d agents", len(agents))
+	}
+	return agents[0].Dedicated, nil
 }
 
 // A tunnel asked for as dedicated moves to its own connection, and every
@@ -57,7 +73,22 @@ func TestDedicatedByRate(t *testing.T) {
 	must(t, err)
 	defer c.Close()
 	start := time.Now()
-	must(t, roundTrip(c, 128<<20))
+	// The transfer goes on until the tunnel has moved and 64 MiB more
+	// have gone through the dedicated connection: a fixed size can end
+	// before the agent's first rate sweep on a fast machine.
+	var asked time.Time
+	moved := func() bool {
+		if time.Since(asked) < 20*time.Millisecond {
+			return false
+		}
+		asked = time.Now()
+		n, err := dedicatedCount(d)
+		return err == nil && n > 0
+	}
+	c.SetDeadline(time.Now().Add(60 * time.Second))
+	if n, err := echoAll(c, &untilThen{cond: moved, then: 64 << 20, max: 4 << 30}); err != nil {
+		t.Fatalf("transfer of %d bytes: %v", n, err)
+	}
 	if n := dedicatedTotal(t, d); n != 1 {
 		t.Fatalf("dedicated connections after a %v bulk transfer: %d, want 1", time.Since(start).Round(time.Millisecond), n)
 	}
@@ -103,21 +134,82 @@ func TestDedicatedRefusedKeepsTunnel(t *testing.T) {
 	c, err := cli.DialTunnel(context.Background(), operator(d), d.Info.EchoHandle)
 	must(t, err)
 	defer c.Close()
-	// A bound well above the transfer's time (about 1 s here) and below
+	// A bound well above the transfer's time (under 1 s here) and below
 	// the 30 s a reader waits for a moved peer's connection.
 	c.SetDeadline(time.Now().Add(20 * time.Second))
 	st.failing.Store(true)
 	start := time.Now()
-	err = roundTrip(c, 64<<20)
+	// The transfer lasts until the relay has refused a dedicated
+	// connection and 64 MiB more have gone through: a fixed size can end
+	// before the agent's first rate sweep on a fast machine.
+	src := &untilThen{cond: func() bool { return st.failed.Load() > 0 }, then: 64 << 20, max: 4 << 30}
+	n, err := echoAll(c, src)
 	st.failing.Store(false)
 	if err != nil {
-		t.Fatalf("transfer after a refused move (%v): %v", time.Since(start).Round(time.Millisecond), err)
+		t.Fatalf("transfer after a refused move (%v, %d bytes): %v", time.Since(start).Round(time.Millisecond), n, err)
 	}
 	if st.failed.Load() == 0 {
-		t.Fatal("the agent never asked for a dedicated connection: the test tests nothing")
+		t.Fatalf("the agent never asked for a dedicated connection in %d bytes: the test tests nothing", n)
 	}
 	if n := dedicatedTotal(t, d); n != 0 {
 		t.Fatalf("dedicated connections: %d, want 0 (every one refused)", n)
 	}
-	t.Logf("64 MiB echoed in %v on the shared session; %d dedicated connections refused", time.Since(start).Round(time.Millisecond), st.failed.Load())
+	t.Logf("%d MiB echoed in %v on the shared session; %d dedicated connections refused", n>>20, time.Since(start).Round(time.Millisecond), st.failed.Load())
+}
+
+// untilThen yields random bytes until cond holds and then more bytes
+// after that, or max in all.
+type untilThen struct {
+	cond      func() bool
+	then, max int64
+	n, left   int64 // read so far; still to read once cond held
+	started   bool
+}
+
+func (u *untilThen) Read(p []byte) (int, error) {
+	if !u.started && u.cond() {
+		u.started, u.left = true, u.then
+	}
+	limit := u.max - u.n
+	if u.started {
+		limit = min(limit, u.left)
+	}
+	if limit <= 0 {
+		return 0, io.EOF
+	}
+	p = p[:min(int64(len(p)), limit)]
+	n, err := rand.Read(p)
+	u.n += int64(n)
+	if u.started {
+		u.left -= int64(n)
+	}
+	return n, err
+}
+
+// echoAll writes what src yields to c, half-closes it, and checks that
+// the same bytes come back; it returns how many bytes went each way.
+func echoAll(c net.Conn, src io.Reader) (int64, error) {
+	sent := sha256.New()
+	errc := make(chan error, 1)
+	var n int64
+	go func() {
+		var err error
+		n, err = io.Copy(c, io.TeeReader(src, sent))
+		if err == nil {
+			err = c.(interface{ CloseWrite() error }).CloseWrite()
+		}
+		errc <- err
+	}()
+	got := sha256.New()
+	m, err := io.Copy(got, c)
+	if werr := <-errc; werr != nil {
+		return n, fmt.Errorf("write: %w", werr)
+	}
+	if err != nil {
+		return n, fmt.Errorf("read after %d bytes: %w", m, err)
+	}
+	if m != n || !bytes.Equal(sent.Sum(nil), got.Sum(nil)) {
+		return n, fmt.Errorf("echoed %d bytes of %d, or different bytes", m, n)
+	}
+	return n, nil
 }

@@ -99,6 +99,11 @@ type under struct {
 	size atomic.Int64
 	held atomic.Int64
 	room atomic.Int64
+	// credit is the room WriteWouldWait last measured less what was
+	// written since (writeCharge each); answers counts the answers it
+	// gave since it measured (Linux).
+	credit  atomic.Int64
+	answers atomic.Int32
 
 	loop loopHolds // connections holding records until this one's next read
 }
@@ -118,6 +123,7 @@ func (u *under) Write(p []byte) (int, error) {
 		return 0, u.err
 	}
 	if u.corked == 0 && u.buf == nil {
+		u.credit.Add(-writeCharge(len(p)))
 		n, err := u.write(p)
 		u.err = err
 		return n, err
@@ -170,6 +176,7 @@ func (u *under) writeBuf() error {
 	u.size.Store(0)
 	u.held.Store(0)
 	if u.err == nil {
+		u.credit.Add(-writeCharge(len(*b)))
 		_, u.err = u.write(*b)
 	}
 	if cap(*b) <= maxBatch+maxBatch/64 {
@@ -178,6 +185,11 @@ func (u *under) writeBuf() error {
 	}
 	return u.err
 }
+
+// writeCharge is what a write of n bytes may add to the memory queued on
+// the socket, as WriteWouldWait counts it: twice the bytes and a
+// kilobyte, more than the data and the skbs that carry it take.
+func writeCharge(n int) int64 { return 2*int64(n) + 1024 }
 
 // Dial is tls.Dialer.DialContext with coalesced writes: it connects with
 // d, runs the handshake under ctx and returns the connection. As with

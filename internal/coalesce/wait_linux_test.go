@@ -114,3 +114,44 @@ func TestWriteHeldWouldWait(t *testing.T) {
 func (c *countingConn) SyscallConn() (syscall.RawConn, error) {
 	return c.Conn.(syscall.Conn).SyscallConn()
 }
+
+// TestWriteWouldWaitCredit: the room measured once answers the next
+// questions that fit in it less what was written since, at most
+// creditAnswers of them, and a question that does not fit measures again.
+func TestWriteWouldWaitCredit(t *testing.T) {
+	client, server := pairOver(t, func(c net.Conn) net.Conn { return c })
+	handshake(t, client, server)
+	go io.Copy(io.Discard, server)
+
+	m0 := roomMeasures.Load()
+	if client.WriteWouldWait(64) {
+		t.Fatal("WriteWouldWait true on an empty socket")
+	}
+	if n := roomMeasures.Load() - m0; n != 1 {
+		t.Fatalf("first question: %d measures, want 1", n)
+	}
+	credit := client.under.credit.Load()
+	if _, err := client.Write(make([]byte, 1000)); err != nil {
+		t.Fatal(err)
+	}
+	if got := client.under.credit.Load(); got > credit-2*1000 {
+		t.Errorf("a 1,000-byte Write left the credit at %d of %d", got, credit)
+	}
+	for i := range creditAnswers {
+		if client.WriteWouldWait(64) {
+			t.Fatalf("answer %d: true on a socket with room", i)
+		}
+	}
+	if n := roomMeasures.Load() - m0; n != 1 {
+		t.Fatalf("%d answers: %d measures, want 1", creditAnswers, n)
+	}
+	client.WriteWouldWait(64)
+	if n := roomMeasures.Load() - m0; n != 2 {
+		t.Fatalf("answer %d: %d measures, want 2 (the credit's answers are spent)", creditAnswers+1, n)
+	}
+	// A question larger than the credit measures again.
+	client.WriteWouldWait(int(client.under.credit.Load()))
+	if n := roomMeasures.Load() - m0; n != 3 {
+		t.Fatalf("a question over the credit: %d measures, want 3", n)
+	}
+}

@@ -73,7 +73,7 @@ type copier struct {
 	total     int64
 	full      bool      // the last read filled the buffer: more is likely queued
 	bulk      bool      // the last read brought at least a small buffer's worth
-	fresh     bool      // step runs on a new goroutine, whose stack has not grown yet (reserveStack)
+	fresh     bool      // step runs on a new goroutine, whose stack has not grown yet (ReserveStack)
 	lastBurst time.Time // when runBursts last saw a burst end (busyGap)
 
 	// For chunks moved on the delivering goroutine (moveBuffered):
@@ -150,7 +150,7 @@ func (c *copier) step() (stop bool, err error) {
 		if c.fw != nil {
 			if c.fresh {
 				c.fresh = false
-				reserveStack()
+				ReserveStack()
 			}
 			werr = c.fw.WriteFrame((*bp)[:header+n])
 		} else {
@@ -297,6 +297,13 @@ func (c *copier) moveBuffered(src InlineSource) bool {
 // Copy's error.
 func (c *copier) finish(err error) error {
 	if cw, ok := c.dst.(CloseWriter); ok && err == nil {
+		if c.fw != nil && c.fresh {
+			// A mux stream's close is a frame written as deep as a
+			// chunk, and a burst that brought only the end is its
+			// goroutine's first write.
+			c.fresh = false
+			ReserveStack()
+		}
 		err = cw.CloseWrite()
 	}
 	return err

@@ -100,7 +100,7 @@ func (j *joint) start(aToB, bToA *atomic.Uint64, inline bool) {
 // stack to below 4 KiB, so the agent's and nanodems-tunnel's goroutine
 // per tunnel held 8 KiB while the tunnel idled. A burst costs a goroutine
 // start and the growth of its stack instead, in one step where the stack
-// is shallow (reserveStack): 7 % of the agent's CPU samples with 1,000
+// is shallow (ReserveStack): 7 % of the agent's CPU samples with 1,000
 // connections each echoing 64 B ten times a second, against 12.5 % when
 // the write path grew it twice (docs/perf-peers-changes.md).
 func runBursts(c *copier, end func(error)) {
