@@ -130,7 +130,9 @@ func hopEnds(inKind, listen, outKind, target, dir string) (net.Listener, func() 
 func validHopKind(k string) bool { return k == "plain" || k == "tls" }
 
 // hop copies c to a new connection from dial and back, until both
-// directions end.
+// directions end: the loop of every forwarder process of the harness
+// (the bare chains, the floor's plain forwarders, the bridge figure's TLS
+// hop).
 func hop(c net.Conn, dial func() (net.Conn, error)) {
 	defer c.Close()
 	d, err := dial()

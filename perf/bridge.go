@@ -5,7 +5,6 @@ import (
 	"crypto/rand"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -253,28 +252,12 @@ func serveTLSForward(spec string) error {
 	}
 	fmt.Fprintf(os.Stderr, "pin %s\nlistening %s\n", pki.Pin(cert.Leaf), ln.Addr())
 	go acceptloop.Serve(context.Background(), ln, slog.Default(), func(c net.Conn) {
-		go tlsForward(c.(*tls.Conn), to)
+		go hop(c, func() (net.Conn, error) {
+			return tls.Dial("tcp", to, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}) // our own relay on loopback
+		})
 	})
 	waitSignal()
 	return ln.Close()
-}
-
-func tlsForward(c *tls.Conn, to string) {
-	defer c.Close()
-	d, err := tls.Dial("tcp", to, &tls.Config{InsecureSkipVerify: true, NextProtos: []string{"http/1.1"}}) // our own relay on loopback
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(d, c)
-		d.CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, d)
-	c.CloseWrite()
-	<-done
 }
 
 // startTLSHop starts the TLS forwarder in front of relay 1's API.

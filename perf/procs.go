@@ -430,28 +430,10 @@ func serveForward(spec string) error {
 	}
 	fmt.Fprintf(os.Stderr, "listening %s\n", ln.Addr())
 	go acceptloop.Serve(context.Background(), ln, slog.Default(), func(c net.Conn) {
-		go forward(c.(*net.TCPConn), to)
+		go hop(c, func() (net.Conn, error) { return net.Dial("tcp", to) })
 	})
 	waitSignal()
 	return ln.Close()
-}
-
-func forward(c *net.TCPConn, to string) {
-	defer c.Close()
-	d, err := net.Dial("tcp", to)
-	if err != nil {
-		return
-	}
-	defer d.Close()
-	done := make(chan struct{})
-	go func() {
-		io.Copy(d, c)
-		d.(*net.TCPConn).CloseWrite()
-		close(done)
-	}()
-	io.Copy(c, d)
-	c.CloseWrite()
-	<-done
 }
 
 // waitSignal blocks until SIGINT or SIGTERM.
