@@ -158,6 +158,13 @@ func main() {
 	}
 	if *paths != "" && c.peers {
 		peerPaths = strings.Split(*paths, ",")
+		known := slices.Concat(peerColumns, []string{pathBare2, pathBare3})
+		for _, p := range peerPaths {
+			if !slices.Contains(known, p) {
+				fmt.Fprintf(os.Stderr, "perf: -peers -paths: unknown path %q; the paths are %s\n", p, strings.Join(known, ", "))
+				os.Exit(2)
+			}
+		}
 		c.write = false
 	} else if *paths != "" {
 		tunnelPaths = strings.Split(*paths, ",")
