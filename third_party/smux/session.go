@@ -251,14 +251,9 @@ func (s *Session) register(sid uint32, stream *stream) (*Stream, error) {
 		return nil, io.ErrClosedPipe
 	default:
 		s.streams[sid] = stream
-		wrapper := &Stream{stream: stream}
-		// NOTE(x): disabled finalizer for issue #997
-		/*
-			runtime.SetFinalizer(wrapper, func(s *Stream) {
-				s.Close()
-			})
-		*/
-		return wrapper, nil
+		// Unlike an accepted Stream, an opened one has no finalizer to
+		// close it if its caller drops it: upstream disabled that one.
+		return &Stream{stream: stream}, nil
 	}
 }
 
