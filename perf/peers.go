@@ -307,8 +307,19 @@ func (e *env) tunnelProcs(f *frp, path string) []*proc {
 type peerRun struct {
 	MBps     map[int]float64 // by stream count
 	P50, P99 time.Duration
-	Opens    float64 // per second
+	Opens    float64            // per second
+	OpenCPU  map[string]float64 // µs of CPU per connection opened, by tunnel process
 	Load     loadResult
+}
+
+// openCPUTotal is the CPU per connection opened of all tunnel processes,
+// in µs.
+func (r peerRun) openCPUTotal() float64 {
+	var t float64
+	for _, v := range r.OpenCPU {
+		t += v
+	}
+	return t
 }
 
 // loadResult is the load figure of one repetition.
@@ -486,12 +497,22 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 	if path == pathDirect {
 		dur, maxOps = min(dur, 2*time.Second), 15000 // every direct connect leaves a TIME_WAIT port
 	}
-	o, err := opens(ctx, dial, c.openPar, dur, maxOps, nopMeter{})
+	procs := e.tunnelProcs(f, path)
+	o, err := opens(ctx, dial, c.openPar, dur, maxOps, &tunnelMeter{procs: procs})
 	if err != nil {
 		return r, fmt.Errorf("opens after %d: %w", o.Ops, err)
 	}
 	r.Opens = o.perSec()
-	logf("opens  %-8s %8.0f /s", path, r.Opens)
+	if len(procs) > 0 && o.Ops > 0 {
+		r.OpenCPU = map[string]float64{}
+		for name, sec := range o.CPU {
+			r.OpenCPU[name] = sec * 1e6 / float64(o.Ops)
+		}
+		logf("opens  %-8s %8.0f /s, CPU per connection %.0f µs (%s µs)", path, r.Opens, r.openCPUTotal(),
+			fmtParts(r.OpenCPU, func(v float64) string { return fmt.Sprintf("%.0f", v) }))
+	} else {
+		logf("opens  %-8s %8.0f /s", path, r.Opens)
+	}
 	return r, e.alive()
 }
 
@@ -526,10 +547,8 @@ func load(ctx context.Context, dial dialFunc, procs []*proc, atStart, during fun
 	defer closeAll(cs, 16)
 	res.OpenDur = time.Since(t0)
 
-	cpu0 := map[string]float64{}
-	for _, p := range procs {
-		cpu0[p.name], _ = cpuSeconds(p.pid())
-	}
+	cpu := &tunnelMeter{procs: procs}
+	cpu.start()
 	lctx, stop := context.WithTimeout(ctx, loadFor)
 	defer stop()
 	var profiling sync.WaitGroup
@@ -593,10 +612,7 @@ func load(ctx context.Context, dial dialFunc, procs []*proc, atStart, during fun
 		during() // -pprof: profiles with every connection still open
 	}
 	wg.Wait()
-	for _, p := range procs {
-		v, _ := cpuSeconds(p.pid())
-		res.CPU[p.name] = v - cpu0[p.name]
-	}
+	res.CPU = cpu.stop()
 	if first != nil {
 		return res, first
 	}
@@ -611,6 +627,29 @@ func load(ctx context.Context, dial dialFunc, procs []*proc, atStart, during fun
 	rr := rttResult{Samples: all}
 	res.P50, res.P99, res.Echoes = rr.pct(50), rr.pct(99), echoes.Load()
 	return res, nil
+}
+
+// tunnelMeter is the CPU seconds (utime+stime) each of a path's tunnel
+// processes spends over a run.
+type tunnelMeter struct {
+	procs  []*proc
+	before map[string]float64
+}
+
+func (m *tunnelMeter) start() {
+	m.before = map[string]float64{}
+	for _, p := range m.procs {
+		m.before[p.name], _ = cpuSeconds(p.pid())
+	}
+}
+
+func (m *tunnelMeter) stop() map[string]float64 {
+	d := map[string]float64{}
+	for _, p := range m.procs {
+		v, _ := cpuSeconds(p.pid())
+		d[p.name] = v - m.before[p.name]
+	}
+	return d
 }
 
 // niceness is this process's nice value, for the report.

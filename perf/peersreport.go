@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"runtime"
@@ -33,6 +34,7 @@ var peerFigures = []peerFigure{
 	{name: "64 B round trip p50", bare: true, unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P50) }},
 	{name: "64 B round trip p99", bare: true, unit: "µs", target: 0.8, direct: true, get: func(r peerRun) float64 { return us(r.P99) }},
 	{name: "connections per second", unit: "/s", higher: true, target: 1.4, direct: true, get: func(r peerRun) float64 { return r.Opens }},
+	{name: "CPU of all tunnel processes per connection opened", unit: "µs", get: func(r peerRun) float64 { return r.openCPUTotal() }},
 	{name: "RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms", unit: "MiB", dec: 1, target: 0.8,
 		get: func(r peerRun) float64 { return float64(r.Load.rssTotal()) / (1 << 20) }},
 	{name: "CPU of all tunnel processes over those 10 s", unit: "CPU s", dec: 2, target: 1.0, get: func(r peerRun) float64 { return r.Load.cpuTotal() }},
@@ -149,8 +151,23 @@ func (r *peersReport) loadParts(path string) string {
 	}
 	slices.SortFunc(runs, func(a, b peerRun) int { return int(a.Load.rssTotal() - b.Load.rssTotal()) })
 	l := runs[len(runs)/2].Load
-	return fmt.Sprintf("RSS %s MiB; CPU %s s", fmtParts(l.RSS, func(v int64) string { return num(float64(v)/(1<<20), 0) }),
+	s := fmt.Sprintf("RSS %s MiB; CPU %s s", fmtParts(l.RSS, func(v int64) string { return num(float64(v)/(1<<20), 0) }),
 		fmtParts(l.CPU, func(v float64) string { return num(v, 1) }))
+	if o := r.openParts(path); o != "" {
+		s += "; CPU per connection opened " + o
+	}
+	return s
+}
+
+// openParts is the per-process CPU per connection opened (µs) of path's
+// median repetition by that figure.
+func (r *peersReport) openParts(path string) string {
+	runs := slices.Clone(r.runs[path])
+	if len(runs) == 0 || len(runs[0].OpenCPU) == 0 {
+		return ""
+	}
+	slices.SortFunc(runs, func(a, b peerRun) int { return cmp.Compare(a.openCPUTotal(), b.openCPUTotal()) })
+	return fmtParts(runs[len(runs)/2].OpenCPU, func(v float64) string { return num(v, 0) }) + " µs"
 }
 
 // rows renders the table body shared by the terminal and the document.
@@ -244,7 +261,7 @@ func (r *peersReport) markdown() string {
 		p("| %s |\n", strings.Join(row, " | "))
 	}
 	p("\nRatios in parentheses are ÷ frp's default tcp proxy in the same run; for round trips, RSS and CPU lower is better. The lead over frp stcp + visitor is how many times better the CLI path is (above 1: ahead).\n\n")
-	p("Where the memory and CPU of the load figure go, per process (the median repetition by RSS):\n\n")
+	p("Where the memory and CPU go, per process (the load figure's from the median repetition by RSS, the CPU per connection opened from the median repetition by that figure):\n\n")
 	for _, path := range peerColumns[1:] { // direct has no tunnel process
 		if s := r.loadParts(path); s != "" {
 			p("- %s: %s\n", peerName[path], s)
@@ -264,7 +281,7 @@ func (r *peersReport) markdown() string {
 	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, bare 2, bare 3); figures are medians over repetitions.\n")
 	p("- Throughput: %d MiB per run split over 1, 8 or 64 connections; each connection has a writer (32 KiB writes, then CloseWrite) and a reader that checks the SHA-256 of what comes back. MB/s = bytes echoed (one direction) ÷ wall time; 1 MB = 10⁶ bytes.\n", c.totalMiB)
 	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones.\n", c.rttSamples)
-	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT).\n", c.openPar, c.openDur)
+	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT). CPU per connection opened: utime+stime of the path's tunnel processes over that window ÷ the connections opened in it; with the openers keeping both CPUs busy, the connection rate follows it.\n", c.openPar, c.openDur)
 	p("- Load: before the other figures of a repetition, the path's tunnel processes are restarted (fresh heaps, as a Go process keeps freed memory), %d connections are opened (each with a 1-byte echo), then each echoes %d random bytes every %v (starts spread over the interval) for %v, every echo checked. RSS is VmRSS of every tunnel process at the end of the window with every connection open; CPU is utime+stime over the window.\n", loadConns, loadSize, loadEvery, loadFor)
 	p("- Chart: the CLI path and frp stcp + visitor as ratios to frp tcp, oriented so that right of the 1× line is better (for round trips, RSS and CPU the bar is frp tcp ÷ path).\n")
 	p("\nBefore and after of each change to the CLI path, measured with this harness: [perf-peers-changes.md](perf-peers-changes.md) (written by hand; this file is regenerated).\n")

@@ -40,7 +40,8 @@ func fakeRun(mbps1, mbps8 float64, p50, p99 time.Duration, opens float64, rssMiB
 	return peerRun{
 		MBps: map[int]float64{1: mbps1, 8: mbps8, 64: mbps8},
 		P50:  p50, P99: p99, Opens: opens,
-		Load: loadResult{RSS: map[string]int64{"a": rssMiB << 19, "b": rssMiB << 19}, CPU: map[string]float64{"a": cpu / 2, "b": cpu / 2}, P99: p99},
+		OpenCPU: map[string]float64{"a": cpu * 30, "b": cpu * 10},
+		Load:    loadResult{RSS: map[string]int64{"a": rssMiB << 19, "b": rssMiB << 19}, CPU: map[string]float64{"a": cpu / 2, "b": cpu / 2}, P99: p99},
 	}
 }
 
@@ -106,6 +107,18 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 	}
 	if got := rows[cpu][6]; got != "2.00× (met)" {
 		t.Errorf("CPU lead over stcp %q", got)
+	}
+	// CPU per connection opened: CLI 400 µs, frp tcp 400, stcp 800; no
+	// target, a lead of 2× over stcp, no figure for direct.
+	opc := fig("CPU of all tunnel processes per connection opened")
+	if got := rows[opc][2]; got != "400 µs (1.00×)" {
+		t.Errorf("CLI CPU per connection cell %q", got)
+	}
+	if rows[opc][1] != "–" || rows[opc][5] != "" || rows[opc][6] != "2.00× (met)" {
+		t.Errorf("CPU per connection row %q", rows[opc])
+	}
+	if got := r.openParts(pathCLI); got != "a 300, b 100 µs" {
+		t.Errorf("CLI CPU per connection parts %q", got)
 	}
 	if got := rows[tp1][2]; got != "300 MB/s (1.50×)" {
 		t.Errorf("CLI 1-stream cell %q", got)
