@@ -67,6 +67,7 @@ type config struct {
 	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
 	counting    bool            // the counting figure instead of the main run (perf/counting.go)
 	peers       bool            // frp beside the CLI path instead of the main run (perf/peers.go)
+	haltPollNS  int             // the guest halt-polling window for the run; -1: as the machine has it (perf/idle.go)
 }
 
 func (c *config) on(phase string) bool { return len(c.only) == 0 || c.only[phase] }
@@ -81,6 +82,7 @@ func main() {
 	flag.IntVar(&c.rttSamples, "rtt-samples", 2000, "64-byte round trips per RTT figure")
 	flag.IntVar(&c.idleK, "idle", 0, "idle tunnels for the memory figure (default 10000, quick 1000)")
 	flag.IntVar(&c.openPar, "open-par", 4, "concurrent openers of the tunnels-per-second figure")
+	flag.IntVar(&c.haltPollNS, "halt-poll-ns", -1, "set the KVM guest's halt-polling window (haltpoll cpuidle driver, root) to this many ns for the run and put the old one back after it (Linux's default is 200000; a kill -9 leaves it set); -1: leave it")
 	flag.DurationVar(&c.timeout, "timeout", 0, "bound on the whole run (default 10m, quick 4m)")
 	flag.BoolVar(&c.keep, "keep", false, "keep the temporary directory (binaries, logs, data, profiles)")
 	flag.BoolVar(&c.pprofMode, "pprof", false, "diagnostics: run relay and agent as roles of this binary with a debug listener; adds Go heap per idle tunnel and CPU/heap/goroutine profiles of relay and agent (in $TMPDIR/nanodems-perf-pprof)")
@@ -193,7 +195,21 @@ func main() {
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	err := run(ctx, &c)
+	var err error
+	if c.haltPollNS >= 0 {
+		var restore func() error
+		if restore, err = setHaltPoll(c.haltPollNS); err == nil {
+			logf("guest halt polling set to %d ns for the run", c.haltPollNS)
+			defer func() {
+				if err := restore(); err != nil {
+					fmt.Fprintln(os.Stderr, "perf:", err)
+				}
+			}()
+		}
+	}
+	if err == nil {
+		err = run(ctx, &c)
+	}
 	children.stopAll()
 	cancel()
 	if err != nil {

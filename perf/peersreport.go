@@ -247,6 +247,9 @@ func (r *peersReport) markdown() string {
 	p("| run | %d repetition%s (medians), %d MiB per throughput run, %d round trips, opens for %v with %d openers; took %v |\n",
 		c.repeats, plural(c.repeats), c.totalMiB, c.rttSamples, c.openDur, c.openPar, r.elapsed.Round(time.Second))
 	p("| machine | `nproc` = %s, %s, Linux %s |\n", r.machine.NProc, r.machine.CPU, r.machine.Kernel)
+	if r.machine.Idle != "" {
+		p("| idle CPUs | %s (see [perf-peers-changes.md](perf-peers-changes.md): how an idle CPU waits moves the round trip and the CPU figures) |\n", r.machine.Idle)
+	}
 	p("| Go | %s (GOMAXPROCS %d) |\n", r.machine.GoVersion, runtime.GOMAXPROCS(0))
 	p("| frp | %s, built from perf/peers (`-tags noweb`) |\n", r.frp)
 	p("| harness niceness | %d (the tunnel processes inherit it) |\n", r.niced)

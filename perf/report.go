@@ -54,6 +54,8 @@ type machine struct {
 	Kernel    string
 	GoVersion string
 	Modules   []string
+	// Idle is how an idle CPU waits (cpuIdle), "" where unknown.
+	Idle string
 	// Load is /proc/loadavg's 1, 5 and 15 minute figures when the
 	// report is made: on a shared machine, how much else ran.
 	Load []float64
@@ -124,7 +126,7 @@ const (
 )
 
 func machineInfo(root string) machine {
-	m := machine{NProc: fmt.Sprint(runtime.NumCPU()), GoVersion: runtime.Version()}
+	m := machine{NProc: fmt.Sprint(runtime.NumCPU()), GoVersion: runtime.Version(), Idle: cpuIdle()}
 	if out, err := exec.Command("nproc").Output(); err == nil {
 		m.NProc = strings.TrimSpace(string(out))
 	}
@@ -691,6 +693,9 @@ func (r *report) markdown() string {
 	p("| date | %s |\n", r.started.UTC().Format("2006-01-02 15:04 MST"))
 	p("| run | %s, %v |\n", mode, r.elapsed.Round(time.Second))
 	p("| machine | `nproc` = %s, %s, Linux %s |\n", r.machine.NProc, r.machine.CPU, r.machine.Kernel)
+	if r.machine.Idle != "" {
+		p("| idle CPUs | %s |\n", r.machine.Idle)
+	}
 	p("| Go | %s |\n", r.machine.GoVersion)
 	p("| modules | %s |\n\n", strings.Join(r.machine.Modules, ", "))
 
