@@ -12,15 +12,15 @@ import (
 // nothing to run, every message that wakes a process on an idle vCPU
 // pays a halt exit and a wake-up in the hypervisor, and the process is
 // charged part of it. On the machine of 2026-12-07 (a Firecracker guest
-// booted with haltpoll.guest_halt_poll_ns=0) that tripled the CPU each
-// tunnel process spends per 64 B round trip (about 75 – 145 µs against
-// 28 – 33 µs with the vCPUs kept busy), and the paths with more sleeping
-// hops lost the most (docs/perf-peers-changes.md). Linux's default
-// window is 200 µs. The report says which way the machine waits, and
-// -halt-poll-ns sets the window for a run.
-
-// The cpuidle driver, and the guest halt-polling window of the haltpoll
-// driver; variables for the tests.
+// booted with haltpoll.guest_halt_poll_ns=0) each tunnel process spent
+// 76 – 92 µs of CPU per 64 B round trip, and 28 – 33 µs with the vCPUs
+// kept busy in the same minutes; the paths with more sleeping hops lost
+// the most (docs/perf-peers-changes.md). Linux's default window is
+// 200 µs. The report says how the machine waits, and -halt-poll-ns sets
+// the window for a run.
+//
+// cpuidleDriverPath and haltPollPath are the cpuidle driver and the
+// haltpoll driver's guest polling window; variables for the tests.
 var (
 	cpuidleDriverPath = "/sys/devices/system/cpu/cpuidle/current_driver"
 	haltPollPath      = "/sys/module/haltpoll/parameters/guest_halt_poll_ns"
