@@ -173,6 +173,22 @@ func main() {
 		allPaths = append(slices.Clone(tunnelPaths), pathDirect)
 		c.write = false
 	}
+	// The halt-polling window is the machine's, not the run's: it is put
+	// back on every way out but a kill -9 (os.Exit skips deferred calls).
+	restoreIdle := func() {}
+	if c.haltPollNS >= 0 {
+		restore, err := setHaltPoll(c.haltPollNS)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "perf:", err)
+			os.Exit(2)
+		}
+		logf("guest halt polling set to %d ns for the run", c.haltPollNS)
+		restoreIdle = func() {
+			if err := restore(); err != nil {
+				fmt.Fprintln(os.Stderr, "perf:", err)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	sig := make(chan os.Signal, 2)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
@@ -182,6 +198,7 @@ func main() {
 		cancel()
 		<-sig
 		children.killAll()
+		restoreIdle()
 		os.Exit(130)
 	}()
 	if c.cpuprofile != "" {
@@ -191,26 +208,14 @@ func main() {
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "perf: -cpuprofile:", err)
+			restoreIdle()
 			os.Exit(2)
 		}
 		defer func() { pprof.StopCPUProfile(); f.Close() }()
 	}
-	var err error
-	if c.haltPollNS >= 0 {
-		var restore func() error
-		if restore, err = setHaltPoll(c.haltPollNS); err == nil {
-			logf("guest halt polling set to %d ns for the run", c.haltPollNS)
-			defer func() {
-				if err := restore(); err != nil {
-					fmt.Fprintln(os.Stderr, "perf:", err)
-				}
-			}()
-		}
-	}
-	if err == nil {
-		err = run(ctx, &c)
-	}
+	err := run(ctx, &c)
 	children.stopAll()
+	restoreIdle()
 	cancel()
 	if err != nil {
 		if errors.Is(err, context.DeadlineExceeded) {
