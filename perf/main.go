@@ -10,7 +10,7 @@
 //
 //	go run ./perf           # full run, a few minutes on 2 cores
 //	go run ./perf -quick    # about a minute
-//	go run ./perf -peers    # frp beside the CLI path (perf/peers.go): docs/perf-peers.md
+//	go run ./perf -peers    # frp and chisel beside the CLI path (perf/peers.go): docs/perf-peers.md
 //
 // It is a program, not a test: CI's go test never runs it.
 package main
@@ -66,7 +66,7 @@ type config struct {
 	only        map[string]bool // phases to run; empty: all
 	bridge      bool            // the bridge figure instead of the main run (perf/bridge.go)
 	counting    bool            // the counting figure instead of the main run (perf/counting.go)
-	peers       bool            // frp beside the CLI path instead of the main run (perf/peers.go)
+	peers       bool            // frp and chisel beside the CLI path instead of the main run (perf/peers.go)
 	haltPollNS  int             // the guest halt-polling window for the run; -1: as the machine has it (perf/idle.go)
 }
 
@@ -89,15 +89,15 @@ func main() {
 	flag.StringVar(&c.cpuprofile, "cpuprofile", "", "write a CPU profile of the harness itself to this file")
 	flag.BoolVar(&c.bridge, "bridge", false, "measure a tunnel through a bridge hop (a second relay on the same database) beside the same tunnel on the relay that holds the agent; writes docs/perf-ha.md instead of perf.md")
 	flag.BoolVar(&c.counting, "counting", false, "measure the agent's CPU per GB echoed with its tunnel bytes counted in the kernel (eBPF), in userspace and not at all, in the same run; writes docs/perf-counting.md instead of perf.md (run it as root under nice -n -20 for the eBPF mode)")
-	flag.BoolVar(&c.peers, "peers", false, "measure frp (built from perf/peers into a cache directory: a tcp proxy, and an stcp proxy with a visitor) beside the CLI path and direct TCP; repeats default 4 (quick 1); writes docs/perf-peers.md and perf-peers.svg instead of perf.md")
+	flag.BoolVar(&c.peers, "peers", false, "measure frp (built from perf/peers into a cache directory: a tcp proxy, and an stcp proxy with a visitor) and chisel (built from perf/peers/chisel: a reverse forward) beside the CLI path and direct TCP; repeats default 4 (quick 1); writes docs/perf-peers.md and perf-peers.svg instead of perf.md")
 	flag.BoolVar(&c.write, "write", true, "write the report files (false: stdout only)")
 	flag.BoolVar(&c.perfstat, "perfstat", false, "count system calls and context switches of every process with Linux perf stat during throughput and open runs")
 	events := flag.String("perfstat-events", "", "with -perfstat: extra perf events to count, comma-separated (e.g. syscalls:sys_enter_write,syscalls:sys_enter_futex)")
 	flag.BoolVar(&c.plainHTTP, "plain-http", false, "diagnostic: run the relay API without TLS (--plain-http) to see what the operator leg's TLS costs; not the product's configuration")
 	flag.StringVar(&c.cliTranspt, "cli-transport", "auto", "nanodems-tunnel run --relay-transport: auto, raw (smux over TLS, ALPN) or ws (smux over a WebSocket); a before/after of the CLI's leg in one harness")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
-	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200); relay:K=V, agent:K=V or cli:K=V sets it for that process alone")
-	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp, bare-2, bare-3); a partial run does not write the report files")
+	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200); relay:K=V, agent:K=V or cli:K=V sets it for that process alone (with -peers, frp:K=V and chisel:K=V for those peers)")
+	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp, chisel, bare-2, bare-3); a partial run does not write the report files")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")

@@ -19,6 +19,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -37,7 +38,7 @@ const (
 
 // peerColumns are the paths of the peers figure in report order: the
 // table has a column for each, measured or not (peerHeader follows it).
-var peerColumns = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP}
+var peerColumns = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP, pathChisel}
 
 // peerPaths are the paths measured: peerColumns and the bare chains
 // (bare.go), or the subset -paths names.
@@ -80,36 +81,54 @@ type frp struct {
 }
 
 // buildFrp builds frps and frpc from perf/peers into a cache directory
-// named after that module's go.sum, unless they are already there.
+// named after that module's go.mod and go.sum, unless they are already
+// there.
 func buildFrp(ctx context.Context, root string) (string, error) {
-	mod := filepath.Join(root, "perf", "peers")
-	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
-	if err != nil {
-		return "", fmt.Errorf("perf/peers: %w", err)
-	}
+	return buildPeer(ctx, root, "perf/peers", "frp", []string{"noweb"},
+		"github.com/fatedier/frp/cmd/frps", "github.com/fatedier/frp/cmd/frpc")
+}
+
+// buildPeer builds pkgs of the module in root's directory rel (a pinned
+// require of its own) into a cache directory named after name and the
+// module's go.mod and go.sum, unless every binary is already there; it
+// returns that directory.
+func buildPeer(ctx context.Context, root, rel, name string, tags []string, pkgs ...string) (string, error) {
+	mod := filepath.Join(root, filepath.FromSlash(rel))
 	gomod, err := os.ReadFile(filepath.Join(mod, "go.mod"))
 	if err != nil {
-		return "", fmt.Errorf("perf/peers: %w", err)
+		return "", fmt.Errorf("%s: %w", rel, err)
+	}
+	sum, err := os.ReadFile(filepath.Join(mod, "go.sum"))
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", rel, err)
 	}
 	h := sha256.Sum256(append(gomod, sum...))
 	cache, err := os.UserCacheDir()
 	if err != nil {
 		cache = os.TempDir()
 	}
-	dir := filepath.Join(cache, "nanodems-perf", "frp-"+hex.EncodeToString(h[:6]))
-	if fileExists(filepath.Join(dir, "frps")) && fileExists(filepath.Join(dir, "frpc")) {
-		logf("frp: using %s", dir)
+	dir := filepath.Join(cache, "nanodems-perf", name+"-"+hex.EncodeToString(h[:6]))
+	built := true
+	for _, pkg := range pkgs {
+		built = built && fileExists(filepath.Join(dir, path.Base(pkg)))
+	}
+	if built {
+		logf("%s: using %s", name, dir)
 		return dir, nil
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return "", err
 	}
-	logf("frp: building frps and frpc (-tags noweb) from perf/peers into %s", dir)
-	args := []string{"build", "-tags", "noweb", "-o", dir + string(os.PathSeparator), "github.com/fatedier/frp/cmd/frps", "github.com/fatedier/frp/cmd/frpc"}
+	args := []string{"build"}
+	if len(tags) > 0 {
+		args = append(args, "-tags", strings.Join(tags, ","))
+	}
+	args = append(append(args, "-o", dir+string(os.PathSeparator)), pkgs...)
+	logf("%s: go %s (in %s)", name, strings.Join(args, " "), rel)
 	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = mod
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go %s (in perf/peers): %v\n%s", strings.Join(args, " "), err, out)
+		return "", fmt.Errorf("go %s (in %s): %v\n%s", strings.Join(args, " "), rel, err, out)
 	}
 	return dir, nil
 }
@@ -289,16 +308,24 @@ func pollUntil(ctx context.Context, p *proc, addr string, try func() error) erro
 	}
 }
 
+// others are the tunnels measured beside ours.
+type others struct {
+	frp    *frp
+	chisel *chisel
+}
+
 // tunnelProcs are the processes a path's bytes cross between the client
 // and the target (direct: none).
-func (e *env) tunnelProcs(f *frp, path string) []*proc {
+func (e *env) tunnelProcs(o others, path string) []*proc {
 	switch path {
 	case pathCLI:
 		return []*proc{e.relay, e.agent, e.cli}
 	case pathFrpTCP:
-		return []*proc{f.frps, f.frpc}
+		return []*proc{o.frp.frps, o.frp.frpc}
 	case pathFrpSTCP:
-		return []*proc{f.frps, f.frpc, f.visitor}
+		return []*proc{o.frp.frps, o.frp.frpc, o.frp.visitor}
+	case pathChisel:
+		return []*proc{o.chisel.server, o.chisel.client}
 	}
 	return nil
 }
@@ -365,12 +392,26 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 		return fmt.Errorf("frp: %w", err)
 	}
 	defer f.stop()
+	cbin, err := buildChisel(ctx, root)
+	if err != nil {
+		return err
+	}
+	cdir := filepath.Join(e.tmp, "chisel")
+	if err := os.MkdirAll(cdir, 0o755); err != nil {
+		return err
+	}
+	ch, err := startChisel(ctx, cbin, cdir, e.echoAddr, e.cfg.envFor("chisel"))
+	if err != nil {
+		return fmt.Errorf("chisel: %w", err)
+	}
+	defer ch.stop()
 	var d net.Dialer
 	dialTo := func(addr string) dialFunc {
 		return func(ctx context.Context) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
 	e.dial[pathFrpTCP] = dialTo(f.tcpAddr)
 	e.dial[pathFrpSTCP] = dialTo(f.visitorAddr)
+	e.dial[pathChisel] = dialTo(ch.fwdAddr)
 	for _, path := range peerPaths {
 		if !isBare(path) {
 			continue
@@ -384,13 +425,14 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	}
 	logf("frp up: frps %s (pid %d), tcp proxy %s, stcp visitor %s; frpc pid %d, visitor pid %d",
 		f.serverAddr, f.frps.pid(), f.tcpAddr, f.visitorAddr, f.frpc.pid(), f.visitor.pid())
+	logf("chisel up: server %s (pid %d), reverse forward %s; client pid %d", ch.serverAddr, ch.server.pid(), ch.fwdAddr, ch.client.pid())
 
 	p := &payload{pool: make([]byte, 16<<20+12345), chunk: c.chunk}
 	rand.Read(p.pool)
 	runs := map[string][]peerRun{}
 	for rep := range c.repeats {
 		for _, path := range peerPaths {
-			r, err := e.peerRep(ctx, f, path, p)
+			r, err := e.peerRep(ctx, others{f, ch}, path, p)
 			if err != nil {
 				return fmt.Errorf("%s, repetition %d: %w", path, rep+1, err)
 			}
@@ -398,7 +440,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 		}
 	}
 	pr := &peersReport{
-		cfg: c, machine: machineInfo(root), frp: frpVersion(bin), runs: runs,
+		cfg: c, machine: machineInfo(root), frp: frpVersion(bin), chisel: chiselVersion(cbin), runs: runs,
 		elapsed: time.Since(started), niced: niceness(),
 	}
 	pr.compute()
@@ -420,7 +462,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 // peerRep measures one repetition of every figure over path. The load
 // figure comes first, on freshly started tunnel processes, so that the
 // bulk runs before it do not decide its memory.
-func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (peerRun, error) {
+func (e *env) peerRep(ctx context.Context, o others, path string, p *payload) (peerRun, error) {
 	c := e.cfg
 	r := peerRun{MBps: map[int]float64{}}
 	dial := e.dial[path]
@@ -433,7 +475,9 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 		case pathCLI:
 			err = e.restart(ctx)
 		case pathFrpTCP, pathFrpSTCP:
-			err = f.restart(ctx)
+			err = o.frp.restart(ctx)
+		case pathChisel:
+			err = o.chisel.restart(ctx)
 		}
 		if err != nil {
 			return r, fmt.Errorf("restart: %w", err)
@@ -456,7 +500,7 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 				}
 			}
 		}
-		if r.Load, err = load(ctx, dial, e.tunnelProcs(f, path), atStart, during); err != nil {
+		if r.Load, err = load(ctx, dial, e.tunnelProcs(o, path), atStart, during); err != nil {
 			return r, fmt.Errorf("load: %w", err)
 		}
 		logf("load   %-8s %d conns × %d B every %v for %v: %d echoes, RSS %s MiB, CPU %.2f s, echo p50 %v p99 %v (opened in %v)",
@@ -497,16 +541,16 @@ func (e *env) peerRep(ctx context.Context, f *frp, path string, p *payload) (pee
 	if path == pathDirect {
 		dur, maxOps = min(dur, 2*time.Second), 15000 // every direct connect leaves a TIME_WAIT port
 	}
-	procs := e.tunnelProcs(f, path)
-	o, err := opens(ctx, dial, c.openPar, dur, maxOps, &tunnelMeter{procs: procs})
+	procs := e.tunnelProcs(o, path)
+	op, err := opens(ctx, dial, c.openPar, dur, maxOps, &tunnelMeter{procs: procs})
 	if err != nil {
-		return r, fmt.Errorf("opens after %d: %w", o.Ops, err)
+		return r, fmt.Errorf("opens after %d: %w", op.Ops, err)
 	}
-	r.Opens = o.perSec()
-	if len(procs) > 0 && o.Ops > 0 {
+	r.Opens = op.perSec()
+	if len(procs) > 0 && op.Ops > 0 {
 		r.OpenCPU = map[string]float64{}
-		for name, sec := range o.CPU {
-			r.OpenCPU[name] = sec * 1e6 / float64(o.Ops)
+		for name, sec := range op.CPU {
+			r.OpenCPU[name] = sec * 1e6 / float64(op.Ops)
 		}
 		logf("opens  %-8s %8.0f /s, CPU per connection %.0f µs (%s µs)", path, r.Opens, r.openCPUTotal(),
 			fmtParts(r.OpenCPU, func(v float64) string { return fmt.Sprintf("%.0f", v) }))

@@ -53,6 +53,7 @@ var peerName = map[string]string{
 	pathCLI:     "nanodems CLI",
 	pathFrpTCP:  "frp tcp (default: mux, TLS)",
 	pathFrpSTCP: "frp stcp + visitor",
+	pathChisel:  "chisel (reverse forward)",
 	pathBare2:   "bare 2 hops (frp tcp's shape)",
 	pathBare3:   "bare 3 hops (the CLI's shape)",
 }
@@ -61,6 +62,7 @@ type peersReport struct {
 	cfg     *config
 	machine machine
 	frp     string
+	chisel  string
 	runs    map[string][]peerRun // by path, one per repetition
 	elapsed time.Duration
 	niced   int
@@ -210,7 +212,14 @@ func cmpSign(higher bool) string {
 	return "≤"
 }
 
-var peerHeader = []string{"figure (medians)", "direct", "nanodems CLI", "frp tcp proxy, default (mux, TLS)", "frp stcp + visitor", "CLI target vs frp tcp", "CLI lead over frp stcp (target ≥ 1.5×)"}
+var peerHeader = []string{"figure (medians)", "direct", "nanodems CLI", "frp tcp proxy, default (mux, TLS)", "frp stcp + visitor", "chisel, reverse forward (SSH over WebSocket)", "CLI target vs frp tcp", "CLI lead over frp stcp (target ≥ 1.5×)"}
+
+// Columns of a row after the paths' (peerColumns): the CLI path's target
+// and its lead over frp stcp.
+var (
+	colTarget = 1 + len(peerColumns)
+	colLead   = colTarget + 1
+)
 
 // table is the plain-text table printed at the end of the run.
 func (r *peersReport) table() string {
@@ -252,6 +261,9 @@ func (r *peersReport) markdown() string {
 	}
 	p("| Go | %s (GOMAXPROCS %d) |\n", r.machine.GoVersion, runtime.GOMAXPROCS(0))
 	p("| frp | %s, built from perf/peers (`-tags noweb`) |\n", r.frp)
+	if r.chisel != "" {
+		p("| chisel | %s, built from perf/peers/chisel |\n", r.chisel)
+	}
 	p("| harness niceness | %d (the tunnel processes inherit it) |\n", r.niced)
 	if l := r.machine.Load; len(l) == 3 {
 		p("| load average at the end | %.2f, %.2f, %.2f (1, 5, 15 min) |\n", l[0], l[1], l[2])
@@ -275,21 +287,26 @@ func (r *peersReport) markdown() string {
 	}
 	p("\n## Paths\n\n")
 	p("- **direct**: TCP to the echo target. Its load run (no tunnel process, so no RSS or CPU figure) is the floor of the echo figures: what the harness and the echo target manage on this machine.\n")
-	p("- **nanodems CLI**: TCP to `nanodems-tunnel run`'s listener on the device's plan address (127.0.0.X) → a stream on its one WebSocket/TLS session to the relay → smux stream over the agent's TLS session → agent → TCP to the echo target. Tunnel processes: relay, agent, nanodems-tunnel. The client's leg to the relay is encrypted.\n")
+	p("- **nanodems CLI**: TCP to `nanodems-tunnel run`'s listener on the device's plan address (127.0.0.X) → a stream on its one TLS session to the relay (smux, negotiated by ALPN `nanodems-cli/1`) → smux stream over the agent's TLS session → agent → TCP to the echo target. Tunnel processes: relay, agent, nanodems-tunnel. The client's leg to the relay is encrypted.\n")
 	p("- **frp tcp proxy, default**: TCP to frps's remote port → a yamux stream over frpc's TLS connection → frpc → TCP to the echo target. Tunnel processes: frps, frpc. The client reaches frps in clear: one hop fewer than ours and no encryption on the client's leg; the setup frp users run.\n")
 	p("- **frp stcp + visitor**: TCP to a visitor frpc on 127.0.0.1 → TLS (mux) to frps → frpc → TCP to the echo target. Tunnel processes: frps, frpc, visitor frpc. Same hops and the same encryption of the client's leg as ours.\n")
+	p("- **chisel, reverse forward**: TCP to the chisel server's listener of the forward (`R:` remote, asked for by the client) → an SSH channel over the client's one WebSocket (plain HTTP: chisel's default, SSH encrypts) → chisel client → TCP to the echo target. Tunnel processes: chisel server, chisel client. frp tcp's shape: the client reaches the server in clear.\n")
 	p("- **bare 2 hops** and **bare 3 hops** (perf/bare.go): chains of this binary's `-serve-hop` processes, each accepting, dialling on and copying both ways with io.Copy, over crypto/tls where the shape has TLS, one TLS connection per client connection, no multiplexing. Bare 2: client → plain→TLS hop → TLS→plain hop → echo, frp tcp's shape. Bare 3: client → plain→TLS hop → TLS→TLS hop → TLS→plain hop → echo, the CLI path's shape. Measured for throughput and the round trip only: with a handshake per connection, their connection rate and memory would not be a multiplexed tunnel's.\n\n")
-	p("frp runs with its defaults (`transport.tls.enable` and `transport.tcpMux` on) but for addresses, `auth.token` and `log.level = \"warn\"` (the relay runs with `--log-level warn` here too).\n\n")
+	p("frp runs with its defaults (`transport.tls.enable` and `transport.tcpMux` on) but for addresses, `auth.token` and `log.level = \"warn\"` (the relay runs with `--log-level warn` here too). chisel runs with its defaults but for addresses and `--auth` (a user, chisel's counterpart of frp's token): `chisel server --reverse`, `chisel client <server> R:<listen>:<echo>`.\n\n")
 	p("## Method\n\n")
-	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, bare 2, bare 3); figures are medians over repetitions.\n")
+	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, chisel, bare 2, bare 3); figures are medians over repetitions.\n")
 	p("- Throughput: %d MiB per run split over 1, 8 or 64 connections; each connection has a writer (32 KiB writes, then CloseWrite) and a reader that checks the SHA-256 of what comes back. MB/s = bytes echoed (one direction) ÷ wall time; 1 MB = 10⁶ bytes.\n", c.totalMiB)
 	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones.\n", c.rttSamples)
 	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT). CPU per connection opened: utime+stime of the path's tunnel processes over that window ÷ the connections opened in it; with the openers keeping both CPUs busy, the connection rate follows it.\n", c.openPar, c.openDur)
 	p("- Load: before the other figures of a repetition, the path's tunnel processes are restarted (fresh heaps, as a Go process keeps freed memory), %d connections are opened (each with a 1-byte echo), then each echoes %d random bytes every %v (starts spread over the interval) for %v, every echo checked. RSS is VmRSS of every tunnel process at the end of the window with every connection open; CPU is utime+stime over the window.\n", loadConns, loadSize, loadEvery, loadFor)
-	p("- Chart: the CLI path and frp stcp + visitor as ratios to frp tcp, oriented so that right of the 1× line is better (for round trips, RSS and CPU the bar is frp tcp ÷ path).\n")
+	p("- Chart: the CLI path, frp stcp + visitor and chisel as ratios to frp tcp, oriented so that right of the 1× line is better (for round trips, RSS and CPU the bar is frp tcp ÷ path).\n")
 	p("\nBefore and after of each change to the CLI path, measured with this harness: [perf-peers-changes.md](perf-peers-changes.md) (written by hand; this file is regenerated).\n")
 	return b.String()
 }
+
+// chartPaths are the paths the chart draws as ratios to frp tcp, and
+// their colours.
+var chartPaths = []struct{ path, color string }{{pathCLI, "#2b6cb0"}, {pathFrpSTCP, "#c05621"}, {pathChisel, "#718096"}}
 
 // svg draws the ratios to frp tcp as horizontal bars, oriented so that
 // longer is better.
@@ -304,7 +321,7 @@ func (r *peersReport) svg() string {
 	maxV := 2.0
 	for i, f := range peerFigures {
 		var g []bar
-		for _, x := range []struct{ path, color string }{{pathCLI, "#2b6cb0"}, {pathFrpSTCP, "#c05621"}} {
+		for _, x := range chartPaths {
 			q := r.ratio(x.path, i)
 			if math.IsNaN(q) || q == 0 {
 				continue
@@ -320,7 +337,7 @@ func (r *peersReport) svg() string {
 	}
 	maxV = math.Ceil(maxV*2) / 2
 	const (
-		left, width, rowH, barH, top = 330, 420, 44, 16, 40
+		left, width, rowH, barH, top = 330, 420, 60, 16, 40
 	)
 	H := top + rowH*len(groups) + 40
 	W := left + width + 80
@@ -346,8 +363,10 @@ func (r *peersReport) svg() string {
 	p(`<line x1="%.1f" y1="%d" x2="%.1f" y2="%d" stroke="black" stroke-dasharray="4 3"/>`+"\n", x(1), top-6, x(1), top+rowH*len(groups))
 	p(`<text x="%.1f" y="%d" text-anchor="middle">1× (frp tcp)</text>`+"\n", x(1), top+rowH*len(groups)+14)
 	ly := H - 12
-	p(`<rect x="%d" y="%d" width="12" height="12" fill="#2b6cb0"/><text x="%d" y="%d">nanodems CLI</text>`+"\n", left, ly-10, left+16, ly)
-	p(`<rect x="%d" y="%d" width="12" height="12" fill="#c05621"/><text x="%d" y="%d">frp stcp + visitor</text>`+"\n", left+130, ly-10, left+146, ly)
+	for k, x := range chartPaths {
+		lx := left + 150*k
+		p(`<rect x="%d" y="%d" width="12" height="12" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", lx, ly-10, x.color, lx+16, ly, xmlEscape(peerName[x.path]))
+	}
 	p("</svg>\n")
 	return b.String()
 }

@@ -70,6 +70,7 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 		},
 		pathFrpTCP:  {fakeRun(200, 300, 4*ms/10, ms, 500, 100, 10)},
 		pathFrpSTCP: {fakeRun(100, 100, ms, 2*ms, 400, 200, 20)},
+		pathChisel:  {fakeRun(250, 250, ms/5, ms, 800, 50, 5)},
 	}}
 	r.compute()
 	tp1, p50, rss, cpu := fig("throughput, 1 stream"), fig("64 B round trip p50"), fig("RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms"), fig("CPU of all tunnel processes over those 10 s")
@@ -91,21 +92,21 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 	rows := r.rows()
 	want := map[int]string{tp1: "≥ 1.3×: met", p50: "≤ 0.8×: **missed**", rss: "≤ 0.8×: met", cpu: "≤ 1.0×: met"}
 	for i, w := range want {
-		if got := rows[i][5]; got != w {
+		if got := rows[i][colTarget]; got != w {
 			t.Errorf("%s target cell %q, want %q", peerFigures[i].name, got, w)
 		}
 	}
 	// Lead over stcp: throughput 300/100 = 3×; round trip 1 ms / 0.5 ms = 2×.
-	if got := rows[tp1][6]; got != "3.00× (met)" {
+	if got := rows[tp1][colLead]; got != "3.00× (met)" {
 		t.Errorf("1-stream lead over stcp %q", got)
 	}
-	if got := rows[p50][6]; got != "2.00× (met)" {
+	if got := rows[p50][colLead]; got != "2.00× (met)" {
 		t.Errorf("p50 lead over stcp %q", got)
 	}
-	if got := rows[rss][6]; got != "2.50× (met)" {
+	if got := rows[rss][colLead]; got != "2.50× (met)" {
 		t.Errorf("RSS lead over stcp %q", got)
 	}
-	if got := rows[cpu][6]; got != "2.00× (met)" {
+	if got := rows[cpu][colLead]; got != "2.00× (met)" {
 		t.Errorf("CPU lead over stcp %q", got)
 	}
 	// CPU per connection opened: CLI 400 µs, frp tcp 400, stcp 800; no
@@ -114,7 +115,7 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 	if got := rows[opc][2]; got != "400 µs (1.00×)" {
 		t.Errorf("CLI CPU per connection cell %q", got)
 	}
-	if rows[opc][1] != "–" || rows[opc][5] != "" || rows[opc][6] != "2.00× (met)" {
+	if rows[opc][1] != "–" || rows[opc][colTarget] != "" || rows[opc][colLead] != "2.00× (met)" {
 		t.Errorf("CPU per connection row %q", rows[opc])
 	}
 	if got := r.openParts(pathCLI); got != "a 300, b 100 µs" {
@@ -132,10 +133,21 @@ func TestPeersRatiosAndTargets(t *testing.T) {
 			t.Errorf("markdown lacks %q", s)
 		}
 	}
+	// chisel has a column of its own, with ratios to frp tcp, and no
+	// target or lead of its own: 250 MB/s ÷ 200 = 1.25×.
+	if got := rows[tp1][1+slices.Index(peerColumns, pathChisel)]; got != "250 MB/s (1.25×)" {
+		t.Errorf("chisel 1-stream cell %q", got)
+	}
+	if got := rows[tp1][colTarget]; got != "≥ 1.3×: met" {
+		t.Errorf("the target column moved: %q", got)
+	}
 	svg := r.svg()
-	// The p50 bar of the CLI is oriented: frp 0.4 ms ÷ CLI 0.5 ms = 0.80×.
-	if !strings.Contains(svg, "0.80×") || !strings.HasPrefix(svg, "<svg") {
-		t.Errorf("svg lacks the oriented p50 ratio 0.80×:\n%s", svg)
+	// The p50 bar of the CLI is oriented: frp 0.4 ms ÷ CLI 0.5 ms = 0.80×;
+	// chisel's is 0.4 ÷ 0.2 = 2.00×, under its own legend.
+	for _, want := range []string{"0.80×", "2.00×", "chisel (reverse forward)"} {
+		if !strings.Contains(svg, want) || !strings.HasPrefix(svg, "<svg") {
+			t.Errorf("svg lacks %q:\n%s", want, svg)
+		}
 	}
 }
 
@@ -148,10 +160,11 @@ func TestPeersSubsetColumns(t *testing.T) {
 		pathCLI:     fakeRun(300, 300, ms/2, ms, 1000, 80, 10),
 		pathFrpTCP:  fakeRun(200, 300, 4*ms/10, ms, 500, 100, 10),
 		pathFrpSTCP: fakeRun(100, 100, ms, 2*ms, 400, 200, 20),
+		pathChisel:  fakeRun(250, 250, ms/5, ms, 800, 50, 5),
 	}
-	want := map[string]string{pathDirect: "1,000 MB/s", pathCLI: "300 MB/s", pathFrpTCP: "200 MB/s", pathFrpSTCP: "100 MB/s"}
+	want := map[string]string{pathDirect: "1,000 MB/s", pathCLI: "300 MB/s", pathFrpTCP: "200 MB/s", pathFrpSTCP: "100 MB/s", pathChisel: "250 MB/s"}
 	tp1 := fig("throughput, 1 stream")
-	for _, subset := range [][]string{{pathCLI, pathFrpTCP}, {pathDirect, pathCLI, pathFrpTCP}} {
+	for _, subset := range [][]string{{pathCLI, pathFrpTCP}, {pathDirect, pathCLI, pathFrpTCP}, {pathCLI, pathFrpTCP, pathChisel}} {
 		t.Run(strings.Join(subset, ","), func(t *testing.T) {
 			old := peerPaths
 			t.Cleanup(func() { peerPaths = old })
@@ -180,8 +193,8 @@ func TestPeersSubsetColumns(t *testing.T) {
 				}
 			}
 			// Lead over stcp: none without stcp.
-			if !slices.Contains(subset, pathFrpSTCP) && rows[tp1][6] != "–" {
-				t.Errorf("lead over stcp without stcp: %q", rows[tp1][6])
+			if !slices.Contains(subset, pathFrpSTCP) && rows[tp1][colLead] != "–" {
+				t.Errorf("lead over stcp without stcp: %q", rows[tp1][colLead])
 			}
 			tb := r.table()
 			if !strings.Contains(tb, "nanodems CLI") {
