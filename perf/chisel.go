@@ -11,6 +11,7 @@ import (
 	"debug/buildinfo"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"time"
 )
@@ -53,10 +54,14 @@ func chiselVersion(bin string) string {
 	return "?"
 }
 
-// startChisel starts the server and the client with chisel's defaults but
-// for addresses and a user (chisel's counterpart of frp's token); it
-// returns once a byte echoes through the forward.
+// startChisel starts the server and the client in dir (made if need be)
+// with chisel's defaults but for addresses and a user (chisel's
+// counterpart of frp's token); it returns once a byte echoes through the
+// forward.
 func startChisel(ctx context.Context, bin, dir, echoAddr string, env []string) (*chisel, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	c := &chisel{bin: bin, dir: dir, echoAddr: echoAddr, env: env}
 	var err error
 	for _, a := range []*string{&c.serverAddr, &c.fwdAddr} {

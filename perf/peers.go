@@ -147,9 +147,13 @@ func frpVersion(bin string) string {
 	return strings.TrimSpace(string(out))
 }
 
-// startFrp writes the configurations and starts frps, frpc and the
-// visitor; it returns once a byte echoes through both proxies.
+// startFrp writes the configurations into dir (made if need be) and
+// starts frps, frpc and the visitor; it returns once a byte echoes through
+// both proxies.
 func startFrp(ctx context.Context, bin, dir, echoAddr string, env []string) (*frp, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	f := &frp{bin: bin, dir: dir, echoAddr: echoAddr, env: env}
 	var err error
 	for _, a := range []*string{&f.serverAddr, &f.tcpAddr, &f.visitorAddr} {
@@ -375,7 +379,7 @@ func (l loadResult) cpuTotal() float64 {
 	return t
 }
 
-// runPeers is -peers: our installation is up (e); it adds frp and
+// runPeers is -peers: our installation is up (e); it adds frp and chisel and
 // measures every path, repetition by repetition, the paths taking turns.
 func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	started := time.Now()
@@ -383,11 +387,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	if err != nil {
 		return err
 	}
-	fdir := filepath.Join(e.tmp, "frp")
-	if err := os.MkdirAll(fdir, 0o755); err != nil {
-		return err
-	}
-	f, err := startFrp(ctx, bin, fdir, e.echoAddr, e.cfg.envFor("frp"))
+	f, err := startFrp(ctx, bin, filepath.Join(e.tmp, "frp"), e.echoAddr, e.cfg.envFor("frp"))
 	if err != nil {
 		return fmt.Errorf("frp: %w", err)
 	}
@@ -396,11 +396,7 @@ func runPeers(ctx context.Context, c *config, e *env, root string) error {
 	if err != nil {
 		return err
 	}
-	cdir := filepath.Join(e.tmp, "chisel")
-	if err := os.MkdirAll(cdir, 0o755); err != nil {
-		return err
-	}
-	ch, err := startChisel(ctx, cbin, cdir, e.echoAddr, e.cfg.envFor("chisel"))
+	ch, err := startChisel(ctx, cbin, filepath.Join(e.tmp, "chisel"), e.echoAddr, e.cfg.envFor("chisel"))
 	if err != nil {
 		return fmt.Errorf("chisel: %w", err)
 	}
