@@ -13,6 +13,14 @@ package main
 //     echo. Three processes, two TLS legs: the shape of the CLI path
 //     (client → nanodems-tunnel → TLS to the relay → TLS to the agent →
 //     target).
+//   - bare-3-blind: client → plain→TLS hop → plain forwarder → TLS→plain
+//     hop → echo. The CLI path's three processes with one TLS session
+//     from the first hop to the last, which the middle one forwards
+//     without reading (io.Copy between two TCP sockets, which Linux
+//     splices). It is the cheapest shape the CLI path's processes could
+//     take while the client's leg stays encrypted: a relay that never
+//     decrypts, multiplexes, authorizes or counts. What a design of the
+//     CLI path could reach at best is bounded by it.
 //
 // Only throughput and the round trip measure them: with a TLS handshake
 // per connection and no shared session, their connection rate and memory
@@ -36,15 +44,17 @@ import (
 
 // Paths of the bare chains.
 const (
-	pathBare2 = "bare-2"
-	pathBare3 = "bare-3"
+	pathBare2      = "bare-2"
+	pathBare3      = "bare-3"
+	pathBare3Blind = "bare-3-blind"
 )
 
 // bareChains are the hops of each chain, from the client's side: each
 // hop is "in>out", in and out being plain or tls.
 var bareChains = map[string][]string{
-	pathBare2: {"plain>tls", "tls>plain"},
-	pathBare3: {"plain>tls", "tls>tls", "tls>plain"},
+	pathBare2:      {"plain>tls", "tls>plain"},
+	pathBare3:      {"plain>tls", "tls>tls", "tls>plain"},
+	pathBare3Blind: {"plain>tls", "plain>plain", "tls>plain"},
 }
 
 // startBare starts the hops of chain in front of echoAddr, the last one

@@ -30,10 +30,17 @@ func serveLoop(t *testing.T, ln net.Listener, handle func(net.Conn)) {
 }
 
 // TestBareChain: the three hops of the CLI's shape (plain→TLS, TLS→TLS,
-// TLS→plain) in front of an echo carry 4 MiB both ways unchanged, pass
-// the client's half-close through to the echo and back, and end their
-// goroutines with the connection (TestMain checks for leaks).
+// TLS→plain), and of the blind chain (plain→TLS, plain, TLS→plain), in
+// front of an echo carry 4 MiB both ways unchanged, pass the client's
+// half-close through to the echo and back, and end their goroutines with
+// the connection (TestMain checks for leaks).
 func TestBareChain(t *testing.T) {
+	for _, chain := range []string{pathBare3, pathBare3Blind} {
+		t.Run(chain, func(t *testing.T) { testBareChain(t, bareChains[chain]) })
+	}
+}
+
+func testBareChain(t *testing.T, hops []string) {
 	echo, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -44,7 +51,6 @@ func TestBareChain(t *testing.T) {
 		c.(*net.TCPConn).CloseWrite()
 	})
 	to := echo.Addr().String()
-	hops := bareChains[pathBare3]
 	for i := len(hops) - 1; i >= 0; i-- {
 		in, out, _ := strings.Cut(hops[i], ">")
 		ln, dial, err := hopEnds(in, "127.0.0.1:0", out, to, t.TempDir())
@@ -100,15 +106,16 @@ func TestPeersShapeTable(t *testing.T) {
 		return peerRun{MBps: map[int]float64{1: mbps, 8: mbps, 64: mbps}, P50: p50, P99: 2 * p50}
 	}
 	r := &peersReport{cfg: &config{repeats: 1}, runs: map[string][]peerRun{
-		pathCLI:     {fakeRun(150, 150, 500*us, 1000*us, 1000, 80, 10)},
-		pathFrpTCP:  {fakeRun(200, 200, 400*us, 800*us, 500, 100, 10)},
-		pathFrpSTCP: {fakeRun(100, 100, 600*us, 1200*us, 400, 200, 20)},
-		pathBare2:   {bare(400, 200*us)},
-		pathBare3:   {bare(250, 300*us)},
+		pathCLI:        {fakeRun(150, 150, 500*us, 1000*us, 1000, 80, 10)},
+		pathFrpTCP:     {fakeRun(200, 200, 400*us, 800*us, 500, 100, 10)},
+		pathFrpSTCP:    {fakeRun(100, 100, 600*us, 1200*us, 400, 200, 20)},
+		pathBare2:      {bare(400, 200*us)},
+		pathBare3:      {bare(250, 300*us)},
+		pathBare3Blind: {bare(320, 250*us)},
 	}}
 	r.compute()
 	tp1, p50, rss, opens := fig("throughput, 1 stream"), fig("64 B round trip p50"), fig("RSS of all tunnel processes, 1,000 connections echoing 64 B every 100 ms"), fig("connections per second")
-	for _, path := range []string{pathBare2, pathBare3} {
+	for _, path := range []string{pathBare2, pathBare3, pathBare3Blind} {
 		for _, i := range []int{rss, opens} {
 			if v := r.med[path][i]; !math.IsNaN(v) {
 				t.Errorf("%s has a %q figure: %v", path, peerFigures[i].name, v)
@@ -127,17 +134,25 @@ func TestPeersShapeTable(t *testing.T) {
 		byName[row[0]] = row
 	}
 	// 1 stream: bare 3 ÷ bare 2 = 250/400, frp ÷ bare 2 = 200/400, CLI ÷
-	// bare 3 = 150/250, target 1.3 × 200 ÷ 250 = 1.04.
-	want := []string{"throughput, 1 stream", "400 MB/s", "250 MB/s", "0.62×", "0.50×", "0.60×", "1.04×"}
+	// bare 3 = 150/250, target 1.3 × 200 ÷ 250 = 1.04 and ÷ the blind
+	// chain 1.3 × 200 ÷ 320 = 0.81.
+	want := []string{"throughput, 1 stream", "400 MB/s", "250 MB/s", "320 MB/s", "0.62×", "0.50×", "0.60×", "1.04×", "0.81×"}
 	if got := byName[peerFigures[tp1].name]; strings.Join(got, "|") != strings.Join(want, "|") {
 		t.Errorf("1-stream shape row %q, want %q", got, want)
 	}
-	// Round trip p50: target 0.8 × 400 ÷ 300 = 1.07; the 64-stream row has no target.
-	if got := byName[peerFigures[p50].name]; got[6] != "1.07×" || got[3] != "1.50×" {
+	// Round trip p50: target 0.8 × 400 ÷ 300 = 1.07, ÷ the blind chain
+	// 0.8 × 400 ÷ 250 = 1.28; the 64-stream row has no target.
+	if got := byName[peerFigures[p50].name]; got[7] != "1.07×" || got[8] != "1.28×" || got[4] != "1.50×" || got[3] != "250 µs" {
 		t.Errorf("p50 shape row %q", got)
 	}
-	if got := byName["throughput, 64 streams"]; got[6] != "–" {
-		t.Errorf("64-stream row has a target: %q", got[6])
+	if got := byName["throughput, 64 streams"]; got[7] != "–" || got[8] != "–" {
+		t.Errorf("64-stream row has a target: %q", got[7:])
+	}
+	// Without the blind chain its cells are empty and the rest stands.
+	delete(r.runs, pathBare3Blind)
+	r.compute()
+	if got := r.shapeRows()[0]; got[3] != "–" || got[8] != "–" || got[7] != "1.04×" {
+		t.Errorf("1-stream row without the blind chain %q", got)
 	}
 	md := r.markdown()
 	if !strings.Contains(md, "## What each shape costs") || !strings.Contains(md, "| bare 2 hops (frp tcp's shape) |") {

@@ -97,7 +97,7 @@ func main() {
 	flag.StringVar(&c.cliTranspt, "cli-transport", "auto", "nanodems-tunnel run --relay-transport: auto, raw (smux over TLS, ALPN) or ws (smux over a WebSocket); a before/after of the CLI's leg in one harness")
 	flag.Int64Var(&c.dedRate, "dedicated-rate", 0, "the agent's DedicatedRate in bytes/s for every phase but the shared-session half of the head-of-line figure (0: the agent's default; -1: never move tunnels to dedicated connections)")
 	senv := flag.String("server-env", "", "extra environment for relay, agent and nanodems-tunnel, comma-separated (e.g. GOMAXPROCS=1,GOGC=200); relay:K=V, agent:K=V or cli:K=V sets it for that process alone (with -peers, frp:K=V and chisel:K=V for those peers)")
-	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp, chisel, bare-2, bare-3); a partial run does not write the report files")
+	paths := flag.String("paths", "", "diagnostic: comma-separated tunnel paths to measure, ws and/or cli (default both; with -peers: direct, cli, frp-tcp, frp-stcp, chisel, bare-2, bare-3, bare-3-blind); a partial run does not write the report files")
 	only := flag.String("only", "", "comma-separated phases to run: idle, throughput, rtt, opens, hol; with -peers, load alone runs only the load figure (default all; a partial run does not write the report files)")
 	echoAddr := flag.String("serve-echo", "", "internal: serve the echo target on this address")
 	fwdSpec := flag.String("serve-forward", "", "internal: forward plain TCP from LISTEN to TARGET (LISTEN>TARGET), the floor of the round-trip figure")
@@ -160,7 +160,7 @@ func main() {
 	}
 	if *paths != "" && c.peers {
 		peerPaths = strings.Split(*paths, ",")
-		known := slices.Concat(peerColumns, []string{pathBare2, pathBare3})
+		known := slices.Concat(peerColumns, []string{pathBare2, pathBare3, pathBare3Blind})
 		for _, p := range peerPaths {
 			if !slices.Contains(known, p) {
 				fmt.Fprintf(os.Stderr, "perf: -peers -paths: unknown path %q; the paths are %s\n", p, strings.Join(known, ", "))

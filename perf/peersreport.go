@@ -49,13 +49,14 @@ const stcpLead = 1.5
 
 // peerName is how the report names a path.
 var peerName = map[string]string{
-	pathDirect:  "direct",
-	pathCLI:     "nanodems CLI",
-	pathFrpTCP:  "frp tcp (default: mux, TLS)",
-	pathFrpSTCP: "frp stcp + visitor",
-	pathChisel:  "chisel (reverse forward)",
-	pathBare2:   "bare 2 hops (frp tcp's shape)",
-	pathBare3:   "bare 3 hops (the CLI's shape)",
+	pathDirect:     "direct",
+	pathCLI:        "nanodems CLI",
+	pathFrpTCP:     "frp tcp (default: mux, TLS)",
+	pathFrpSTCP:    "frp stcp + visitor",
+	pathChisel:     "chisel (reverse forward)",
+	pathBare2:      "bare 2 hops (frp tcp's shape)",
+	pathBare3:      "bare 3 hops (the CLI's shape)",
+	pathBare3Blind: "bare 3 hops, blind middle (the CLI's processes, TLS end to end)",
 }
 
 type peersReport struct {
@@ -291,10 +292,10 @@ func (r *peersReport) markdown() string {
 	p("- **frp tcp proxy, default**: TCP to frps's remote port → a yamux stream over frpc's TLS connection → frpc → TCP to the echo target. Tunnel processes: frps, frpc. The client reaches frps in clear: one hop fewer than ours and no encryption on the client's leg; the setup frp users run.\n")
 	p("- **frp stcp + visitor**: TCP to a visitor frpc on 127.0.0.1 → TLS (mux) to frps → frpc → TCP to the echo target. Tunnel processes: frps, frpc, visitor frpc. Same hops and the same encryption of the client's leg as ours.\n")
 	p("- **chisel, reverse forward**: TCP to the chisel server's listener of the forward (`R:` remote, asked for by the client) → an SSH channel over the client's one WebSocket (plain HTTP: chisel's default, SSH encrypts) → chisel client → TCP to the echo target. Tunnel processes: chisel server, chisel client. frp tcp's shape: the client reaches the server in clear.\n")
-	p("- **bare 2 hops** and **bare 3 hops** (perf/bare.go): chains of this binary's `-serve-hop` processes, each accepting, dialling on and copying both ways with io.Copy, over crypto/tls where the shape has TLS, one TLS connection per client connection, no multiplexing. Bare 2: client → plain→TLS hop → TLS→plain hop → echo, frp tcp's shape. Bare 3: client → plain→TLS hop → TLS→TLS hop → TLS→plain hop → echo, the CLI path's shape. Measured for throughput and the round trip only: with a handshake per connection, their connection rate and memory would not be a multiplexed tunnel's.\n\n")
+	p("- **bare 2 hops**, **bare 3 hops** and **bare 3 hops, blind middle** (perf/bare.go): chains of this binary's `-serve-hop` processes, each accepting, dialling on and copying both ways with io.Copy, over crypto/tls where the shape has TLS, one TLS connection per client connection, no multiplexing. Bare 2: client → plain→TLS hop → TLS→plain hop → echo, frp tcp's shape. Bare 3: client → plain→TLS hop → TLS→TLS hop → TLS→plain hop → echo, the CLI path's shape. Bare 3, blind middle: client → plain→TLS hop → plain forwarder (io.Copy between TCP sockets: splice) → TLS→plain hop → echo, one TLS session end to end. Measured for throughput and the round trip only: with a handshake per connection, their connection rate and memory would not be a multiplexed tunnel's.\n\n")
 	p("frp runs with its defaults (`transport.tls.enable` and `transport.tcpMux` on) but for addresses, `auth.token` and `log.level = \"warn\"` (the relay runs with `--log-level warn` here too). chisel runs with its defaults but for addresses and `--auth` (a user, chisel's counterpart of frp's token): `chisel server --reverse`, `chisel client <server> R:<listen>:<echo>`.\n\n")
 	p("## Method\n\n")
-	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, chisel, bare 2, bare 3); figures are medians over repetitions.\n")
+	p("- Every repetition measures every path in turn (direct, CLI, frp tcp, frp stcp, chisel, bare 2, bare 3, bare 3 blind); figures are medians over repetitions.\n")
 	p("- Throughput: %d MiB per run split over 1, 8 or 64 connections; each connection has a writer (32 KiB writes, then CloseWrite) and a reader that checks the SHA-256 of what comes back. MB/s = bytes echoed (one direction) ÷ wall time; 1 MB = 10⁶ bytes.\n", c.totalMiB)
 	p("- Round trip: %d ping-pongs of 64 bytes on one connection after 200 warm-up ones.\n", c.rttSamples)
 	p("- Connections per second: %d openers for %v, each opening a connection, echoing 1 byte and closing it (direct: at most 2 s, TIME_WAIT). CPU per connection opened: utime+stime of the path's tunnel processes over that window ÷ the connections opened in it; with the openers keeping both CPUs busy, the connection rate follows it.\n", c.openPar, c.openDur)
@@ -376,18 +377,21 @@ func xmlEscape(s string) string {
 }
 
 // shapeHeader is the header of the shape table (shapeSection).
-var shapeHeader = []string{"figure (medians)", "bare 2 hops (frp tcp's shape)", "bare 3 hops (the CLI's shape)", "bare 3 ÷ bare 2", "frp tcp ÷ bare 2", "CLI ÷ bare 3", "CLI target ÷ bare 3"}
+var shapeHeader = []string{"figure (medians)", "bare 2 hops (frp tcp's shape)", "bare 3 hops (the CLI's shape)", "bare 3 hops, blind middle", "bare 3 ÷ bare 2", "frp tcp ÷ bare 2", "CLI ÷ bare 3", "CLI target ÷ bare 3", "CLI target ÷ bare 3 blind"}
 
 // shapeRows are the figures the bare chains measure: each chain's
 // median, the CLI's shape against frp tcp's, each tunnel against the
 // bare chain of its shape, and the CLI path's target (a multiple of frp
-// tcp's figure) as a multiple of its own shape's bare chain. Nil if
-// either chain or frp tcp was not measured.
+// tcp's figure) as a multiple of its own shape's bare chain and of the
+// blind chain, the cheapest shape of the CLI path's processes. Nil if
+// bare 2, bare 3 or frp tcp was not measured; the blind chain's cells
+// are "–" if it was not.
 func (r *peersReport) shapeRows() [][]string {
 	b2, b3, frp, cli := r.med[pathBare2], r.med[pathBare3], r.med[pathFrpTCP], r.med[pathCLI]
 	if b2 == nil || b3 == nil || frp == nil {
 		return nil
 	}
+	blind := r.med[pathBare3Blind]
 	q := func(a, b float64) string {
 		if math.IsNaN(a) || math.IsNaN(b) || b == 0 {
 			return "–"
@@ -399,17 +403,23 @@ func (r *peersReport) shapeRows() [][]string {
 		if !f.bare {
 			continue
 		}
-		c := math.NaN()
+		c, bl := math.NaN(), math.NaN()
 		if cli != nil {
 			c = cli[i]
 		}
-		target := "–"
+		blindCell := "–"
+		if blind != nil {
+			bl = blind[i]
+			blindCell = num(bl, f.dec) + " " + f.unit
+		}
+		target, targetBlind := "–", "–"
 		if f.target != 0 {
 			target = q(f.target*frp[i], b3[i])
+			targetBlind = q(f.target*frp[i], bl)
 		}
 		out = append(out, []string{f.name,
-			num(b2[i], f.dec) + " " + f.unit, num(b3[i], f.dec) + " " + f.unit,
-			q(b3[i], b2[i]), q(frp[i], b2[i]), q(c, b3[i]), target})
+			num(b2[i], f.dec) + " " + f.unit, num(b3[i], f.dec) + " " + f.unit, blindCell,
+			q(b3[i], b2[i]), q(frp[i], b2[i]), q(c, b3[i]), target, targetBlind})
 	}
 	return out
 }
@@ -425,7 +435,8 @@ func (r *peersReport) shapeSection() string {
 	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
 	p("## What each shape costs before any tunnel's work\n\n")
 	p("The same clients through bare chains of this binary's io.Copy hops over crypto/tls (Paths): frp tcp's shape (2 processes, 1 TLS leg) and the CLI path's (3 processes, 2 TLS legs), measured in the same repetitions. ")
-	p("The last column is the CLI path's target (a multiple of frp tcp's figure) as a multiple of the bare chain of its own shape: above 1× for throughput, or below 1× for round trips, the target asks the CLI path to beat io.Copy and crypto/tls in its own shape, where every tunnel adds multiplexing, authorization and counting.\n\n")
+	p("The blind chain has the CLI path's three processes and one TLS session from the first hop to the last, which the middle hop forwards without reading: the cheapest shape those processes could take with the client's leg encrypted (a relay that neither decrypts nor multiplexes, authorizes or counts). ")
+	p("The last two columns are the CLI path's target (a multiple of frp tcp's figure) as a multiple of the bare chain of its own shape and of the blind chain: above 1× for throughput, or below 1× for round trips, the target asks the CLI path to beat io.Copy and crypto/tls in that shape, where every tunnel adds multiplexing, authorization and counting.\n\n")
 	p("| %s |\n|%s\n", strings.Join(shapeHeader, " | "), strings.Repeat("---|", len(shapeHeader)))
 	for _, row := range rows {
 		p("| %s |\n", strings.Join(row, " | "))
