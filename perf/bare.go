@@ -49,6 +49,9 @@ const (
 	pathBare3Blind = "bare-3-blind"
 )
 
+// barePaths are the bare chains in the order a run measures them.
+var barePaths = []string{pathBare2, pathBare3, pathBare3Blind}
+
 // bareChains are the hops of each chain, from the client's side: each
 // hop is "in>out", in and out being plain or tls.
 var bareChains = map[string][]string{

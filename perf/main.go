@@ -160,7 +160,7 @@ func main() {
 	}
 	if *paths != "" && c.peers {
 		peerPaths = strings.Split(*paths, ",")
-		known := slices.Concat(peerColumns, []string{pathBare2, pathBare3, pathBare3Blind})
+		known := slices.Concat(peerColumns, barePaths)
 		for _, p := range peerPaths {
 			if !slices.Contains(known, p) {
 				fmt.Fprintf(os.Stderr, "perf: -peers -paths: unknown path %q; the paths are %s\n", p, strings.Join(known, ", "))

@@ -43,7 +43,7 @@ var peerColumns = []string{pathDirect, pathCLI, pathFrpTCP, pathFrpSTCP, pathChi
 
 // peerPaths are the paths measured: peerColumns and the bare chains
 // (bare.go), or the subset -paths names.
-var peerPaths = slices.Concat(peerColumns, []string{pathBare2, pathBare3, pathBare3Blind})
+var peerPaths = slices.Concat(peerColumns, barePaths)
 
 // isBare says whether path is a bare chain, which only throughput and
 // the round trip measure.
